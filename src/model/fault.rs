@@ -1,0 +1,517 @@
+//! User accesses and the page-fault paths of mm/memory.c (v6.1).
+
+use super::migrate::migration_entry_wait;
+use super::pte::*;
+use super::types::*;
+use super::Config;
+
+/// What a user access came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// The load/store completed.
+    Done,
+    /// SIGSEGV: no VMA or no permission.
+    Segv,
+    /// The store blocked on a userfaultfd write-protect fault (handle_userfault).
+    UffdWp,
+    /// VM_FAULT_OOM / SIGBUS: the model ran out of folios or swap.
+    Oom,
+}
+
+/// Internal result of one fault attempt.
+enum Fault {
+    /// The PTE changed (or a wait finished): retry the access.
+    Retry,
+    Uffd,
+    Oom,
+}
+
+/// A user load or store at `(p, addr)`: a hardware access through a suitable PTE
+/// (A set; a store through a W PTE sets D only, never SD, on x86), otherwise the
+/// fault path (`handle_mm_fault` → `handle_pte_fault`) and a retry.
+pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool) -> Access {
+    for _ in 0..8 {
+        let e = s.procs[p].pt[addr as usize];
+        if let Entry::Present { bits, folio } = e {
+            if !bits.contains(PteBits::PROTNONE) && (!write || bits.contains(PteBits::W)) {
+                let mut n = bits | PteBits::A;
+                if write {
+                    n |= PteBits::D;
+                }
+                s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+                return Access::Done;
+            }
+        }
+        let Some(vi) = s.procs[p].vma_index(addr) else {
+            return Access::Segv;
+        };
+        let v = s.procs[p].vmas[vi];
+        // access_error() (arch/x86/mm/fault.c)
+        if write && !v.flags.contains(VmFlags::WRITE) || !write && !v.accessible() {
+            return Access::Segv;
+        }
+        match handle_pte_fault(s, cfg, p, vi, addr, write) {
+            Fault::Retry => continue,
+            Fault::Uffd => return Access::UffdWp,
+            Fault::Oom => return Access::Oom,
+        }
+    }
+    Access::Oom
+}
+
+/// `populate_vma_page_range()` (mm/gup.c) as used by mlock() and by mprotect() of
+/// a locked private mapping: GUP every page, with FOLL_WRITE (COW break) for
+/// private writable VMAs. GUP faults only where the PTE does not satisfy it and
+/// does not itself set A/D on present PTEs.
+pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
+    for addr in start..end.min(NPAGES as u8) {
+        let Some(vi) = s.procs[p].vma_index(addr) else {
+            continue;
+        };
+        let v = s.procs[p].vmas[vi];
+        if !v.accessible() {
+            continue;
+        }
+        let write = (v.flags & (VmFlags::WRITE | VmFlags::SHARED)) == VmFlags::WRITE;
+        for _ in 0..8 {
+            let e = s.procs[p].pt[addr as usize];
+            if let Entry::Present { bits, .. } = e {
+                if !bits.contains(PteBits::PROTNONE) && (!write || bits.contains(PteBits::W)) {
+                    break;
+                }
+            }
+            let vi = s.procs[p].vma_index(addr).unwrap();
+            match handle_pte_fault(s, cfg, p, vi, addr, write) {
+                Fault::Retry => continue,
+                Fault::Uffd | Fault::Oom => break,
+            }
+        }
+    }
+}
+
+/// `handle_pte_fault()` (mm/memory.c): dispatch on the PTE.
+fn handle_pte_fault(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    write: bool,
+) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    match s.procs[p].pt[addr as usize] {
+        Entry::None => {
+            if v.is_anonymous() {
+                do_anonymous_page(s, p, vi, addr, write)
+            } else {
+                do_fault(s, cfg, p, vi, addr, write, false)
+            }
+        }
+        Entry::Migration { folio, .. } => {
+            migration_entry_wait(s, cfg, folio);
+            Fault::Retry
+        }
+        Entry::Swap { bits, slot } => do_swap_page(s, cfg, p, vi, addr, bits, slot, write),
+        Entry::Marker => handle_pte_marker(s, cfg, p, vi, addr, write),
+        Entry::Present { bits, folio } => {
+            if bits.contains(PteBits::PROTNONE) && v.accessible() {
+                do_numa_page(s, p, &v, addr, bits, folio);
+                return Fault::Retry;
+            }
+            if write && !bits.contains(PteBits::W) {
+                return do_wp_page(s, p, vi, addr, bits, folio);
+            }
+            // Spurious fault: mkyoung (and mkdirty for a write).
+            let mut n = bits | PteBits::A;
+            if write {
+                n = pte_mkdirty(n);
+            }
+            s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+            Fault::Retry
+        }
+    }
+}
+
+/// `anon_vma_prepare()` (mm/rmap.c): give the VMA an anon_vma on its first anon page.
+fn anon_vma_prepare(s: &mut State, p: usize, vi: usize) {
+    if s.procs[p].vmas[vi].anon_vma == 0 {
+        let id = s.next_anon_vma;
+        s.next_anon_vma = s.next_anon_vma.checked_add(1).unwrap_or(1);
+        s.procs[p].vmas[vi].anon_vma = id;
+    }
+}
+
+/// `do_anonymous_page()` (mm/memory.c): a read maps the zero page with
+/// `vm_page_prot`; a write maps a new exclusive page `pte_mkwrite(pte_mkdirty())`.
+fn do_anonymous_page(s: &mut State, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    if !write {
+        let bits = mk_pte(v.prot);
+        set_pte(
+            s,
+            p,
+            addr,
+            Entry::Present {
+                bits,
+                folio: ZERO_PAGE,
+            },
+            Why::DoAnonymousPage,
+        );
+        return Fault::Retry;
+    }
+    anon_vma_prepare(s, p, vi);
+    let Some(f) = s.alloc_folio(FolioKind::Anon) else {
+        return Fault::Oom;
+    };
+    let mut bits = mk_pte(v.prot);
+    if v.flags.contains(VmFlags::WRITE) {
+        bits = pte_mkdirty(bits) | PteBits::W;
+    }
+    page_add_rmap(s, f, true);
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Present { bits, folio: f },
+        Why::DoAnonymousPage,
+    );
+    Fault::Retry
+}
+
+/// `shmem_fault()` / `filemap_fault()`: the page-cache folio at `index`, read in
+/// (ext4/ramfs: clean), allocated zero-filled (shmem hole) or swapped in
+/// (`shmem_swapin_folio` marks it dirty). A folio under migration is waited for.
+fn filemap_get_folio(s: &mut State, cfg: &Config, file: u8, index: u8) -> Option<FolioId> {
+    let idx = index as usize % NPAGES;
+    let mut f = s.files[file as usize].cache[idx];
+    if f != NO_FOLIO && s.is_migrating(f) {
+        migration_entry_wait(s, cfg, f);
+        f = s.files[file as usize].cache[idx];
+    }
+    if f != NO_FOLIO {
+        return Some(f);
+    }
+    let f = s.alloc_folio(FolioKind::File {
+        file,
+        index: idx as u8,
+    })?;
+    let fl = &mut s.files[file as usize];
+    if fl.swapped & (1 << idx) != 0 {
+        fl.swapped &= !(1 << idx);
+        s.folios[f as usize].flags.insert(FolioFlags::DIRTY);
+    }
+    s.files[file as usize].cache[idx] = f;
+    Some(f)
+}
+
+/// `do_fault()` (mm/memory.c): read → do_read_fault, private write →
+/// do_cow_fault, shared write → do_shared_fault. `marker` says the PTE was a
+/// uffd-wp marker (`do_set_pte` then maps it write-protected with UW).
+fn do_fault(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    write: bool,
+    marker: bool,
+) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    if !write {
+        do_read_fault(s, cfg, p, vi, addr, marker)
+    } else if !v.flags.contains(VmFlags::SHARED) {
+        do_cow_fault(s, cfg, p, vi, addr, marker)
+    } else {
+        do_shared_fault(s, cfg, p, vi, addr, marker)
+    }
+}
+
+fn vma_file(v: &Vma) -> u8 {
+    match v.backing {
+        Backing::File(f) => f,
+        Backing::Anon => unreachable!("do_fault on an anonymous VMA"),
+    }
+}
+
+/// `do_read_fault()` (mm/memory.c): fault-around first (`filemap_map_pages` maps
+/// every cached, unlocked page of the 16-page window into none PTEs; disabled for
+/// uffd-wp VMAs by `uffd_disable_fault_around`), then `__do_fault` + `finish_fault`.
+fn do_read_fault(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    marker: bool,
+) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    let file = vma_file(&v);
+    if !v.uffd_wp() && !marker {
+        for a in v.start..v.end {
+            if !s.procs[p].pt[a as usize].is_none() {
+                continue;
+            }
+            let f = s.files[file as usize].cache[v.pgoff_of(a) as usize % NPAGES];
+            if f == NO_FOLIO || s.is_migrating(f) {
+                continue;
+            }
+            do_set_pte(s, p, &v, a, f, false, false);
+        }
+        if !s.procs[p].pt[addr as usize].is_none() {
+            return Fault::Retry;
+        }
+    }
+    let Some(f) = filemap_get_folio(s, cfg, file, v.pgoff_of(addr)) else {
+        return Fault::Oom;
+    };
+    do_set_pte(s, p, &v, addr, f, false, marker);
+    Fault::Retry
+}
+
+/// `do_cow_fault()` (mm/memory.c): copy the page-cache page into a new anon page
+/// and map it writable, dirty, exclusive.
+fn do_cow_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, marker: bool) -> Fault {
+    anon_vma_prepare(s, p, vi);
+    let v = s.procs[p].vmas[vi];
+    if filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)).is_none() {
+        return Fault::Oom;
+    }
+    let Some(new) = s.alloc_folio(FolioKind::Anon) else {
+        return Fault::Oom;
+    };
+    do_set_pte(s, p, &v, addr, new, true, marker);
+    Fault::Retry
+}
+
+/// `do_shared_fault()` (mm/memory.c): `->page_mkwrite` (dirties the folio) if the
+/// filesystem has one, `finish_fault`, then `fault_dirty_shared_page`.
+fn do_shared_fault(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    marker: bool,
+) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    let Some(f) = filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)) else {
+        return Fault::Oom;
+    };
+    s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
+    do_set_pte(s, p, &v, addr, f, true, marker);
+    Fault::Retry
+}
+
+/// `do_set_pte()` (mm/memory.c): `mk_pte(page, vm_page_prot)`; a write fault adds
+/// `maybe_mkwrite(pte_mkdirty())`; a uffd-wp marker makes it `W=0, UW=1`. A
+/// private write maps a new exclusive anon page; anything else a file page.
+fn do_set_pte(s: &mut State, p: usize, v: &Vma, addr: u8, f: FolioId, write: bool, marker: bool) {
+    let mut bits = mk_pte(v.prot);
+    if write {
+        bits = maybe_mkwrite(pte_mkdirty(bits), v);
+    }
+    if marker {
+        bits.remove(PteBits::W);
+        bits.insert(PteBits::UW);
+    }
+    let cow = write && !v.flags.contains(VmFlags::SHARED);
+    page_add_rmap(s, f, cow);
+    set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoSetPte);
+}
+
+/// `handle_pte_marker()` → `pte_marker_handle_uffd_wp()` (mm/memory.c): a stale
+/// marker (VMA no longer uffd-wp, or anonymous) is cleared; otherwise the fault is
+/// handled like a none PTE by `do_fault`, which keeps the write protection.
+fn handle_pte_marker(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    write: bool,
+) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    if !v.uffd_wp() || v.is_anonymous() {
+        s.procs[p].pt[addr as usize] = Entry::None;
+        return Fault::Retry;
+    }
+    do_fault(s, cfg, p, vi, addr, write, true)
+}
+
+/// `do_wp_page()` (mm/memory.c, v6.1): uffd-wp → user fault; anon pages are reused
+/// when exclusive (or when the only reference after freeing the swap cache),
+/// otherwise copied; file pages of shared writable VMAs go to `wp_page_shared`;
+/// everything else (zero page, private file pages) is copied.
+fn do_wp_page(s: &mut State, p: usize, vi: usize, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    if v.uffd_wp() && bits.contains(PteBits::UW) {
+        return Fault::Uffd;
+    }
+    if f == ZERO_PAGE {
+        return wp_page_copy(s, p, vi, addr, f);
+    }
+    let fo = *s.folio(f);
+    if fo.is_anon() {
+        if fo.flags.contains(FolioFlags::ANON_EXCLUSIVE) {
+            return wp_page_reuse(s, p, &v, addr, bits, f);
+        }
+        let swapcache = fo.flags.contains(FolioFlags::SWAPCACHE) as u8;
+        if fo.refcount() > 3 || fo.refcount() > 1 + swapcache {
+            return wp_page_copy(s, p, vi, addr, f);
+        }
+        if swapcache == 1 {
+            folio_free_swap(s, f);
+        }
+        if s.folio(f).refcount() != 1 {
+            return wp_page_copy(s, p, vi, addr, f);
+        }
+        // page_move_anon_rmap(): this mapping is now the exclusive owner.
+        s.folio_mut(f).flags.insert(FolioFlags::ANON_EXCLUSIVE);
+        return wp_page_reuse(s, p, &v, addr, bits, f);
+    }
+    if v.flags.contains(VmFlags::WRITE | VmFlags::SHARED) {
+        return wp_page_shared(s, p, &v, addr, bits, f);
+    }
+    wp_page_copy(s, p, vi, addr, f)
+}
+
+/// `wp_page_reuse()` (mm/memory.c): `maybe_mkwrite(pte_mkdirty(pte_mkyoung()))`;
+/// UW is left as it is.
+fn wp_page_reuse(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+    let n = maybe_mkwrite(pte_mkdirty(bits | PteBits::A), v);
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Present { bits: n, folio: f },
+        Why::DoWpPage,
+    );
+    Fault::Retry
+}
+
+/// `wp_page_shared()` (mm/memory.c): `->page_mkwrite` if any (dirties the folio),
+/// reuse, `fault_dirty_shared_page`.
+fn wp_page_shared(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+    s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
+    wp_page_reuse(s, p, v, addr, bits, f)
+}
+
+/// `wp_page_copy()` (mm/memory.c): a new exclusive anon page mapped
+/// `maybe_mkwrite(pte_mkdirty(mk_pte(vm_page_prot)))`; the old page loses a mapping.
+fn wp_page_copy(s: &mut State, p: usize, vi: usize, addr: u8, old: FolioId) -> Fault {
+    anon_vma_prepare(s, p, vi);
+    let v = s.procs[p].vmas[vi];
+    let Some(new) = s.alloc_folio(FolioKind::Anon) else {
+        return Fault::Oom;
+    };
+    let bits = maybe_mkwrite(pte_mkdirty(mk_pte(v.prot)), &v);
+    page_add_rmap(s, new, true);
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Present { bits, folio: new },
+        Why::DoWpPage,
+    );
+    page_remove_rmap(s, old);
+    Fault::Retry
+}
+
+/// `do_swap_page()` (mm/memory.c, v6.1) for a real swap entry: swap in through the
+/// swap cache, `swap_free`, maybe `folio_free_swap`; exclusive if the entry says so
+/// or the page has no other reference, and then a write is handled right here;
+/// swpSD → SD; swpUW → UW and write-protect; a remaining write goes to do_wp_page.
+#[allow(clippy::too_many_arguments)]
+fn do_swap_page(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    swp: SwpBits,
+    slot: u8,
+    write: bool,
+) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    let mut f = s.slots[slot as usize].folio;
+    if f != NO_FOLIO && s.is_migrating(f) {
+        migration_entry_wait(s, cfg, f);
+        return Fault::Retry;
+    }
+    if f == NO_FOLIO {
+        // swapin_readahead(): a fresh folio in the swap cache.
+        let Some(n) = s.alloc_folio(FolioKind::Anon) else {
+            return Fault::Oom;
+        };
+        s.folios[n as usize].flags.insert(FolioFlags::SWAPCACHE);
+        s.folios[n as usize].slot = slot;
+        s.slots[slot as usize].folio = n;
+        f = n;
+    }
+    let exclusive = swp.contains(SwpBits::EXCL);
+    // swap_free(): this PTE no longer refers to the slot.
+    {
+        let sl = &mut s.slots[slot as usize];
+        sl.count = sl.count.saturating_sub(1);
+    }
+    // should_try_to_free_swap(): VM_LOCKED, or a write fault holding the only
+    // references (ours + the swap cache).
+    let fo = *s.folio(f);
+    if fo.flags.contains(FolioFlags::SWAPCACHE)
+        && (v.flags.contains(VmFlags::LOCKED) || write && fo.mapcount == 0)
+    {
+        folio_free_swap(s, f);
+    }
+    // page_count(page) == 1: only the fault's own reference.
+    let sole = s.folio(f).refcount() == 0;
+    let mut bits = mk_pte(v.prot);
+    let mut write_left = write;
+    let mut rmap_exclusive = false;
+    if exclusive || sole {
+        if write {
+            bits = maybe_mkwrite(pte_mkdirty(bits), &v);
+            write_left = false;
+        }
+        rmap_exclusive = true;
+    }
+    if swp.contains(SwpBits::SD) {
+        bits.insert(PteBits::SD);
+    }
+    if swp.contains(SwpBits::UW) {
+        bits.insert(PteBits::UW);
+        bits.remove(PteBits::W);
+    }
+    page_add_rmap(s, f, rmap_exclusive);
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Present { bits, folio: f },
+        Why::DoSwapPage,
+    );
+    if s.slots[slot as usize].count == 0 && !s.folio(f).flags.contains(FolioFlags::SWAPCACHE) {
+        s.slots[slot as usize] = Slot::default();
+    }
+    if write_left {
+        return do_wp_page(s, p, vi, addr, bits, f);
+    }
+    Fault::Retry
+}
+
+/// `do_numa_page()` (mm/memory.c, v6.1), no-migration path: `pte_modify(pte,
+/// vm_page_prot)`, young, and writable again if it was (savedwrite) — the uffd-wp
+/// bit is not consulted (B1 changelog case (b)).
+fn do_numa_page(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) {
+    let was_writable = bits.contains(PteBits::W);
+    let mut n = pte_modify(bits, v.prot) | PteBits::A;
+    if was_writable {
+        n |= PteBits::W;
+    }
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Present { bits: n, folio: f },
+        Why::DoNumaPage,
+    );
+}

@@ -1,0 +1,203 @@
+//! fork() and exit(): dup_mmap, vma_needs_copy, copy_present_pte,
+//! copy_nonpresent_pte, exit_mmap.
+
+use super::prot::userfaultfd_set_vm_flags;
+use super::pte::*;
+use super::types::*;
+use super::Config;
+
+/// `dup_mmap()` (kernel/fork.c): every VMA but VM_DONTCOPY ones is duplicated
+/// (`vm_area_dup`: flags incl. VM_SOFTDIRTY and `vm_page_prot` copied), loses
+/// VM_LOCKED, goes through `dup_userfaultfd()` (without UFFD_FEATURE_EVENT_FORK it
+/// loses its uffd flags; B1 recomputes prot), then `copy_page_range()` unless
+/// VM_WIPEONFORK. Returns false if the child slot is taken or the parent is dead.
+pub fn dup_mmap(
+    s: &mut State,
+    cfg: &Config,
+    parent: usize,
+    child: usize,
+    event_fork: bool,
+) -> bool {
+    if parent == child || !s.procs[parent].alive || s.procs[child].alive {
+        return false;
+    }
+    s.procs[child] = Mm::new(true);
+    for i in 0..s.procs[parent].vmas.len() {
+        let src = s.procs[parent].vmas[i];
+        if src.flags.contains(VmFlags::DONTCOPY) {
+            continue;
+        }
+        let mut tmp = src;
+        tmp.prot_by = Why::VmAreaDup;
+        if src.flags.contains(VmFlags::WIPEONFORK) {
+            tmp.anon_vma = 0;
+        } else if src.anon_vma != 0 {
+            // anon_vma_fork(): the child gets its own anon_vma.
+            tmp.anon_vma = s.next_anon_vma;
+            s.next_anon_vma = s.next_anon_vma.checked_add(1).unwrap_or(1);
+        }
+        tmp.flags.remove(VmFlags::LOCKED);
+        // dup_userfaultfd()
+        if tmp.uffd && !event_fork {
+            let f = tmp.flags - VmFlags::UFFD_WP;
+            userfaultfd_set_vm_flags(s, cfg, &mut tmp, f, Why::VmAreaDup);
+            tmp.uffd = false;
+        }
+        s.procs[child].vmas.push(tmp);
+        if !src.flags.contains(VmFlags::WIPEONFORK) && vma_needs_copy(&tmp, &src) {
+            for a in src.start..src.end {
+                copy_pte(s, cfg, parent, child, &src, &tmp, a);
+            }
+        }
+    }
+    true
+}
+
+/// `vma_needs_copy()` (mm/memory.c): copy page tables only when the child VMA is
+/// uffd-wp or the source has an anon_vma (PFNMAP/MIXEDMAP not modelled); shared
+/// file VMAs are left to fault in afresh.
+pub fn vma_needs_copy(dst: &Vma, src: &Vma) -> bool {
+    dst.uffd_wp() || src.anon_vma != 0
+}
+
+fn copy_pte(s: &mut State, cfg: &Config, parent: usize, child: usize, src: &Vma, dst: &Vma, a: u8) {
+    match s.procs[parent].pt[a as usize] {
+        Entry::None => {}
+        Entry::Present { bits, folio } => {
+            copy_present_pte(s, parent, child, src, dst, a, bits, folio)
+        }
+        e => copy_nonpresent_pte(s, cfg, parent, child, src, dst, a, e),
+    }
+}
+
+/// `copy_present_pte()` (mm/memory.c, v6.1): share the page (`page_try_dup_anon_rmap`
+/// clears PageAnonExclusive; no pins, so never copies), write-protect COW
+/// mappings in parent and child; the child PTE is old, clean if shared, and loses
+/// UW unless the child VMA is uffd-wp.
+#[allow(clippy::too_many_arguments)]
+fn copy_present_pte(
+    s: &mut State,
+    parent: usize,
+    child: usize,
+    src: &Vma,
+    dst: &Vma,
+    a: u8,
+    bits: PteBits,
+    folio: FolioId,
+) {
+    if folio != ZERO_PAGE {
+        let fo = s.folio_mut(folio);
+        if fo.is_anon() {
+            fo.flags.remove(FolioFlags::ANON_EXCLUSIVE);
+        }
+        fo.mapcount += 1;
+    }
+    let mut c = bits;
+    if src.is_cow() && bits.contains(PteBits::W) {
+        set_pte(
+            s,
+            parent,
+            a,
+            Entry::Present {
+                bits: bits - PteBits::W,
+                folio,
+            },
+            Why::CopyPresentPte,
+        );
+        c.remove(PteBits::W);
+    }
+    if src.flags.contains(VmFlags::SHARED) {
+        c.remove(PteBits::D);
+    }
+    c.remove(PteBits::A);
+    if !dst.uffd_wp() {
+        c.remove(PteBits::UW);
+    }
+    s.procs[child].why[a as usize] = s.procs[parent].why[a as usize];
+    set_pte(
+        s,
+        child,
+        a,
+        Entry::Present { bits: c, folio },
+        Why::CopyPresentPte,
+    );
+}
+
+/// `copy_nonpresent_pte()` (mm/memory.c, v6.1): a swap entry gains a reference and
+/// stops being exclusive (in the parent too); a MIG_W/MIG_RX entry of a COW
+/// mapping becomes MIG_R in the parent and the child; a uffd-wp marker is copied
+/// (v6.1, with a WARN if the child is not uffd-wp; B3: only if it is); the child
+/// loses swpUW unless its VMA is uffd-wp.
+#[allow(clippy::too_many_arguments)]
+fn copy_nonpresent_pte(
+    s: &mut State,
+    cfg: &Config,
+    parent: usize,
+    child: usize,
+    src: &Vma,
+    dst: &Vma,
+    a: u8,
+    e: Entry,
+) {
+    let e = match e {
+        Entry::Swap { bits, slot } => {
+            s.slots[slot as usize].count += 1;
+            let n = Entry::Swap {
+                bits: bits - SwpBits::EXCL,
+                slot,
+            };
+            s.procs[parent].pt[a as usize] = n;
+            n
+        }
+        Entry::Migration { kind, bits, folio } => {
+            if kind != MigKind::Read && src.is_cow() {
+                let n = Entry::Migration {
+                    kind: MigKind::Read,
+                    bits,
+                    folio,
+                };
+                s.procs[parent].pt[a as usize] = n;
+                n
+            } else {
+                e
+            }
+        }
+        Entry::Marker => {
+            if !dst.uffd_wp() {
+                if cfg.kernel.b3_fork_marker() {
+                    return;
+                }
+                s.warned = true;
+            }
+            s.procs[child].pt[a as usize] = Entry::Marker;
+            return;
+        }
+        _ => return,
+    };
+    let e = match e {
+        Entry::Swap { bits, slot } if !dst.uffd_wp() => Entry::Swap {
+            bits: bits - SwpBits::UW,
+            slot,
+        },
+        Entry::Migration { kind, bits, folio } if !dst.uffd_wp() => Entry::Migration {
+            kind,
+            bits: bits - SwpBits::UW,
+            folio,
+        },
+        e => e,
+    };
+    s.procs[child].why[a as usize] = s.procs[parent].why[a as usize];
+    s.procs[child].pt[a as usize] = e;
+}
+
+/// `exit_mmap()` (mm/mmap.c): zap everything (dropping markers) and free the mm.
+pub fn exit_mmap(s: &mut State, p: usize) {
+    if !s.procs[p].alive {
+        return;
+    }
+    let vmas = s.procs[p].vmas.clone();
+    for v in vmas.iter() {
+        zap_pte_range(s, p, v, v.start, v.end, ZapDetails { drop_marker: true });
+    }
+    s.procs[p] = Mm::new(false);
+}

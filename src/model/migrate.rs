@@ -1,0 +1,242 @@
+//! Page migration: try_to_migrate_one (unmap) and the remove_migration_pte variants
+//! (restore), plus the v6.1 unuse_pte variants that answer "does unuse_pte() need
+//! similar care?".
+
+use super::pte::*;
+use super::types::*;
+use super::{Config, Restore};
+
+/// `try_to_migrate_one()` (mm/rmap.c) for one PTE: clear it (D → folio dirty),
+/// give up PageAnonExclusive (`page_try_share_anon_rmap`, no pins modelled), and
+/// install MIG_W if W, MIG_RX if it was anon-exclusive, else MIG_R, carrying
+/// young/dirty/soft-dirty/uffd-wp.
+fn try_to_migrate_one(s: &mut State, p: usize, addr: u8, bits: PteBits, f: FolioId) {
+    if bits.contains(PteBits::D) {
+        s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
+    }
+    let fo = s.folio_mut(f);
+    let anon_exclusive = fo.is_anon() && fo.flags.contains(FolioFlags::ANON_EXCLUSIVE);
+    fo.flags.remove(FolioFlags::ANON_EXCLUSIVE);
+    let kind = if bits.contains(PteBits::W) {
+        MigKind::Write
+    } else if anon_exclusive {
+        MigKind::ReadExclusive
+    } else {
+        MigKind::Read
+    };
+    let mut swp = SwpBits::empty();
+    swp.set(SwpBits::YOUNG, bits.contains(PteBits::A));
+    swp.set(SwpBits::DIRTY, bits.contains(PteBits::D));
+    swp.set(SwpBits::SD, bits.contains(PteBits::SD));
+    swp.set(SwpBits::UW, bits.contains(PteBits::UW));
+    s.procs[p].pt[addr as usize] = Entry::Migration {
+        kind,
+        bits: swp,
+        folio: f,
+    };
+    fo_mapcount_dec(s, f);
+}
+
+fn fo_mapcount_dec(s: &mut State, f: FolioId) {
+    let fo = s.folio_mut(f);
+    fo.mapcount = fo.mapcount.saturating_sub(1);
+}
+
+/// The folio mapped at `(p, addr)` that migration could take, if any.
+pub fn migratable_folio(s: &State, p: usize, addr: u8) -> Option<FolioId> {
+    match s.procs[p].pt[addr as usize] {
+        Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => Some(folio),
+        _ => None,
+    }
+}
+
+/// First half of `migrate_pages()` (mm/migrate.c): lock the folio, allocate the
+/// destination, and `try_to_migrate()` every mapping (rmap walk). Returns false
+/// if nothing was started (no page, already migrating, no memory).
+pub fn migrate_start(s: &mut State, p: usize, addr: u8) -> bool {
+    let Some(f) = migratable_folio(s, p, addr) else {
+        return false;
+    };
+    if s.pending.is_full() {
+        return false;
+    }
+    let Some(new) = s.alloc_folio(FolioKind::Free) else {
+        return false;
+    };
+    // Reserve the destination (alloc_folio hands out Free slots).
+    s.folios[new as usize].kind = s.folios[f as usize].kind;
+    s.folios[new as usize].flags = FolioFlags::MIGRATING;
+    s.folio_mut(f).flags.insert(FolioFlags::MIGRATING);
+    for q in 0..MAX_PROCS {
+        if !s.procs[q].alive {
+            continue;
+        }
+        for a in 0..NPAGES as u8 {
+            if let Entry::Present { bits, folio } = s.procs[q].pt[a as usize] {
+                if folio == f {
+                    try_to_migrate_one(s, q, a, bits, f);
+                }
+            }
+        }
+    }
+    s.pending.push(Pending { old: f, new });
+    true
+}
+
+/// Second half of `migrate_pages()`: `migrate_folio()` moves the data, flags
+/// (dirty, swap cache) and the page-cache/swap-cache slot to the new folio, then
+/// `remove_migration_ptes()` restores every migration entry and the old folio is freed.
+pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
+    let Pending { old, new } = s.pending.remove(idx);
+    let of = *s.folio(old);
+    let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE;
+    s.folios[new as usize] = Folio {
+        kind: of.kind,
+        flags: of.flags & keep,
+        mapcount: 0,
+        slot: of.slot,
+    };
+    match of.kind {
+        FolioKind::File { file, index } => s.files[file as usize].cache[index as usize] = new,
+        FolioKind::Anon if of.flags.contains(FolioFlags::SWAPCACHE) => {
+            s.slots[of.slot as usize].folio = new
+        }
+        _ => {}
+    }
+    s.folios[old as usize] = Folio::default();
+    for q in 0..MAX_PROCS {
+        if !s.procs[q].alive {
+            continue;
+        }
+        for a in 0..NPAGES as u8 {
+            if let Entry::Migration { kind, bits, folio } = s.procs[q].pt[a as usize] {
+                if folio == old {
+                    remove_migration_pte(s, cfg, q, a, kind, bits, new);
+                }
+            }
+        }
+    }
+    put_anon_folio(s, new);
+}
+
+/// Finish every pending migration, oldest first.
+pub fn migrate_finish_all(s: &mut State, cfg: &Config) {
+    while !s.pending.is_empty() {
+        migrate_finish(s, cfg, 0);
+    }
+}
+
+/// `migration_entry_wait()` / `folio_wait_locked()`: a fault that meets a folio
+/// under migration sleeps until the migration is done; in a sequential model the
+/// migration therefore completes first.
+pub fn migration_entry_wait(s: &mut State, cfg: &Config, f: FolioId) {
+    if let Some(i) = s.pending.iter().position(|m| m.old == f) {
+        migrate_finish(s, cfg, i);
+    }
+}
+
+/// `remove_migration_pte()` (mm/migrate.c) for one entry. The common part rebuilds
+/// the PTE from the **current** `vm_page_prot`; the write/uffd-wp decision is the
+/// variant under test ([`restore_write_bits`]). MIG_W/MIG_RX of an anon folio
+/// restore PageAnonExclusive (RMAP_EXCLUSIVE).
+pub fn remove_migration_pte(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    addr: u8,
+    kind: MigKind,
+    swp: SwpBits,
+    new: FolioId,
+) {
+    let Some(v) = s.procs[p].vma(addr).copied() else {
+        return;
+    };
+    let mut pte = mk_pte(v.prot);
+    if swp.contains(SwpBits::SD) {
+        pte.insert(PteBits::SD);
+    }
+    if !swp.contains(SwpBits::YOUNG) {
+        pte.remove(PteBits::A);
+    }
+    if s.folio(new).flags.contains(FolioFlags::DIRTY) && swp.contains(SwpBits::DIRTY) {
+        pte = pte_mkdirty(pte);
+    }
+    let (pte, warn) = restore_write_bits(cfg.restore, pte, kind, swp, &v);
+    if warn {
+        s.warned = true;
+    }
+    let exclusive = s.folio(new).is_anon() && kind != MigKind::Read;
+    page_add_rmap(s, new, exclusive);
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Present {
+            bits: pte,
+            folio: new,
+        },
+        Why::RemoveMigrationPte,
+    );
+}
+
+/// The write / uffd-wp step of `remove_migration_pte()` in each variant, applied
+/// to `pte = mk_pte(new, vm_page_prot)` (+SD/A/D). Returns the PTE and whether the
+/// variant's WARN_ON_ONCE fired.
+///
+/// - `pre-fix` (v5.7..v6.1 release): MIG_W → maybe_mkwrite; else swpUW → UW only
+///   (W stays whatever `vm_page_prot` said: the memfd uffd-wp bypass).
+/// - `full-restore` (Peter Xu v2/v3): MIG_W → maybe_mkwrite, else wrprotect; then
+///   swpUW → WARN_ON_ONCE(W), UW.
+/// - `vm-page-prot` (David Hildenbrand): MIG_W → maybe_mkwrite; else swpUW →
+///   wrprotect + UW; otherwise the `vm_page_prot` default.
+/// - `stable-6.1.y` (6.1.y with B2 96a9c287e25d): MIG_W → maybe_mkwrite; else swpUW
+///   → UW only (6.1.y `pte_mkuffd_wp` does not wrprotect); else wrprotect.
+pub fn restore_write_bits(
+    variant: Restore,
+    mut pte: PteBits,
+    kind: MigKind,
+    swp: SwpBits,
+    v: &Vma,
+) -> (PteBits, bool) {
+    let writable = kind == MigKind::Write;
+    let uffd = swp.contains(SwpBits::UW);
+    let mut warn = false;
+    match variant {
+        Restore::PreFix => {
+            if writable {
+                pte = maybe_mkwrite(pte, v);
+            } else if uffd {
+                pte.insert(PteBits::UW);
+            }
+        }
+        Restore::FullRestore => {
+            if writable {
+                pte = maybe_mkwrite(pte, v);
+            } else {
+                pte.remove(PteBits::W);
+            }
+            if uffd {
+                warn = pte.contains(PteBits::W);
+                pte.insert(PteBits::UW);
+            }
+        }
+        Restore::VmPageProt => {
+            if writable {
+                pte = maybe_mkwrite(pte, v);
+            } else if uffd {
+                pte.remove(PteBits::W);
+                pte.insert(PteBits::UW);
+            }
+        }
+        Restore::Stable61y => {
+            if writable {
+                pte = maybe_mkwrite(pte, v);
+            } else if uffd {
+                pte.insert(PteBits::UW);
+            } else {
+                pte.remove(PteBits::W);
+            }
+        }
+    }
+    (pte, warn)
+}

@@ -1,0 +1,470 @@
+//! The kernel model: v6.1 x86-64 memory-management semantics, one function per
+//! kernel function, each citing the file and function it follows.
+//!
+//! `State` is plain data; [`step`] applies one [`Op`] in place.
+
+pub mod fault;
+pub mod fork;
+pub mod migrate;
+pub mod prot;
+pub mod pte;
+pub mod swap;
+pub mod types;
+pub mod vma;
+
+use crate::op::{Advice, FileName, Op, Target};
+pub use types::*;
+use vma::{FlagAdvice, MapKind};
+
+/// The `remove_migration_pte()` variant under test (see
+/// [`migrate::restore_write_bits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Restore {
+    PreFix,
+    FullRestore,
+    VmPageProt,
+    Stable61y,
+}
+
+/// The `unuse_pte()` variant: as in v6.1, or with the uffd-wp care the restore got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unuse {
+    V61,
+    WithCare,
+}
+
+/// The kernel everything else follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// v6.1 release.
+    V61,
+    /// Debian 6.1.y (6.1.192): B1 (uffd-wp writenotify), B3 (fork marker fix) and
+    /// the mremap uffd-wp clearing backport. The restore itself is a variant.
+    V61y,
+}
+
+impl Kernel {
+    /// 51d3d5eb74ff "mm/userfaultfd: enable writenotify while userfaultfd-wp is enabled for a VMA".
+    pub fn b1_uffd_writenotify(self) -> bool {
+        self == Kernel::V61y
+    }
+    /// "mm/uffd: fix pte marker when fork() without fork event".
+    pub fn b3_fork_marker(self) -> bool {
+        self == Kernel::V61y
+    }
+    /// Backport of "mm: clear uffd-wp PTE/PMD state on mremap()".
+    pub fn mremap_clears_uffd_wp(self) -> bool {
+        self == Kernel::V61y
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::V61 => "v6.1",
+            Kernel::V61y => "v6.1.y",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Kernel> {
+        match s {
+            "v6.1" | "6.1" => Some(Kernel::V61),
+            "v6.1.y" | "6.1.y" => Some(Kernel::V61y),
+            _ => None,
+        }
+    }
+}
+
+/// One side of the differential run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    pub restore: Restore,
+    pub unuse: Unuse,
+    pub kernel: Kernel,
+}
+
+impl Config {
+    pub const fn new(restore: Restore) -> Config {
+        Config {
+            restore,
+            unuse: Unuse::V61,
+            kernel: Kernel::V61,
+        }
+    }
+
+    /// Parse a variant name: `pre-fix`, `full-restore`, `vm-page-prot`,
+    /// `stable-6.1.y`, each optionally followed by `+unuse-care`.
+    pub fn parse_variant(s: &str, kernel: Kernel) -> Option<Config> {
+        let (base, care) = match s.strip_suffix("+unuse-care") {
+            Some(b) => (b, true),
+            None => (s, false),
+        };
+        let restore = match base {
+            "pre-fix" => Restore::PreFix,
+            "full-restore" => Restore::FullRestore,
+            "vm-page-prot" => Restore::VmPageProt,
+            "stable-6.1.y" => Restore::Stable61y,
+            _ => return None,
+        };
+        Some(Config {
+            restore,
+            unuse: if care { Unuse::WithCare } else { Unuse::V61 },
+            kernel,
+        })
+    }
+
+    /// The variant's name (inverse of [`Config::parse_variant`]).
+    pub fn variant_name(&self) -> String {
+        let base = match self.restore {
+            Restore::PreFix => "pre-fix",
+            Restore::FullRestore => "full-restore",
+            Restore::VmPageProt => "vm-page-prot",
+            Restore::Stable61y => "stable-6.1.y",
+        };
+        match self.unuse {
+            Unuse::V61 => base.to_string(),
+            Unuse::WithCare => format!("{base}+unuse-care"),
+        }
+    }
+}
+
+/// Variant names accepted by `--variants`.
+pub const VARIANT_NAMES: &str =
+    "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care)";
+
+fn range(addr: u8, len: u8) -> (u8, u8) {
+    (addr, addr.saturating_add(len).min(NPAGES as u8))
+}
+
+fn vm_prot(prot: crate::op::Prot) -> VmFlags {
+    let mut f = VmFlags::empty();
+    f.set(VmFlags::READ, prot.read());
+    f.set(VmFlags::WRITE, prot.write());
+    f.set(VmFlags::EXEC, prot.exec());
+    f
+}
+
+fn file_index(f: FileName) -> u8 {
+    match f {
+        FileName::Memfd => FILE_MEMFD,
+        FileName::Ext4 => FILE_EXT4,
+        FileName::Ramfs => FILE_RAMFS,
+    }
+}
+
+/// What one step came to (for traces and novelty feedback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StepResult {
+    Ok,
+    /// The syscall failed or there was nothing to do.
+    Failed,
+    /// A store blocked on userfaultfd write protection.
+    UffdWp,
+    Segv,
+}
+
+/// Apply one op to the state (the model's next-state function).
+pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
+    s.step = s.step.wrapping_add(1);
+    let ok = |b: bool| {
+        if b {
+            StepResult::Ok
+        } else {
+            StepResult::Failed
+        }
+    };
+    let res = |r: vma::KResult<()>| ok(r.is_ok());
+    // Every op but fork names a process that must be alive.
+    let alive = |p: u8| s.procs[p as usize].alive;
+    match *op {
+        Op::Mmap {
+            p,
+            addr,
+            len,
+            prot,
+            target,
+        } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            let (kind, pgoff) = match target {
+                Target::Anon => (MapKind::Anon, 0),
+                Target::SharedAnon => (MapKind::SharedAnon, 0),
+                Target::File {
+                    file,
+                    shared,
+                    pgoff,
+                } => {
+                    // The files are NPAGES long: the mapping must fit.
+                    if pgoff as usize + (e - a) as usize > NPAGES {
+                        return StepResult::Failed;
+                    }
+                    (
+                        MapKind::File {
+                            file: file_index(file),
+                            shared,
+                        },
+                        pgoff,
+                    )
+                }
+            };
+            res(vma::mmap_region(
+                s,
+                cfg,
+                p as usize,
+                a,
+                e - a,
+                vm_prot(prot),
+                kind,
+                pgoff,
+            ))
+        }
+        Op::Munmap { p, addr, len } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            res(vma::do_munmap(s, p as usize, a, e))
+        }
+        Op::Mprotect { p, addr, len, prot } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            res(vma::mprotect(s, cfg, p as usize, a, e, vm_prot(prot)))
+        }
+        Op::Madvise {
+            p,
+            addr,
+            len,
+            advice,
+        } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            madvise(s, p as usize, a, e, advice)
+        }
+        Op::Mlock { p, addr, len } | Op::Munlock { p, addr, len } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            res(vma::mlock(
+                s,
+                cfg,
+                p as usize,
+                a,
+                e,
+                matches!(op, Op::Mlock { .. }),
+            ))
+        }
+        Op::Mremap { p, addr, len, new } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            if new as usize + (e - a) as usize > NPAGES {
+                return StepResult::Failed;
+            }
+            res(vma::mremap(s, cfg, p as usize, a, e - a, new))
+        }
+        Op::Read { p, addr } | Op::Write { p, addr } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let write = matches!(op, Op::Write { .. });
+            match fault::user_access(s, cfg, p as usize, addr, write) {
+                fault::Access::Done => StepResult::Ok,
+                fault::Access::UffdWp => StepResult::UffdWp,
+                fault::Access::Segv => StepResult::Segv,
+                fault::Access::Oom => StepResult::Failed,
+            }
+        }
+        Op::ClearRefs { p } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            pte::clear_refs_write(s, cfg, p as usize);
+            StepResult::Ok
+        }
+        Op::UffdRegister { p, addr, len } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            res(vma::userfaultfd_register(s, cfg, p as usize, a, e))
+        }
+        Op::UffdUnregister { p, addr, len } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            res(vma::userfaultfd_unregister(s, cfg, p as usize, a, e))
+        }
+        Op::UffdWp { p, addr, len } | Op::UffdUnwp { p, addr, len } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let (a, e) = range(addr, len);
+            ok(mwriteprotect_range(
+                s,
+                cfg,
+                p as usize,
+                a,
+                e,
+                matches!(op, Op::UffdWp { .. }),
+            ))
+        }
+        Op::UffdClose { p } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            res(vma::userfaultfd_release(s, cfg, p as usize))
+        }
+        Op::Fork {
+            parent,
+            child,
+            event_fork,
+        } => ok(fork::dup_mmap(
+            s,
+            cfg,
+            parent as usize,
+            child as usize,
+            event_fork,
+        )),
+        Op::Exit { p } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            fork::exit_mmap(s, p as usize);
+            StepResult::Ok
+        }
+        Op::Migrate { p, addr } => {
+            if !alive(p) || !migrate::migrate_start(s, p as usize, addr) {
+                return StepResult::Failed;
+            }
+            let i = s.pending.len() - 1;
+            migrate::migrate_finish(s, cfg, i);
+            StepResult::Ok
+        }
+        Op::MigrateStart { p, addr } => ok(alive(p) && migrate::migrate_start(s, p as usize, addr)),
+        Op::MigrateFinish { p, addr } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            let Entry::Migration { folio, .. } = s.procs[p as usize].pt[addr as usize] else {
+                return StepResult::Failed;
+            };
+            migrate::migration_entry_wait(s, cfg, folio);
+            StepResult::Ok
+        }
+        Op::Pageout { p, addr } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            swap::shrink_folio(s, p as usize, addr);
+            StepResult::Ok
+        }
+        Op::Swapoff => {
+            swap::swapoff(s, cfg);
+            StepResult::Ok
+        }
+        Op::Writeback { p, addr } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            swap::writeback(s, p as usize, addr);
+            StepResult::Ok
+        }
+        Op::NumaHint { p, addr } => {
+            if !alive(p) {
+                return StepResult::Failed;
+            }
+            ok(change_prot_numa(s, cfg, p as usize, addr))
+        }
+    }
+}
+
+/// madvise() dispatch (mm/madvise.c): DONTNEED and FREE walk PTEs (both refuse
+/// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
+fn madvise(s: &mut State, p: usize, a: u8, e: u8, advice: Advice) -> StepResult {
+    let flag = match advice {
+        Advice::DontNeed | Advice::Free => None,
+        Advice::Random => Some(FlagAdvice::Random),
+        Advice::Normal => Some(FlagAdvice::Normal),
+        Advice::DontFork => Some(FlagAdvice::DontFork),
+        Advice::DoFork => Some(FlagAdvice::DoFork),
+        Advice::WipeOnFork => Some(FlagAdvice::WipeOnFork),
+        Advice::KeepOnFork => Some(FlagAdvice::KeepOnFork),
+    };
+    if let Some(f) = flag {
+        return if vma::madvise_update_vma(s, p, a, e, f).is_ok() {
+            StepResult::Ok
+        } else {
+            StepResult::Failed
+        };
+    }
+    let vmas: Vec<Vma> = s.procs[p]
+        .vmas
+        .iter()
+        .filter(|v| v.start < e && v.end > a)
+        .copied()
+        .collect();
+    for v in vmas {
+        if v.flags.contains(VmFlags::LOCKED) {
+            return StepResult::Failed;
+        }
+        let (x, y) = (a.max(v.start), e.min(v.end));
+        if advice == Advice::DontNeed {
+            // zap_page_range(): no ZAP_FLAG_DROP_MARKER, markers stay.
+            pte::zap_pte_range(s, p, &v, x, y, pte::ZapDetails { drop_marker: false });
+        } else {
+            if !v.is_anonymous() || v.flags.contains(VmFlags::SHARED) {
+                return StepResult::Failed;
+            }
+            swap::madvise_free(s, p, x, y);
+        }
+    }
+    StepResult::Ok
+}
+
+/// `mwriteprotect_range()` (mm/userfaultfd.c): the range must lie in one VMA that
+/// is registered for uffd-wp; then `uffd_wp_range()`.
+fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enable: bool) -> bool {
+    let Some(v) = s.procs[p].vma(a).copied() else {
+        return false;
+    };
+    if e > v.end || !v.uffd || !v.uffd_wp() {
+        return false;
+    }
+    pte::uffd_wp_range(s, cfg, p, &v, a, e, enable);
+    true
+}
+
+/// `change_prot_numa()` (mm/mempolicy.c) as task_numa_work() drives it: skips
+/// inaccessible VMAs and read-only file mappings; PAGE_NONE with MM_CP_PROT_NUMA.
+fn change_prot_numa(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
+    let Some(v) = s.procs[p].vma(addr).copied() else {
+        return false;
+    };
+    if !v.accessible()
+        || !v.is_anonymous() && (v.flags & (VmFlags::READ | VmFlags::WRITE)) == VmFlags::READ
+    {
+        return false;
+    }
+    pte::change_protection(
+        s,
+        cfg,
+        p,
+        &v,
+        addr,
+        addr + 1,
+        PageProt::empty(),
+        pte::CpFlags::PROT_NUMA,
+        Why::ChangeProtNuma,
+    );
+    true
+}
+
+/// End of a program: finish every migration still in flight.
+pub fn finish(s: &mut State, cfg: &Config) {
+    migrate::migrate_finish_all(s, cfg);
+}

@@ -1,0 +1,478 @@
+//! Page-table walkers: change_pte_range, uffd_wp_range, zap_pte_range,
+//! clear_refs (soft-dirty), folio_mkclean, move_ptes, and the rmap counters.
+
+use super::types::*;
+use super::Config;
+use bitflags::bitflags;
+
+/// Store `e` at `(p, addr)`, recording provenance of W transitions. A migration
+/// entry counts as the PTE it stands for (writable iff MIG_W), so a restore that
+/// keeps the old write state keeps the old provenance.
+#[inline]
+pub fn set_pte(s: &mut State, p: usize, addr: u8, e: Entry, why: Why) {
+    let mm = &mut s.procs[p];
+    let i = addr as usize;
+    if let Entry::Present { bits, .. } = e {
+        let now = bits.contains(PteBits::W);
+        let was = match mm.pt[i] {
+            Entry::Present { bits, .. } => Some(bits.contains(PteBits::W)),
+            Entry::Migration { kind, .. } => Some(kind == MigKind::Write),
+            _ => None,
+        };
+        if was != Some(now) {
+            if now {
+                mm.why[i].rw_by = why;
+            } else {
+                mm.why[i].ro_by = why;
+            }
+        }
+    }
+    mm.pt[i] = e;
+}
+
+/// `mk_pte(page, prot)` on x86: W iff prot has RW, A set (every user PAGE_* has
+/// _PAGE_ACCESSED), D/SD/UW clear, PROTNONE for PAGE_NONE.
+#[inline]
+pub fn mk_pte(prot: PageProt) -> PteBits {
+    let mut b = PteBits::A;
+    if prot.contains(PageProt::RW) {
+        b |= PteBits::W;
+    }
+    if !prot.contains(PageProt::USER) {
+        b |= PteBits::PROTNONE;
+    }
+    b
+}
+
+/// `pte_modify(pte, prot)` on x86: W and PROTNONE from `prot`; D, A, SD, UW kept
+/// (_PAGE_CHG_MASK).
+#[inline]
+pub fn pte_modify(bits: PteBits, prot: PageProt) -> PteBits {
+    let keep = bits & (PteBits::D | PteBits::A | PteBits::SD | PteBits::UW);
+    keep | (mk_pte(prot) - PteBits::A)
+}
+
+/// `pte_mkdirty()` on x86 sets both D and the soft-dirty bit.
+#[inline]
+pub fn pte_mkdirty(bits: PteBits) -> PteBits {
+    bits | PteBits::D | PteBits::SD
+}
+
+/// `maybe_mkwrite()` (include/linux/mm.h): W iff the VMA has VM_WRITE.
+#[inline]
+pub fn maybe_mkwrite(bits: PteBits, vma: &Vma) -> PteBits {
+    if vma.flags.contains(VmFlags::WRITE) {
+        bits | PteBits::W
+    } else {
+        bits
+    }
+}
+
+/// Free an anonymous folio nobody references any more (last unmap, last swap
+/// reference, end of migration).
+pub fn put_anon_folio(s: &mut State, f: FolioId) {
+    if f == ZERO_PAGE || f == NO_FOLIO {
+        return;
+    }
+    let fo = *s.folio(f);
+    if !fo.is_anon() || fo.mapcount > 0 || fo.flags.contains(FolioFlags::MIGRATING) {
+        return;
+    }
+    if fo.flags.contains(FolioFlags::SWAPCACHE) {
+        let sl = fo.slot as usize;
+        if s.slots[sl].count > 0 {
+            return; // still the swap cache copy for other swap PTEs
+        }
+        s.slots[sl] = Slot::default();
+    }
+    s.folios[f as usize] = Folio::default();
+}
+
+/// `page_remove_rmap()` (mm/rmap.c): one mapping fewer.
+pub fn page_remove_rmap(s: &mut State, f: FolioId) {
+    if f == ZERO_PAGE {
+        return;
+    }
+    let fo = s.folio_mut(f);
+    fo.mapcount = fo.mapcount.saturating_sub(1);
+    put_anon_folio(s, f);
+}
+
+/// `page_add_anon_rmap()` / `page_add_file_rmap()` (mm/rmap.c): one mapping more;
+/// RMAP_EXCLUSIVE sets PageAnonExclusive.
+pub fn page_add_rmap(s: &mut State, f: FolioId, exclusive: bool) {
+    if f == ZERO_PAGE {
+        return;
+    }
+    let fo = s.folio_mut(f);
+    fo.mapcount += 1;
+    if exclusive && fo.is_anon() {
+        fo.flags |= FolioFlags::ANON_EXCLUSIVE;
+    }
+}
+
+/// `swap_free()` of one reference to `slot` (mm/swapfile.c).
+pub fn swap_free(s: &mut State, slot: u8) {
+    let sl = &mut s.slots[slot as usize];
+    sl.count = sl.count.saturating_sub(1);
+    if sl.count == 0 {
+        let f = sl.folio;
+        if f == NO_FOLIO {
+            *sl = Slot::default();
+        } else {
+            put_anon_folio(s, f);
+        }
+    }
+}
+
+/// `folio_free_swap()` (mm/swapfile.c): drop the swap-cache copy if no swap PTE
+/// still refers to it; the folio becomes dirty (its data now lives only in RAM).
+pub fn folio_free_swap(s: &mut State, f: FolioId) -> bool {
+    let fo = *s.folio(f);
+    if !fo.flags.contains(FolioFlags::SWAPCACHE) || s.slots[fo.slot as usize].count > 0 {
+        return false;
+    }
+    s.slots[fo.slot as usize] = Slot::default();
+    let fo = s.folio_mut(f);
+    fo.flags.remove(FolioFlags::SWAPCACHE);
+    fo.flags.insert(FolioFlags::DIRTY);
+    fo.slot = 0;
+    true
+}
+
+bitflags! {
+    /// `cp_flags` of change_protection() (include/linux/mm.h).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct CpFlags: u8 {
+        const TRY_CHANGE_WRITABLE = 1 << 0;
+        const PROT_NUMA = 1 << 1;
+        const UFFD_WP = 1 << 2;
+        const UFFD_WP_RESOLVE = 1 << 3;
+    }
+}
+
+/// `can_change_pte_writable()` (mm/mprotect.c, v6.1): may mprotect map this PTE
+/// writable without a write fault? Requires D (v6.1), no pending soft-dirty or
+/// uffd-wp tracking, and for private VMAs an exclusive anon page.
+pub fn can_change_pte_writable(s: &State, vma: &Vma, bits: PteBits, folio: FolioId) -> bool {
+    if bits.contains(PteBits::PROTNONE) || !bits.contains(PteBits::D) {
+        return false;
+    }
+    if vma.soft_dirty_enabled() && !bits.contains(PteBits::SD) {
+        return false;
+    }
+    if vma.uffd_wp() && bits.contains(PteBits::UW) {
+        return false;
+    }
+    if !vma.flags.contains(VmFlags::SHARED) {
+        if folio == ZERO_PAGE {
+            return false;
+        }
+        let fo = s.folio(folio);
+        return fo.is_anon() && fo.flags.contains(FolioFlags::ANON_EXCLUSIVE);
+    }
+    true
+}
+
+/// `change_protection()` → `change_pte_range()` (mm/mprotect.c, v6.1) over
+/// `[start, end)` of VMA `vma` in process `p`.
+#[allow(clippy::too_many_arguments)]
+pub fn change_protection(
+    s: &mut State,
+    _cfg: &Config,
+    p: usize,
+    vma: &Vma,
+    start: u8,
+    end: u8,
+    newprot: PageProt,
+    cp: CpFlags,
+    why: Why,
+) {
+    let prot_numa = cp.contains(CpFlags::PROT_NUMA);
+    let uffd_wp = cp.contains(CpFlags::UFFD_WP);
+    let uffd_resolve = cp.contains(CpFlags::UFFD_WP_RESOLVE);
+    for addr in start..end {
+        let e = s.procs[p].pt[addr as usize];
+        match e {
+            Entry::Present { bits, folio } => {
+                if prot_numa {
+                    // NUMA hinting skips: already protnone, zero page, shared COW
+                    // pages, dirty file pages.
+                    if bits.contains(PteBits::PROTNONE) || folio == ZERO_PAGE {
+                        continue;
+                    }
+                    let fo = s.folio(folio);
+                    if vma.is_cow() && fo.refcount() != 1 {
+                        continue;
+                    }
+                    if !fo.is_anon() && fo.flags.contains(FolioFlags::DIRTY) {
+                        continue;
+                    }
+                }
+                let preserve_write = prot_numa && bits.contains(PteBits::W);
+                let mut n = pte_modify(bits, newprot);
+                if preserve_write {
+                    n |= PteBits::W; // pte_mk_savedwrite == pte_mkwrite on x86 (v6.1)
+                }
+                if uffd_wp {
+                    n.remove(PteBits::W);
+                    n.insert(PteBits::UW);
+                } else if uffd_resolve {
+                    n.remove(PteBits::UW);
+                }
+                if cp.contains(CpFlags::TRY_CHANGE_WRITABLE)
+                    && !n.contains(PteBits::W)
+                    && can_change_pte_writable(s, vma, n, folio)
+                {
+                    n.insert(PteBits::W);
+                }
+                set_pte(s, p, addr, Entry::Present { bits: n, folio }, why);
+            }
+            Entry::Migration {
+                kind,
+                mut bits,
+                folio,
+            } => {
+                let kind = match kind {
+                    MigKind::Write if s.folio(folio).is_anon() => MigKind::ReadExclusive,
+                    MigKind::Write => MigKind::Read,
+                    k => k,
+                };
+                if uffd_wp {
+                    bits.insert(SwpBits::UW);
+                } else if uffd_resolve {
+                    bits.remove(SwpBits::UW);
+                }
+                s.procs[p].pt[addr as usize] = Entry::Migration { kind, bits, folio };
+            }
+            Entry::Swap { mut bits, slot } => {
+                if uffd_wp {
+                    bits.insert(SwpBits::UW);
+                } else if uffd_resolve {
+                    bits.remove(SwpBits::UW);
+                }
+                s.procs[p].pt[addr as usize] = Entry::Swap { bits, slot };
+            }
+            Entry::Marker => {
+                if uffd_resolve {
+                    s.procs[p].pt[addr as usize] = Entry::None;
+                }
+            }
+            Entry::None => {
+                if uffd_wp && !vma.is_anonymous() {
+                    s.procs[p].pt[addr as usize] = Entry::Marker;
+                }
+            }
+        }
+    }
+}
+
+/// `uffd_wp_range()` (mm/userfaultfd.c, v6.1 = before v6.3): protect with
+/// `vm_get_page_prot(flags & ~VM_WRITE)` + MM_CP_UFFD_WP, resolve with
+/// `vm_get_page_prot(flags)` + MM_CP_UFFD_WP_RESOLVE (shared: every PTE in range
+/// becomes writable, whatever writenotify or soft-dirty want).
+pub fn uffd_wp_range(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    vma: &Vma,
+    start: u8,
+    end: u8,
+    enable: bool,
+) {
+    use super::prot::vm_get_page_prot;
+    let (prot, cp) = if enable {
+        (
+            vm_get_page_prot(vma.flags - VmFlags::WRITE),
+            CpFlags::UFFD_WP,
+        )
+    } else {
+        (vm_get_page_prot(vma.flags), CpFlags::UFFD_WP_RESOLVE)
+    };
+    change_protection(s, cfg, p, vma, start, end, prot, cp, Why::UffdWpRange);
+}
+
+/// `zap_details` (include/linux/mm.h): munmap/exit pass ZAP_FLAG_DROP_MARKER,
+/// MADV_DONTNEED passes none.
+#[derive(Clone, Copy, Debug)]
+pub struct ZapDetails {
+    pub drop_marker: bool,
+}
+
+/// `pte_install_uffd_wp_if_needed()` (include/linux/mm_inline.h): after clearing a
+/// PTE of a uffd-wp file VMA that carried uffd-wp, leave a PTE marker.
+pub fn pte_install_uffd_wp_if_needed(s: &mut State, p: usize, vma: &Vma, addr: u8, old: Entry) {
+    if vma.is_anonymous() || !vma.uffd_wp() {
+        return;
+    }
+    let arm = match old {
+        Entry::Present { bits, .. } => bits.contains(PteBits::UW),
+        Entry::Migration { bits, .. } | Entry::Swap { bits, .. } => bits.contains(SwpBits::UW),
+        Entry::Marker => true,
+        Entry::None => false,
+    };
+    if arm {
+        s.procs[p].pt[addr as usize] = Entry::Marker;
+    }
+}
+
+/// `zap_pte_range()` (mm/memory.c) over `[start, end)`: drop mappings, swap and
+/// migration entries; markers are kept unless ZAP_FLAG_DROP_MARKER, and
+/// `zap_install_uffd_wp_if_needed()` leaves new ones.
+pub fn zap_pte_range(s: &mut State, p: usize, vma: &Vma, start: u8, end: u8, details: ZapDetails) {
+    for addr in start..end {
+        let e = s.procs[p].pt[addr as usize];
+        match e {
+            Entry::None => continue,
+            Entry::Present { bits, folio } => {
+                if folio != ZERO_PAGE && bits.contains(PteBits::D) {
+                    s.folio_mut(folio).flags.insert(FolioFlags::DIRTY);
+                }
+                s.procs[p].pt[addr as usize] = Entry::None;
+                page_remove_rmap(s, folio);
+            }
+            Entry::Swap { slot, .. } => {
+                s.procs[p].pt[addr as usize] = Entry::None;
+                swap_free(s, slot);
+            }
+            Entry::Migration { .. } => {
+                s.procs[p].pt[addr as usize] = Entry::None;
+            }
+            Entry::Marker => {
+                if !details.drop_marker {
+                    continue;
+                }
+                s.procs[p].pt[addr as usize] = Entry::None;
+            }
+        }
+        s.procs[p].why[addr as usize] = PteWhy::default();
+        if !details.drop_marker {
+            pte_install_uffd_wp_if_needed(s, p, vma, addr, e);
+        }
+    }
+}
+
+/// `clear_refs_write()` with CLEAR_REFS_SOFT_DIRTY (fs/proc/task_mmu.c): VMAs with
+/// VM_SOFTDIRTY lose it and get `vma_set_page_prot()`; then `clear_soft_dirty()`
+/// on every PTE: present → W=0, SD=0 (no GUP pins modelled, so no pinned skip);
+/// swap-format entries → swpSD=0 (a writable migration entry stays writable).
+pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
+    for i in 0..s.procs[p].vmas.len() {
+        let mut v = s.procs[p].vmas[i];
+        if v.flags.contains(VmFlags::SOFTDIRTY) {
+            v.flags.remove(VmFlags::SOFTDIRTY);
+            v.softdirty_by = Why::ClearRefs;
+            super::prot::vma_set_page_prot(s, cfg, &mut v, Why::ClearRefs);
+            s.procs[p].vmas[i] = v;
+        }
+    }
+    for i in 0..s.procs[p].vmas.len() {
+        let v = s.procs[p].vmas[i];
+        for addr in v.start..v.end {
+            match s.procs[p].pt[addr as usize] {
+                Entry::Present { bits, folio } => {
+                    let n = bits - PteBits::W - PteBits::SD;
+                    set_pte(
+                        s,
+                        p,
+                        addr,
+                        Entry::Present { bits: n, folio },
+                        Why::ClearRefs,
+                    );
+                }
+                Entry::Migration { kind, bits, folio } => {
+                    s.procs[p].pt[addr as usize] = Entry::Migration {
+                        kind,
+                        bits: bits - SwpBits::SD,
+                        folio,
+                    };
+                }
+                Entry::Swap { bits, slot } => {
+                    s.procs[p].pt[addr as usize] = Entry::Swap {
+                        bits: bits - SwpBits::SD,
+                        slot,
+                    };
+                }
+                Entry::Marker | Entry::None => {}
+            }
+        }
+    }
+}
+
+/// `folio_mkclean()` → `page_vma_mkclean_one()` (mm/rmap.c): in every VM_SHARED
+/// VMA mapping the folio, a PTE that is W or D becomes clean and read-only.
+pub fn folio_mkclean(s: &mut State, f: FolioId) {
+    for p in 0..MAX_PROCS {
+        if !s.procs[p].alive {
+            continue;
+        }
+        for i in 0..s.procs[p].vmas.len() {
+            let v = s.procs[p].vmas[i];
+            if !v.flags.contains(VmFlags::SHARED) {
+                continue;
+            }
+            for addr in v.start..v.end {
+                if let Entry::Present { bits, folio } = s.procs[p].pt[addr as usize] {
+                    if folio == f && bits.intersects(PteBits::W | PteBits::D) {
+                        let n = bits - PteBits::W - PteBits::D;
+                        set_pte(
+                            s,
+                            p,
+                            addr,
+                            Entry::Present { bits: n, folio },
+                            Why::FolioMkclean,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `move_ptes()` (mm/mremap.c): move every entry, marking it soft-dirty
+/// (`move_soft_dirty_pte`). With the 6.1.y backport of "mm: clear uffd-wp PTE/PMD
+/// state on mremap()", a source VMA registered without EVENT_REMAP loses UW,
+/// swpUW and markers on the way.
+pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_wp: bool) {
+    let mm = &mut s.procs[p];
+    let mut tmp = [(Entry::None, PteWhy::default()); NPAGES];
+    for i in 0..len as usize {
+        let a = old as usize + i;
+        tmp[i] = (mm.pt[a], mm.why[a]);
+        mm.pt[a] = Entry::None;
+        mm.why[a] = PteWhy::default();
+    }
+    for (i, &(e, w)) in tmp.iter().enumerate().take(len as usize) {
+        let e = match e {
+            Entry::Present { mut bits, folio } => {
+                bits |= PteBits::SD;
+                if clear_uffd_wp {
+                    bits.remove(PteBits::UW);
+                }
+                Entry::Present { bits, folio }
+            }
+            Entry::Migration {
+                kind,
+                mut bits,
+                folio,
+            } => {
+                bits |= SwpBits::SD;
+                if clear_uffd_wp {
+                    bits.remove(SwpBits::UW);
+                }
+                Entry::Migration { kind, bits, folio }
+            }
+            Entry::Swap { mut bits, slot } => {
+                bits |= SwpBits::SD;
+                if clear_uffd_wp {
+                    bits.remove(SwpBits::UW);
+                }
+                Entry::Swap { bits, slot }
+            }
+            Entry::Marker if clear_uffd_wp => Entry::None,
+            e => e,
+        };
+        mm.pt[new as usize + i] = e;
+        mm.why[new as usize + i] = w;
+    }
+}

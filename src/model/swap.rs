@@ -1,0 +1,289 @@
+//! Reclaim and swap: shrink_folio_list / try_to_unmap_one, swapoff (unuse_pte,
+//! shmem_unuse), MADV_FREE, writeback.
+
+use super::pte::*;
+use super::types::*;
+use super::{Config, Unuse};
+
+/// Every `(process, addr)` whose PTE maps folio `f` (the rmap walk).
+fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS * NPAGES }> {
+    let mut out = arrayvec::ArrayVec::new();
+    for (q, mm) in s.procs.iter().enumerate() {
+        if !mm.alive {
+            continue;
+        }
+        for (a, e) in mm.pt.iter().enumerate() {
+            if matches!(*e, Entry::Present { folio, .. } if folio == f) {
+                out.push((q as u8, a as u8));
+            }
+        }
+    }
+    out
+}
+
+/// Reclaim of the folio mapped at `(p, addr)` (mm/vmscan.c `shrink_folio_list`):
+/// mlocked folios are unevictable and ramfs pages are never reclaimed; anon folios
+/// go to swap (`add_to_swap`, `try_to_unmap`, `pageout`, removal from the swap
+/// cache) or, if lazy-free and clean, are discarded; shmem folios move to shmem's
+/// swap (`shmem_writepage`); ext4 folios are written back and dropped.
+pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
+    let f = match s.procs[p].pt[addr as usize] {
+        Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
+        _ => return,
+    };
+    let maps = mappings(s, f);
+    // mlocked folios sit on the unevictable LRU.
+    if maps.iter().any(|&(q, a)| {
+        s.procs[q as usize]
+            .vma(a)
+            .is_some_and(|v| v.flags.contains(VmFlags::LOCKED))
+    }) {
+        return;
+    }
+    let fo = *s.folio(f);
+    match fo.kind {
+        FolioKind::Anon => {
+            if fo.flags.contains(FolioFlags::LAZYFREE) {
+                for &(q, a) in &maps {
+                    if !try_to_unmap_one_lazyfree(s, q as usize, a, f) {
+                        return;
+                    }
+                }
+                put_anon_folio(s, f);
+                return;
+            }
+            // add_to_swap(): a slot and the swap cache; the folio is dirty.
+            if !fo.flags.contains(FolioFlags::SWAPCACHE) {
+                let Some(sl) = s.slots.iter().position(|x| !x.in_use()) else {
+                    return;
+                };
+                s.slots[sl].folio = f;
+                let fo = s.folio_mut(f);
+                fo.flags |= FolioFlags::SWAPCACHE | FolioFlags::DIRTY;
+                fo.slot = sl as u8;
+            }
+            for &(q, a) in &maps {
+                try_to_unmap_one(s, q as usize, a, f);
+            }
+            // pageout() + __remove_mapping(): written, dropped from the swap cache.
+            let slot = s.folio(f).slot as usize;
+            s.slots[slot].folio = NO_FOLIO;
+            s.folios[f as usize] = Folio::default();
+            if s.slots[slot].count == 0 {
+                s.slots[slot] = Slot::default();
+            }
+        }
+        FolioKind::File { file, index } => {
+            let kind = s.file_kind(file);
+            if kind == FileKind::Ramfs {
+                return;
+            }
+            for &(q, a) in &maps {
+                try_to_unmap_one(s, q as usize, a, f);
+            }
+            if kind == FileKind::Shmem {
+                s.files[file as usize].swapped |= 1 << index;
+            }
+            s.files[file as usize].cache[index as usize] = NO_FOLIO;
+            s.folios[f as usize] = Folio::default();
+        }
+        FolioKind::Free => {}
+    }
+}
+
+/// `try_to_unmap_one()` (mm/rmap.c) for a swap-backed or file folio: clear the
+/// PTE (D → folio dirty), leave a uffd-wp marker where `pte_install_uffd_wp_if_needed`
+/// does; for anon, install a swap entry carrying exclusive/soft-dirty/uffd-wp.
+fn try_to_unmap_one(s: &mut State, p: usize, addr: u8, f: FolioId) {
+    let Entry::Present { bits, .. } = s.procs[p].pt[addr as usize] else {
+        return;
+    };
+    let v = *s.procs[p].vma(addr).expect("mapped page has a VMA");
+    s.procs[p].pt[addr as usize] = Entry::None;
+    s.procs[p].why[addr as usize] = PteWhy::default();
+    pte_install_uffd_wp_if_needed(s, p, &v, addr, Entry::Present { bits, folio: f });
+    if bits.contains(PteBits::D) {
+        s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
+    }
+    let fo = s.folio_mut(f);
+    fo.mapcount = fo.mapcount.saturating_sub(1);
+    if fo.is_anon() {
+        let excl = fo.flags.contains(FolioFlags::ANON_EXCLUSIVE);
+        fo.flags.remove(FolioFlags::ANON_EXCLUSIVE);
+        let slot = fo.slot;
+        let mut swp = SwpBits::empty();
+        swp.set(SwpBits::EXCL, excl);
+        swp.set(SwpBits::SD, bits.contains(PteBits::SD));
+        swp.set(SwpBits::UW, bits.contains(PteBits::UW));
+        s.slots[slot as usize].count += 1;
+        s.procs[p].pt[addr as usize] = Entry::Swap { bits: swp, slot };
+    }
+}
+
+/// `try_to_unmap_one()` for a MADV_FREE folio: discard if neither PTE nor folio is
+/// dirty; otherwise the PTE stays, the folio is swap-backed again and the walk
+/// stops (returns false).
+fn try_to_unmap_one_lazyfree(s: &mut State, p: usize, addr: u8, f: FolioId) -> bool {
+    let Entry::Present { bits, .. } = s.procs[p].pt[addr as usize] else {
+        return true;
+    };
+    if bits.contains(PteBits::D) {
+        s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
+    }
+    if s.folio(f).flags.contains(FolioFlags::DIRTY) {
+        s.folio_mut(f).flags.remove(FolioFlags::LAZYFREE);
+        return false;
+    }
+    s.procs[p].pt[addr as usize] = Entry::None;
+    s.procs[p].why[addr as usize] = PteWhy::default();
+    fo_dec(s, f);
+    true
+}
+
+fn fo_dec(s: &mut State, f: FolioId) {
+    let fo = s.folio_mut(f);
+    fo.mapcount = fo.mapcount.saturating_sub(1);
+}
+
+/// `madvise_free_pte_range()` (mm/madvise.c) over `[start, end)` of a private anon
+/// VMA: swap entries are freed; for each page: a dirty or swap-cache folio mapped
+/// more than once is skipped, else the swap cache is dropped and the folio cleaned;
+/// the PTE loses A and D (W kept) and the folio becomes lazy-free.
+pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
+    for addr in start..end {
+        match s.procs[p].pt[addr as usize] {
+            Entry::Swap { slot, .. } => {
+                s.procs[p].pt[addr as usize] = Entry::None;
+                swap_free(s, slot);
+            }
+            Entry::Present { bits, folio } if folio != ZERO_PAGE => {
+                let fo = *s.folio(folio);
+                if !fo.is_anon() {
+                    continue;
+                }
+                if fo
+                    .flags
+                    .intersects(FolioFlags::SWAPCACHE | FolioFlags::DIRTY)
+                {
+                    if fo.mapcount != 1 {
+                        continue;
+                    }
+                    if fo.flags.contains(FolioFlags::SWAPCACHE) && !folio_free_swap(s, folio) {
+                        continue;
+                    }
+                    s.folio_mut(folio).flags.remove(FolioFlags::DIRTY);
+                }
+                let n = bits - PteBits::A - PteBits::D;
+                s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+                let fo = s.folio_mut(folio);
+                if !fo.flags.contains(FolioFlags::SWAPCACHE) {
+                    fo.flags.insert(FolioFlags::LAZYFREE);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `swapoff()` → `try_to_unuse()` (mm/swapfile.c): every anon swap entry is read
+/// back and `unuse_pte()` maps it; shmem's swapped pages return to the page cache
+/// (`shmem_unuse`, dirty). The swap device is then enabled again.
+pub fn swapoff(s: &mut State, cfg: &Config) {
+    for slot in 0..MAX_SLOTS as u8 {
+        if s.slots[slot as usize].count == 0 {
+            continue;
+        }
+        let mut f = s.slots[slot as usize].folio;
+        if f == NO_FOLIO {
+            let Some(n) = s.alloc_folio(FolioKind::Anon) else {
+                return;
+            };
+            s.folios[n as usize].flags.insert(FolioFlags::SWAPCACHE);
+            s.folios[n as usize].slot = slot;
+            s.slots[slot as usize].folio = n;
+            f = n;
+        } else if s.is_migrating(f) {
+            super::migrate::migration_entry_wait(s, cfg, f);
+            f = s.slots[slot as usize].folio;
+        }
+        for q in 0..MAX_PROCS {
+            if !s.procs[q].alive {
+                continue;
+            }
+            for a in 0..NPAGES as u8 {
+                if let Entry::Swap { bits, slot: sl } = s.procs[q].pt[a as usize] {
+                    if sl == slot {
+                        unuse_pte(s, cfg, q, a, bits, f);
+                    }
+                }
+            }
+        }
+        folio_free_swap(s, f);
+        put_anon_folio(s, f);
+    }
+    for file in 0..MAX_FILES {
+        let fl = s.files[file];
+        if !fl.in_use || fl.swapped == 0 {
+            continue;
+        }
+        for idx in 0..NPAGES {
+            if fl.swapped & (1 << idx) == 0 {
+                continue;
+            }
+            let Some(n) = s.alloc_folio(FolioKind::File {
+                file: file as u8,
+                index: idx as u8,
+            }) else {
+                return;
+            };
+            s.folios[n as usize].flags.insert(FolioFlags::DIRTY);
+            s.files[file].cache[idx] = n;
+            s.files[file].swapped &= !(1 << idx);
+        }
+    }
+}
+
+/// `unuse_pte()` (mm/swapfile.c): map the swap-cache page with
+/// `pte_mkold(mk_pte(page, vm_page_prot))`, exclusive iff swpEXCL; swpSD → SD;
+/// swpUW → UW (v6.1) or UW + wrprotect (the "same care" variant).
+fn unuse_pte(s: &mut State, cfg: &Config, p: usize, addr: u8, swp: SwpBits, f: FolioId) {
+    let Some(v) = s.procs[p].vma(addr).copied() else {
+        return;
+    };
+    let mut bits = mk_pte(v.prot) - PteBits::A;
+    if swp.contains(SwpBits::SD) {
+        bits.insert(PteBits::SD);
+    }
+    if swp.contains(SwpBits::UW) {
+        bits.insert(PteBits::UW);
+        if cfg.unuse == Unuse::WithCare {
+            bits.remove(PteBits::W);
+        }
+    }
+    page_add_rmap(s, f, swp.contains(SwpBits::EXCL));
+    set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::UnusePte);
+    let sl = &mut s.slots[s.folio(f).slot as usize];
+    sl.count = sl.count.saturating_sub(1);
+}
+
+/// Writeback of the file folio mapped at `(p, addr)`: `folio_clear_dirty_for_io()`
+/// (mm/page-writeback.c) calls `folio_mkclean()` when the mapping can write back
+/// (ext4 here), then the folio is clean.
+pub fn writeback(s: &mut State, p: usize, addr: u8) {
+    let Entry::Present { folio, .. } = s.procs[p].pt[addr as usize] else {
+        return;
+    };
+    if folio == ZERO_PAGE {
+        return;
+    }
+    let FolioKind::File { file, .. } = s.folio(folio).kind else {
+        return;
+    };
+    if !super::prot::mapping_can_writeback(s, file)
+        || !s.folio(folio).flags.contains(FolioFlags::DIRTY)
+    {
+        return;
+    }
+    folio_mkclean(s, folio);
+    s.folio_mut(folio).flags.remove(FolioFlags::DIRTY);
+}

@@ -1,0 +1,494 @@
+//! Plain-data model state: page-table entries, VMAs, folios, files, swap slots.
+//!
+//! Everything here is `Copy` or fixed-capacity so that a whole [`State`] is one
+//! allocation-free value that is cheap to clone, compare and hash.
+
+use arrayvec::ArrayVec;
+use bitflags::bitflags;
+
+/// Virtual pages per process (addresses are page numbers `0..NPAGES`).
+pub const NPAGES: usize = 16;
+/// Process slots (`p0` is the initial process; `fork` fills the others).
+pub const MAX_PROCS: usize = 3;
+/// VMAs per process; an mmap/split that would exceed it fails with ENOMEM.
+pub const MAX_VMAS: usize = 8;
+/// Folio pool size; allocation failure makes the fault fail (VM_FAULT_OOM).
+pub const MAX_FOLIOS: usize = 64;
+/// File objects: the three named files plus shared-anonymous shmem objects.
+pub const MAX_FILES: usize = 6;
+/// Swap slots of the (single) anon swap device.
+pub const MAX_SLOTS: usize = 32;
+/// Migrations that may be in flight at once (between migrate_start and migrate_finish).
+pub const MAX_PENDING: usize = 4;
+
+/// Folio id: index into [`State::folios`]; [`ZERO_PAGE`] is the shared zero page.
+pub type FolioId = u8;
+/// The shared zero page (not a normal page: `vm_normal_page()` returns NULL).
+pub const ZERO_PAGE: FolioId = u8::MAX;
+/// "No folio" in page-cache slots and swap slots.
+pub const NO_FOLIO: FolioId = u8::MAX - 1;
+
+bitflags! {
+    /// `vma->vm_flags` (include/linux/mm.h), the subset that matters here.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct VmFlags: u16 {
+        const READ = 1 << 0;
+        const WRITE = 1 << 1;
+        const EXEC = 1 << 2;
+        const SHARED = 1 << 3;
+        const MAYWRITE = 1 << 4;
+        const MAYSHARE = 1 << 5;
+        /// VM_SOFTDIRTY: set = "everything is soft-dirty", i.e. tracking *off*.
+        const SOFTDIRTY = 1 << 6;
+        const UFFD_WP = 1 << 7;
+        const LOCKED = 1 << 8;
+        /// VM_RAND_READ (MADV_RANDOM / MADV_NORMAL).
+        const RAND_READ = 1 << 9;
+        /// VM_DONTCOPY (MADV_DONTFORK / MADV_DOFORK).
+        const DONTCOPY = 1 << 10;
+        /// VM_WIPEONFORK (MADV_WIPEONFORK / MADV_KEEPONFORK).
+        const WIPEONFORK = 1 << 11;
+    }
+}
+
+bitflags! {
+    /// `vma->vm_page_prot` as the x86 protection_map produces it (pkeys and cache bits elided).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct PageProt: u8 {
+        /// _PAGE_USER/_PAGE_PRESENT; absent = PAGE_NONE (protnone).
+        const USER = 1 << 0;
+        /// _PAGE_RW.
+        const RW = 1 << 1;
+        /// !_PAGE_NX.
+        const EXEC = 1 << 2;
+    }
+}
+
+bitflags! {
+    /// Bits of a present x86 PTE.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct PteBits: u8 {
+        /// _PAGE_RW: hardware write permission.
+        const W = 1 << 0;
+        /// _PAGE_DIRTY (hardware dirty).
+        const D = 1 << 1;
+        /// _PAGE_ACCESSED.
+        const A = 1 << 2;
+        /// _PAGE_SOFT_DIRTY (software).
+        const SD = 1 << 3;
+        /// _PAGE_UFFD_WP (software).
+        const UW = 1 << 4;
+        /// _PAGE_PROTNONE (PROT_NONE vma or NUMA hinting).
+        const PROTNONE = 1 << 5;
+    }
+}
+
+bitflags! {
+    /// Software bits of a non-present (swap-format) entry.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct SwpBits: u8 {
+        /// Migration entry young bit (SWP_MIG_YOUNG).
+        const YOUNG = 1 << 0;
+        /// Migration entry dirty bit (SWP_MIG_DIRTY).
+        const DIRTY = 1 << 1;
+        /// _PAGE_SWP_SOFT_DIRTY.
+        const SD = 1 << 2;
+        /// _PAGE_SWP_UFFD_WP.
+        const UW = 1 << 3;
+        /// _PAGE_SWP_EXCLUSIVE (real swap entries only).
+        const EXCL = 1 << 4;
+    }
+}
+
+bitflags! {
+    /// Folio state bits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct FolioFlags: u8 {
+        const DIRTY = 1 << 0;
+        /// PageAnonExclusive.
+        const ANON_EXCLUSIVE = 1 << 1;
+        /// PG_swapcache (anon folio in the swap cache; `Folio::slot` says where).
+        const SWAPCACHE = 1 << 2;
+        /// !PG_swapbacked: MADV_FREE'd lazy-free anon folio.
+        const LAZYFREE = 1 << 3;
+        /// Locked as the source of an in-flight migration.
+        const MIGRATING = 1 << 4;
+    }
+}
+
+/// Migration entry type (include/linux/swapops.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MigKind {
+    /// make_readable_migration_entry
+    Read,
+    /// make_readable_exclusive_migration_entry (anon only)
+    ReadExclusive,
+    /// make_writable_migration_entry
+    Write,
+}
+
+/// One page-table slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Entry {
+    #[default]
+    None,
+    Present {
+        bits: PteBits,
+        folio: FolioId,
+    },
+    Migration {
+        kind: MigKind,
+        bits: SwpBits,
+        folio: FolioId,
+    },
+    /// Real (anon) swap entry.
+    Swap {
+        bits: SwpBits,
+        slot: u8,
+    },
+    /// PTE_MARKER_UFFD_WP.
+    Marker,
+}
+
+impl Entry {
+    pub fn is_none(self) -> bool {
+        matches!(self, Entry::None)
+    }
+    /// The hardware write bit of a present PTE.
+    pub fn writable(self) -> bool {
+        matches!(self, Entry::Present { bits, .. } if bits.contains(PteBits::W))
+    }
+}
+
+/// What a file object is, which decides its vm_ops and BDI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// shmem/tmpfs/memfd: no page_mkwrite, noop BDI (no writeback), swap-backed.
+    Shmem,
+    /// A disk filesystem like ext4: page_mkwrite and BDI writeback.
+    Ext4,
+    /// ramfs: generic_file_vm_ops (filemap_page_mkwrite), no writeback, unevictable.
+    Ramfs,
+}
+
+/// A file object with its page cache (index -> folio).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct File {
+    pub kind: FileKind,
+    pub in_use: bool,
+    pub cache: [FolioId; NPAGES],
+    /// shmem: indices whose data lives in swap (value entries in the xarray).
+    pub swapped: u16,
+}
+
+impl File {
+    pub const fn new(kind: FileKind, in_use: bool) -> File {
+        File {
+            kind,
+            in_use,
+            cache: [NO_FOLIO; NPAGES],
+            swapped: 0,
+        }
+    }
+}
+
+/// A VMA's backing object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backing {
+    Anon,
+    File(u8),
+}
+
+/// Kernel function (or hardware event) that last changed a bit, for provenance and signatures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Why {
+    #[default]
+    Unknown,
+    MmapRegion,
+    MmapExpand,
+    MprotectFixup,
+    MadviseUpdateVma,
+    MlockFixup,
+    UffdRegister,
+    UffdUnregister,
+    ClearRefs,
+    ChangePteRange,
+    UffdWpRange,
+    DoAnonymousPage,
+    DoSetPte,
+    DoWpPage,
+    DoSwapPage,
+    DoNumaPage,
+    HardwareWrite,
+    CopyPresentPte,
+    RemoveMigrationPte,
+    UnusePte,
+    FolioMkclean,
+    MovePtes,
+    ChangeProtNuma,
+    CopyVma,
+    VmAreaDup,
+}
+
+impl Why {
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Unknown => "unknown",
+            Why::MmapRegion => "mmap_region",
+            Why::MmapExpand => "mmap_region(expand)",
+            Why::MprotectFixup => "mprotect_fixup",
+            Why::MadviseUpdateVma => "madvise_update_vma",
+            Why::MlockFixup => "mlock_fixup",
+            Why::UffdRegister => "userfaultfd_register",
+            Why::UffdUnregister => "userfaultfd_unregister",
+            Why::ClearRefs => "clear_refs_write",
+            Why::ChangePteRange => "change_pte_range",
+            Why::UffdWpRange => "uffd_wp_range",
+            Why::DoAnonymousPage => "do_anonymous_page",
+            Why::DoSetPte => "do_set_pte",
+            Why::DoWpPage => "do_wp_page",
+            Why::DoSwapPage => "do_swap_page",
+            Why::DoNumaPage => "do_numa_page",
+            Why::HardwareWrite => "hw_write",
+            Why::CopyPresentPte => "copy_present_pte",
+            Why::RemoveMigrationPte => "remove_migration_pte",
+            Why::UnusePte => "unuse_pte",
+            Why::FolioMkclean => "folio_mkclean",
+            Why::MovePtes => "move_ptes",
+            Why::ChangeProtNuma => "change_prot_numa",
+            Why::CopyVma => "copy_vma",
+            Why::VmAreaDup => "vm_area_dup",
+        }
+    }
+}
+
+/// A VMA: `[start, end)` in pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Vma {
+    pub start: u8,
+    pub end: u8,
+    pub flags: VmFlags,
+    /// Stored `vm_page_prot`: recomputed only where the kernel recomputes it.
+    pub prot: PageProt,
+    pub backing: Backing,
+    /// `vm_pgoff` (file page offset of `start`; for anon, the creation address).
+    pub pgoff: u8,
+    /// anon_vma identity (0 = none yet).
+    pub anon_vma: u8,
+    /// Registered with this process's userfaultfd context.
+    pub uffd: bool,
+    /// Who last set `vm_page_prot` (provenance for signatures).
+    pub prot_by: Why,
+    /// Who last set VM_SOFTDIRTY.
+    pub softdirty_by: Why,
+}
+
+impl Vma {
+    pub fn contains(&self, addr: u8) -> bool {
+        self.start <= addr && addr < self.end
+    }
+    pub fn is_anonymous(&self) -> bool {
+        self.backing == Backing::Anon
+    }
+    /// is_cow_mapping(): private and may become writable.
+    pub fn is_cow(&self) -> bool {
+        !self.flags.contains(VmFlags::SHARED) && self.flags.contains(VmFlags::MAYWRITE)
+    }
+    /// File page index that `addr` maps.
+    pub fn pgoff_of(&self, addr: u8) -> u8 {
+        self.pgoff.wrapping_add(addr - self.start)
+    }
+    /// userfaultfd_wp(vma)
+    pub fn uffd_wp(&self) -> bool {
+        self.flags.contains(VmFlags::UFFD_WP)
+    }
+    /// vma_soft_dirty_enabled(): tracking is on while VM_SOFTDIRTY is clear.
+    pub fn soft_dirty_enabled(&self) -> bool {
+        !self.flags.contains(VmFlags::SOFTDIRTY)
+    }
+    /// vma_is_accessible()
+    pub fn accessible(&self) -> bool {
+        self.flags
+            .intersects(VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC)
+    }
+}
+
+/// Per-PTE provenance: who last cleared / set W, and who last set SD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PteWhy {
+    /// The function that last made (or created) this PTE read-only.
+    pub ro_by: Why,
+    /// The function that last made (or created) this PTE writable.
+    pub rw_by: Why,
+}
+
+/// A process address space (`struct mm_struct`) with its single page table.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Mm {
+    pub alive: bool,
+    pub vmas: ArrayVec<Vma, MAX_VMAS>,
+    pub pt: [Entry; NPAGES],
+    pub why: [PteWhy; NPAGES],
+}
+
+impl Mm {
+    pub fn new(alive: bool) -> Mm {
+        Mm {
+            alive,
+            vmas: ArrayVec::new(),
+            pt: [Entry::None; NPAGES],
+            why: [PteWhy::default(); NPAGES],
+        }
+    }
+    /// find_vma() for an exact address: the VMA containing `addr`.
+    pub fn vma_index(&self, addr: u8) -> Option<usize> {
+        self.vmas.iter().position(|v| v.contains(addr))
+    }
+    pub fn vma(&self, addr: u8) -> Option<&Vma> {
+        self.vmas.iter().find(|v| v.contains(addr))
+    }
+}
+
+/// What a folio is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum FolioKind {
+    #[default]
+    Free,
+    Anon,
+    /// Page-cache folio of file `file` at `index`.
+    File {
+        file: u8,
+        index: u8,
+    },
+}
+
+/// A single-page folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Folio {
+    pub kind: FolioKind,
+    pub flags: FolioFlags,
+    /// Number of present PTEs mapping it (page_mapcount).
+    pub mapcount: u8,
+    /// Swap slot while in the swap cache.
+    pub slot: u8,
+}
+
+impl Folio {
+    pub fn is_anon(&self) -> bool {
+        self.kind == FolioKind::Anon
+    }
+    /// folio_ref_count(): one reference per mapping, plus the swap cache's
+    /// and the page cache's (no GUP pins are modelled).
+    pub fn refcount(&self) -> u8 {
+        let cache = matches!(self.kind, FolioKind::File { .. }) as u8;
+        let swap = self.flags.contains(FolioFlags::SWAPCACHE) as u8;
+        self.mapcount + cache + swap
+    }
+}
+
+/// A swap slot: `count` swap PTEs refer to it; `folio` is its swap-cache folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub count: u8,
+    pub folio: FolioId,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            count: 0,
+            folio: NO_FOLIO,
+        }
+    }
+}
+
+impl Slot {
+    pub fn in_use(&self) -> bool {
+        self.count > 0 || self.folio != NO_FOLIO
+    }
+}
+
+/// An in-flight migration: `old` is locked and unmapped; `new` receives it at finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pending {
+    pub old: FolioId,
+    pub new: FolioId,
+}
+
+/// The whole machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    pub procs: [Mm; MAX_PROCS],
+    pub folios: [Folio; MAX_FOLIOS],
+    pub files: [File; MAX_FILES],
+    pub slots: [Slot; MAX_SLOTS],
+    pub pending: ArrayVec<Pending, MAX_PENDING>,
+    /// Next anon_vma identity.
+    pub next_anon_vma: u8,
+    /// Current step number (for provenance in reports).
+    pub step: u16,
+    /// A WARN_ON_ONCE the kernel would print fired (full-restore's MIG_W+uffd-wp,
+    /// v6.1's marker copy into a non-uffd-wp child).
+    pub warned: bool,
+}
+
+/// Index of the memfd (shmem) file.
+pub const FILE_MEMFD: u8 = 0;
+/// Index of the ext4-like file.
+pub const FILE_EXT4: u8 = 1;
+/// Index of the ramfs file.
+pub const FILE_RAMFS: u8 = 2;
+/// First slot for shared-anonymous shmem objects.
+pub const FILE_SHMEM_ANON0: u8 = 3;
+
+impl Default for State {
+    fn default() -> State {
+        State::new()
+    }
+}
+
+impl State {
+    pub fn new() -> State {
+        let mut files = [File::new(FileKind::Shmem, false); MAX_FILES];
+        files[FILE_MEMFD as usize] = File::new(FileKind::Shmem, true);
+        files[FILE_EXT4 as usize] = File::new(FileKind::Ext4, true);
+        files[FILE_RAMFS as usize] = File::new(FileKind::Ramfs, true);
+        State {
+            procs: [Mm::new(true), Mm::new(false), Mm::new(false)],
+            folios: [Folio::default(); MAX_FOLIOS],
+            files,
+            slots: [Slot::default(); MAX_SLOTS],
+            pending: ArrayVec::new(),
+            next_anon_vma: 1,
+            step: 0,
+            warned: false,
+        }
+    }
+
+    pub fn folio(&self, f: FolioId) -> &Folio {
+        &self.folios[f as usize]
+    }
+    pub fn folio_mut(&mut self, f: FolioId) -> &mut Folio {
+        &mut self.folios[f as usize]
+    }
+
+    /// Allocate a free folio, or None (OOM).
+    pub fn alloc_folio(&mut self, kind: FolioKind) -> Option<FolioId> {
+        let i = self.folios.iter().position(|f| f.kind == FolioKind::Free)?;
+        self.folios[i] = Folio {
+            kind,
+            ..Folio::default()
+        };
+        Some(i as FolioId)
+    }
+
+    pub fn file_kind(&self, file: u8) -> FileKind {
+        self.files[file as usize].kind
+    }
+
+    /// Is the folio part of an in-flight migration (source locked)?
+    pub fn is_migrating(&self, f: FolioId) -> bool {
+        f != ZERO_PAGE && self.folio(f).flags.contains(FolioFlags::MIGRATING)
+    }
+}

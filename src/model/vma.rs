@@ -1,0 +1,670 @@
+//! VMA operations: mmap_region, vma_merge/split, mprotect_fixup, madvise_update_vma,
+//! mlock_fixup, userfaultfd (un)register/release, munmap, mremap.
+
+use super::prot::*;
+use super::pte::{change_protection, zap_pte_range, CpFlags, ZapDetails};
+use super::types::*;
+use super::Config;
+
+/// Errors a syscall returns in the model (the op then changes nothing further).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Errno {
+    Enomem,
+    Einval,
+    Eperm,
+    Efault,
+}
+
+pub type KResult<T> = Result<T, Errno>;
+
+/// Insert a VMA keeping the list sorted by start.
+fn insert_vma(mm: &mut Mm, v: Vma) -> KResult<usize> {
+    if mm.vmas.is_full() {
+        return Err(Errno::Enomem);
+    }
+    let pos = mm
+        .vmas
+        .iter()
+        .position(|x| x.start > v.start)
+        .unwrap_or(mm.vmas.len());
+    mm.vmas.insert(pos, v);
+    Ok(pos)
+}
+
+/// `split_vma()` (mm/mmap.c): split the VMA containing `addr` at `addr`; both halves
+/// keep flags, `vm_page_prot`, uffd ctx and anon_vma (vm_area_dup + anon_vma_clone).
+pub fn split_vma(mm: &mut Mm, addr: u8) -> KResult<()> {
+    let Some(i) = mm.vma_index(addr) else {
+        return Ok(());
+    };
+    let v = mm.vmas[i];
+    if v.start == addr {
+        return Ok(());
+    }
+    if mm.vmas.is_full() {
+        return Err(Errno::Enomem);
+    }
+    let mut hi = v;
+    hi.start = addr;
+    hi.pgoff = v.pgoff_of(addr);
+    mm.vmas[i].end = addr;
+    mm.vmas.insert(i + 1, hi);
+    Ok(())
+}
+
+/// `is_mergeable_vma()` + `is_mergeable_anon_vma()` (mm/mmap.c): flags equal
+/// ignoring VM_SOFTDIRTY, same file, same uffd ctx, compatible anon_vma.
+fn is_mergeable(v: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8) -> bool {
+    (v.flags ^ flags).difference(VmFlags::SOFTDIRTY).is_empty()
+        && v.backing == backing
+        && v.uffd == uffd
+        && (v.anon_vma == 0 || anon_vma == 0 || v.anon_vma == anon_vma)
+}
+
+/// `can_vma_merge_after()`: `prev` can grow up to cover a range starting at file offset `pgoff`.
+fn can_vma_merge_after(
+    prev: &Vma,
+    flags: VmFlags,
+    backing: Backing,
+    uffd: bool,
+    anon_vma: u8,
+    pgoff: u8,
+) -> bool {
+    is_mergeable(prev, flags, backing, uffd, anon_vma)
+        && prev.pgoff.wrapping_add(prev.end - prev.start) == pgoff
+}
+
+/// `can_vma_merge_before()`: `next` can grow down to cover a range ending at file offset `end_pgoff`.
+fn can_vma_merge_before(
+    next: &Vma,
+    flags: VmFlags,
+    backing: Backing,
+    uffd: bool,
+    anon_vma: u8,
+    end_pgoff: u8,
+) -> bool {
+    is_mergeable(next, flags, backing, uffd, anon_vma) && next.pgoff == end_pgoff
+}
+
+/// `vma_merge()` (mm/mmap.c, v6.1) for `[start, end)` inside VMA `i`, as if it had
+/// `flags`/`uffd`: grow `prev` and/or `next` over it. The survivor keeps its own
+/// `vm_flags` and `vm_page_prot`; the caller assigns flags afterwards. Returns the
+/// survivor's index.
+pub fn vma_merge(
+    mm: &mut Mm,
+    i: usize,
+    start: u8,
+    end: u8,
+    flags: VmFlags,
+    uffd: bool,
+) -> Option<usize> {
+    let v = mm.vmas[i];
+    let pgoff = v.pgoff_of(start);
+    let len = end - start;
+    let prev_ok = start == v.start
+        && i > 0
+        && mm.vmas[i - 1].end == start
+        && can_vma_merge_after(&mm.vmas[i - 1], flags, v.backing, uffd, v.anon_vma, pgoff);
+    let next_ok = end == v.end
+        && i + 1 < mm.vmas.len()
+        && mm.vmas[i + 1].start == end
+        && can_vma_merge_before(
+            &mm.vmas[i + 1],
+            flags,
+            v.backing,
+            uffd,
+            v.anon_vma,
+            pgoff.wrapping_add(len),
+        );
+    let anon = v.anon_vma;
+    if prev_ok {
+        let both = next_ok && {
+            let (p, n) = (mm.vmas[i - 1].anon_vma, mm.vmas[i + 1].anon_vma);
+            p == 0 || n == 0 || p == n
+        };
+        let mut new_end = end;
+        if both {
+            new_end = mm.vmas[i + 1].end;
+            let na = mm.vmas[i + 1].anon_vma;
+            mm.vmas.remove(i + 1);
+            if mm.vmas[i - 1].anon_vma == 0 {
+                mm.vmas[i - 1].anon_vma = na;
+            }
+        }
+        // Cases 1, 2, 5, 6, 7: prev grows over [start, end) (and next).
+        if end == v.end {
+            mm.vmas.remove(i);
+        } else {
+            mm.vmas[i].start = end;
+            mm.vmas[i].pgoff = v.pgoff_of(end);
+        }
+        let p = &mut mm.vmas[i - 1];
+        p.end = new_end;
+        if p.anon_vma == 0 {
+            p.anon_vma = anon;
+        }
+        return Some(i - 1);
+    }
+    if next_ok {
+        // Cases 3, 4, 8: next grows down over [start, end).
+        let n = &mut mm.vmas[i + 1];
+        n.start = start;
+        n.pgoff = pgoff;
+        if n.anon_vma == 0 {
+            n.anon_vma = anon;
+        }
+        if start == v.start {
+            mm.vmas.remove(i);
+            return Some(i);
+        }
+        mm.vmas[i].end = start;
+        return Some(i + 1);
+    }
+    None
+}
+
+/// The common shape of mprotect_fixup / madvise_update_vma / mlock_fixup /
+/// userfaultfd_register: `vma_merge()` the sub-range `[start, end)` of VMA `i`,
+/// otherwise `split_vma()` at its edges. Returns the index of the VMA now
+/// covering exactly... the range (a survivor may cover more).
+fn merge_or_split(
+    mm: &mut Mm,
+    i: usize,
+    start: u8,
+    end: u8,
+    flags: VmFlags,
+    uffd: bool,
+) -> KResult<usize> {
+    if let Some(j) = vma_merge(mm, i, start, end, flags, uffd) {
+        return Ok(j);
+    }
+    split_vma(mm, start)?;
+    split_vma(mm, end)?;
+    Ok(mm.vma_index(start).expect("range still mapped"))
+}
+
+/// Assign `flags` to a VMA, recording who changed VM_SOFTDIRTY.
+fn set_flags(v: &mut Vma, flags: VmFlags, why: Why) {
+    if (v.flags ^ flags).contains(VmFlags::SOFTDIRTY) {
+        v.softdirty_by = why;
+    }
+    v.flags = flags;
+}
+
+/// Walk the VMAs overlapping `[start, end)`, calling `f(state, proc, vma start, piece)`.
+/// `stop_at_hole` mirrors callers that fail with ENOMEM at the first gap.
+fn for_each_piece(
+    s: &mut State,
+    p: usize,
+    start: u8,
+    end: u8,
+    stop_at_hole: bool,
+    mut f: impl FnMut(&mut State, usize, u8, u8) -> KResult<()>,
+) -> KResult<()> {
+    let mut addr = start;
+    while addr < end {
+        let mm = &s.procs[p];
+        let Some(v) = mm.vmas.iter().find(|v| v.end > addr).copied() else {
+            break;
+        };
+        if v.start >= end {
+            break;
+        }
+        if v.start > addr && stop_at_hole {
+            return Err(Errno::Enomem);
+        }
+        let (a, b) = (addr.max(v.start), end.min(v.end));
+        f(s, p, a, b)?;
+        addr = b;
+    }
+    Ok(())
+}
+
+/// The mmap() backing choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    /// MAP_PRIVATE|MAP_ANONYMOUS
+    Anon,
+    /// MAP_SHARED|MAP_ANONYMOUS (shmem_zero_setup: a fresh shmem object)
+    SharedAnon,
+    /// A file mapping (MAP_SHARED or MAP_PRIVATE).
+    File { file: u8, shared: bool },
+}
+
+/// Free a shared-anonymous shmem object that no VMA maps any more.
+fn reap_shmem_objects(s: &mut State) {
+    for f in FILE_SHMEM_ANON0 as usize..MAX_FILES {
+        if !s.files[f].in_use {
+            continue;
+        }
+        let used = s
+            .procs
+            .iter()
+            .any(|mm| mm.alive && mm.vmas.iter().any(|v| v.backing == Backing::File(f as u8)));
+        let pinned = s.files[f]
+            .cache
+            .iter()
+            .any(|&c| c != NO_FOLIO && s.is_migrating(c));
+        if !used && !pinned {
+            for c in s.files[f].cache {
+                if c != NO_FOLIO {
+                    s.folios[c as usize] = Folio::default();
+                }
+            }
+            s.files[f] = File::new(FileKind::Shmem, false);
+        }
+    }
+}
+
+/// `mmap_region()` / `__mmap_region()` (mm/mmap.c, v6.1) with MAP_FIXED: unmap the
+/// range, try to expand `next`/`prev` (NULL uffd ctx, NULL anon_vma: registered VMAs
+/// never expand; shared-anon never expands since its file does not exist yet),
+/// else create a VMA; always set VM_SOFTDIRTY and `vma_set_page_prot()` on the result.
+pub fn mmap_region(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    addr: u8,
+    len: u8,
+    prot: VmFlags,
+    kind: MapKind,
+    pgoff: u8,
+) -> KResult<()> {
+    let end = addr + len;
+    let (backing, shared, pgoff) = match kind {
+        MapKind::Anon => (Backing::Anon, false, addr),
+        MapKind::SharedAnon => (Backing::Anon, true, 0),
+        MapKind::File { file, shared } => (Backing::File(file), shared, pgoff),
+    };
+    let mut flags = prot | VmFlags::MAYWRITE;
+    if shared {
+        flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
+    }
+    do_munmap(s, p, addr, end)?;
+    let mm = &mut s.procs[p];
+    let next = mm.vmas.iter().position(|v| v.start == end);
+    let prev = mm.vmas.iter().position(|v| v.end == addr);
+    let expandable = kind != MapKind::SharedAnon;
+    let next_ok = expandable
+        && next.is_some_and(|n| {
+            can_vma_merge_before(
+                &mm.vmas[n],
+                flags,
+                backing,
+                false,
+                0,
+                pgoff.wrapping_add(len),
+            )
+        });
+    let next_anon = if next_ok {
+        mm.vmas[next.unwrap()].anon_vma
+    } else {
+        0
+    };
+    let prev_ok = expandable
+        && prev.is_some_and(|q| {
+            can_vma_merge_after(&mm.vmas[q], flags, backing, false, next_anon, pgoff)
+        });
+    let idx = if prev_ok {
+        // vma_expand(prev, prev->vm_start, next or end): prev survives.
+        let q = prev.unwrap();
+        if next_ok {
+            let n = next.unwrap();
+            mm.vmas[q].end = mm.vmas[n].end;
+            if mm.vmas[q].anon_vma == 0 {
+                mm.vmas[q].anon_vma = next_anon;
+            }
+            mm.vmas.remove(n);
+        } else {
+            mm.vmas[q].end = end;
+        }
+        mm.vmas[q].prot_by = Why::MmapExpand;
+        q
+    } else if next_ok {
+        let n = next.unwrap();
+        mm.vmas[n].start = addr;
+        mm.vmas[n].pgoff = pgoff;
+        n
+    } else {
+        let backing = match kind {
+            MapKind::SharedAnon => {
+                // shmem_zero_setup(): a new shmem object.
+                reap_shmem_objects(s);
+                let Some(f) = (FILE_SHMEM_ANON0 as usize..MAX_FILES).find(|&f| !s.files[f].in_use)
+                else {
+                    return Err(Errno::Enomem);
+                };
+                s.files[f] = File::new(FileKind::Shmem, true);
+                Backing::File(f as u8)
+            }
+            _ => backing,
+        };
+        let v = Vma {
+            start: addr,
+            end,
+            flags,
+            prot: vm_get_page_prot(flags),
+            backing,
+            pgoff,
+            anon_vma: 0,
+            uffd: false,
+            prot_by: Why::MmapRegion,
+            softdirty_by: Why::MmapRegion,
+        };
+        insert_vma(&mut s.procs[p], v)?
+    };
+    let why = if prev_ok || next_ok {
+        Why::MmapExpand
+    } else {
+        Why::MmapRegion
+    };
+    let mut v = s.procs[p].vmas[idx];
+    let f = v.flags | VmFlags::SOFTDIRTY;
+    set_flags(&mut v, f, why);
+    vma_set_page_prot(s, cfg, &mut v, why);
+    s.procs[p].vmas[idx] = v;
+    Ok(())
+}
+
+/// `do_munmap()` / `unmap_region()` (mm/mmap.c): split at the edges, zap with
+/// ZAP_FLAG_DROP_MARKER, remove the VMAs.
+pub fn do_munmap(s: &mut State, p: usize, start: u8, end: u8) -> KResult<()> {
+    let mm = &mut s.procs[p];
+    if !mm.vmas.iter().any(|v| v.start < end && v.end > start) {
+        return Ok(());
+    }
+    split_vma(mm, start)?;
+    split_vma(mm, end)?;
+    let details = ZapDetails { drop_marker: true };
+    let victims: ArrayVecU8 = s.procs[p]
+        .vmas
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.start >= start && v.end <= end)
+        .map(|(i, _)| i as u8)
+        .collect();
+    for &i in victims.iter().rev() {
+        let v = s.procs[p].vmas[i as usize];
+        zap_pte_range(s, p, &v, v.start, v.end, details);
+        s.procs[p].vmas.remove(i as usize);
+    }
+    Ok(())
+}
+
+type ArrayVecU8 = arrayvec::ArrayVec<u8, MAX_VMAS>;
+
+/// `mprotect_fixup()` (mm/mprotect.c, v6.1) over `[start, end)`, as driven by
+/// do_mprotect_pkey(): new R/W/X, everything else kept; merge or split; assign
+/// flags; TRY_CHANGE_WRITABLE from `vma_wants_writenotify(vma, OLD vm_page_prot)`
+/// for shared VMAs (VM_WRITE for private ones); `vma_set_page_prot()`;
+/// `change_protection()` on `[start, end)` only.
+pub fn mprotect(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    start: u8,
+    end: u8,
+    prot: VmFlags,
+) -> KResult<()> {
+    if s.procs[p].vma_index(start).is_none() {
+        return Err(Errno::Enomem);
+    }
+    for_each_piece(s, p, start, end, true, |s, p, a, b| {
+        let mm = &mut s.procs[p];
+        let i = mm.vma_index(a).unwrap();
+        let old = mm.vmas[i];
+        let rwx = VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC;
+        let newflags = (old.flags - rwx) | prot;
+        if prot.contains(VmFlags::WRITE) && !old.flags.contains(VmFlags::MAYWRITE) {
+            return Err(Errno::Eperm);
+        }
+        if newflags == old.flags {
+            return Ok(());
+        }
+        let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
+        let mut v = mm.vmas[j];
+        set_flags(&mut v, newflags, Why::MprotectFixup);
+        let try_write = if v.flags.contains(VmFlags::SHARED) {
+            vma_wants_writenotify(s, cfg, &v, v.prot)
+        } else {
+            v.flags.contains(VmFlags::WRITE)
+        };
+        vma_set_page_prot(s, cfg, &mut v, Why::MprotectFixup);
+        s.procs[p].vmas[j] = v;
+        let cp = if try_write {
+            CpFlags::TRY_CHANGE_WRITABLE
+        } else {
+            CpFlags::empty()
+        };
+        change_protection(s, cfg, p, &v, a, b, v.prot, cp, Why::MprotectFixup);
+        // A locked private mapping becoming writable is populated with write
+        // faults (populate_vma_page_range with FOLL_WRITE breaks COW).
+        if (old.flags & (VmFlags::WRITE | VmFlags::SHARED | VmFlags::LOCKED)) == VmFlags::LOCKED
+            && newflags.contains(VmFlags::WRITE)
+        {
+            super::fault::populate_vma_page_range(s, cfg, p, a, b);
+        }
+        Ok(())
+    })
+}
+
+/// Flag-changing madvise() advice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlagAdvice {
+    Random,
+    Normal,
+    DontFork,
+    DoFork,
+    WipeOnFork,
+    KeepOnFork,
+}
+
+/// `madvise_update_vma()` (mm/madvise.c): merge or split and assign the new flags;
+/// `vm_page_prot` is **not** recomputed (a merge survivor keeps a stale prot while
+/// taking the target's VM_SOFTDIRTY). Holes are skipped (ENOMEM at the end).
+pub fn madvise_update_vma(
+    s: &mut State,
+    p: usize,
+    start: u8,
+    end: u8,
+    adv: FlagAdvice,
+) -> KResult<()> {
+    for_each_piece(s, p, start, end, false, |s, p, a, b| {
+        let mm = &mut s.procs[p];
+        let i = mm.vma_index(a).unwrap();
+        let old = mm.vmas[i];
+        let newflags = match adv {
+            FlagAdvice::Random => old.flags | VmFlags::RAND_READ,
+            FlagAdvice::Normal => old.flags - VmFlags::RAND_READ,
+            FlagAdvice::DontFork => old.flags | VmFlags::DONTCOPY,
+            FlagAdvice::DoFork => old.flags - VmFlags::DONTCOPY,
+            FlagAdvice::WipeOnFork => {
+                if !old.is_anonymous() || old.flags.contains(VmFlags::SHARED) {
+                    return Err(Errno::Einval);
+                }
+                old.flags | VmFlags::WIPEONFORK
+            }
+            FlagAdvice::KeepOnFork => old.flags - VmFlags::WIPEONFORK,
+        };
+        if newflags == old.flags {
+            return Ok(());
+        }
+        let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
+        set_flags(&mut mm.vmas[j], newflags, Why::MadviseUpdateVma);
+        Ok(())
+    })
+}
+
+/// `mlock_fixup()` (mm/mlock.c) via apply_vma_lock_flags(): merge or split, assign
+/// VM_LOCKED on or off, no `vm_page_prot` recompute. mlock() then populates the
+/// range (`__mm_populate`).
+pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bool) -> KResult<()> {
+    if s.procs[p].vma_index(start).is_none() {
+        return Err(Errno::Enomem);
+    }
+    let r = for_each_piece(s, p, start, end, true, |s, p, a, b| {
+        let mm = &mut s.procs[p];
+        let i = mm.vma_index(a).unwrap();
+        let old = mm.vmas[i];
+        let newflags = if lock {
+            old.flags | VmFlags::LOCKED
+        } else {
+            old.flags - VmFlags::LOCKED
+        };
+        if newflags == old.flags {
+            return Ok(());
+        }
+        let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
+        set_flags(&mut mm.vmas[j], newflags, Why::MlockFixup);
+        Ok(())
+    });
+    if lock && r.is_ok() {
+        super::fault::populate_vma_page_range(s, cfg, p, start, end);
+    }
+    r
+}
+
+/// `vma_can_userfault()` (include/linux/userfaultfd_k.h) for WP with
+/// CONFIG_PTE_MARKER_UFFD_WP: anonymous or shmem (ext4/ramfs are not allowed).
+fn vma_can_userfault(s: &State, v: &Vma) -> bool {
+    match v.backing {
+        Backing::Anon => true,
+        Backing::File(f) => s.file_kind(f) == FileKind::Shmem,
+    }
+}
+
+/// `userfaultfd_register()` (fs/userfaultfd.c) in UFFDIO_REGISTER_MODE_WP: every
+/// VMA in range must be registrable and VM_MAYWRITE; merge or split with this
+/// ctx; `userfaultfd_set_vm_flags()` (B1: prot recomputed when VM_UFFD_WP flips on a
+/// shared VMA; v6.1: plain assignment). No PTE is touched.
+pub fn userfaultfd_register(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    start: u8,
+    end: u8,
+) -> KResult<()> {
+    let mut vs = s.procs[p]
+        .vmas
+        .iter()
+        .filter(|v| v.start < end && v.end > start)
+        .peekable();
+    if vs.peek().is_none() {
+        return Err(Errno::Einval);
+    }
+    if vs.any(|v| !vma_can_userfault(s, v) || !v.flags.contains(VmFlags::MAYWRITE)) {
+        return Err(Errno::Einval);
+    }
+    for_each_piece(s, p, start, end, false, |s, p, a, b| {
+        let mm = &mut s.procs[p];
+        let i = mm.vma_index(a).unwrap();
+        let old = mm.vmas[i];
+        if old.uffd && old.uffd_wp() {
+            return Ok(());
+        }
+        let newflags = old.flags | VmFlags::UFFD_WP;
+        let j = merge_or_split(mm, i, a, b, newflags, true)?;
+        let mut v = s.procs[p].vmas[j];
+        userfaultfd_set_vm_flags(s, cfg, &mut v, newflags, Why::UffdRegister);
+        if (v.flags ^ newflags).contains(VmFlags::SOFTDIRTY) {
+            v.softdirty_by = Why::UffdRegister;
+        }
+        v.uffd = true;
+        s.procs[p].vmas[j] = v;
+        Ok(())
+    })
+}
+
+/// `userfaultfd_unregister()` (fs/userfaultfd.c): for each registered VMA part,
+/// resolve write protection over that part (`uffd_wp_range(..., false)`), then
+/// merge or split with a NULL ctx and clear the uffd flags.
+pub fn userfaultfd_unregister(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    start: u8,
+    end: u8,
+) -> KResult<()> {
+    if !s.procs[p]
+        .vmas
+        .iter()
+        .any(|v| v.start < end && v.end > start)
+    {
+        return Err(Errno::Einval);
+    }
+    for_each_piece(s, p, start, end, false, |s, p, a, b| {
+        unregister_piece(s, cfg, p, a, b, Why::UffdUnregister)
+    })
+}
+
+fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Why) -> KResult<()> {
+    let i = s.procs[p].vma_index(a).unwrap();
+    let old = s.procs[p].vmas[i];
+    if !old.uffd {
+        return Ok(());
+    }
+    if old.uffd_wp() {
+        super::pte::uffd_wp_range(s, cfg, p, &old, a, b, false);
+    }
+    let newflags = old.flags - VmFlags::UFFD_WP;
+    let mm = &mut s.procs[p];
+    let j = merge_or_split(mm, i, a, b, newflags, false)?;
+    let mut v = s.procs[p].vmas[j];
+    if (v.flags ^ newflags).contains(VmFlags::SOFTDIRTY) {
+        v.softdirty_by = why;
+    }
+    userfaultfd_set_vm_flags(s, cfg, &mut v, newflags, why);
+    v.uffd = false;
+    s.procs[p].vmas[j] = v;
+    Ok(())
+}
+
+/// `userfaultfd_release()` (fs/userfaultfd.c): closing the uffd resolves and
+/// unregisters every VMA of this context.
+pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()> {
+    for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| {
+        unregister_piece(s, cfg, p, a, b, Why::UffdUnregister)
+    })
+}
+
+/// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` via move_vma()
+/// (mm/mremap.c): unmap the target, `copy_vma()` (merge: the survivor keeps its own
+/// flags and prot; otherwise a copy of the source VMA), `move_ptes()`,
+/// `mremap_userfaultfd_prep()` (no EVENT_REMAP: the new VMA loses its uffd flags),
+/// then unmap the old range.
+pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
+    let end = old + len;
+    let Some(i) = s.procs[p].vma_index(old) else {
+        return Err(Errno::Efault);
+    };
+    if s.procs[p].vmas[i].end < end {
+        return Err(Errno::Efault);
+    }
+    if new < end && old < new + len {
+        return Err(Errno::Einval);
+    }
+    do_munmap(s, p, new, new + len)?;
+    let i = s.procs[p].vma_index(old).unwrap();
+    let src = s.procs[p].vmas[i];
+    // copy_vma(): try to merge the destination with its neighbours.
+    let pgoff = src.pgoff_of(old);
+    let mut tmp = src;
+    tmp.start = new;
+    tmp.end = new + len;
+    tmp.pgoff = pgoff;
+    tmp.prot_by = Why::CopyVma;
+    let mm = &mut s.procs[p];
+    let ni = insert_vma(mm, tmp)?;
+    let dst = vma_merge(mm, ni, new, new + len, src.flags, src.uffd).unwrap_or(ni);
+    let clear_uffd = cfg.kernel.mremap_clears_uffd_wp() && src.uffd;
+    super::pte::move_ptes(s, p, old, new, len, clear_uffd);
+    // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP in the model.
+    let mut d = s.procs[p].vmas[dst];
+    if d.uffd {
+        let f = d.flags - VmFlags::UFFD_WP;
+        userfaultfd_set_vm_flags(s, cfg, &mut d, f, Why::CopyVma);
+        d.uffd = false;
+        s.procs[p].vmas[dst] = d;
+    }
+    do_munmap(s, p, old, end)
+}
