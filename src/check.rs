@@ -104,11 +104,11 @@ pub fn signature_of(program: &Program, pair: &Pair) -> Option<Signature> {
 pub struct Signature {
     /// `W` when the write bit differs, `entry` when the kind of entry differs.
     pub what: &'static str,
-    /// The variant whose PTE is writable (for `entry`: side a's variant).
+    /// `W`: the variant whose PTE is writable. `entry`: `A:kind-vs-B:kind`.
     pub permissive: String,
-    /// The kernel function that made the permissive side writable.
+    /// `W`: the kernel function that made the permissive side writable.
     pub rw_by: &'static str,
-    /// The kernel function that last made the other side read-only.
+    /// `W`: the kernel function that last made the other side read-only.
     pub ro_by: &'static str,
     /// Mapping class: anon-private, file-private, memfd-shared, shmem-shared, ext4-shared, ramfs-shared.
     pub backing: &'static str,
@@ -128,12 +128,18 @@ impl Signature {
                 .trim_end_matches('_')
                 .replace("__", "_")
         };
+        let head = if self.what == "W" {
+            format!(
+                "W.{}-rw.by-{}.ro-{}",
+                self.permissive,
+                clean(self.rw_by),
+                clean(self.ro_by)
+            )
+        } else {
+            format!("entry.{}", self.permissive)
+        };
         format!(
-            "{}.{}-rw.by-{}.ro-{}.{}.prot-{}{}{}",
-            self.what,
-            self.permissive,
-            clean(self.rw_by),
-            clean(self.ro_by),
+            "{head}.{}.prot-{}{}{}",
             self.backing,
             clean(self.prot_by),
             if self.uffd_wp { ".uffd-wp" } else { "" },
@@ -149,6 +155,20 @@ impl Signature {
 impl std::fmt::Display for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.slug())
+    }
+}
+
+/// Short class name of an entry, for `entry` signatures.
+fn class_name(e: Entry) -> &'static str {
+    match class(e) {
+        0 => "none",
+        1 => "ro",
+        2 => "rw",
+        3 => "mig_r",
+        4 => "mig_rx",
+        5 => "mig_w",
+        6 => "swap",
+        _ => "marker",
     }
 }
 
@@ -200,11 +220,30 @@ pub fn signature(a: &State, b: &State, pair: &Pair) -> Signature {
         .or_else(|| ro_state.procs[p].vma(i as u8))
         .copied();
     let ro_entry = ro_state.procs[p].pt[i];
+    let permissive = if w_diff {
+        perm_cfg.variant_name()
+    } else {
+        format!(
+            "{}:{}-vs-{}:{}",
+            pair.a.variant_name(),
+            class_name(ea),
+            pair.b.variant_name(),
+            class_name(eb)
+        )
+    };
     Signature {
         what: if w_diff { "W" } else { "entry" },
-        permissive: perm_cfg.variant_name(),
-        rw_by: perm_state.procs[p].why[i].rw_by.name(),
-        ro_by: ro_state.procs[p].why[i].ro_by.name(),
+        permissive,
+        rw_by: if w_diff {
+            perm_state.procs[p].why[i].rw_by.name()
+        } else {
+            "-"
+        },
+        ro_by: if w_diff {
+            ro_state.procs[p].why[i].ro_by.name()
+        } else {
+            "-"
+        },
         backing: vma.map_or("none", |v| backing_class(perm_state, &v)),
         prot_by: vma.map_or(Why::Unknown, |v| v.prot_by).name(),
         uffd_wp: matches!(ro_entry, Entry::Present { bits, .. } if bits.contains(PteBits::UW)),

@@ -262,9 +262,7 @@ pub fn gen_op(rng: &mut SmallRng, s: &State) -> Op {
         },
         19 => {
             let mm = &s.procs[p as usize];
-            let mig = (0..NPAGES)
-                .filter(|&i| matches!(mm.pt[i], Entry::Migration { .. }))
-                .nth(0);
+            let mig = (0..NPAGES).find(|&i| matches!(mm.pt[i], Entry::Migration { .. }));
             Op::MigrateFinish {
                 p,
                 addr: mig.map_or_else(|| pick_page(rng, s, p), |i| i as u8),

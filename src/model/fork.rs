@@ -157,6 +157,9 @@ fn copy_nonpresent_pte(
                     folio,
                 };
                 s.procs[parent].pt[a as usize] = n;
+                if kind == MigKind::Write {
+                    s.procs[parent].why[a as usize].ro_by = Why::CopyNonpresentPte;
+                }
                 n
             } else {
                 e

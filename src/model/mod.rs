@@ -5,6 +5,7 @@
 
 pub mod fault;
 pub mod fork;
+pub mod invariants;
 pub mod migrate;
 pub mod prot;
 pub mod pte;

@@ -234,8 +234,14 @@ pub fn change_protection(
                 folio,
             } => {
                 let kind = match kind {
-                    MigKind::Write if s.folio(folio).is_anon() => MigKind::ReadExclusive,
-                    MigKind::Write => MigKind::Read,
+                    MigKind::Write => {
+                        s.procs[p].why[addr as usize].ro_by = why;
+                        if s.folio(folio).is_anon() {
+                            MigKind::ReadExclusive
+                        } else {
+                            MigKind::Read
+                        }
+                    }
                     k => k,
                 };
                 if uffd_wp {
@@ -436,9 +442,9 @@ pub fn folio_mkclean(s: &mut State, f: FolioId) {
 pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_wp: bool) {
     let mm = &mut s.procs[p];
     let mut tmp = [(Entry::None, PteWhy::default()); NPAGES];
-    for i in 0..len as usize {
+    for (i, t) in tmp.iter_mut().enumerate().take(len as usize) {
         let a = old as usize + i;
-        tmp[i] = (mm.pt[a], mm.why[a]);
+        *t = (mm.pt[a], mm.why[a]);
         mm.pt[a] = Entry::None;
         mm.why[a] = PteWhy::default();
     }

@@ -260,6 +260,7 @@ fn reap_shmem_objects(s: &mut State) {
 /// range, try to expand `next`/`prev` (NULL uffd ctx, NULL anon_vma: registered VMAs
 /// never expand; shared-anon never expands since its file does not exist yet),
 /// else create a VMA; always set VM_SOFTDIRTY and `vma_set_page_prot()` on the result.
+#[allow(clippy::too_many_arguments)]
 pub fn mmap_region(
     s: &mut State,
     cfg: &Config,
