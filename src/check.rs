@@ -10,11 +10,12 @@
 
 use serde::Serialize;
 
+use crate::model::StepResult;
 use crate::model::{
     self, Backing, Config, Entry, FileKind, MigKind, PteBits, State, SwpBits, VmFlags, Vma, Why,
     MAX_PROCS, NPAGES, ZERO_PAGE,
 };
-use crate::op::Program;
+use crate::op::{Op, Program};
 
 /// The two sides of a differential run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +35,14 @@ impl Default for Pair {
 }
 
 impl Pair {
+    /// Can the two sides differ after a step? Models on the same kernel run the
+    /// same code until variant-specific code (restore / unuse) has run on either
+    /// side, so until then they are identical and the comparison can be skipped.
+    #[inline]
+    pub fn may_differ(&self, a: &State, b: &State) -> bool {
+        self.a.kernel != self.b.kernel || (a.variant_hits | b.variant_hits) != 0
+    }
+
     pub fn names(&self) -> (String, String) {
         (self.a.variant_name(), self.b.variant_name())
     }
@@ -58,6 +67,14 @@ fn class(e: Entry) -> u8 {
 /// Do the two states agree on everything the oracle compares?
 #[inline]
 pub fn agree(a: &State, b: &State) -> bool {
+    // Fast path: page tables identical entry for entry.
+    if a.procs
+        .iter()
+        .zip(b.procs.iter())
+        .all(|(x, y)| x.alive == y.alive && x.pt == y.pt)
+    {
+        return true;
+    }
     for p in 0..MAX_PROCS {
         let (x, y) = (&a.procs[p], &b.procs[p]);
         if x.alive != y.alive {
@@ -75,21 +92,93 @@ pub fn agree(a: &State, b: &State) -> bool {
     true
 }
 
+/// Steps the two sides of a pair in lock step. Models on the same kernel are
+/// identical until variant-specific code (remove_migration_pte / unuse_pte) can
+/// run, so until an op could reach it only side a is stepped, and side b is
+/// copied from a just before (the hot path of every engine).
+pub struct Runner<'p> {
+    pub pair: &'p Pair,
+    pub a: State,
+    pub b: State,
+    synced: bool,
+}
+
+impl<'p> Runner<'p> {
+    pub fn new(pair: &'p Pair) -> Runner<'p> {
+        Runner {
+            pair,
+            a: State::new(),
+            b: State::new(),
+            synced: pair.a.kernel != pair.b.kernel,
+        }
+    }
+
+    /// Back to the initial state.
+    pub fn reset(&mut self) {
+        self.a = State::new();
+        self.synced = self.pair.a.kernel != self.pair.b.kernel;
+        if self.synced {
+            self.b = State::new();
+        }
+    }
+
+    /// Could `op` run a restore or unuse_pte? Migrations (and every op while a
+    /// migration is in flight, since a fault waits for it) and swapoff.
+    #[inline]
+    fn may_run_variant(&self, op: &Op) -> bool {
+        !self.a.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff)
+    }
+
+    #[inline]
+    fn sync(&mut self) {
+        if !self.synced {
+            self.b.clone_from(&self.a);
+            self.synced = true;
+        }
+    }
+
+    /// Apply `op` to both sides; true if they now disagree.
+    #[inline]
+    pub fn step(&mut self, op: &Op) -> (StepResult, bool) {
+        if !self.synced && self.may_run_variant(op) {
+            self.sync();
+        }
+        let r = model::step(&mut self.a, &self.pair.a, op);
+        if !self.synced {
+            return (r, false);
+        }
+        model::step(&mut self.b, &self.pair.b, op);
+        (
+            r,
+            self.pair.may_differ(&self.a, &self.b) && !agree(&self.a, &self.b),
+        )
+    }
+
+    /// Finish pending migrations on both sides; true if they now disagree.
+    pub fn finish(&mut self) -> bool {
+        if !self.a.pending.is_empty() {
+            self.sync();
+        }
+        model::finish(&mut self.a, &self.pair.a);
+        if !self.synced {
+            return false;
+        }
+        model::finish(&mut self.b, &self.pair.b);
+        !agree(&self.a, &self.b)
+    }
+}
+
 /// Run both sides; return the first step at which they disagree (`ops.len()` =
 /// the end-of-program finish) with both states at that point.
 pub fn first_divergence(program: &Program, pair: &Pair) -> Option<(usize, Box<(State, State)>)> {
-    let mut st = Box::new((State::new(), State::new()));
+    let mut r = Runner::new(pair);
     for (i, op) in program.ops.iter().enumerate() {
-        model::step(&mut st.0, &pair.a, op);
-        model::step(&mut st.1, &pair.b, op);
-        if !agree(&st.0, &st.1) {
-            return Some((i, st));
+        if r.step(op).1 {
+            return Some((i, Box::new((r.a, r.b))));
         }
     }
-    model::finish(&mut st.0, &pair.a);
-    model::finish(&mut st.1, &pair.b);
-    if !agree(&st.0, &st.1) {
-        return Some((program.ops.len(), st));
+    if r.finish() {
+        return Some((program.ops.len(), Box::new((r.a, r.b))));
     }
     None
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::check::{agree, signature, Pair, Signature};
+use crate::check::{signature, Pair, Runner, Signature};
 use crate::minimize::minimize;
 use crate::model::{self, Entry, State, StepResult, MAX_PROCS, NPAGES};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
@@ -23,6 +23,8 @@ pub struct Options {
     pub time: Duration,
     /// Stop after this many programs (None: until `time`).
     pub max_programs: Option<u64>,
+    /// Fresh programs have exactly `max_ops` ops (benchmarks) instead of 1..=max_ops.
+    pub fixed_len: bool,
 }
 
 /// A distinct divergence found by the engine.
@@ -346,49 +348,42 @@ fn feature(op: &Op, r: StepResult, s: &State) -> u32 {
 
 /// Run a program on both sides, feeding coverage; return the divergence signature.
 fn run(
+    r: &mut Runner,
     program: &Program,
-    pair: &Pair,
     cov: &mut Coverage,
     new_cov: &mut bool,
 ) -> Option<Signature> {
-    let mut st = Box::new((State::new(), State::new()));
+    r.reset();
     for op in &program.ops {
-        let r = model::step(&mut st.0, &pair.a, op);
-        model::step(&mut st.1, &pair.b, op);
-        *new_cov |= cov.mark(feature(op, r, &st.0));
-        if !agree(&st.0, &st.1) {
-            return Some(signature(&st.0, &st.1, pair));
+        let (res, diverged) = r.step(op);
+        *new_cov |= cov.mark(feature(op, res, &r.a));
+        if diverged {
+            return Some(signature(&r.a, &r.b, r.pair));
         }
     }
-    model::finish(&mut st.0, &pair.a);
-    model::finish(&mut st.1, &pair.b);
-    (!agree(&st.0, &st.1)).then(|| signature(&st.0, &st.1, pair))
+    r.finish().then(|| signature(&r.a, &r.b, r.pair))
 }
 
 /// Generate a fresh program against the live state of side a, checking as it goes.
 fn generate(
     rng: &mut SmallRng,
-    pair: &Pair,
+    r: &mut Runner,
     n: usize,
     cov: &mut Coverage,
     new_cov: &mut bool,
 ) -> (Program, Option<Signature>) {
-    let mut st = Box::new((State::new(), State::new()));
+    r.reset();
     let mut ops = Vec::with_capacity(n);
     for _ in 0..n {
-        let op = gen_op(rng, &st.0);
-        let r = model::step(&mut st.0, &pair.a, &op);
-        model::step(&mut st.1, &pair.b, &op);
+        let op = gen_op(rng, &r.a);
+        let (res, diverged) = r.step(&op);
         ops.push(op);
-        *new_cov |= cov.mark(feature(&op, r, &st.0));
-        if !agree(&st.0, &st.1) {
-            let sig = signature(&st.0, &st.1, pair);
-            return (Program::new(ops), Some(sig));
+        *new_cov |= cov.mark(feature(&op, res, &r.a));
+        if diverged {
+            return (Program::new(ops), Some(signature(&r.a, &r.b, r.pair)));
         }
     }
-    model::finish(&mut st.0, &pair.a);
-    model::finish(&mut st.1, &pair.b);
-    let sig = (!agree(&st.0, &st.1)).then(|| signature(&st.0, &st.1, pair));
+    let sig = r.finish().then(|| signature(&r.a, &r.b, r.pair));
     (Program::new(ops), sig)
 }
 
@@ -448,6 +443,7 @@ pub fn fuzz(
     let mut stats = Stats::default();
     let start = Instant::now();
     let mut next_report = Duration::from_secs(1);
+    let mut runner = Runner::new(&opts.pair);
     loop {
         if stats.programs % 256 == 0 {
             stats.elapsed = start.elapsed();
@@ -465,12 +461,16 @@ pub fn fuzz(
         }
         let mut new_cov = false;
         let (prog, sig) = if pool.is_empty() || rng.gen_ratio(1, 2) {
-            let n = rng.gen_range(1..=opts.max_ops.max(1));
-            generate(&mut rng, &opts.pair, n, &mut cov, &mut new_cov)
+            let n = if opts.fixed_len {
+                opts.max_ops.max(1)
+            } else {
+                rng.gen_range(1..=opts.max_ops.max(1))
+            };
+            generate(&mut rng, &mut runner, n, &mut cov, &mut new_cov)
         } else {
             let base = &pool[rng.gen_range(0..pool.len())];
             let m = mutate(&mut rng, &opts.pair, base, &pool, opts.max_ops.max(1));
-            let sig = run(&m, &opts.pair, &mut cov, &mut new_cov);
+            let sig = run(&mut runner, &m, &mut cov, &mut new_cov);
             (m, sig)
         };
         stats.programs += 1;

@@ -9,6 +9,7 @@
 //! - [`engine`]: the built-in random + mutational fuzzer.
 //! - [`corpus`]: reproducer files with expected outcomes, replay, findings.
 
+pub mod bench;
 pub mod check;
 pub mod corpus;
 pub mod engine;

@@ -82,6 +82,21 @@ enum Cmd {
         #[arg(long, default_value = "v6.1")]
         kernel: String,
     },
+    /// Measure engine throughput, minimization time and time-to-first-find of each corpus divergence.
+    Bench {
+        /// Seconds per throughput measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Seeds for the time-to-first-find medians.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Give up a search after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        limit: u64,
+        /// Corpus folder whose divergences are searched for.
+        #[arg(long, default_value = "corpus")]
+        corpus: PathBuf,
+    },
     /// Turn text programs into libFuzzer seed bytes (one file per input, named after it).
     Encode {
         #[arg(required = true)]
@@ -161,6 +176,15 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Encode { paths, out } => cmd_encode(&paths, &out),
+        Cmd::Bench {
+            seconds,
+            seeds,
+            limit,
+            corpus,
+        } => {
+            ptediff::bench::run(&corpus, seconds, seeds, Duration::from_secs(limit));
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -191,6 +215,7 @@ fn cmd_fuzz(
         max_ops,
         time: Duration::from_secs(seconds),
         max_programs: programs,
+        fixed_len: false,
     };
     let mut records: Vec<FindingRecord> = Vec::new();
     let mut write_error = false;

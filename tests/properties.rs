@@ -136,3 +136,59 @@ fn minimizer_keeps_the_signature_and_is_one_minimal() {
         "too few divergent programs to test the minimizer: {checked}"
     );
 }
+
+/// The runner's shortcut (stepping side b only once variant code can run) must
+/// find exactly what naive lock-step finds.
+#[test]
+fn runner_shortcut_matches_naive_lock_step() {
+    use ptediff::check::{agree, first_divergence};
+    let pairs = [
+        Pair::default(),
+        Pair {
+            a: Config::new(Restore::PreFix),
+            b: Config::new(Restore::FullRestore),
+        },
+        Pair {
+            a: Config {
+                unuse: model::Unuse::WithCare,
+                ..Config::new(Restore::PreFix)
+            },
+            b: Config::new(Restore::PreFix),
+        },
+        Pair {
+            a: Config {
+                kernel: Kernel::V61y,
+                ..Config::new(Restore::VmPageProt)
+            },
+            b: Config::new(Restore::VmPageProt),
+        },
+    ];
+    let mut diverged = 0;
+    for (n, p) in programs(8, 6000).into_iter().enumerate() {
+        let pair = &pairs[n % pairs.len()];
+        let (mut a, mut b) = (State::new(), State::new());
+        let mut naive = None;
+        for (i, op) in p.ops.iter().enumerate() {
+            model::step(&mut a, &pair.a, op);
+            model::step(&mut b, &pair.b, op);
+            if !agree(&a, &b) {
+                naive = Some(i);
+                break;
+            }
+        }
+        if naive.is_none() {
+            model::finish(&mut a, &pair.a);
+            model::finish(&mut b, &pair.b);
+            if !agree(&a, &b) {
+                naive = Some(p.ops.len());
+            }
+        }
+        let fast = first_divergence(&p, pair).map(|(i, _)| i);
+        assert_eq!(fast, naive, "{pair:?}\n{p}");
+        diverged += naive.is_some() as usize;
+    }
+    assert!(
+        diverged > 20,
+        "only {diverged} divergent programs exercised"
+    );
+}

@@ -162,6 +162,7 @@ pub fn remove_migration_pte(
         pte = pte_mkdirty(pte);
     }
     let (pte, warn) = restore_write_bits(cfg.restore, pte, kind, swp, &v);
+    s.variant_hits = s.variant_hits.saturating_add(1);
     if warn {
         s.warned = true;
     }

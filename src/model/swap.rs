@@ -254,6 +254,7 @@ fn unuse_pte(s: &mut State, cfg: &Config, p: usize, addr: u8, swp: SwpBits, f: F
     if swp.contains(SwpBits::SD) {
         bits.insert(PteBits::SD);
     }
+    s.variant_hits = s.variant_hits.saturating_add(1);
     if swp.contains(SwpBits::UW) {
         bits.insert(PteBits::UW);
         if cfg.unuse == Unuse::WithCare {

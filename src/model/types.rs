@@ -433,6 +433,9 @@ pub struct State {
     /// A WARN_ON_ONCE the kernel would print fired (full-restore's MIG_W+uffd-wp,
     /// v6.1's marker copy into a non-uffd-wp child).
     pub warned: bool,
+    /// How often variant-specific code (restore / unuse) ran: until it has, two
+    /// models on the same kernel are identical and need no comparison.
+    pub variant_hits: u16,
 }
 
 /// Index of the memfd (shmem) file.
@@ -465,6 +468,7 @@ impl State {
             next_anon_vma: 1,
             step: 0,
             warned: false,
+            variant_hits: 0,
         }
     }
 

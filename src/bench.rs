@@ -1,0 +1,145 @@
+//! `ptediff bench`: the numbers the issues ask for, measured in one run.
+//!
+//! - engine throughput: programs/s of the built-in engine on one core for
+//!   fixed-length programs (identical variants, so nothing is minimized, and the
+//!   default pair, which includes finding and minimizing);
+//! - time from an empty start until each corpus divergence is first found (median
+//!   over seeds 1..=N);
+//! - minimization time per finding.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::check::{signature_of, Pair};
+use crate::corpus::{self, Expect};
+use crate::engine::{self, Options};
+use crate::minimize::minimize;
+use crate::model::{Config, Restore};
+
+/// Throughput of the engine for `ops`-op programs during `secs` seconds.
+pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
+    let opts = Options {
+        pair,
+        seed: 1,
+        max_ops: ops,
+        time: Duration::from_secs_f64(secs),
+        max_programs: None,
+        fixed_len: true,
+    };
+    let stop = AtomicBool::new(false);
+    let (_, st) = engine::fuzz(&opts, &stop, |_, _| {}, |_, _| {});
+    (st.programs, st.programs as f64 / st.elapsed.as_secs_f64())
+}
+
+/// Seconds until the engine (seed `seed`) first reports `slug`, or None within `limit`.
+pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Option<f64> {
+    let opts = Options {
+        pair,
+        seed,
+        max_ops: 32,
+        time: limit,
+        max_programs: None,
+        fixed_len: false,
+    };
+    let stop = AtomicBool::new(false);
+    let mut at = None;
+    engine::fuzz(
+        &opts,
+        &stop,
+        |f, _| {
+            if f.signature.slug() == slug {
+                at = Some(f.at.as_secs_f64());
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+        |_, _| {},
+    );
+    at
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Run every benchmark and print a table.
+pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration) {
+    let same = Pair {
+        a: Config::new(Restore::VmPageProt),
+        b: Config::new(Restore::VmPageProt),
+    };
+    println!(
+        "## ptediff bench ({} s per throughput run, {seeds} seeds, {} s cap per search)",
+        secs,
+        limit.as_secs()
+    );
+    println!();
+    println!("| measurement | value |");
+    println!("|---|---|");
+    for ops in [32usize] {
+        let (n, rate) = throughput(same, ops, secs);
+        println!("| engine, {ops}-op programs, identical variants (1 core) | {rate:.0} programs/s ({n} programs) |");
+        let (n, rate) = throughput(Pair::default(), ops, secs);
+        println!("| engine, {ops}-op programs, full-restore vs vm-page-prot (1 core, incl. minimization) | {rate:.0} programs/s ({n} programs) |");
+    }
+    // Minimization time over divergent programs from the engine.
+    let mut times = Vec::new();
+    let pair = Pair::default();
+    let mut raw = Vec::new();
+    {
+        use rand::{rngs::SmallRng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(5);
+        while raw.len() < 50 {
+            let mut s = crate::model::State::new();
+            let mut ops = Vec::new();
+            for _ in 0..32 {
+                let op = engine::gen_op(&mut rng, &s);
+                crate::model::step(&mut s, &pair.a, &op);
+                ops.push(op);
+            }
+            let p = crate::op::Program::new(ops);
+            if let Some(sig) = signature_of(&p, &pair) {
+                raw.push((p, sig));
+            }
+        }
+    }
+    for (p, sig) in &raw {
+        let t = Instant::now();
+        let _ = minimize(p, &pair, sig);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let max = times.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "| minimization of a 32-op divergent program (median / max of {}) | {:.2} ms / {:.2} ms |",
+        times.len(),
+        median(times.clone()),
+        max
+    );
+    for f in corpus::collect_files(&[corpus_dir.to_path_buf()]) {
+        let Ok(r) = corpus::load(&f) else { continue };
+        let Some(Expect::Diverges(slug)) = r.expect else {
+            continue;
+        };
+        let mut found = Vec::new();
+        let mut missed = 0;
+        for seed in 1..=seeds {
+            match time_to_find(r.pair, &slug, seed, limit) {
+                Some(t) => found.push(t),
+                None => missed += 1,
+            }
+        }
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if found.len() as u64 * 2 > seeds {
+            let mut all = found.clone();
+            all.extend(std::iter::repeat_n(f64::INFINITY, missed));
+            println!("| time to first find `{name}` (median of {seeds} seeds; found by {}/{seeds}) | {:.3} s |", found.len(), median(all));
+        } else {
+            println!("| time to first find `{name}` | not found by most seeds within {} s ({}/{seeds}) |", limit.as_secs(), found.len());
+        }
+    }
+}
