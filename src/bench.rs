@@ -81,7 +81,8 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration)
     println!();
     println!("| measurement | value |");
     println!("|---|---|");
-    for ops in [32usize] {
+    {
+        let ops = 32usize;
         let (n, rate) = throughput(same, ops, secs);
         println!("| engine, {ops}-op programs, identical variants (1 core) | {rate:.0} programs/s ({n} programs) |");
         let (n, rate) = throughput(Pair::default(), ops, secs);
