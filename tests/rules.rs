@@ -1218,9 +1218,8 @@ fn numa_fault_preserves_write_bit() {
 }
 
 #[test]
-#[ignore = "model bug: change_pte_range prot_numa skips dirty shmem folios; the kernel skips only page_is_file_lru (!swapbacked) dirty pages"]
 fn numa_hint_does_not_skip_dirty_shmem_pages() {
-    // mm/mprotect.c:change_pte_range l.143-144: `page_is_file_lru(page) &&
+    // mm/mprotect.c:change_pte_range l.145: `page_is_file_lru(page) &&
     // PageDirty(page)` -> skip. page_is_file_lru == !PageSwapBacked
     // (include/linux/mm_inline.h:27-35); shmem folios are swap-backed, so a dirty
     // shmem page IS made protnone.
@@ -1287,4 +1286,86 @@ fn madvise_merge_replaces_softdirty_without_prot_recompute() {
     let v = s.procs[0].vmas[0];
     assert!(v.flags.contains(VmFlags::SOFTDIRTY | VmFlags::RAND_READ));
     assert!(!v.prot.contains(PageProt::RW), "stale read-only prot kept");
+}
+
+// ---------------------------------------------------------------------------
+// More uffd-wp corner rules
+// ---------------------------------------------------------------------------
+
+#[test]
+fn b1_prot_recomputed_when_child_or_mremap_target_loses_uffd_wp() {
+    // dup_userfaultfd / mremap_userfaultfd_prep -> userfaultfd_set_vm_flags: with
+    // B1 a shared VMA losing VM_UFFD_WP gets vma_set_page_prot (RW again).
+    let text = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\np1 = fork(p0)\nmremap(p0, 0, 1, 8)";
+    let s = run(text, &cfg_k(Kernel::V61y));
+    assert!(!vflags(&s, 1, 0).contains(VmFlags::UFFD_WP));
+    assert!(prot_w(&s, 1, 0), "child prot recomputed");
+    assert!(!vflags(&s, 0, 8).contains(VmFlags::UFFD_WP));
+    assert!(prot_w(&s, 0, 8), "mremap target prot recomputed");
+    let s = run(
+        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\np1 = fork(p0, event_fork)",
+        &cfg_k(Kernel::V61y),
+    );
+    assert!(vflags(&s, 1, 0).contains(VmFlags::UFFD_WP));
+    assert!(
+        !prot_w(&s, 1, 0),
+        "event_fork child keeps uffd-wp and RO prot"
+    );
+}
+
+#[test]
+fn wp_page_reuse_keeps_uw_outside_uffd_wp_vma() {
+    // v6.1 mremap keeps UW but the new VMA is not uffd-wp: the write is not
+    // trapped (userfaultfd_pte_wp needs VM_UFFD_WP) and wp_page_reuse keeps UW
+    // (mm/memory.c:3085-3110).
+    let (s, r) = run_r(
+        "mmap(p0, 0, 1, rw-, anon)\nuffd_register(p0, 0, 1)\nwrite(p0, 0)\nuffd_wp(p0, 0, 1)\nmremap(p0, 0, 1, 8)\nwrite(p0, 8)",
+        &cfg_k(Kernel::V61),
+    );
+    assert_eq!(r[5], StepResult::Ok);
+    let b = bits(&s, 0, 8);
+    assert!(b.contains(PteBits::W | PteBits::UW | PteBits::D | PteBits::SD));
+}
+
+#[test]
+fn stale_marker_in_non_uffd_wp_vma_is_cleared_on_fault() {
+    // v6.1 copies the marker into a non-uffd-wp child; handle_pte_marker ->
+    // pte_marker_handle_uffd_wp clears it and the fault proceeds normally.
+    let (s, r) = run_r(
+        "mmap(p0, 0, 2, rw-, memfd, private, 0)\nuffd_register(p0, 0, 2)\nwrite(p0, 0)\nuffd_wp(p0, 0, 2)\np1 = fork(p0)\nwrite(p1, 1)",
+        &cfg_k(Kernel::V61),
+    );
+    assert_eq!(r[5], StepResult::Ok);
+    let (b, f) = pte(&s, 1, 1);
+    assert!(!b.contains(PteBits::UW));
+    assert!(b.contains(PteBits::W | PteBits::D));
+    assert_eq!(s.folio(f).kind, FolioKind::Anon);
+}
+
+#[test]
+fn mmap_never_expands_uffd_registered_or_shared_anon_neighbours() {
+    // __mmap_region (mm/mmap.c:2724-2750): candidates are tested with a NULL uffd
+    // ctx; shared-anon has no file yet at that point.
+    let s = run(
+        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\nmmap(p0, 1, 1, rw-, memfd, shared, 1)",
+        &cfg(),
+    );
+    assert_eq!(s.procs[0].vmas.len(), 2);
+    let s = run(
+        "mmap(p0, 0, 1, rw-, shared-anon)\nmmap(p0, 1, 1, rw-, shared-anon)",
+        &cfg(),
+    );
+    assert_eq!(s.procs[0].vmas.len(), 2);
+    // Control: the same memfd at a contiguous offset does expand.
+    let s = run(
+        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 1)",
+        &cfg(),
+    );
+    assert_eq!(s.procs[0].vmas.len(), 1);
+    // ...but not at a non-contiguous offset.
+    let s = run(
+        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 2)",
+        &cfg(),
+    );
+    assert_eq!(s.procs[0].vmas.len(), 2);
 }

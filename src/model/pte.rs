@@ -197,7 +197,7 @@ pub fn change_protection(
             Entry::Present { bits, folio } => {
                 if prot_numa {
                     // NUMA hinting skips: already protnone, zero page, shared COW
-                    // pages, dirty file pages.
+                    // pages, dirty file-LRU pages.
                     if bits.contains(PteBits::PROTNONE) || folio == ZERO_PAGE {
                         continue;
                     }
@@ -205,7 +205,10 @@ pub fn change_protection(
                     if vma.is_cow() && fo.refcount() != 1 {
                         continue;
                     }
-                    if !fo.is_anon() && fo.flags.contains(FolioFlags::DIRTY) {
+                    // page_is_file_lru() && PageDirty(): shmem folios are swap-backed
+                    // and not skipped; ext4/ramfs page-cache folios are.
+                    let file_lru = matches!(fo.kind, FolioKind::File { file, .. } if s.file_kind(file) != FileKind::Shmem);
+                    if file_lru && fo.flags.contains(FolioFlags::DIRTY) {
                         continue;
                     }
                 }
