@@ -25,6 +25,7 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
         time: Duration::from_secs_f64(secs),
         max_programs: None,
         fixed_len: true,
+        oracle: false,
     };
     let stop = AtomicBool::new(false);
     let (_, st) = engine::fuzz(&opts, &stop, |_, _| {}, |_, _| {});
@@ -40,6 +41,7 @@ pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Optio
         time: limit,
         max_programs: None,
         fixed_len: false,
+        oracle: false,
     };
     let stop = AtomicBool::new(false);
     let mut at = None;

@@ -1,12 +1,16 @@
-//! The differential oracle: one `check(program)` shared by libFuzzer, the built-in
-//! engine, corpus replay and the minimizer.
+//! The differential check: one `check(program)` / `analyze(program)` shared by
+//! libFuzzer, the built-in engine, corpus replay and the minimizer.
 //!
 //! Two models that differ only in their [`Config`] run the same program. After
 //! every step (and after the end-of-program finish of pending migrations) the
 //! write bit of every present PTE and the kind of every non-present entry are
-//! compared. The first differing step is the divergence; its
-//! [`Signature`] says which function made the writable side writable, what made
-//! the other side read-only, the backing and where `vm_page_prot` came from.
+//! compared. The first differing step is the divergence; its [`Signature`] says
+//! which function made the writable side writable, what made the other side
+//! read-only, the backing, where `vm_page_prot` and VM_SOFTDIRTY came from, and
+//! the verdict of the write-trap [`oracle`](crate::oracle): **harmful** if a
+//! writable PTE of one side (at the divergence or any later step) must trap, else
+//! **benign**. Separately, an **oracle violation** is an unsafe PTE on which both
+//! variants agree: a hole in the modelled kernel itself.
 
 use serde::Serialize;
 
@@ -16,6 +20,7 @@ use crate::model::{
     MAX_PROCS, NPAGES, ZERO_PAGE,
 };
 use crate::op::{Op, Program};
+use crate::oracle::{must_trap, unsafe_reasons, Reasons};
 
 /// The two sides of a differential run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,14 +40,6 @@ impl Default for Pair {
 }
 
 impl Pair {
-    /// Can the two sides differ after a step? Models on the same kernel run the
-    /// same code until variant-specific code (restore / unuse) has run on either
-    /// side, so until then they are identical and the comparison can be skipped.
-    #[inline]
-    pub fn may_differ(&self, a: &State, b: &State) -> bool {
-        self.a.kernel != self.b.kernel || (a.variant_hits | b.variant_hits) != 0
-    }
-
     pub fn names(&self) -> (String, String) {
         (self.a.variant_name(), self.b.variant_name())
     }
@@ -101,6 +98,8 @@ pub struct Runner<'p> {
     pub a: State,
     pub b: State,
     synced: bool,
+    /// Side b is a copy of a that no variant code has touched since.
+    identical: bool,
 }
 
 impl<'p> Runner<'p> {
@@ -110,6 +109,7 @@ impl<'p> Runner<'p> {
             a: State::new(),
             b: State::new(),
             synced: pair.a.kernel != pair.b.kernel,
+            identical: false,
         }
     }
 
@@ -134,24 +134,40 @@ impl<'p> Runner<'p> {
         if !self.synced {
             self.b.clone_from(&self.a);
             self.synced = true;
+            self.identical = true;
         }
     }
 
-    /// Apply `op` to both sides; true if they now disagree.
+    /// Apply `op` to both sides; true if they now disagree. Two sides on the same
+    /// kernel that are identical stay identical until variant code runs; when a
+    /// step that ran it leaves them identical again, side b is dropped (and
+    /// copied back from a when needed), so the comparison and the second model
+    /// only cost where the variants really differ.
     #[inline]
     pub fn step(&mut self, op: &Op) -> (StepResult, bool) {
         if !self.synced && self.may_run_variant(op) {
             self.sync();
         }
+        let hits = self.a.variant_hits;
         let r = model::step(&mut self.a, &self.pair.a, op);
         if !self.synced {
             return (r, false);
         }
         model::step(&mut self.b, &self.pair.b, op);
-        (
-            r,
-            self.pair.may_differ(&self.a, &self.b) && !agree(&self.a, &self.b),
-        )
+        if self.same_kernel() && hits == self.a.variant_hits && self.identical {
+            return (r, false);
+        }
+        if self.same_kernel() && self.a == self.b {
+            self.synced = false;
+            return (r, false);
+        }
+        self.identical = false;
+        (r, !agree(&self.a, &self.b))
+    }
+
+    #[inline]
+    fn same_kernel(&self) -> bool {
+        self.pair.a.kernel == self.pair.b.kernel
     }
 
     /// Finish pending migrations on both sides; true if they now disagree.
@@ -168,76 +184,87 @@ impl<'p> Runner<'p> {
     }
 }
 
-/// Run both sides; return the first step at which they disagree (`ops.len()` =
-/// the end-of-program finish) with both states at that point.
-pub fn first_divergence(program: &Program, pair: &Pair) -> Option<(usize, Box<(State, State)>)> {
-    let mut r = Runner::new(pair);
-    for (i, op) in program.ops.iter().enumerate() {
-        if r.step(op).1 {
-            return Some((i, Box::new((r.a, r.b))));
-        }
+impl Runner<'_> {
+    /// Is there an oracle violation (unsafe PTE both sides agree on) right now?
+    #[inline]
+    pub fn violation(&self) -> bool {
+        violation_now(&self.a, &self.b, self.synced).is_some()
     }
-    if r.finish() {
-        return Some((program.ops.len(), Box::new((r.a, r.b))));
-    }
-    None
 }
 
-/// Just "does it diverge, and with what signature" (the engines' hot path).
-pub fn signature_of(program: &Program, pair: &Pair) -> Option<Signature> {
-    first_divergence(program, pair).map(|(_, st)| signature(&st.0, &st.1, pair))
+/// What kind of finding a signature describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Kind {
+    /// The variants disagree.
+    Divergence,
+    /// Both variants agree on an unsafe PTE.
+    Oracle,
 }
 
-/// What separates one cause of divergence from another.
+/// What separates one cause of a finding from another (the dedup key, and what
+/// the minimizer preserves).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Signature {
-    /// `W` when the write bit differs, `entry` when the kind of entry differs.
+    pub kind: Kind,
+    /// `W` (write bit differs), `entry` (entry kinds differ) or `oracle`.
     pub what: &'static str,
-    /// `W`: the variant whose PTE is writable. `entry`: `A:kind-vs-B:kind`.
+    /// `W`: the variant whose PTE is writable; `entry`: `A:kind-vs-B:kind`;
+    /// `oracle`: the must-trap reasons.
     pub permissive: String,
-    /// `W`: the kernel function that made the permissive side writable.
+    /// The kernel function that made the (permissive) PTE writable.
     pub rw_by: &'static str,
-    /// `W`: the kernel function that last made the other side read-only.
+    /// `W`: the kernel function that made the other side read-only.
     pub ro_by: &'static str,
     /// Mapping class: anon-private, file-private, memfd-shared, shmem-shared, ext4-shared, ramfs-shared.
     pub backing: &'static str,
-    /// Who last set the VMA's `vm_page_prot`.
+    /// Who last changed the VMA's `vm_page_prot`.
     pub prot_by: &'static str,
+    /// Who last changed the VMA's VM_SOFTDIRTY.
+    pub softdirty_by: &'static str,
     /// The read-only side carries uffd-wp.
     pub uffd_wp: bool,
     /// Soft-dirty tracking is active on the VMA (VM_SOFTDIRTY clear).
     pub softdirty_tracking: bool,
+    /// `benign`, `harmful-<reasons>` (divergence) or `unsafe-<reasons>` (oracle).
+    pub verdict: String,
+}
+
+fn clean(s: &str) -> String {
+    s.replace(['(', ')'], "_")
+        .trim_end_matches('_')
+        .replace("__", "_")
 }
 
 impl Signature {
     /// A file-name-safe slug, unique per signature.
     pub fn slug(&self) -> String {
-        let clean = |s: &str| {
-            s.replace(['(', ')'], "_")
-                .trim_end_matches('_')
-                .replace("__", "_")
-        };
-        let head = if self.what == "W" {
-            format!(
+        let head = match self.what {
+            "W" => format!(
                 "W.{}-rw.by-{}.ro-{}",
                 self.permissive,
                 clean(self.rw_by),
                 clean(self.ro_by)
-            )
-        } else {
-            format!("entry.{}", self.permissive)
+            ),
+            "oracle" => format!("oracle.{}.by-{}", self.permissive, clean(self.rw_by)),
+            _ => format!("entry.{}", self.permissive),
         };
         format!(
-            "{head}.{}.prot-{}{}{}",
+            "{head}.{}.prot-{}.sd-{}{}{}.{}",
             self.backing,
             clean(self.prot_by),
+            clean(self.softdirty_by),
             if self.uffd_wp { ".uffd-wp" } else { "" },
             if self.softdirty_tracking {
                 ".sd-tracking"
             } else {
                 ""
-            }
+            },
+            self.verdict
         )
+    }
+
+    pub fn harmful(&self) -> bool {
+        self.verdict != "benign"
     }
 }
 
@@ -294,21 +321,67 @@ pub fn differing_pages(a: &State, b: &State) -> Vec<(usize, usize)> {
     out
 }
 
-/// The signature of a divergence, from the first differing page.
-pub fn signature(a: &State, b: &State, pair: &Pair) -> Signature {
-    let (p, i) = differing_pages(a, b).first().copied().unwrap_or((0, 0));
+/// Harmful W differences in the current states: the first page where one side is
+/// writable, the other is not, and the writable PTE must trap.
+fn harmful_now(a: &State, b: &State, pair: &Pair) -> Option<(String, Reasons)> {
+    for (p, i) in differing_pages(a, b) {
+        for (s, c) in [(a, &pair.a), (b, &pair.b)] {
+            let r = unsafe_reasons(s, p, i as u8);
+            if !r.is_empty() {
+                return Some((c.variant_name(), r));
+            }
+        }
+    }
+    None
+}
+
+/// An unsafe PTE on which both sides agree (an oracle violation), if any.
+fn violation_now(a: &State, b: &State, synced: bool) -> Option<(usize, u8, Reasons)> {
+    for (p, mm) in a.procs.iter().enumerate() {
+        if !mm.alive {
+            continue;
+        }
+        for i in 0..NPAGES {
+            if !mm.pt[i].writable() || synced && class(b.procs[p].pt[i]) != class(mm.pt[i]) {
+                continue;
+            }
+            let r = must_trap(a, p, i as u8);
+            if !r.is_empty() {
+                return Some((p, i as u8, r));
+            }
+        }
+    }
+    None
+}
+
+/// Where a finding stands: its step and the data for its signature and title.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// 0-based index of the op; `ops.len()` = the end-of-program finish.
+    pub step: usize,
+    pub signature: Signature,
+    /// One line built from provenance, e.g. `vm-page-prot RW after
+    /// remove_migration_pte (step 5); RO since clear_refs_write (step 3); ...`.
+    pub title: String,
+    /// The page the signature describes.
+    pub process: usize,
+    pub page: usize,
+}
+
+/// The signature and title of a divergence at page `(p, i)`, before its verdict.
+fn divergence_at(a: &State, b: &State, pair: &Pair, p: usize, i: usize) -> (Signature, String) {
     let (ea, eb) = (a.procs[p].pt[i], b.procs[p].pt[i]);
     let w_diff = matches!((ea, eb), (Entry::Present { .. }, Entry::Present { .. }));
-    let (perm_state, ro_state, perm_cfg) = if ea.writable() || !w_diff {
+    let (perm, ro, perm_cfg) = if ea.writable() || !w_diff {
         (a, b, &pair.a)
     } else {
         (b, a, &pair.b)
     };
-    let vma = perm_state.procs[p]
+    let vma = perm.procs[p]
         .vma(i as u8)
-        .or_else(|| ro_state.procs[p].vma(i as u8))
+        .or_else(|| ro.procs[p].vma(i as u8))
         .copied();
-    let ro_entry = ro_state.procs[p].pt[i];
+    let ro_entry = ro.procs[p].pt[i];
     let permissive = if w_diff {
         perm_cfg.variant_name()
     } else {
@@ -320,24 +393,165 @@ pub fn signature(a: &State, b: &State, pair: &Pair) -> Signature {
             class_name(eb)
         )
     };
-    Signature {
+    let (pw, rw) = (perm.procs[p].why[i].w, ro.procs[p].why[i].w);
+    let sig = Signature {
+        kind: Kind::Divergence,
         what: if w_diff { "W" } else { "entry" },
         permissive,
-        rw_by: if w_diff {
-            perm_state.procs[p].why[i].rw_by.name()
-        } else {
-            "-"
-        },
-        ro_by: if w_diff {
-            ro_state.procs[p].why[i].ro_by.name()
-        } else {
-            "-"
-        },
-        backing: vma.map_or("none", |v| backing_class(perm_state, &v)),
-        prot_by: vma.map_or(Why::Unknown, |v| v.prot_by).name(),
+        rw_by: if w_diff { pw.why.name() } else { "-" },
+        ro_by: if w_diff { rw.why.name() } else { "-" },
+        backing: vma.map_or("none", |v| backing_class(perm, &v)),
+        prot_by: vma.map_or(Why::Unknown, |v| v.prot_by.why).name(),
+        softdirty_by: vma.map_or(Why::Unknown, |v| v.softdirty_by.why).name(),
         uffd_wp: matches!(ro_entry, Entry::Present { bits, .. } if bits.contains(PteBits::UW)),
         softdirty_tracking: vma.is_some_and(|v| v.soft_dirty_enabled()),
+        verdict: String::new(),
+    };
+    let mut title = if w_diff {
+        format!(
+            "{} RW after {}; RO since {}",
+            sig.permissive,
+            pw.describe(),
+            rw.describe()
+        )
+    } else {
+        format!(
+            "{} {} vs {} {}",
+            pair.a.variant_name(),
+            class_name(ea),
+            pair.b.variant_name(),
+            class_name(eb)
+        )
+    };
+    if let Some(v) = vma {
+        let sd = if v.flags.contains(VmFlags::SOFTDIRTY) {
+            "VM_SOFTDIRTY set"
+        } else {
+            "VM_SOFTDIRTY clear"
+        };
+        title += &format!(
+            "; {sd} by {}; vm_page_prot by {}; {}",
+            v.softdirty_by.describe(),
+            v.prot_by.describe(),
+            backing_class(perm, &v)
+        );
     }
+    (sig, title)
+}
+
+fn verdict_words(variant: &str, r: Reasons) -> String {
+    format!("harmful: {variant} lets a write bypass {}", r.words())
+}
+
+/// The first divergence (with its verdict, from the divergence to the end of
+/// the program) or, for `Kind::Oracle`, the first oracle violation.
+pub fn analyze(program: &Program, pair: &Pair, kind: Kind) -> Option<Finding> {
+    let mut r = Runner::new(pair);
+    let n = program.ops.len();
+    let mut found: Option<Finding> = None;
+    for step in 0..=n {
+        let div = match program.ops.get(step) {
+            Some(op) => r.step(op).1,
+            None => r.finish(),
+        };
+        match kind {
+            Kind::Oracle => {
+                if let Some((p, a, reasons)) = violation_now(&r.a, &r.b, r.synced) {
+                    return Some(oracle_finding(&r.a, p, a, reasons, step));
+                }
+            }
+            Kind::Divergence => {
+                if let Some(f) = &mut found {
+                    if f.signature.verdict == "benign" {
+                        if let Some((v, reasons)) = harmful_now(&r.a, &r.b, pair) {
+                            f.signature.verdict = format!("harmful-{}", reasons.letters());
+                            f.title = format!("{}; {}", f.title, verdict_words(&v, reasons));
+                        }
+                    }
+                } else if div {
+                    let (p, i) = differing_pages(&r.a, &r.b)[0];
+                    let (mut sig, mut title) = divergence_at(&r.a, &r.b, pair, p, i);
+                    match harmful_now(&r.a, &r.b, pair) {
+                        Some((v, reasons)) => {
+                            sig.verdict = format!("harmful-{}", reasons.letters());
+                            title = format!("{title}; {}", verdict_words(&v, reasons));
+                        }
+                        None => sig.verdict = "benign".into(),
+                    }
+                    found = Some(Finding {
+                        step,
+                        signature: sig,
+                        title,
+                        process: p,
+                        page: i,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(f) = &mut found {
+        if f.signature.verdict == "benign" {
+            f.title += "; benign (the read-only side only costs a spurious fault)";
+        }
+    }
+    found
+}
+
+fn oracle_finding(s: &State, p: usize, a: u8, reasons: Reasons, step: usize) -> Finding {
+    let v = *s.procs[p].vma(a).expect("present PTE has a VMA");
+    let w = s.procs[p].why[a as usize];
+    let sig = Signature {
+        kind: Kind::Oracle,
+        what: "oracle",
+        permissive: reasons.letters(),
+        rw_by: w.w.why.name(),
+        ro_by: "-",
+        backing: backing_class(s, &v),
+        prot_by: v.prot_by.why.name(),
+        softdirty_by: v.softdirty_by.why.name(),
+        uffd_wp: false,
+        softdirty_tracking: v.soft_dirty_enabled(),
+        verdict: format!("unsafe-{}", reasons.letters()),
+    };
+    let sd = if v.flags.contains(VmFlags::SOFTDIRTY) {
+        "VM_SOFTDIRTY set"
+    } else {
+        "VM_SOFTDIRTY clear"
+    };
+    let title = format!(
+        "both variants RW after {}; must trap: {}; {sd} by {}; vm_page_prot by {}; {}",
+        w.w.describe(),
+        reasons.words(),
+        v.softdirty_by.describe(),
+        v.prot_by.describe(),
+        backing_class(s, &v)
+    );
+    Finding {
+        step,
+        signature: sig,
+        title,
+        process: p,
+        page: a as usize,
+    }
+}
+
+/// Just the divergence signature (the engines' and minimizer's question).
+pub fn signature_of(program: &Program, pair: &Pair) -> Option<Signature> {
+    analyze(program, pair, Kind::Divergence).map(|f| f.signature)
+}
+
+/// First divergence with both states at that point (`ops.len()` = the finish).
+pub fn first_divergence(program: &Program, pair: &Pair) -> Option<(usize, Box<(State, State)>)> {
+    let mut r = Runner::new(pair);
+    for (i, op) in program.ops.iter().enumerate() {
+        if r.step(op).1 {
+            return Some((i, Box::new((r.a, r.b))));
+        }
+    }
+    if r.finish() {
+        return Some((program.ops.len(), Box::new((r.a, r.b))));
+    }
+    None
 }
 
 /// One page of a report: the entry under each variant.
@@ -350,17 +564,16 @@ pub struct PageDiff {
     pub b: String,
 }
 
-/// A divergence with everything a report needs.
+/// A finding with everything a report needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Divergence {
-    /// 0-based index of the first differing op; `ops.len()` = the end-of-program finish.
-    pub step: usize,
-    /// That op's text.
+pub struct Report {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// The op's text.
     pub op: String,
-    pub signature: Signature,
-    /// Differing pages at the first differing step.
+    /// Pages at the finding's step (differing pages, or the unsafe page).
     pub pages: Vec<PageDiff>,
-    /// Differing pages at the end of the program.
+    /// Differing pages at the end of the program (divergences).
     pub final_pages: Vec<PageDiff>,
 }
 
@@ -368,7 +581,9 @@ pub struct Divergence {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Outcome {
     pub variants: (String, String),
-    pub divergence: Option<Divergence>,
+    pub divergence: Option<Report>,
+    /// An unsafe PTE both variants agree on (a hole in the modelled kernel).
+    pub violation: Option<Report>,
     /// A kernel WARN_ON_ONCE fired on side a / side b.
     pub warned: (bool, bool),
 }
@@ -469,75 +684,104 @@ pub fn show_vma(s: &State, v: &Vma) -> String {
     )
 }
 
+/// One PTE with its provenance and the oracle's reasons.
+pub fn show_pte(s: &State, p: usize, i: usize) -> String {
+    let e = s.procs[p].pt[i];
+    let w = s.procs[p].why[i];
+    let mut out = show_entry(e);
+    match e {
+        Entry::Present { bits, .. } => {
+            let rw = if bits.contains(PteBits::W) {
+                "RW"
+            } else {
+                "RO"
+            };
+            out += &format!(" ({rw} by {})", w.w.describe());
+            let r = must_trap(s, p, i as u8);
+            if !r.is_empty() {
+                let tag = if bits.contains(PteBits::W) {
+                    "UNSAFE, must trap"
+                } else {
+                    "must trap"
+                };
+                out += &format!(" [{tag}: {}]", r.letters());
+            }
+        }
+        Entry::None => {}
+        _ => out += &format!(" (by {})", w.w.describe()),
+    }
+    out
+}
+
+fn page_diff(a: &State, b: &State, p: usize, i: usize) -> PageDiff {
+    PageDiff {
+        process: p,
+        page: i,
+        vma: a.procs[p]
+            .vma(i as u8)
+            .or_else(|| b.procs[p].vma(i as u8))
+            .map_or("no vma".into(), |v| show_vma(a, v)),
+        a: show_pte(a, p, i),
+        b: show_pte(b, p, i),
+    }
+}
+
 fn page_diffs(a: &State, b: &State) -> Vec<PageDiff> {
     differing_pages(a, b)
         .into_iter()
-        .map(|(p, i)| {
-            let why = |s: &State| {
-                let w = s.procs[p].why[i];
-                match s.procs[p].pt[i] {
-                    Entry::Present { bits, .. } if bits.contains(PteBits::W) => {
-                        format!(" (RW by {})", w.rw_by.name())
-                    }
-                    Entry::Present { .. } => format!(" (RO by {})", w.ro_by.name()),
-                    _ => String::new(),
-                }
-            };
-            PageDiff {
-                process: p,
-                page: i,
-                vma: a.procs[p]
-                    .vma(i as u8)
-                    .map_or("no vma".into(), |v| show_vma(a, v)),
-                a: format!("{}{}", show_entry(a.procs[p].pt[i]), why(a)),
-                b: format!("{}{}", show_entry(b.procs[p].pt[i]), why(b)),
-            }
-        })
+        .map(|(p, i)| page_diff(a, b, p, i))
         .collect()
 }
 
-/// Check a program: the full report.
-pub fn check(program: &Program, pair: &Pair) -> Outcome {
-    let variants = pair.names();
-    let Some((step, st)) = first_divergence(program, pair) else {
-        let (mut a, mut b) = (State::new(), State::new());
-        for op in &program.ops {
-            model::step(&mut a, &pair.a, op);
-            model::step(&mut b, &pair.b, op);
-        }
-        model::finish(&mut a, &pair.a);
-        model::finish(&mut b, &pair.b);
-        return Outcome {
-            variants,
-            divergence: None,
-            warned: (a.warned, b.warned),
-        };
-    };
-    let (mut a, mut b) = *st;
-    let sig = signature(&a, &b, pair);
-    let pages = page_diffs(&a, &b);
-    for op in program.ops.iter().skip(step + 1) {
+/// Run the program to `upto` (inclusive; `ops.len()` = after the finish) on both sides.
+pub fn states_at(program: &Program, pair: &Pair, upto: usize) -> (State, State) {
+    let (mut a, mut b) = (State::new(), State::new());
+    for op in program.ops.iter().take(upto + 1) {
         model::step(&mut a, &pair.a, op);
         model::step(&mut b, &pair.b, op);
     }
-    model::finish(&mut a, &pair.a);
-    model::finish(&mut b, &pair.b);
-    let op = program
+    if upto >= program.ops.len() {
+        model::finish(&mut a, &pair.a);
+        model::finish(&mut b, &pair.b);
+    }
+    (a, b)
+}
+
+fn op_text(program: &Program, step: usize) -> String {
+    program
         .ops
         .get(step)
         .map_or("(end: finish pending migrations)".to_string(), |o| {
             o.to_string()
-        });
+        })
+}
+
+/// Check a program: the full report (first divergence, first oracle violation).
+pub fn check(program: &Program, pair: &Pair) -> Outcome {
+    let end = states_at(program, pair, program.ops.len());
+    let divergence = analyze(program, pair, Kind::Divergence).map(|f| {
+        let (a, b) = states_at(program, pair, f.step);
+        Report {
+            op: op_text(program, f.step),
+            pages: page_diffs(&a, &b),
+            final_pages: page_diffs(&end.0, &end.1),
+            finding: f,
+        }
+    });
+    let violation = analyze(program, pair, Kind::Oracle).map(|f| {
+        let (a, b) = states_at(program, pair, f.step);
+        Report {
+            op: op_text(program, f.step),
+            pages: vec![page_diff(&a, &b, f.process, f.page)],
+            final_pages: Vec::new(),
+            finding: f,
+        }
+    });
     Outcome {
-        variants,
-        divergence: Some(Divergence {
-            step,
-            op,
-            signature: sig,
-            pages,
-            final_pages: page_diffs(&a, &b),
-        }),
-        warned: (a.warned, b.warned),
+        variants: pair.names(),
+        divergence,
+        violation,
+        warned: (end.0.warned, end.1.warned),
     }
 }
 
@@ -548,27 +792,38 @@ impl Outcome {
         let (na, nb) = &self.variants;
         let w = na.len().max(nb.len());
         let mut out = String::new();
+        let pages = |out: &mut String, ps: &[PageDiff]| {
+            for pg in ps {
+                let _ = writeln!(out, "  p{} page {}: {}", pg.process, pg.page, pg.vma);
+                let _ = writeln!(out, "    {na:<w$} : {}", pg.a);
+                let _ = writeln!(out, "    {nb:<w$} : {}", pg.b);
+            }
+        };
         match &self.divergence {
             None => {
                 let _ = writeln!(out, "PASS: {na} and {nb} agree on every PTE at every step");
             }
             Some(d) => {
-                let _ = writeln!(out, "DIVERGES at step {} `{}`", d.step + 1, d.op);
-                let _ = writeln!(out, "  signature: {}", d.signature);
-                for pg in &d.pages {
-                    let _ = writeln!(out, "  p{} page {}: {}", pg.process, pg.page, pg.vma);
-                    let _ = writeln!(out, "    {na:<w$} : {}", pg.a);
-                    let _ = writeln!(out, "    {nb:<w$} : {}", pg.b);
-                }
+                let _ = writeln!(out, "DIVERGES at step {} `{}`", d.finding.step + 1, d.op);
+                let _ = writeln!(out, "  {}", d.finding.title);
+                let _ = writeln!(out, "  signature: {}", d.finding.signature);
+                pages(&mut out, &d.pages);
                 if d.final_pages != d.pages {
                     let _ = writeln!(out, "  at the end of the program:");
-                    for pg in &d.final_pages {
-                        let _ = writeln!(out, "  p{} page {}: {}", pg.process, pg.page, pg.vma);
-                        let _ = writeln!(out, "    {na:<w$} : {}", pg.a);
-                        let _ = writeln!(out, "    {nb:<w$} : {}", pg.b);
-                    }
+                    pages(&mut out, &d.final_pages);
                 }
             }
+        }
+        if let Some(v) = &self.violation {
+            let _ = writeln!(
+                out,
+                "ORACLE VIOLATION at step {} `{}`",
+                v.finding.step + 1,
+                v.op
+            );
+            let _ = writeln!(out, "  {}", v.finding.title);
+            let _ = writeln!(out, "  signature: {}", v.finding.signature);
+            pages(&mut out, &v.pages);
         }
         if self.warned.0 || self.warned.1 {
             let side = match self.warned {

@@ -1,17 +1,20 @@
 //! Reproducer files (`.ptd`): a header of `# key: value` comments stating the
 //! variants, kernel and expected outcome, then the program text. Replay, atomic
-//! writes and the findings folder live here.
+//! writes and the findings database live here.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::check::{check, Outcome, Pair};
+use serde::Serialize;
+
+use crate::check::{check, Kind, Outcome, PageDiff, Pair};
 use crate::model::{Config, Kernel, VARIANT_NAMES};
 use crate::op::Program;
 use crate::text::{self, ParseError};
 
-/// What a reproducer expects.
+/// What a reproducer expects of the divergence check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// The variants agree.
@@ -24,7 +27,12 @@ pub enum Expect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reproducer {
     pub pair: Pair,
+    /// `# expect: pass | diverges SIGNATURE`
     pub expect: Option<Expect>,
+    /// `# expect-oracle: none | SIGNATURE` (absent: violations are reported, not checked)
+    pub expect_oracle: Option<Option<String>>,
+    /// `# hits: N` (findings database)
+    pub hits: u64,
     pub program: Program,
 }
 
@@ -57,23 +65,22 @@ impl std::fmt::Display for FileError {
 impl std::error::Error for FileError {}
 
 /// Parse a reproducer's text. Header keys (in `#` comments): `variants: A vs B`,
-/// `kernel: v6.1|v6.1.y`, `expect: pass | diverges SIGNATURE`.
+/// `kernel: v6.1|v6.1.y`, `expect: pass | diverges SIGNATURE`,
+/// `expect-oracle: none | SIGNATURE`, `hits: N`.
 pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let mut names: Option<(String, String, usize)> = None;
     let mut kernel = Kernel::V61;
     let mut expect = None;
+    let mut expect_oracle = None;
+    let mut hits = 0;
     for (i, line) in text.lines().enumerate() {
         let Some(c) = line.find('#') else { continue };
-        let comment = line[c + 1..].trim();
-        let col = c + 2 + (line[c + 1..].len() - line[c + 1..].trim_start().len());
+        let comment = &line[c + 1..];
         let Some((key, val)) = comment.split_once(':') else {
             continue;
         };
+        let vcol = c + 2 + key.len() + (val.len() - val.trim_start().len()) + 1;
         let val = val.trim();
-        let vcol = col
-            + key.len()
-            + 1
-            + (comment[key.len() + 1..].len() - comment[key.len() + 1..].trim_start().len());
         let err = |msg: String| {
             Err(ParseError {
                 line: i + 1,
@@ -103,14 +110,28 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                     ));
                 });
             }
+            "expect-oracle" => {
+                expect_oracle = Some(if val == "none" {
+                    None
+                } else {
+                    Some(val.to_string())
+                })
+            }
+            "hits" => match val.parse() {
+                Ok(n) => hits = n,
+                Err(_) => return err(format!("expected a count, found `{val}`")),
+            },
             _ => {}
         }
     }
     let pair = match names {
-        None => Pair {
-            a: with_kernel(Pair::default().a, kernel),
-            b: with_kernel(Pair::default().b, kernel),
-        },
+        None => {
+            let d = Pair::default();
+            Pair {
+                a: Config { kernel, ..d.a },
+                b: Config { kernel, ..d.b },
+            }
+        }
         Some((a, b, line)) => {
             let parse = |n: &str| {
                 Config::parse_variant(n, kernel).ok_or_else(|| ParseError {
@@ -129,13 +150,10 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     Ok(Reproducer {
         pair,
         expect,
+        expect_oracle,
+        hits,
         program,
     })
-}
-
-fn with_kernel(mut c: Config, k: Kernel) -> Config {
-    c.kernel = k;
-    c
 }
 
 /// Read and parse a reproducer file; errors name the file (and line:column).
@@ -163,12 +181,33 @@ pub fn load(path: &Path) -> Result<Reproducer, FileError> {
     })
 }
 
-/// The file text for a reproducer: header comments, then the program.
-pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, title: Option<&str>) -> String {
+/// How to render a reproducer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOpts<'a> {
+    /// Extra comment lines at the top.
+    pub note: Option<&'a str>,
+    /// `# hits:` (findings database).
+    pub hits: Option<u64>,
+    /// State `# expect-oracle:` (findings of `--oracle`, corpus exports).
+    pub expect_oracle: bool,
+    /// Append the full report as comments.
+    pub report: bool,
+}
+
+/// The file text for a reproducer: header comments, then the program. The text
+/// is itself a runnable test: `ptediff replay` checks the `# expect:` lines.
+pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, o: RenderOpts) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ptediff reproducer");
-    if let Some(t) = title {
-        let _ = writeln!(s, "# {t}");
+    if let Some(d) = &outcome.divergence {
+        let _ = writeln!(s, "# {}", d.finding.title);
+    } else if let Some(v) = &outcome.violation {
+        let _ = writeln!(s, "# {}", v.finding.title);
+    }
+    if let Some(n) = o.note {
+        for l in n.lines() {
+            let _ = writeln!(s, "# {l}");
+        }
     }
     let (a, b) = pair.names();
     let _ = writeln!(s, "# variants: {a} vs {b}");
@@ -178,10 +217,25 @@ pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, title: Option<&
             let _ = writeln!(s, "# expect: pass");
         }
         Some(d) => {
-            let _ = writeln!(s, "# expect: diverges {}", d.signature);
-            for line in outcome.report().lines() {
-                let _ = writeln!(s, "#   {line}");
+            let _ = writeln!(s, "# expect: diverges {}", d.finding.signature);
+        }
+    }
+    if o.expect_oracle {
+        match &outcome.violation {
+            None => {
+                let _ = writeln!(s, "# expect-oracle: none");
             }
+            Some(v) => {
+                let _ = writeln!(s, "# expect-oracle: {}", v.finding.signature);
+            }
+        }
+    }
+    if let Some(h) = o.hits {
+        let _ = writeln!(s, "# hits: {h}");
+    }
+    if o.report {
+        for line in outcome.report().lines() {
+            let _ = writeln!(s, "#   {line}");
         }
     }
     s.push_str(&program.to_string());
@@ -213,15 +267,13 @@ pub enum Verdict {
     Mismatch(String),
 }
 
-/// Replay one reproducer against its expectation.
+/// Replay one reproducer against its expectations.
 pub fn replay(r: &Reproducer) -> (Verdict, Outcome) {
     let out = check(&r.program, &r.pair);
-    let got = out.divergence.as_ref().map(|d| d.signature.slug());
-    let verdict = match (&r.expect, got) {
+    let got = out.divergence.as_ref().map(|d| d.finding.signature.slug());
+    let mut verdict = match (&r.expect, got) {
         (Some(Expect::Pass) | None, None) => Verdict::Pass,
-        (Some(Expect::Diverges(want)), Some(g)) if *want == g || want.is_empty() => {
-            Verdict::Diverges
-        }
+        (Some(Expect::Diverges(want)), Some(g)) if *want == g => Verdict::Diverges,
         (Some(Expect::Pass), Some(g)) => {
             Verdict::Mismatch(format!("expected pass, got divergence {g}"))
         }
@@ -233,7 +285,46 @@ pub fn replay(r: &Reproducer) -> (Verdict, Outcome) {
         }
         (None, Some(g)) => Verdict::Mismatch(format!("no `# expect:` header; got divergence {g}")),
     };
+    if let Some(want) = &r.expect_oracle {
+        let got = out.violation.as_ref().map(|v| v.finding.signature.slug());
+        if *want != got && !matches!(verdict, Verdict::Mismatch(_)) {
+            let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "none".into());
+            verdict = Verdict::Mismatch(format!(
+                "expected oracle {}, got {}",
+                show(want),
+                show(&got)
+            ));
+        }
+    }
     (verdict, out)
+}
+
+/// Rewrite a reproducer's `# expect:` and `# expect-oracle:` lines to the outcome
+/// it has now (after an intended model change), atomically; every other line is
+/// kept. Missing lines are added after `# kernel:` (or at the top).
+pub fn bless(path: &Path, text: &str, out: &Outcome) -> std::io::Result<()> {
+    let expect = match &out.divergence {
+        None => "# expect: pass".to_string(),
+        Some(d) => format!("# expect: diverges {}", d.finding.signature),
+    };
+    let oracle = match &out.violation {
+        None => "# expect-oracle: none".to_string(),
+        Some(v) => format!("# expect-oracle: {}", v.finding.signature),
+    };
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("# expect:") && !l.starts_with("# expect-oracle:"))
+        .map(String::from)
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("# kernel:"))
+        .map_or(0, |i| i + 1);
+    lines.insert(at, oracle);
+    lines.insert(at, expect);
+    let mut s = lines.join("\n");
+    s.push('\n');
+    write_atomic(path, s.as_bytes())
 }
 
 /// Expand files and folders (folders: their `*.ptd` files, sorted).
@@ -257,16 +348,167 @@ pub fn collect_files(args: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// One line of `findings.json`.
-#[derive(Clone, Debug, serde::Serialize)]
+/// One object of `findings.json`.
+#[derive(Clone, Debug, Serialize)]
 pub struct FindingRecord {
     pub signature: String,
+    pub title: String,
+    pub kind: Kind,
+    pub verdict: String,
+    pub harmful: bool,
     pub variants: (String, String),
     pub kernel: String,
     pub file: String,
     pub first_step: usize,
     pub first_op: String,
-    pub pages: Vec<crate::check::PageDiff>,
+    pub pages: Vec<PageDiff>,
     pub program: String,
+    pub ops: usize,
     pub hits: u64,
+}
+
+/// A findings folder as a small database: one `<signature>.ptd` per signature
+/// (the shortest program seen, with its hit count), and `findings.json`. Opening
+/// an existing folder keeps everything in it; nothing is ever dropped.
+pub struct FindingsDb {
+    pub dir: PathBuf,
+    pub records: BTreeMap<String, FindingRecord>,
+    /// Files in the folder that could not be read (reported, left alone).
+    pub unreadable: Vec<FileError>,
+}
+
+impl FindingsDb {
+    /// Open (or create) a findings folder, loading what is already there.
+    pub fn open(dir: &Path) -> std::io::Result<FindingsDb> {
+        std::fs::create_dir_all(dir)?;
+        let mut db = FindingsDb {
+            dir: dir.to_path_buf(),
+            records: BTreeMap::new(),
+            unreadable: Vec::new(),
+        };
+        for f in collect_files(&[dir.to_path_buf()]) {
+            match load(&f) {
+                Ok(r) => {
+                    let out = check(&r.program, &r.pair);
+                    let kind = if r.expect_oracle.as_ref().is_some_and(|o| o.is_some())
+                        && out.divergence.is_none()
+                    {
+                        Kind::Oracle
+                    } else {
+                        Kind::Divergence
+                    };
+                    if let Some(rec) = record_of(&r.pair, &out, &r.program, kind, &f, r.hits.max(1))
+                    {
+                        db.records.insert(rec.signature.clone(), rec);
+                    }
+                }
+                Err(e) => db.unreadable.push(e),
+            }
+        }
+        Ok(db)
+    }
+
+    /// Add one hit of a finding: a new signature gets a file; a known one counts
+    /// the hit and keeps the shorter program. Returns true for a new signature.
+    pub fn add(
+        &mut self,
+        pair: &Pair,
+        program: &Program,
+        kind: Kind,
+        hits: u64,
+    ) -> std::io::Result<bool> {
+        let out = check(program, pair);
+        let Some(slug) = report_of(&out, kind).map(|r| r.finding.signature.slug()) else {
+            return Ok(false);
+        };
+        let path = self.dir.join(format!("{slug}.ptd"));
+        let (is_new, keep_new, total) = match self.records.get(&slug) {
+            None => (true, true, hits),
+            Some(old) => (false, program.ops.len() < old.ops, old.hits + hits),
+        };
+        if keep_new {
+            let Some(rec) = record_of(pair, &out, program, kind, &path, total) else {
+                return Ok(false);
+            };
+            self.records.insert(slug.clone(), rec);
+        } else if let Some(rec) = self.records.get_mut(&slug) {
+            rec.hits = total;
+        }
+        let rec = &self.records[&slug];
+        let prog = crate::text::parse(&rec.program).expect("stored program text parses");
+        let text = render(
+            pair,
+            &check(&prog, pair),
+            &prog,
+            RenderOpts {
+                hits: Some(rec.hits),
+                expect_oracle: kind == Kind::Oracle,
+                report: true,
+                note: None,
+            },
+        );
+        write_atomic(&path, text.as_bytes())?;
+        self.write_json()?;
+        Ok(is_new)
+    }
+
+    /// Rewrite `findings.json` atomically.
+    pub fn write_json(&self) -> std::io::Result<()> {
+        let v: Vec<&FindingRecord> = self.records.values().collect();
+        let json = serde_json::to_vec_pretty(&v).expect("findings serialise");
+        write_atomic(&self.dir.join("findings.json"), &json)
+    }
+
+    /// Records, harmful first, then by hits.
+    pub fn sorted(&self) -> Vec<&FindingRecord> {
+        let mut v: Vec<&FindingRecord> = self.records.values().collect();
+        // Harmful divergences, then oracle violations, then benign divergences.
+        let rank = |r: &FindingRecord| match (r.kind, r.harmful) {
+            (Kind::Divergence, true) => 0,
+            (Kind::Oracle, _) => 1,
+            (Kind::Divergence, false) => 2,
+        };
+        v.sort_by(|a, b| {
+            rank(a)
+                .cmp(&rank(b))
+                .then(b.hits.cmp(&a.hits))
+                .then(a.signature.cmp(&b.signature))
+        });
+        v
+    }
+}
+
+fn report_of(out: &Outcome, kind: Kind) -> Option<&crate::check::Report> {
+    match kind {
+        Kind::Divergence => out.divergence.as_ref(),
+        Kind::Oracle => out.violation.as_ref(),
+    }
+}
+
+fn record_of(
+    pair: &Pair,
+    out: &Outcome,
+    program: &Program,
+    kind: Kind,
+    path: &Path,
+    hits: u64,
+) -> Option<FindingRecord> {
+    let r = report_of(out, kind)?;
+    let sig = &r.finding.signature;
+    Some(FindingRecord {
+        signature: sig.slug(),
+        title: r.finding.title.clone(),
+        kind,
+        verdict: sig.verdict.clone(),
+        harmful: kind == Kind::Oracle || sig.harmful(),
+        variants: pair.names(),
+        kernel: pair.a.kernel.name().into(),
+        file: path.display().to_string(),
+        first_step: r.finding.step + 1,
+        first_op: r.op.clone(),
+        pages: r.pages.clone(),
+        program: program.to_string(),
+        ops: program.ops.len(),
+        hits,
+    })
 }

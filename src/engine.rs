@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::check::{signature, Pair, Runner, Signature};
+use crate::check::{analyze, Kind, Pair, Runner, Signature};
 use crate::minimize::minimize;
 use crate::model::{self, Entry, State, StepResult, MAX_PROCS, NPAGES};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
@@ -25,12 +25,16 @@ pub struct Options {
     pub max_programs: Option<u64>,
     /// Fresh programs have exactly `max_ops` ops (benchmarks) instead of 1..=max_ops.
     pub fixed_len: bool,
+    /// Also report oracle violations (unsafe PTEs both variants agree on).
+    pub oracle: bool,
 }
 
-/// A distinct divergence found by the engine.
+/// A distinct divergence (or oracle violation) found by the engine.
 #[derive(Clone, Debug)]
 pub struct Found {
     pub signature: Signature,
+    /// Provenance title of the minimized program's finding.
+    pub title: String,
     /// Minimized program.
     pub program: Program,
     /// Programs that hit this signature.
@@ -346,45 +350,77 @@ fn feature(op: &Op, r: StepResult, s: &State) -> u32 {
     h.wrapping_mul(0x85eb_ca6b) >> 16
 }
 
-/// Run a program on both sides, feeding coverage; return the divergence signature.
+/// What a run hit: a divergence and/or (with the oracle on) a violation.
+#[derive(Clone, Copy, Default)]
+struct Hit {
+    divergence: bool,
+    violation: bool,
+}
+
+impl Hit {
+    fn any(self) -> bool {
+        self.divergence || self.violation
+    }
+}
+
+#[inline]
+fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
+    let (res, divergence) = r.step(op);
+    *new_cov |= cov.mark(feature(op, res, &r.a));
+    Hit {
+        divergence,
+        violation: oracle && r.violation(),
+    }
+}
+
+fn finish_one(r: &mut Runner, oracle: bool) -> Hit {
+    let divergence = r.finish();
+    Hit {
+        divergence,
+        violation: oracle && r.violation(),
+    }
+}
+
+/// Run a program on both sides, feeding coverage; stop at the first hit.
 fn run(
     r: &mut Runner,
     program: &Program,
+    oracle: bool,
     cov: &mut Coverage,
     new_cov: &mut bool,
-) -> Option<Signature> {
+) -> Hit {
     r.reset();
     for op in &program.ops {
-        let (res, diverged) = r.step(op);
-        *new_cov |= cov.mark(feature(op, res, &r.a));
-        if diverged {
-            return Some(signature(&r.a, &r.b, r.pair));
+        let h = step_one(r, op, oracle, cov, new_cov);
+        if h.any() {
+            return h;
         }
     }
-    r.finish().then(|| signature(&r.a, &r.b, r.pair))
+    finish_one(r, oracle)
 }
 
-/// Generate a fresh program against the live state of side a, checking as it goes.
+/// Generate a fresh program against the live state of side a, checking as it goes
+/// (the program ends at the first hit).
 fn generate(
     rng: &mut SmallRng,
     r: &mut Runner,
     n: usize,
+    oracle: bool,
     cov: &mut Coverage,
     new_cov: &mut bool,
-) -> (Program, Option<Signature>) {
+) -> (Program, Hit) {
     r.reset();
     let mut ops = Vec::with_capacity(n);
     for _ in 0..n {
         let op = gen_op(rng, &r.a);
-        let (res, diverged) = r.step(&op);
+        let h = step_one(r, &op, oracle, cov, new_cov);
         ops.push(op);
-        *new_cov |= cov.mark(feature(&op, res, &r.a));
-        if diverged {
-            return (Program::new(ops), Some(signature(&r.a, &r.b, r.pair)));
+        if h.any() {
+            return (Program::new(ops), h);
         }
     }
-    let sig = r.finish().then(|| signature(&r.a, &r.b, r.pair));
-    (Program::new(ops), sig)
+    let h = finish_one(r, oracle);
+    (Program::new(ops), h)
 }
 
 /// Mutate a program: replace, insert, delete or splice ops (new ops are generated
@@ -460,39 +496,59 @@ pub fn fuzz(
             break;
         }
         let mut new_cov = false;
-        let (prog, sig) = if pool.is_empty() || rng.gen_ratio(1, 2) {
+        let (prog, hit) = if pool.is_empty() || rng.gen_ratio(1, 2) {
             let n = if opts.fixed_len {
                 opts.max_ops.max(1)
             } else {
                 rng.gen_range(1..=opts.max_ops.max(1))
             };
-            generate(&mut rng, &mut runner, n, &mut cov, &mut new_cov)
+            generate(
+                &mut rng,
+                &mut runner,
+                n,
+                opts.oracle,
+                &mut cov,
+                &mut new_cov,
+            )
         } else {
             let base = &pool[rng.gen_range(0..pool.len())];
             let m = mutate(&mut rng, &opts.pair, base, &pool, opts.max_ops.max(1));
-            let sig = run(&mut runner, &m, &mut cov, &mut new_cov);
-            (m, sig)
+            let hit = run(&mut runner, &m, opts.oracle, &mut cov, &mut new_cov);
+            (m, hit)
         };
         stats.programs += 1;
         stats.steps += prog.ops.len() as u64;
-        if let Some(sig) = sig {
-            if let Some(&i) = found.get(&sig) {
-                list[i].hits += 1;
-            } else {
-                let program = minimize(&prog, &opts.pair, &sig);
-                let f = Found {
-                    signature: sig.clone(),
-                    program,
-                    hits: 1,
-                    at: start.elapsed(),
-                };
-                found.insert(sig, list.len());
-                stats.elapsed = start.elapsed();
-                on_found(&f, &stats);
-                list.push(f);
+        if !hit.any() {
+            if new_cov && pool.len() < 4096 {
+                pool.push(prog);
             }
-        } else if new_cov && pool.len() < 4096 {
-            pool.push(prog);
+            continue;
+        }
+        let kinds = [
+            (hit.divergence, Kind::Divergence),
+            (hit.violation, Kind::Oracle),
+        ];
+        for kind in kinds.iter().filter(|k| k.0).map(|k| k.1) {
+            let Some(f) = analyze(&prog, &opts.pair, kind) else {
+                continue;
+            };
+            if let Some(&i) = found.get(&f.signature) {
+                list[i].hits += 1;
+                continue;
+            }
+            let program = minimize(&prog, &opts.pair, &f.signature);
+            let title = analyze(&program, &opts.pair, kind).map_or(f.title.clone(), |g| g.title);
+            let fd = Found {
+                signature: f.signature.clone(),
+                title,
+                program,
+                hits: 1,
+                at: start.elapsed(),
+            };
+            found.insert(f.signature, list.len());
+            stats.elapsed = start.elapsed();
+            on_found(&fd, &stats);
+            list.push(fd);
         }
     }
     stats.elapsed = start.elapsed();

@@ -13,12 +13,14 @@ pub mod bench;
 pub mod check;
 pub mod corpus;
 pub mod engine;
+pub mod explain;
 pub mod minimize;
 pub mod model;
 pub mod op;
+pub mod oracle;
 pub mod text;
 
-pub use check::{check, Divergence, Outcome, Pair};
+pub use check::{check, Kind, Outcome, Pair};
 pub use op::{Op, Program};
 
 /// Decode a fuzzer input: program text if it starts with `#` and parses (so
@@ -55,7 +57,18 @@ pub fn fuzz_check(program: &Program) {
     if let Some(sig) = check::signature_of(program, pair) {
         let small = minimize::minimize(program, pair, &sig);
         let out = check(&small, pair);
-        eprintln!("{}", corpus::render(pair, &out, &small, None));
+        eprintln!(
+            "{}",
+            corpus::render(
+                pair,
+                &out,
+                &small,
+                corpus::RenderOpts {
+                    report: true,
+                    ..Default::default()
+                }
+            )
+        );
         panic!("ptediff: divergence {sig}");
     }
 }

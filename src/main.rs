@@ -1,9 +1,11 @@
 //! `ptediff` command line. Exit codes:
 //! - 0: success (fuzz ran; every replayed file met its expectation);
 //! - 1: replay: at least one file did not meet its expectation (MISMATCH);
-//! - 2: bad input (unreadable or malformed file, bad arguments);
-//! - 3: fuzz with `--fail-on-finding`: a divergence was found.
+//!   minimize/export: the program has no finding of the requested kind;
+//! - 2: bad input (unreadable or malformed file, bad arguments, unwritable output);
+//! - 3: fuzz with `--fail-on-finding`: something was found.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +14,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use ptediff::check::{check, Pair};
-use ptediff::corpus::{self, FindingRecord, Verdict};
+use ptediff::check::{analyze, check, Kind, Pair};
+use ptediff::corpus::{self, FindingsDb, RenderOpts, Verdict};
 use ptediff::engine::{self, Found, Stats};
 use ptediff::minimize::minimize;
 use ptediff::model::{Config, Kernel, VARIANT_NAMES};
@@ -49,27 +51,52 @@ enum Cmd {
         /// Longest generated program.
         #[arg(long, default_value_t = 32)]
         max_ops: usize,
-        /// Findings folder.
+        /// Findings folder (a database: existing findings are kept and counted).
         #[arg(long, default_value = "findings")]
         out: PathBuf,
         /// Stop after this many programs.
         #[arg(long)]
         programs: Option<u64>,
-        /// Exit with status 3 if anything was found.
+        /// Also report oracle violations: unsafe PTEs both variants agree on.
+        #[arg(long)]
+        oracle: bool,
+        /// Exit with status 3 if anything new was found.
         #[arg(long)]
         fail_on_finding: bool,
     },
-    /// Replay reproducer files or folders (*.ptd) and compare with their `# expect:` header.
+    /// Replay reproducer files or folders (*.ptd) and compare with their `# expect:` headers.
     Replay {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print the full report for every file, not only mismatches.
         #[arg(long, short)]
         verbose: bool,
+        /// Rewrite each file's `# expect:`/`# expect-oracle:` lines to its current outcome.
+        #[arg(long)]
+        bless: bool,
     },
-    /// Minimize a reproducer (keeping its divergence signature) and print it.
+    /// Step-by-step, side-by-side trace of a reproducer.
+    Explain {
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Table of a findings folder: title, verdict, variants, hits, length, file; harmful first.
+    Triage { dir: PathBuf },
+    /// Print a corpus entry for a reproducer (minimized, with its expected outcome and verdict).
+    Export {
+        file: PathBuf,
+        /// Export its oracle violation rather than its divergence.
+        #[arg(long)]
+        oracle: bool,
+    },
+    /// Minimize a reproducer (keeping its signature) and print it.
     Minimize {
         file: PathBuf,
+        /// Minimize its oracle violation rather than its divergence.
+        #[arg(long)]
+        oracle: bool,
         /// Write the result here (atomically) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -131,6 +158,7 @@ fn main() -> ExitCode {
             max_ops,
             out,
             programs,
+            oracle,
             fail_on_finding,
         } => {
             let pair = match parse_pair(&variants, &kernel) {
@@ -142,18 +170,43 @@ fn main() -> ExitCode {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64)
             });
-            cmd_fuzz(
+            let opts = engine::Options {
                 pair,
                 seed,
-                seconds,
                 max_ops,
-                &out,
-                programs,
-                fail_on_finding,
-            )
+                time: Duration::from_secs(seconds),
+                max_programs: programs,
+                fixed_len: false,
+                oracle,
+            };
+            cmd_fuzz(&opts, &out, fail_on_finding)
         }
-        Cmd::Replay { paths, verbose } => cmd_replay(&paths, verbose),
-        Cmd::Minimize { file, out } => cmd_minimize(&file, out.as_deref()),
+        Cmd::Replay {
+            paths,
+            verbose,
+            bless,
+        } => cmd_replay(&paths, verbose, bless),
+        Cmd::Explain { file, json } => match corpus::load(&file) {
+            Err(e) => usage(&e.to_string()),
+            Ok(r) => {
+                let t = ptediff::explain::trace(&r.program, &r.pair);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&t).expect("trace serialises")
+                    );
+                } else {
+                    print!(
+                        "{}",
+                        ptediff::explain::render(&t, std::io::stdout().is_terminal())
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+        },
+        Cmd::Triage { dir } => cmd_triage(&dir),
+        Cmd::Export { file, oracle } => cmd_export(&file, kind_of(oracle)),
+        Cmd::Minimize { file, oracle, out } => cmd_minimize(&file, kind_of(oracle), out.as_deref()),
         Cmd::Fmt {
             file,
             variants,
@@ -168,7 +221,15 @@ fn main() -> ExitCode {
                     let prog = ptediff::fuzz_input(&bytes);
                     print!(
                         "{}",
-                        corpus::render(&pair, &check(&prog, &pair), &prog, None)
+                        corpus::render(
+                            &pair,
+                            &check(&prog, &pair),
+                            &prog,
+                            RenderOpts {
+                                report: true,
+                                ..Default::default()
+                            }
+                        )
                     );
                     ExitCode::SUCCESS
                 }
@@ -188,76 +249,61 @@ fn main() -> ExitCode {
     }
 }
 
+fn kind_of(oracle: bool) -> Kind {
+    if oracle {
+        Kind::Oracle
+    } else {
+        Kind::Divergence
+    }
+}
+
 fn usage(msg: &str) -> ExitCode {
     eprintln!("ptediff: {msg}");
     ExitCode::from(2)
 }
 
-fn cmd_fuzz(
-    pair: Pair,
-    seed: u64,
-    seconds: u64,
-    max_ops: usize,
-    out: &Path,
-    programs: Option<u64>,
-    fail_on_finding: bool,
-) -> ExitCode {
+fn cmd_fuzz(opts: &engine::Options, out: &Path, fail_on_finding: bool) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
     }
-    let (na, nb) = pair.names();
-    eprintln!("ptediff fuzz: {na} vs {nb} on {}, seed {seed}, up to {max_ops} ops, {seconds} s, findings in {}", pair.a.kernel.name(), out.display());
-    let opts = engine::Options {
-        pair,
-        seed,
-        max_ops,
-        time: Duration::from_secs(seconds),
-        max_programs: programs,
-        fixed_len: false,
+    let mut db = match FindingsDb::open(out) {
+        Ok(db) => db,
+        Err(e) => return usage(&format!("{}: {e}", out.display())),
     };
-    let mut records: Vec<FindingRecord> = Vec::new();
+    for e in &db.unreadable {
+        eprintln!("ptediff: warning: {e} (left as it is)");
+    }
+    let (na, nb) = opts.pair.names();
+    eprintln!(
+        "ptediff fuzz: {na} vs {nb} on {}, seed {}, up to {} ops, {} s{}, findings in {} ({} already there)",
+        opts.pair.a.kernel.name(),
+        opts.seed,
+        opts.max_ops,
+        opts.time.as_secs(),
+        if opts.oracle { ", oracle on" } else { "" },
+        out.display(),
+        db.records.len()
+    );
     let mut write_error = false;
-    let save = |f: &Found, records: &mut Vec<FindingRecord>| -> std::io::Result<()> {
-        let outcome = check(&f.program, &pair);
-        let slug = f.signature.slug();
-        let path = out.join(format!("{slug}.ptd"));
-        corpus::write_atomic(
-            &path,
-            corpus::render(&pair, &outcome, &f.program, None).as_bytes(),
-        )?;
-        let d = outcome.divergence.as_ref();
-        let rec = FindingRecord {
-            signature: slug,
-            variants: pair.names(),
-            kernel: pair.a.kernel.name().into(),
-            file: path.display().to_string(),
-            first_step: d.map_or(0, |d| d.step + 1),
-            first_op: d.map_or(String::new(), |d| d.op.clone()),
-            pages: d.map_or(Vec::new(), |d| d.pages.clone()),
-            program: f.program.to_string(),
-            hits: f.hits,
-        };
-        match records.iter_mut().find(|r| r.signature == rec.signature) {
-            Some(r) => *r = rec,
-            None => records.push(rec),
-        }
-        let json = serde_json::to_vec_pretty(&records).expect("findings serialise");
-        corpus::write_atomic(&out.join("findings.json"), &json)
-    };
+    let mut new = 0;
     let (found, stats) = engine::fuzz(
-        &opts,
+        opts,
         &stop,
-        |f, st: &Stats| {
-            eprintln!(
-                "[{:>6.1}s] new finding #{}: {} ({} ops)",
-                st.elapsed.as_secs_f64(),
-                records.len() + 1,
-                f.signature,
-                f.program.ops.len()
-            );
-            if let Err(e) = save(f, &mut records) {
+        |f: &Found, st: &Stats| match db.add(&opts.pair, &f.program, f.signature.kind, 1) {
+            Ok(is_new) => {
+                if is_new {
+                    new += 1;
+                    eprintln!(
+                        "[{:>6.1}s] new: {} ({} ops)",
+                        st.elapsed.as_secs_f64(),
+                        f.title,
+                        f.program.ops.len()
+                    );
+                }
+            }
+            Err(e) => {
                 eprintln!("ptediff: cannot write finding to {}: {e}", out.display());
                 write_error = true;
             }
@@ -265,7 +311,7 @@ fn cmd_fuzz(
         |st, n| {
             let rate = st.programs as f64 / st.elapsed.as_secs_f64().max(1e-9);
             eprintln!(
-                "[{:>6.1}s] {} programs ({:.0}/s), {} findings, pool {}",
+                "[{:>6.1}s] {} programs ({:.0}/s), {} findings this run, pool {}",
                 st.elapsed.as_secs_f64(),
                 st.programs,
                 rate,
@@ -274,40 +320,36 @@ fn cmd_fuzz(
             );
         },
     );
-    // Final hit counts.
+    // Record the remaining hits of every finding.
     for f in &found {
-        if let Err(e) = save(f, &mut records) {
-            eprintln!("ptediff: cannot write findings to {}: {e}", out.display());
-            write_error = true;
+        if f.hits > 1 {
+            if let Err(e) = db.add(&opts.pair, &f.program, f.signature.kind, f.hits - 1) {
+                eprintln!("ptediff: cannot write findings to {}: {e}", out.display());
+                write_error = true;
+            }
         }
     }
     let rate = stats.programs as f64 / stats.elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "{} programs in {:.1} s ({:.0} programs/s), {} distinct divergences",
-        stats.programs,
-        stats.elapsed.as_secs_f64(),
-        rate,
-        found.len()
-    );
+    println!("{} programs in {:.1} s ({:.0} programs/s): {} distinct findings this run, {} new; {} in {}", stats.programs, stats.elapsed.as_secs_f64(), rate, found.len(), new, db.records.len(), out.display());
     for f in &found {
         println!(
             "  {:>8} hits  first at {:>6.2}s  {:>2} ops  {}",
             f.hits,
             f.at.as_secs_f64(),
             f.program.ops.len(),
-            f.signature
+            f.title
         );
     }
     if write_error {
         return ExitCode::from(2);
     }
-    if fail_on_finding && !found.is_empty() {
+    if fail_on_finding && new > 0 {
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
 }
 
-fn cmd_replay(paths: &[PathBuf], verbose: bool) -> ExitCode {
+fn cmd_replay(paths: &[PathBuf], verbose: bool, bless: bool) -> ExitCode {
     let files = corpus::collect_files(paths);
     let (mut ok, mut mismatch, mut bad) = (0, 0, 0);
     for f in &files {
@@ -318,6 +360,17 @@ fn cmd_replay(paths: &[PathBuf], verbose: bool) -> ExitCode {
             }
             Ok(r) => {
                 let (v, out) = corpus::replay(&r);
+                if bless {
+                    let text = std::fs::read_to_string(f).unwrap_or_default();
+                    if let Err(e) = corpus::bless(f, &text, &out) {
+                        println!("ERROR     {}: {e}", f.display());
+                        bad += 1;
+                        continue;
+                    }
+                    println!("BLESSED   {}", f.display());
+                    ok += 1;
+                    continue;
+                }
                 match v {
                     Verdict::Pass | Verdict::Diverges => {
                         let tag = if v == Verdict::Pass {
@@ -325,7 +378,12 @@ fn cmd_replay(paths: &[PathBuf], verbose: bool) -> ExitCode {
                         } else {
                             "DIVERGES"
                         };
-                        println!("{tag:<9} {}", f.display());
+                        let extra = match (&out.divergence, &out.violation) {
+                            (Some(d), _) => format!("  ({})", d.finding.signature.verdict),
+                            (None, Some(_)) => "  (oracle violation)".to_string(),
+                            _ => String::new(),
+                        };
+                        println!("{tag:<9} {}{extra}", f.display());
                         if verbose {
                             print!("{}", indent(&out.report()));
                         }
@@ -357,25 +415,75 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("          {l}\n")).collect()
 }
 
-fn cmd_minimize(file: &Path, out: Option<&Path>) -> ExitCode {
-    let r = match corpus::load(file) {
-        Ok(r) => r,
-        Err(e) => return usage(&e.to_string()),
+fn cmd_triage(dir: &Path) -> ExitCode {
+    if !dir.is_dir() {
+        return usage(&format!("{}: not a folder", dir.display()));
+    }
+    let db = match FindingsDb::open(dir) {
+        Ok(db) => db,
+        Err(e) => return usage(&format!("{}: {e}", dir.display())),
     };
-    let before = check(&r.program, &r.pair);
-    let Some(d) = before.divergence else {
-        eprintln!(
-            "ptediff: {}: the variants do not diverge; nothing to minimize",
-            file.display()
+    println!("| verdict | hits | ops | variants | title | file |");
+    println!("|---|---|---|---|---|---|");
+    for r in db.sorted() {
+        let file = Path::new(&r.file)
+            .file_name()
+            .map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
+        println!(
+            "| {} | {} | {} | {} vs {} | {} | {} |",
+            r.verdict, r.hits, r.ops, r.variants.0, r.variants.1, r.title, file
         );
-        return ExitCode::from(1);
+    }
+    for e in &db.unreadable {
+        println!("unreadable: {e}");
+    }
+    let harmful = db.records.values().filter(|r| r.harmful).count();
+    println!(
+        "{} findings ({harmful} harmful or oracle violations), {} unreadable",
+        db.records.len(),
+        db.unreadable.len()
+    );
+    if db.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn minimized(file: &Path, kind: Kind) -> Result<(ptediff::corpus::Reproducer, Program), ExitCode> {
+    let r = corpus::load(file).map_err(|e| usage(&e.to_string()))?;
+    let Some(f) = analyze(&r.program, &r.pair, kind) else {
+        let what = if kind == Kind::Oracle {
+            "no oracle violation"
+        } else {
+            "the variants do not diverge"
+        };
+        eprintln!("ptediff: {}: {what}; nothing to do", file.display());
+        return Err(ExitCode::from(1));
     };
-    let small = minimize(&r.program, &r.pair, &d.signature);
-    let text = corpus::render(&r.pair, &check(&small, &r.pair), &small, None);
+    let small = minimize(&r.program, &r.pair, &f.signature);
     eprintln!(
         "minimized {} ops to {}",
         r.program.ops.len(),
         small.ops.len()
+    );
+    Ok((r, small))
+}
+
+fn cmd_minimize(file: &Path, kind: Kind, out: Option<&Path>) -> ExitCode {
+    let (r, small) = match minimized(file, kind) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let text = corpus::render(
+        &r.pair,
+        &check(&small, &r.pair),
+        &small,
+        RenderOpts {
+            report: true,
+            expect_oracle: kind == Kind::Oracle,
+            ..Default::default()
+        },
     );
     match out {
         None => {
@@ -387,6 +495,28 @@ fn cmd_minimize(file: &Path, out: Option<&Path>) -> ExitCode {
             Err(e) => usage(&format!("{}: {e}", o.display())),
         },
     }
+}
+
+fn cmd_export(file: &Path, kind: Kind) -> ExitCode {
+    let (r, small) = match minimized(file, kind) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let note = "Exported by `ptediff export`: explain here what this case shows.";
+    print!(
+        "{}",
+        corpus::render(
+            &r.pair,
+            &check(&small, &r.pair),
+            &small,
+            RenderOpts {
+                note: Some(note),
+                expect_oracle: true,
+                ..Default::default()
+            }
+        )
+    );
+    ExitCode::SUCCESS
 }
 
 fn cmd_encode(paths: &[PathBuf], out: &Path) -> ExitCode {
@@ -401,9 +531,7 @@ fn cmd_encode(paths: &[PathBuf], out: &Path) -> ExitCode {
                 let name = f
                     .file_stem()
                     .map_or("input".into(), |s| s.to_string_lossy().into_owned());
-                let bytes = r.program.to_bytes();
-                debug_assert_eq!(Program::from_bytes(&bytes), r.program);
-                if let Err(e) = corpus::write_atomic(&out.join(name), &bytes) {
+                if let Err(e) = corpus::write_atomic(&out.join(name), &r.program.to_bytes()) {
                     eprintln!("ptediff: {}: {e}", out.display());
                     bad = true;
                 }

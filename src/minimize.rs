@@ -2,12 +2,17 @@
 //! simplification, repeated to a fixpoint. Keeps the **same** divergence
 //! signature, and ends 1-minimal (deleting any single op loses it).
 
-use crate::check::{signature_of, Pair, Signature};
+use crate::check::{analyze, Pair, Signature};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 
 /// Minimize `program` keeping `sig` under `pair`.
 pub fn minimize(program: &Program, pair: &Pair, sig: &Signature) -> Program {
-    let keeps = |ops: &[Op]| signature_of(&Program::new(ops.to_vec()), pair).as_ref() == Some(sig);
+    let keeps = |ops: &[Op]| {
+        analyze(&Program::new(ops.to_vec()), pair, sig.kind)
+            .map(|f| f.signature)
+            .as_ref()
+            == Some(sig)
+    };
     let mut ops = program.ops.clone();
     if !keeps(&ops) {
         return program.clone();
@@ -253,6 +258,9 @@ pub fn is_one_minimal(program: &Program, pair: &Pair, sig: &Signature) -> bool {
     (0..program.ops.len()).all(|i| {
         let mut ops = program.ops.clone();
         ops.remove(i);
-        signature_of(&Program::new(ops), pair).as_ref() != Some(sig)
+        analyze(&Program::new(ops), pair, sig.kind)
+            .map(|f| f.signature)
+            .as_ref()
+            != Some(sig)
     })
 }

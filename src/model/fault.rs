@@ -126,7 +126,13 @@ fn handle_pte_fault(
             if write {
                 n = pte_mkdirty(n);
             }
-            s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+            set_pte(
+                s,
+                p,
+                addr,
+                Entry::Present { bits: n, folio },
+                Why::HandlePteFault,
+            );
             Fault::Retry
         }
     }
@@ -332,7 +338,7 @@ fn handle_pte_marker(
 ) -> Fault {
     let v = s.procs[p].vmas[vi];
     if !v.uffd_wp() || v.is_anonymous() {
-        s.procs[p].pt[addr as usize] = Entry::None;
+        set_pte(s, p, addr, Entry::None, Why::HandlePteMarker);
         return Fault::Retry;
     }
     do_fault(s, cfg, p, vi, addr, write, true)

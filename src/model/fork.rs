@@ -28,7 +28,6 @@ pub fn dup_mmap(
             continue;
         }
         let mut tmp = src;
-        tmp.prot_by = Why::VmAreaDup;
         if src.flags.contains(VmFlags::WIPEONFORK) {
             tmp.anon_vma = 0;
         } else if src.anon_vma != 0 {
@@ -40,6 +39,7 @@ pub fn dup_mmap(
         // dup_userfaultfd()
         if tmp.uffd && !event_fork {
             let f = tmp.flags - VmFlags::UFFD_WP;
+            super::vma::note_flags(&mut tmp, f, Why::VmAreaDup, s.step);
             userfaultfd_set_vm_flags(s, cfg, &mut tmp, f, Why::VmAreaDup);
             tmp.uffd = false;
         }
@@ -146,7 +146,7 @@ fn copy_nonpresent_pte(
                 bits: bits - SwpBits::EXCL,
                 slot,
             };
-            s.procs[parent].pt[a as usize] = n;
+            set_pte(s, parent, a, n, Why::CopyNonpresentPte);
             n
         }
         Entry::Migration { kind, bits, folio } => {
@@ -156,10 +156,7 @@ fn copy_nonpresent_pte(
                     bits,
                     folio,
                 };
-                s.procs[parent].pt[a as usize] = n;
-                if kind == MigKind::Write {
-                    s.procs[parent].why[a as usize].ro_by = Why::CopyNonpresentPte;
-                }
+                set_pte(s, parent, a, n, Why::CopyNonpresentPte);
                 n
             } else {
                 e
@@ -172,7 +169,7 @@ fn copy_nonpresent_pte(
                 }
                 s.warned = true;
             }
-            s.procs[child].pt[a as usize] = Entry::Marker;
+            set_pte(s, child, a, Entry::Marker, Why::CopyNonpresentPte);
             return;
         }
         _ => return,
@@ -189,8 +186,9 @@ fn copy_nonpresent_pte(
         },
         e => e,
     };
+    s.procs[child].pt[a as usize] = s.procs[parent].pt[a as usize];
     s.procs[child].why[a as usize] = s.procs[parent].why[a as usize];
-    s.procs[child].pt[a as usize] = e;
+    set_pte(s, child, a, e, Why::CopyNonpresentPte);
 }
 
 /// `exit_mmap()` (mm/mmap.c): zap everything (dropping markers) and free the mm.

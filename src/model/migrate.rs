@@ -29,11 +29,17 @@ fn try_to_migrate_one(s: &mut State, p: usize, addr: u8, bits: PteBits, f: Folio
     swp.set(SwpBits::DIRTY, bits.contains(PteBits::D));
     swp.set(SwpBits::SD, bits.contains(PteBits::SD));
     swp.set(SwpBits::UW, bits.contains(PteBits::UW));
-    s.procs[p].pt[addr as usize] = Entry::Migration {
-        kind,
-        bits: swp,
-        folio: f,
-    };
+    set_pte(
+        s,
+        p,
+        addr,
+        Entry::Migration {
+            kind,
+            bits: swp,
+            folio: f,
+        },
+        Why::TryToMigrateOne,
+    );
     fo_mapcount_dec(s, f);
 }
 
@@ -162,7 +168,7 @@ pub fn remove_migration_pte(
         pte = pte_mkdirty(pte);
     }
     let (pte, warn) = restore_write_bits(cfg.restore, pte, kind, swp, &v);
-    s.variant_hits = s.variant_hits.saturating_add(1);
+    s.variant_hits = s.variant_hits.wrapping_add(1);
     if warn {
         s.warned = true;
     }

@@ -78,7 +78,7 @@ pub fn vma_set_page_prot(s: &State, cfg: &Config, vma: &mut Vma, why: Why) {
         prot
     };
     if new != vma.prot {
-        vma.prot_by = why;
+        vma.prot_by = Prov { why, step: s.step };
     }
     vma.prot = new;
 }

@@ -5,25 +5,58 @@ use super::types::*;
 use super::Config;
 use bitflags::bitflags;
 
-/// Store `e` at `(p, addr)`, recording provenance of W transitions. A migration
-/// entry counts as the PTE it stands for (writable iff MIG_W), so a restore that
-/// keeps the old write state keeps the old provenance.
+/// (write, soft-dirty, uffd-wp) state of an entry as provenance sees it: a
+/// migration or swap entry counts as the PTE it stands for.
+#[inline]
+fn wsu(e: Entry) -> Option<(bool, bool, bool)> {
+    match e {
+        Entry::Present { bits, .. } => Some((
+            bits.contains(PteBits::W),
+            bits.contains(PteBits::SD),
+            bits.contains(PteBits::UW),
+        )),
+        Entry::Migration { kind, bits, .. } => Some((
+            kind == MigKind::Write,
+            bits.contains(SwpBits::SD),
+            bits.contains(SwpBits::UW),
+        )),
+        Entry::Swap { bits, .. } => Some((
+            false,
+            bits.contains(SwpBits::SD),
+            bits.contains(SwpBits::UW),
+        )),
+        Entry::Marker => Some((false, false, true)),
+        Entry::None => None,
+    }
+}
+
+/// Store `e` at `(p, addr)`, recording who changed its write, soft-dirty and
+/// uffd-wp state (a restore that keeps the old write state keeps the old
+/// provenance). Every entry change in the model goes through here.
 #[inline]
 pub fn set_pte(s: &mut State, p: usize, addr: u8, e: Entry, why: Why) {
+    let prov = Prov { why, step: s.step };
     let mm = &mut s.procs[p];
     let i = addr as usize;
-    if let Entry::Present { bits, .. } = e {
-        let now = bits.contains(PteBits::W);
-        let was = match mm.pt[i] {
-            Entry::Present { bits, .. } => Some(bits.contains(PteBits::W)),
-            Entry::Migration { kind, .. } => Some(kind == MigKind::Write),
-            _ => None,
-        };
-        if was != Some(now) {
-            if now {
-                mm.why[i].rw_by = why;
-            } else {
-                mm.why[i].ro_by = why;
+    match (wsu(mm.pt[i]), wsu(e)) {
+        (_, None) => mm.why[i] = PteWhy::default(),
+        (None, Some(_)) => {
+            mm.why[i] = PteWhy {
+                w: prov,
+                sd: prov,
+                uw: prov,
+            }
+        }
+        (Some(o), Some(n)) => {
+            let w = &mut mm.why[i];
+            if o.0 != n.0 {
+                w.w = prov;
+            }
+            if o.1 != n.1 {
+                w.sd = prov;
+            }
+            if o.2 != n.2 {
+                w.uw = prov;
             }
         }
     }
@@ -238,7 +271,6 @@ pub fn change_protection(
             } => {
                 let kind = match kind {
                     MigKind::Write => {
-                        s.procs[p].why[addr as usize].ro_by = why;
                         if s.folio(folio).is_anon() {
                             MigKind::ReadExclusive
                         } else {
@@ -252,7 +284,7 @@ pub fn change_protection(
                 } else if uffd_resolve {
                     bits.remove(SwpBits::UW);
                 }
-                s.procs[p].pt[addr as usize] = Entry::Migration { kind, bits, folio };
+                set_pte(s, p, addr, Entry::Migration { kind, bits, folio }, why);
             }
             Entry::Swap { mut bits, slot } => {
                 if uffd_wp {
@@ -260,16 +292,16 @@ pub fn change_protection(
                 } else if uffd_resolve {
                     bits.remove(SwpBits::UW);
                 }
-                s.procs[p].pt[addr as usize] = Entry::Swap { bits, slot };
+                set_pte(s, p, addr, Entry::Swap { bits, slot }, why);
             }
             Entry::Marker => {
                 if uffd_resolve {
-                    s.procs[p].pt[addr as usize] = Entry::None;
+                    set_pte(s, p, addr, Entry::None, why);
                 }
             }
             Entry::None => {
                 if uffd_wp && !vma.is_anonymous() {
-                    s.procs[p].pt[addr as usize] = Entry::Marker;
+                    set_pte(s, p, addr, Entry::Marker, why);
                 }
             }
         }
@@ -321,7 +353,7 @@ pub fn pte_install_uffd_wp_if_needed(s: &mut State, p: usize, vma: &Vma, addr: u
         Entry::None => false,
     };
     if arm {
-        s.procs[p].pt[addr as usize] = Entry::Marker;
+        set_pte(s, p, addr, Entry::Marker, Why::ZapInstallUffdWp);
     }
 }
 
@@ -370,7 +402,10 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
         let mut v = s.procs[p].vmas[i];
         if v.flags.contains(VmFlags::SOFTDIRTY) {
             v.flags.remove(VmFlags::SOFTDIRTY);
-            v.softdirty_by = Why::ClearRefs;
+            v.softdirty_by = Prov {
+                why: Why::ClearRefs,
+                step: s.step,
+            };
             super::prot::vma_set_page_prot(s, cfg, &mut v, Why::ClearRefs);
             s.procs[p].vmas[i] = v;
         }
@@ -390,17 +425,19 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
                     );
                 }
                 Entry::Migration { kind, bits, folio } => {
-                    s.procs[p].pt[addr as usize] = Entry::Migration {
+                    let e = Entry::Migration {
                         kind,
                         bits: bits - SwpBits::SD,
                         folio,
                     };
+                    set_pte(s, p, addr, e, Why::ClearRefs);
                 }
                 Entry::Swap { bits, slot } => {
-                    s.procs[p].pt[addr as usize] = Entry::Swap {
+                    let e = Entry::Swap {
                         bits: bits - SwpBits::SD,
                         slot,
                     };
+                    set_pte(s, p, addr, e, Why::ClearRefs);
                 }
                 Entry::Marker | Entry::None => {}
             }
@@ -443,8 +480,8 @@ pub fn folio_mkclean(s: &mut State, f: FolioId) {
 /// state on mremap()", a source VMA registered without EVENT_REMAP loses UW,
 /// swpUW and markers on the way.
 pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_wp: bool) {
-    let mm = &mut s.procs[p];
     let mut tmp = [(Entry::None, PteWhy::default()); NPAGES];
+    let mm = &mut s.procs[p];
     for (i, t) in tmp.iter_mut().enumerate().take(len as usize) {
         let a = old as usize + i;
         *t = (mm.pt[a], mm.why[a]);
@@ -452,7 +489,7 @@ pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_
         mm.why[a] = PteWhy::default();
     }
     for (i, &(e, w)) in tmp.iter().enumerate().take(len as usize) {
-        let e = match e {
+        let moved = match e {
             Entry::Present { mut bits, folio } => {
                 bits |= PteBits::SD;
                 if clear_uffd_wp {
@@ -481,7 +518,9 @@ pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_
             Entry::Marker if clear_uffd_wp => Entry::None,
             e => e,
         };
-        mm.pt[new as usize + i] = e;
-        mm.why[new as usize + i] = w;
+        let a = new as usize + i;
+        s.procs[p].pt[a] = e;
+        s.procs[p].why[a] = w;
+        set_pte(s, p, a as u8, moved, Why::MovePtes);
     }
 }

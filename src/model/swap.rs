@@ -116,7 +116,13 @@ fn try_to_unmap_one(s: &mut State, p: usize, addr: u8, f: FolioId) {
         swp.set(SwpBits::SD, bits.contains(PteBits::SD));
         swp.set(SwpBits::UW, bits.contains(PteBits::UW));
         s.slots[slot as usize].count += 1;
-        s.procs[p].pt[addr as usize] = Entry::Swap { bits: swp, slot };
+        set_pte(
+            s,
+            p,
+            addr,
+            Entry::Swap { bits: swp, slot },
+            Why::TryToUnmapOne,
+        );
     }
 }
 
@@ -174,7 +180,13 @@ pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
                     s.folio_mut(folio).flags.remove(FolioFlags::DIRTY);
                 }
                 let n = bits - PteBits::A - PteBits::D;
-                s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+                set_pte(
+                    s,
+                    p,
+                    addr,
+                    Entry::Present { bits: n, folio },
+                    Why::MadviseFree,
+                );
                 let fo = s.folio_mut(folio);
                 if !fo.flags.contains(FolioFlags::SWAPCACHE) {
                     fo.flags.insert(FolioFlags::LAZYFREE);
@@ -254,7 +266,7 @@ fn unuse_pte(s: &mut State, cfg: &Config, p: usize, addr: u8, swp: SwpBits, f: F
     if swp.contains(SwpBits::SD) {
         bits.insert(PteBits::SD);
     }
-    s.variant_hits = s.variant_hits.saturating_add(1);
+    s.variant_hits = s.variant_hits.wrapping_add(1);
     if swp.contains(SwpBits::UW) {
         bits.insert(PteBits::UW);
         if cfg.unuse == Unuse::WithCare {

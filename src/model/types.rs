@@ -230,6 +230,12 @@ pub enum Why {
     ChangeProtNuma,
     CopyVma,
     VmAreaDup,
+    HandlePteFault,
+    HandlePteMarker,
+    TryToMigrateOne,
+    TryToUnmapOne,
+    ZapInstallUffdWp,
+    MadviseFree,
 }
 
 impl Why {
@@ -261,6 +267,30 @@ impl Why {
             Why::ChangeProtNuma => "change_prot_numa",
             Why::CopyVma => "copy_vma",
             Why::VmAreaDup => "vm_area_dup",
+            Why::HandlePteFault => "handle_pte_fault",
+            Why::HandlePteMarker => "handle_pte_marker",
+            Why::TryToMigrateOne => "try_to_migrate_one",
+            Why::TryToUnmapOne => "try_to_unmap_one",
+            Why::ZapInstallUffdWp => "zap_install_uffd_wp_if_needed",
+            Why::MadviseFree => "madvise_free_pte_range",
+        }
+    }
+}
+
+/// Provenance: the kernel function and program step (1-based; 0 = never) that
+/// last changed something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Prov {
+    pub why: Why,
+    pub step: u16,
+}
+
+impl Prov {
+    pub fn describe(self) -> String {
+        if self.step == 0 {
+            self.why.name().to_string()
+        } else {
+            format!("{} (step {})", self.why.name(), self.step)
         }
     }
 }
@@ -280,10 +310,12 @@ pub struct Vma {
     pub anon_vma: u8,
     /// Registered with this process's userfaultfd context.
     pub uffd: bool,
-    /// Who last set `vm_page_prot` (provenance for signatures).
-    pub prot_by: Why,
-    /// Who last set VM_SOFTDIRTY.
-    pub softdirty_by: Why,
+    /// Who last changed `vm_page_prot`.
+    pub prot_by: Prov,
+    /// Who last changed VM_SOFTDIRTY.
+    pub softdirty_by: Prov,
+    /// Who last changed VM_UFFD_WP.
+    pub uffd_by: Prov,
 }
 
 impl Vma {
@@ -316,13 +348,13 @@ impl Vma {
     }
 }
 
-/// Per-PTE provenance: who last cleared / set W, and who last set SD.
+/// Per-PTE provenance: who last changed the write state (W, or the migration
+/// entry's writability), the soft-dirty bit and the uffd-wp bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct PteWhy {
-    /// The function that last made (or created) this PTE read-only.
-    pub ro_by: Why,
-    /// The function that last made (or created) this PTE writable.
-    pub rw_by: Why,
+    pub w: Prov,
+    pub sd: Prov,
+    pub uw: Prov,
 }
 
 /// A process address space (`struct mm_struct`) with its single page table.
@@ -433,8 +465,8 @@ pub struct State {
     /// A WARN_ON_ONCE the kernel would print fired (full-restore's MIG_W+uffd-wp,
     /// v6.1's marker copy into a non-uffd-wp child).
     pub warned: bool,
-    /// How often variant-specific code (restore / unuse) ran: until it has, two
-    /// models on the same kernel are identical and need no comparison.
+    /// How often variant-specific code (a restore, unuse_pte) ran. Two models on
+    /// the same kernel stay identical between such steps.
     pub variant_hits: u16,
 }
 

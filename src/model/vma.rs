@@ -184,11 +184,20 @@ fn merge_or_split(
 }
 
 /// Assign `flags` to a VMA, recording who changed VM_SOFTDIRTY.
-fn set_flags(v: &mut Vma, flags: VmFlags, why: Why) {
-    if (v.flags ^ flags).contains(VmFlags::SOFTDIRTY) {
-        v.softdirty_by = why;
-    }
+fn set_flags(v: &mut Vma, flags: VmFlags, why: Why, step: u16) {
+    note_flags(v, flags, why, step);
     v.flags = flags;
+}
+
+/// Record provenance of VM_SOFTDIRTY / VM_UFFD_WP changes about to happen.
+pub(crate) fn note_flags(v: &mut Vma, flags: VmFlags, why: Why, step: u16) {
+    let prov = Prov { why, step };
+    if (v.flags ^ flags).contains(VmFlags::SOFTDIRTY) {
+        v.softdirty_by = prov;
+    }
+    if (v.flags ^ flags).contains(VmFlags::UFFD_WP) {
+        v.uffd_by = prov;
+    }
 }
 
 /// Walk the VMAs overlapping `[start, end)`, calling `f(state, proc, vma start, piece)`.
@@ -319,7 +328,6 @@ pub fn mmap_region(
         } else {
             mm.vmas[q].end = end;
         }
-        mm.vmas[q].prot_by = Why::MmapExpand;
         q
     } else if next_ok {
         let n = next.unwrap();
@@ -349,8 +357,15 @@ pub fn mmap_region(
             pgoff,
             anon_vma: 0,
             uffd: false,
-            prot_by: Why::MmapRegion,
-            softdirty_by: Why::MmapRegion,
+            prot_by: Prov {
+                why: Why::MmapRegion,
+                step: s.step,
+            },
+            softdirty_by: Prov {
+                why: Why::MmapRegion,
+                step: s.step,
+            },
+            uffd_by: Prov::default(),
         };
         insert_vma(&mut s.procs[p], v)?
     };
@@ -361,7 +376,7 @@ pub fn mmap_region(
     };
     let mut v = s.procs[p].vmas[idx];
     let f = v.flags | VmFlags::SOFTDIRTY;
-    set_flags(&mut v, f, why);
+    set_flags(&mut v, f, why, s.step);
     vma_set_page_prot(s, cfg, &mut v, why);
     s.procs[p].vmas[idx] = v;
     Ok(())
@@ -424,7 +439,7 @@ pub fn mprotect(
         }
         let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
         let mut v = mm.vmas[j];
-        set_flags(&mut v, newflags, Why::MprotectFixup);
+        set_flags(&mut v, newflags, Why::MprotectFixup, s.step);
         let try_write = if v.flags.contains(VmFlags::SHARED) {
             vma_wants_writenotify(s, cfg, &v, v.prot)
         } else {
@@ -471,6 +486,7 @@ pub fn madvise_update_vma(
     adv: FlagAdvice,
 ) -> KResult<()> {
     for_each_piece(s, p, start, end, false, |s, p, a, b| {
+        let step = s.step;
         let mm = &mut s.procs[p];
         let i = mm.vma_index(a).unwrap();
         let old = mm.vmas[i];
@@ -491,7 +507,7 @@ pub fn madvise_update_vma(
             return Ok(());
         }
         let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
-        set_flags(&mut mm.vmas[j], newflags, Why::MadviseUpdateVma);
+        set_flags(&mut mm.vmas[j], newflags, Why::MadviseUpdateVma, step);
         Ok(())
     })
 }
@@ -504,6 +520,7 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
         return Err(Errno::Enomem);
     }
     let r = for_each_piece(s, p, start, end, true, |s, p, a, b| {
+        let step = s.step;
         let mm = &mut s.procs[p];
         let i = mm.vma_index(a).unwrap();
         let old = mm.vmas[i];
@@ -516,7 +533,7 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
             return Ok(());
         }
         let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
-        set_flags(&mut mm.vmas[j], newflags, Why::MlockFixup);
+        set_flags(&mut mm.vmas[j], newflags, Why::MlockFixup, step);
         Ok(())
     });
     if lock && r.is_ok() {
@@ -566,10 +583,8 @@ pub fn userfaultfd_register(
         let newflags = old.flags | VmFlags::UFFD_WP;
         let j = merge_or_split(mm, i, a, b, newflags, true)?;
         let mut v = s.procs[p].vmas[j];
+        note_flags(&mut v, newflags, Why::UffdRegister, s.step);
         userfaultfd_set_vm_flags(s, cfg, &mut v, newflags, Why::UffdRegister);
-        if (v.flags ^ newflags).contains(VmFlags::SOFTDIRTY) {
-            v.softdirty_by = Why::UffdRegister;
-        }
         v.uffd = true;
         s.procs[p].vmas[j] = v;
         Ok(())
@@ -611,9 +626,7 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
     let mm = &mut s.procs[p];
     let j = merge_or_split(mm, i, a, b, newflags, false)?;
     let mut v = s.procs[p].vmas[j];
-    if (v.flags ^ newflags).contains(VmFlags::SOFTDIRTY) {
-        v.softdirty_by = why;
-    }
+    note_flags(&mut v, newflags, why, s.step);
     userfaultfd_set_vm_flags(s, cfg, &mut v, newflags, why);
     v.uffd = false;
     s.procs[p].vmas[j] = v;
@@ -653,7 +666,6 @@ pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) 
     tmp.start = new;
     tmp.end = new + len;
     tmp.pgoff = pgoff;
-    tmp.prot_by = Why::CopyVma;
     let mm = &mut s.procs[p];
     let ni = insert_vma(mm, tmp)?;
     let dst = vma_merge(mm, ni, new, new + len, src.flags, src.uffd).unwrap_or(ni);
@@ -663,6 +675,7 @@ pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) 
     let mut d = s.procs[p].vmas[dst];
     if d.uffd {
         let f = d.flags - VmFlags::UFFD_WP;
+        note_flags(&mut d, f, Why::CopyVma, s.step);
         userfaultfd_set_vm_flags(s, cfg, &mut d, f, Why::CopyVma);
         d.uffd = false;
         s.procs[p].vmas[dst] = d;
