@@ -69,8 +69,42 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// libFuzzer's exec/s on the `differential` target (identical variants, so it
+/// never stops on a finding), if `cargo fuzz` is installed: `-s none` on stable.
+pub fn libfuzzer_exec_per_sec(fuzz_dir: &std::path::Path, secs: u64) -> Result<f64, String> {
+    let out = std::process::Command::new("cargo")
+        .current_dir(fuzz_dir)
+        .env("PTEDIFF_VARIANTS", "vm-page-prot,vm-page-prot")
+        .args([
+            "fuzz",
+            "run",
+            "-s",
+            "none",
+            "differential",
+            "--",
+            &format!("-max_total_time={secs}"),
+            "-max_len=128",
+            "-print_final_stats=1",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    // "stat::number_of_executed_units: N" and "stat::... " or "exec/s: N" lines.
+    let execs = err
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    match execs {
+        Some(n) => Ok(n / secs as f64),
+        None => Err(format!(
+            "cargo fuzz did not report its stats (is cargo-fuzz installed?): {}",
+            err.lines().last().unwrap_or("")
+        )),
+    }
+}
+
 /// Run every benchmark and print a table.
-pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration) {
+pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration, libfuzzer: bool) {
     let same = Pair {
         a: Config::new(Restore::VmPageProt),
         b: Config::new(Restore::VmPageProt),
@@ -123,6 +157,37 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration)
         median(times.clone()),
         max
     );
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let opts = crate::explore::Options {
+            pair: Pair::default(),
+            depth: 6,
+            threads,
+            oracle: true,
+            alphabet: crate::explore::default_alphabet(),
+        };
+        let stop = AtomicBool::new(false);
+        let r = crate::explore::explore(&opts, &stop, |_, _, _, _| {});
+        let t = r.elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "| explore --depth 6, default alphabet ({threads} threads) | {:.2} s: {} states ({:.0}/s), {} transitions ({:.0}/s) |",
+            t,
+            r.states,
+            r.states as f64 / t,
+            r.transitions,
+            r.transitions as f64 / t
+        );
+    }
+    if libfuzzer {
+        let dir = corpus_dir
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("fuzz");
+        match libfuzzer_exec_per_sec(&dir, secs.ceil() as u64) {
+            Ok(r) => println!("| libFuzzer `-s none`, identical variants, -max_len=128 (1 core) | {r:.0} exec/s |"),
+            Err(e) => println!("| libFuzzer | not measured: {e} |"),
+        }
+    }
     for f in corpus::collect_files(&[corpus_dir.to_path_buf()]) {
         let Ok(r) = corpus::load(&f) else { continue };
         let Some(Expect::Diverges(slug)) = r.expect else {

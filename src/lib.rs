@@ -14,6 +14,7 @@ pub mod check;
 pub mod corpus;
 pub mod engine;
 pub mod explain;
+pub mod explore;
 pub mod minimize;
 pub mod model;
 pub mod op;

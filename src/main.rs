@@ -75,6 +75,24 @@ enum Cmd {
         #[arg(long)]
         bless: bool,
     },
+    /// Bounded exhaustive search: every divergence (and oracle violation) up to --depth ops, shortest programs.
+    Explore {
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        #[arg(long, default_value = "full-restore,vm-page-prot")]
+        variants: String,
+        #[arg(long, default_value = "v6.1")]
+        kernel: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Do not look for oracle violations.
+        #[arg(long)]
+        no_oracle: bool,
+        /// Print the alphabet and exit.
+        #[arg(long)]
+        alphabet: bool,
+    },
     /// Step-by-step, side-by-side trace of a reproducer.
     Explain {
         file: PathBuf,
@@ -123,6 +141,9 @@ enum Cmd {
         /// Corpus folder whose divergences are searched for.
         #[arg(long, default_value = "corpus")]
         corpus: PathBuf,
+        /// Also measure libFuzzer exec/s (needs `cargo install cargo-fuzz`; builds fuzz/ on first use).
+        #[arg(long)]
+        libfuzzer: bool,
     },
     /// Turn text programs into libFuzzer seed bytes (one file per input, named after it).
     Encode {
@@ -205,6 +226,33 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Triage { dir } => cmd_triage(&dir),
+        Cmd::Explore {
+            depth,
+            variants,
+            kernel,
+            threads,
+            no_oracle,
+            alphabet,
+        } => {
+            let pair = match parse_pair(&variants, &kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(&e),
+            };
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = ptediff::explore::Options {
+                pair,
+                depth,
+                threads,
+                oracle: !no_oracle,
+                alphabet: ptediff::explore::default_alphabet(),
+            };
+            if alphabet {
+                print!("{}", ptediff::explore::describe(&opts.alphabet));
+                return ExitCode::SUCCESS;
+            }
+            cmd_explore(&opts)
+        }
         Cmd::Export { file, oracle } => cmd_export(&file, kind_of(oracle)),
         Cmd::Minimize { file, oracle, out } => cmd_minimize(&file, kind_of(oracle), out.as_deref()),
         Cmd::Fmt {
@@ -242,8 +290,15 @@ fn main() -> ExitCode {
             seeds,
             limit,
             corpus,
+            libfuzzer,
         } => {
-            ptediff::bench::run(&corpus, seconds, seeds, Duration::from_secs(limit));
+            ptediff::bench::run(
+                &corpus,
+                seconds,
+                seeds,
+                Duration::from_secs(limit),
+                libfuzzer,
+            );
             ExitCode::SUCCESS
         }
     }
@@ -413,6 +468,89 @@ fn cmd_replay(paths: &[PathBuf], verbose: bool, bless: bool) -> ExitCode {
 
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("          {l}\n")).collect()
+}
+
+fn cmd_explore(opts: &ptediff::explore::Options) -> ExitCode {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
+    }
+    let (na, nb) = opts.pair.names();
+    println!(
+        "explore: {na} vs {nb} on {}, depth {}, {} threads, oracle {}",
+        opts.pair.a.kernel.name(),
+        opts.depth,
+        opts.threads,
+        if opts.oracle { "on" } else { "off" }
+    );
+    println!(
+        "alphabet ({} ops; pages 0-1 of p0, p1 only by fork):",
+        opts.alphabet.len()
+    );
+    print!("{}", ptediff::explore::describe(&opts.alphabet));
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("template"),
+    );
+    let report = ptediff::explore::explore(opts, &stop, |d, frontier, states, rate| {
+        bar.set_message(format!(
+            "depth {d}, frontier {frontier}, {states} states, {rate:.0} transitions/s"
+        ));
+        bar.tick();
+    });
+    bar.finish_and_clear();
+    println!();
+    println!("| depth | new states | transitions | time |");
+    println!("|---|---|---|---|");
+    for l in &report.levels {
+        println!(
+            "| {} | {} | {} | {:.2} s |",
+            l.depth,
+            l.states,
+            l.transitions,
+            l.elapsed.as_secs_f64()
+        );
+    }
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{} distinct states, {} transitions in {:.2} s ({:.0} states/s, {:.0} transitions/s); fingerprint collision probability < {:.1e}",
+        report.states,
+        report.transitions,
+        secs,
+        report.states as f64 / secs,
+        report.transitions as f64 / secs,
+        report.collision_probability()
+    );
+    if report.interrupted {
+        println!("interrupted: the search is incomplete");
+    }
+    if report.findings.is_empty() {
+        if !report.interrupted {
+            println!(
+                "no divergence{} up to depth {} over this alphabet",
+                if opts.oracle {
+                    " or oracle violation"
+                } else {
+                    ""
+                },
+                opts.depth
+            );
+        }
+    } else {
+        println!(
+            "{} findings, each with a shortest program:",
+            report.findings.len()
+        );
+        for (sig, prog, title) in &report.findings {
+            println!();
+            println!("# {title}");
+            println!("# signature: {sig}");
+            print!("{prog}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn cmd_triage(dir: &Path) -> ExitCode {

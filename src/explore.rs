@@ -1,0 +1,376 @@
+//! Bounded exhaustive exploration: breadth-first search over programs from the
+//! empty state, over a finite alphabet of ops, with a visited set of state
+//! fingerprints (both variants' states together, provenance excluded). Every
+//! distinct state is expanded once; every divergence class and oracle violation
+//! is reported with its **shortest** program. When nothing is found the result is
+//! a certificate: "no divergence up to depth K over alphabet X".
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::check::{agree, analyze, Kind, Pair, Signature};
+use crate::model::{self, State};
+use crate::op::{Advice, FileName, Op, Program, Prot, Target};
+use crate::oracle::first_unsafe;
+
+/// The default alphabet: one process that may fork once, pages 0 and 1, single
+/// page lengths. Every argument domain is finite and listed by [`describe`].
+pub fn default_alphabet() -> Vec<Op> {
+    let rw = Prot(Prot::R | Prot::W);
+    let memfd = |addr: u8| Target::File {
+        file: FileName::Memfd,
+        shared: true,
+        pgoff: addr,
+    };
+    let mut v = vec![
+        Op::Mmap {
+            p: 0,
+            addr: 0,
+            len: 1,
+            prot: rw,
+            target: memfd(0),
+        },
+        Op::Mmap {
+            p: 0,
+            addr: 1,
+            len: 1,
+            prot: rw,
+            target: memfd(1),
+        },
+        Op::Mmap {
+            p: 0,
+            addr: 0,
+            len: 1,
+            prot: rw,
+            target: Target::Anon,
+        },
+        Op::Mmap {
+            p: 0,
+            addr: 0,
+            len: 1,
+            prot: rw,
+            target: Target::File {
+                file: FileName::Ext4,
+                shared: true,
+                pgoff: 0,
+            },
+        },
+        Op::Mprotect {
+            p: 0,
+            addr: 0,
+            len: 1,
+            prot: Prot(Prot::R),
+        },
+        Op::Mprotect {
+            p: 0,
+            addr: 0,
+            len: 1,
+            prot: rw,
+        },
+        Op::Madvise {
+            p: 0,
+            addr: 0,
+            len: 1,
+            advice: Advice::Random,
+        },
+        Op::Mlock {
+            p: 0,
+            addr: 0,
+            len: 1,
+        },
+        Op::Munlock {
+            p: 0,
+            addr: 0,
+            len: 1,
+        },
+        Op::ClearRefs { p: 0 },
+        Op::UffdRegister {
+            p: 0,
+            addr: 0,
+            len: 1,
+        },
+        Op::UffdUnregister {
+            p: 0,
+            addr: 0,
+            len: 1,
+        },
+        Op::UffdWp {
+            p: 0,
+            addr: 0,
+            len: 1,
+        },
+        Op::UffdUnwp {
+            p: 0,
+            addr: 0,
+            len: 1,
+        },
+        Op::Fork {
+            parent: 0,
+            child: 1,
+            event_fork: false,
+        },
+        Op::MigrateStart { p: 0, addr: 0 },
+        Op::MigrateFinish { p: 0, addr: 0 },
+        Op::Pageout { p: 0, addr: 0 },
+        Op::Writeback { p: 0, addr: 0 },
+        Op::NumaHint { p: 0, addr: 0 },
+    ];
+    for addr in 0..2 {
+        v.push(Op::Read { p: 0, addr });
+        v.push(Op::Write { p: 0, addr });
+        v.push(Op::Migrate { p: 0, addr });
+    }
+    v.push(Op::Write { p: 1, addr: 0 });
+    v
+}
+
+/// The alphabet, one op per line.
+pub fn describe(alphabet: &[Op]) -> String {
+    alphabet.iter().map(|o| format!("  {o}\n")).collect()
+}
+
+/// Hash of the semantic state (provenance, step counters and WARN flags excluded).
+fn hash_state<H: Hasher>(s: &State, h: &mut H) {
+    for mm in &s.procs {
+        mm.alive.hash(h);
+        if !mm.alive {
+            continue;
+        }
+        mm.pt.hash(h);
+        for v in &mm.vmas {
+            (
+                v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_vma, v.uffd,
+            )
+                .hash(h);
+        }
+    }
+    s.folios.hash(h);
+    s.files.hash(h);
+    s.slots.hash(h);
+    s.pending.hash(h);
+}
+
+/// Fingerprint of a pair of states (`b = None`: identical to `a`).
+fn fingerprint(a: &State, b: Option<&State>) -> u64 {
+    let mut h = ahash::RandomState::with_seeds(0x5054_4544, 0x4946_4600, 0x6d6d, 0x6578_706c)
+        .build_hasher();
+    hash_state(a, &mut h);
+    match b {
+        None => 0u8.hash(&mut h),
+        Some(b) => {
+            1u8.hash(&mut h);
+            hash_state(b, &mut h);
+        }
+    }
+    h.finish()
+}
+
+/// A pair of states; `b = None` while it equals `a` (same kernel, no variant
+/// code has made them differ), so only one model is stepped.
+#[derive(Clone)]
+struct Node {
+    a: State,
+    b: Option<State>,
+}
+
+impl Node {
+    fn step(&mut self, pair: &Pair, op: &Op) -> bool {
+        let variant = !self.a.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff);
+        if self.b.is_none() && (variant || pair.a.kernel != pair.b.kernel) {
+            self.b = Some(self.a.clone());
+        }
+        model::step(&mut self.a, &pair.a, op);
+        let Some(b) = &mut self.b else { return false };
+        model::step(b, &pair.b, op);
+        if pair.a.kernel == pair.b.kernel && self.a == *b {
+            self.b = None;
+            return false;
+        }
+        !agree(&self.a, b)
+    }
+}
+
+/// Options of a run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub pair: Pair,
+    pub depth: usize,
+    pub threads: usize,
+    pub oracle: bool,
+    pub alphabet: Vec<Op>,
+}
+
+/// One depth level's counters.
+#[derive(Clone, Debug, Default)]
+pub struct Level {
+    pub depth: usize,
+    /// New distinct states first reached at this depth.
+    pub states: u64,
+    pub transitions: u64,
+    pub elapsed: Duration,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub levels: Vec<Level>,
+    /// Distinct (fingerprinted) states.
+    pub states: u64,
+    pub transitions: u64,
+    pub elapsed: Duration,
+    /// Every divergence class and oracle violation with its shortest program.
+    pub findings: Vec<(Signature, Program, String)>,
+    /// Stopped early (Ctrl-C).
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// Probability that two distinct states shared a 64-bit fingerprint.
+    pub fn collision_probability(&self) -> f64 {
+        let n = self.states as f64;
+        (n * n / 2.0 / 2f64.powi(64)).min(1.0)
+    }
+}
+
+/// The visited set's keys are already hashes: use them as they are.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A frontier entry: the program (as alphabet indices) that reaches it.
+type Path = Vec<u8>;
+
+/// Breadth-first search. `progress(depth, frontier, states, rate)` is called
+/// between chunks.
+pub fn explore(
+    opts: &Options,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(usize, usize, u64, f64),
+) -> Report {
+    let start = Instant::now();
+    let pair = &opts.pair;
+    let alphabet = &opts.alphabet;
+    let mut visited: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
+    let root = Node {
+        a: State::new(),
+        b: None,
+    };
+    visited.insert(fingerprint(&root.a, None));
+    let mut frontier: Vec<Path> = vec![Vec::new()];
+    let mut report = Report {
+        states: 1,
+        ..Report::default()
+    };
+    let mut seen_sigs: HashSet<Signature> = HashSet::new();
+    for depth in 1..=opts.depth {
+        let level_start = Instant::now();
+        let mut next: Vec<Path> = Vec::new();
+        let mut level = Level {
+            depth,
+            ..Level::default()
+        };
+        let chunk = 4096.max(frontier.len() / (opts.threads * 8).max(1));
+        for part in frontier.chunks(chunk) {
+            if stop.load(Ordering::Relaxed) {
+                report.interrupted = true;
+                break;
+            }
+            // Expand in parallel: each thread returns (fingerprint, path, hit) candidates.
+            let per = part.len().div_ceil(opts.threads.max(1));
+            let results: Vec<Vec<(u64, Path, bool, bool)>> = std::thread::scope(|sc| {
+                let handles: Vec<_> = part
+                    .chunks(per.max(1))
+                    .map(|ps| {
+                        sc.spawn(move || {
+                            let mut out = Vec::with_capacity(ps.len() * alphabet.len());
+                            for path in ps {
+                                let mut node = Node {
+                                    a: State::new(),
+                                    b: None,
+                                };
+                                for &i in path {
+                                    node.step(pair, &alphabet[i as usize]);
+                                }
+                                for (i, op) in alphabet.iter().enumerate() {
+                                    let mut n = node.clone();
+                                    let mut diverged = n.step(pair, op);
+                                    if !diverged && !n.a.pending.is_empty() {
+                                        // The program could end here: finish pending migrations.
+                                        let mut f = n.clone();
+                                        let b = f.b.get_or_insert_with(|| f.a.clone());
+                                        model::finish(b, &pair.b);
+                                        model::finish(&mut f.a, &pair.a);
+                                        diverged = !agree(&f.a, f.b.as_ref().unwrap());
+                                    }
+                                    let violation = opts.oracle && first_unsafe(&n.a).is_some();
+                                    let fp = fingerprint(&n.a, n.b.as_ref());
+                                    let mut p = path.clone();
+                                    p.push(i as u8);
+                                    out.push((fp, p, diverged, violation));
+                                }
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("explore worker"))
+                    .collect()
+            });
+            for (fp, path, diverged, violation) in results.into_iter().flatten() {
+                level.transitions += 1;
+                let program = || Program::new(path.iter().map(|&i| alphabet[i as usize]).collect());
+                if diverged || violation {
+                    let prog = program();
+                    for (hit, kind) in [(diverged, Kind::Divergence), (violation, Kind::Oracle)] {
+                        if !hit {
+                            continue;
+                        }
+                        if let Some(f) = analyze(&prog, pair, kind) {
+                            if seen_sigs.insert(f.signature.clone()) {
+                                report.findings.push((f.signature, prog.clone(), f.title));
+                            }
+                        }
+                    }
+                }
+                if !visited.insert(fp) {
+                    continue;
+                }
+                level.states += 1;
+                if !diverged && depth < opts.depth {
+                    next.push(path);
+                }
+            }
+            let total = report.states + level.states;
+            let rate = (report.transitions + level.transitions) as f64
+                / start.elapsed().as_secs_f64().max(1e-9);
+            progress(depth, frontier.len(), total, rate);
+        }
+        level.elapsed = level_start.elapsed();
+        report.states += level.states;
+        report.transitions += level.transitions;
+        report.levels.push(level);
+        frontier = next;
+        if report.interrupted || frontier.is_empty() {
+            break;
+        }
+    }
+    report.elapsed = start.elapsed();
+    report
+}
