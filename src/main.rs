@@ -169,6 +169,12 @@ fn parse_pair(variants: &str, kernel: &str) -> Result<Pair, String> {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns a closed pipe into a panic on the next
+    // print; a command-line tool should just stop.
+    // SAFETY: setting a signal disposition to SIG_DFL before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Fuzz {
