@@ -34,15 +34,7 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
 
 /// Seconds until the engine (seed `seed`) first reports `slug`, or None within `limit`.
 pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Option<f64> {
-    let opts = Options {
-        pair,
-        seed,
-        max_ops: 32,
-        time: limit,
-        max_programs: None,
-        fixed_len: false,
-        oracle: false,
-    };
+    let opts = Options { pair, seed, max_ops: 32, time: limit, max_programs: None, fixed_len: false, oracle: false };
     let stop = AtomicBool::new(false);
     let mut at = None;
     engine::fuzz(
@@ -105,15 +97,8 @@ pub fn libfuzzer_exec_per_sec(fuzz_dir: &std::path::Path, secs: u64) -> Result<f
 
 /// Run every benchmark and print a table.
 pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration, libfuzzer: bool) {
-    let same = Pair {
-        a: Config::new(Restore::VmPageProt),
-        b: Config::new(Restore::VmPageProt),
-    };
-    println!(
-        "## ptediff bench ({} s per throughput run, {seeds} seeds, {} s cap per search)",
-        secs,
-        limit.as_secs()
-    );
+    let same = Pair { a: Config::new(Restore::VmPageProt), b: Config::new(Restore::VmPageProt) };
+    println!("## ptediff bench ({} s per throughput run, {seeds} seeds, {} s cap per search)", secs, limit.as_secs());
     println!();
     println!("| measurement | value |");
     println!("|---|---|");
@@ -179,10 +164,7 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
         );
     }
     if libfuzzer {
-        let dir = corpus_dir
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("fuzz");
+        let dir = corpus_dir.parent().unwrap_or(std::path::Path::new(".")).join("fuzz");
         match libfuzzer_exec_per_sec(&dir, secs.ceil() as u64) {
             Ok(r) => println!("| libFuzzer `-s none`, identical variants, -max_len=128 (1 core) | {r:.0} exec/s |"),
             Err(e) => println!("| libFuzzer | not measured: {e} |"),
@@ -205,9 +187,17 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
         if found.len() as u64 * 2 > seeds {
             let mut all = found.clone();
             all.extend(std::iter::repeat_n(f64::INFINITY, missed));
-            println!("| time to first find `{name}` (median of {seeds} seeds; found by {}/{seeds}) | {:.3} s |", found.len(), median(all));
+            println!(
+                "| time to first find `{name}` (median of {seeds} seeds; found by {}/{seeds}) | {:.3} s |",
+                found.len(),
+                median(all)
+            );
         } else {
-            println!("| time to first find `{name}` | not found by most seeds within {} s ({}/{seeds}) |", limit.as_secs(), found.len());
+            println!(
+                "| time to first find `{name}` | not found by most seeds within {} s ({}/{seeds}) |",
+                limit.as_secs(),
+                found.len()
+            );
         }
     }
 }

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::model::StepResult;
 use crate::model::{
-    self, Backing, Config, Entry, FileKind, MigKind, PteBits, State, SwpBits, VmFlags, Vma, Why,
-    MAX_PROCS, NPAGES, ZERO_PAGE,
+    self, Backing, Config, Entry, FileKind, MigKind, PteBits, State, SwpBits, VmFlags, Vma, Why, MAX_PROCS, NPAGES,
+    ZERO_PAGE,
 };
 use crate::op::{Op, Program};
 use crate::oracle::{must_trap, unsafe_reasons, Reasons};
@@ -32,10 +32,7 @@ pub struct Pair {
 impl Default for Pair {
     /// `full-restore` vs `vm-page-prot` on v6.1.
     fn default() -> Pair {
-        Pair {
-            a: Config::new(model::Restore::FullRestore),
-            b: Config::new(model::Restore::VmPageProt),
-        }
+        Pair { a: Config::new(model::Restore::FullRestore), b: Config::new(model::Restore::VmPageProt) }
     }
 }
 
@@ -65,11 +62,7 @@ fn class(e: Entry) -> u8 {
 #[inline]
 pub fn agree(a: &State, b: &State) -> bool {
     // Fast path: page tables identical entry for entry.
-    if a.procs
-        .iter()
-        .zip(b.procs.iter())
-        .all(|(x, y)| x.alive == y.alive && x.pt == y.pt)
-    {
+    if a.procs.iter().zip(b.procs.iter()).all(|(x, y)| x.alive == y.alive && x.pt == y.pt) {
         return true;
     }
     for p in 0..MAX_PROCS {
@@ -104,13 +97,7 @@ pub struct Runner<'p> {
 
 impl<'p> Runner<'p> {
     pub fn new(pair: &'p Pair) -> Runner<'p> {
-        Runner {
-            pair,
-            a: State::new(),
-            b: State::new(),
-            synced: pair.a.kernel != pair.b.kernel,
-            identical: false,
-        }
+        Runner { pair, a: State::new(), b: State::new(), synced: pair.a.kernel != pair.b.kernel, identical: false }
     }
 
     /// Back to the initial state.
@@ -230,21 +217,14 @@ pub struct Signature {
 }
 
 fn clean(s: &str) -> String {
-    s.replace(['(', ')'], "_")
-        .trim_end_matches('_')
-        .replace("__", "_")
+    s.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_")
 }
 
 impl Signature {
     /// A file-name-safe slug, unique per signature.
     pub fn slug(&self) -> String {
         let head = match self.what {
-            "W" => format!(
-                "W.{}-rw.by-{}.ro-{}",
-                self.permissive,
-                clean(self.rw_by),
-                clean(self.ro_by)
-            ),
+            "W" => format!("W.{}-rw.by-{}.ro-{}", self.permissive, clean(self.rw_by), clean(self.ro_by)),
             "oracle" => format!("oracle.{}.by-{}", self.permissive, clean(self.rw_by)),
             _ => format!("entry.{}", self.permissive),
         };
@@ -254,11 +234,7 @@ impl Signature {
             clean(self.prot_by),
             clean(self.softdirty_by),
             if self.uffd_wp { ".uffd-wp" } else { "" },
-            if self.softdirty_tracking {
-                ".sd-tracking"
-            } else {
-                ""
-            },
+            if self.softdirty_tracking { ".sd-tracking" } else { "" },
             self.verdict
         )
     }
@@ -311,9 +287,7 @@ pub fn differing_pages(a: &State, b: &State) -> Vec<(usize, usize)> {
             continue;
         }
         for i in 0..NPAGES {
-            if a.procs[p].alive != b.procs[p].alive
-                || class(a.procs[p].pt[i]) != class(b.procs[p].pt[i])
-            {
+            if a.procs[p].alive != b.procs[p].alive || class(a.procs[p].pt[i]) != class(b.procs[p].pt[i]) {
                 out.push((p, i));
             }
         }
@@ -372,26 +346,13 @@ pub struct Finding {
 fn divergence_at(a: &State, b: &State, pair: &Pair, p: usize, i: usize) -> (Signature, String) {
     let (ea, eb) = (a.procs[p].pt[i], b.procs[p].pt[i]);
     let w_diff = matches!((ea, eb), (Entry::Present { .. }, Entry::Present { .. }));
-    let (perm, ro, perm_cfg) = if ea.writable() || !w_diff {
-        (a, b, &pair.a)
-    } else {
-        (b, a, &pair.b)
-    };
-    let vma = perm.procs[p]
-        .vma(i as u8)
-        .or_else(|| ro.procs[p].vma(i as u8))
-        .copied();
+    let (perm, ro, perm_cfg) = if ea.writable() || !w_diff { (a, b, &pair.a) } else { (b, a, &pair.b) };
+    let vma = perm.procs[p].vma(i as u8).or_else(|| ro.procs[p].vma(i as u8)).copied();
     let ro_entry = ro.procs[p].pt[i];
     let permissive = if w_diff {
         perm_cfg.variant_name()
     } else {
-        format!(
-            "{}:{}-vs-{}:{}",
-            pair.a.variant_name(),
-            class_name(ea),
-            pair.b.variant_name(),
-            class_name(eb)
-        )
+        format!("{}:{}-vs-{}:{}", pair.a.variant_name(), class_name(ea), pair.b.variant_name(), class_name(eb))
     };
     let (pw, rw) = (perm.procs[p].why[i].w, ro.procs[p].why[i].w);
     let sig = Signature {
@@ -408,27 +369,12 @@ fn divergence_at(a: &State, b: &State, pair: &Pair, p: usize, i: usize) -> (Sign
         verdict: String::new(),
     };
     let mut title = if w_diff {
-        format!(
-            "{} RW after {}; RO since {}",
-            sig.permissive,
-            pw.describe(),
-            rw.describe()
-        )
+        format!("{} RW after {}; RO since {}", sig.permissive, pw.describe(), rw.describe())
     } else {
-        format!(
-            "{} {} vs {} {}",
-            pair.a.variant_name(),
-            class_name(ea),
-            pair.b.variant_name(),
-            class_name(eb)
-        )
+        format!("{} {} vs {} {}", pair.a.variant_name(), class_name(ea), pair.b.variant_name(), class_name(eb))
     };
     if let Some(v) = vma {
-        let sd = if v.flags.contains(VmFlags::SOFTDIRTY) {
-            "VM_SOFTDIRTY set"
-        } else {
-            "VM_SOFTDIRTY clear"
-        };
+        let sd = if v.flags.contains(VmFlags::SOFTDIRTY) { "VM_SOFTDIRTY set" } else { "VM_SOFTDIRTY clear" };
         title += &format!(
             "; {sd} by {}; vm_page_prot by {}; {}",
             v.softdirty_by.describe(),
@@ -478,13 +424,7 @@ pub fn analyze(program: &Program, pair: &Pair, kind: Kind) -> Option<Finding> {
                         }
                         None => sig.verdict = "benign".into(),
                     }
-                    found = Some(Finding {
-                        step,
-                        signature: sig,
-                        title,
-                        process: p,
-                        page: i,
-                    });
+                    found = Some(Finding { step, signature: sig, title, process: p, page: i });
                 }
             }
         }
@@ -513,11 +453,7 @@ fn oracle_finding(s: &State, p: usize, a: u8, reasons: Reasons, step: usize) -> 
         softdirty_tracking: v.soft_dirty_enabled(),
         verdict: format!("unsafe-{}", reasons.letters()),
     };
-    let sd = if v.flags.contains(VmFlags::SOFTDIRTY) {
-        "VM_SOFTDIRTY set"
-    } else {
-        "VM_SOFTDIRTY clear"
-    };
+    let sd = if v.flags.contains(VmFlags::SOFTDIRTY) { "VM_SOFTDIRTY set" } else { "VM_SOFTDIRTY clear" };
     let title = format!(
         "both variants RW after {}; must trap: {}; {sd} by {}; vm_page_prot by {}; {}",
         w.w.describe(),
@@ -526,13 +462,7 @@ fn oracle_finding(s: &State, p: usize, a: u8, reasons: Reasons, step: usize) -> 
         v.prot_by.describe(),
         backing_class(s, &v)
     );
-    Finding {
-        step,
-        signature: sig,
-        title,
-        process: p,
-        page: a as usize,
-    }
+    Finding { step, signature: sig, title, process: p, page: a as usize }
 }
 
 /// Just the divergence signature (the engines' and minimizer's question).
@@ -670,17 +600,9 @@ pub fn show_vma(s: &State, v: &Vma) -> String {
         c(VmFlags::READ, 'r'),
         c(VmFlags::WRITE, 'w'),
         c(VmFlags::EXEC, 'x'),
-        if f.contains(VmFlags::SHARED) {
-            's'
-        } else {
-            'p'
-        },
+        if f.contains(VmFlags::SHARED) { 's' } else { 'p' },
         backing_class(s, v),
-        if extra.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", extra.join(","))
-        }
+        if extra.is_empty() { String::new() } else { format!(" {}", extra.join(",")) }
     )
 }
 
@@ -691,19 +613,11 @@ pub fn show_pte(s: &State, p: usize, i: usize) -> String {
     let mut out = show_entry(e);
     match e {
         Entry::Present { bits, .. } => {
-            let rw = if bits.contains(PteBits::W) {
-                "RW"
-            } else {
-                "RO"
-            };
+            let rw = if bits.contains(PteBits::W) { "RW" } else { "RO" };
             out += &format!(" ({rw} by {})", w.w.describe());
             let r = must_trap(s, p, i as u8);
             if !r.is_empty() {
-                let tag = if bits.contains(PteBits::W) {
-                    "UNSAFE, must trap"
-                } else {
-                    "must trap"
-                };
+                let tag = if bits.contains(PteBits::W) { "UNSAFE, must trap" } else { "must trap" };
                 out += &format!(" [{tag}: {}]", r.letters());
             }
         }
@@ -717,20 +631,14 @@ fn page_diff(a: &State, b: &State, p: usize, i: usize) -> PageDiff {
     PageDiff {
         process: p,
         page: i,
-        vma: a.procs[p]
-            .vma(i as u8)
-            .or_else(|| b.procs[p].vma(i as u8))
-            .map_or("no vma".into(), |v| show_vma(a, v)),
+        vma: a.procs[p].vma(i as u8).or_else(|| b.procs[p].vma(i as u8)).map_or("no vma".into(), |v| show_vma(a, v)),
         a: show_pte(a, p, i),
         b: show_pte(b, p, i),
     }
 }
 
 fn page_diffs(a: &State, b: &State) -> Vec<PageDiff> {
-    differing_pages(a, b)
-        .into_iter()
-        .map(|(p, i)| page_diff(a, b, p, i))
-        .collect()
+    differing_pages(a, b).into_iter().map(|(p, i)| page_diff(a, b, p, i)).collect()
 }
 
 /// Run the program to `upto` (inclusive; `ops.len()` = after the finish) on both sides.
@@ -748,12 +656,7 @@ pub fn states_at(program: &Program, pair: &Pair, upto: usize) -> (State, State) 
 }
 
 fn op_text(program: &Program, step: usize) -> String {
-    program
-        .ops
-        .get(step)
-        .map_or("(end: finish pending migrations)".to_string(), |o| {
-            o.to_string()
-        })
+    program.ops.get(step).map_or("(end: finish pending migrations)".to_string(), |o| o.to_string())
 }
 
 /// Check a program: the full report (first divergence, first oracle violation).
@@ -777,12 +680,7 @@ pub fn check(program: &Program, pair: &Pair) -> Outcome {
             finding: f,
         }
     });
-    Outcome {
-        variants: pair.names(),
-        divergence,
-        violation,
-        warned: (end.0.warned, end.1.warned),
-    }
+    Outcome { variants: pair.names(), divergence, violation, warned: (end.0.warned, end.1.warned) }
 }
 
 impl Outcome {
@@ -815,12 +713,7 @@ impl Outcome {
             }
         }
         if let Some(v) = &self.violation {
-            let _ = writeln!(
-                out,
-                "ORACLE VIOLATION at step {} `{}`",
-                v.finding.step + 1,
-                v.op
-            );
+            let _ = writeln!(out, "ORACLE VIOLATION at step {} `{}`", v.finding.step + 1, v.op);
             let _ = writeln!(out, "  {}", v.finding.title);
             let _ = writeln!(out, "  signature: {}", v.finding.signature);
             pages(&mut out, &v.pages);

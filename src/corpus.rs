@@ -50,14 +50,7 @@ impl std::fmt::Display for FileError {
         if self.line == 0 {
             write!(f, "{}: {}", self.path.display(), self.msg)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                self.line,
-                self.col,
-                self.msg
-            )
+            write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.col, self.msg)
         }
     }
 }
@@ -81,13 +74,7 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
         };
         let vcol = c + 2 + key.len() + (val.len() - val.trim_start().len()) + 1;
         let val = val.trim();
-        let err = |msg: String| {
-            Err(ParseError {
-                line: i + 1,
-                col: vcol,
-                msg,
-            })
-        };
+        let err = |msg: String| Err(ParseError { line: i + 1, col: vcol, msg });
         match key.trim() {
             "variants" => {
                 let Some((a, b)) = val.split_once(" vs ") else {
@@ -105,18 +92,10 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                 } else if let Some(sig) = val.strip_prefix("diverges") {
                     Expect::Diverges(sig.trim().to_string())
                 } else {
-                    return err(format!(
-                        "expected `expect: pass` or `expect: diverges SIGNATURE`, found `{val}`"
-                    ));
+                    return err(format!("expected `expect: pass` or `expect: diverges SIGNATURE`, found `{val}`"));
                 });
             }
-            "expect-oracle" => {
-                expect_oracle = Some(if val == "none" {
-                    None
-                } else {
-                    Some(val.to_string())
-                })
-            }
+            "expect-oracle" => expect_oracle = Some(if val == "none" { None } else { Some(val.to_string()) }),
             "hits" => match val.parse() {
                 Ok(n) => hits = n,
                 Err(_) => return err(format!("expected a count, found `{val}`")),
@@ -127,10 +106,7 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let pair = match names {
         None => {
             let d = Pair::default();
-            Pair {
-                a: Config { kernel, ..d.a },
-                b: Config { kernel, ..d.b },
-            }
+            Pair { a: Config { kernel, ..d.a }, b: Config { kernel, ..d.b } }
         }
         Some((a, b, line)) => {
             let parse = |n: &str| {
@@ -140,45 +116,24 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                     msg: format!("unknown variant `{n}` (known: {VARIANT_NAMES})"),
                 })
             };
-            Pair {
-                a: parse(&a)?,
-                b: parse(&b)?,
-            }
+            Pair { a: parse(&a)?, b: parse(&b)? }
         }
     };
     let program = text::parse(text)?;
-    Ok(Reproducer {
-        pair,
-        expect,
-        expect_oracle,
-        hits,
-        program,
-    })
+    Ok(Reproducer { pair, expect, expect_oracle, hits, program })
 }
 
 /// Read and parse a reproducer file; errors name the file (and line:column).
 pub fn load(path: &Path) -> Result<Reproducer, FileError> {
-    let bytes = std::fs::read(path).map_err(|e| FileError {
-        path: path.into(),
-        line: 0,
-        col: 0,
-        msg: e.to_string(),
-    })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| FileError { path: path.into(), line: 0, col: 0, msg: e.to_string() })?;
     let text = String::from_utf8(bytes).map_err(|e| FileError {
         path: path.into(),
         line: 0,
         col: 0,
-        msg: format!(
-            "not UTF-8 text (byte {}); raw libFuzzer inputs need `ptediff fmt`",
-            e.utf8_error().valid_up_to()
-        ),
+        msg: format!("not UTF-8 text (byte {}); raw libFuzzer inputs need `ptediff fmt`", e.utf8_error().valid_up_to()),
     })?;
-    parse_reproducer(&text).map_err(|e| FileError {
-        path: path.into(),
-        line: e.line,
-        col: e.col,
-        msg: e.msg,
-    })
+    parse_reproducer(&text).map_err(|e| FileError { path: path.into(), line: e.line, col: e.col, msg: e.msg })
 }
 
 /// How to render a reproducer.
@@ -244,10 +199,7 @@ pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, o: RenderOpts) 
 
 /// Write `contents` to `path` atomically (temp file in the same folder, then rename).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(contents)?;
@@ -274,26 +226,16 @@ pub fn replay(r: &Reproducer) -> (Verdict, Outcome) {
     let mut verdict = match (&r.expect, got) {
         (Some(Expect::Pass) | None, None) => Verdict::Pass,
         (Some(Expect::Diverges(want)), Some(g)) if *want == g => Verdict::Diverges,
-        (Some(Expect::Pass), Some(g)) => {
-            Verdict::Mismatch(format!("expected pass, got divergence {g}"))
-        }
-        (Some(Expect::Diverges(want)), Some(g)) => {
-            Verdict::Mismatch(format!("expected divergence {want}, got {g}"))
-        }
-        (Some(Expect::Diverges(want)), None) => {
-            Verdict::Mismatch(format!("expected divergence {want}, got pass"))
-        }
+        (Some(Expect::Pass), Some(g)) => Verdict::Mismatch(format!("expected pass, got divergence {g}")),
+        (Some(Expect::Diverges(want)), Some(g)) => Verdict::Mismatch(format!("expected divergence {want}, got {g}")),
+        (Some(Expect::Diverges(want)), None) => Verdict::Mismatch(format!("expected divergence {want}, got pass")),
         (None, Some(g)) => Verdict::Mismatch(format!("no `# expect:` header; got divergence {g}")),
     };
     if let Some(want) = &r.expect_oracle {
         let got = out.violation.as_ref().map(|v| v.finding.signature.slug());
         if *want != got && !matches!(verdict, Verdict::Mismatch(_)) {
             let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "none".into());
-            verdict = Verdict::Mismatch(format!(
-                "expected oracle {}, got {}",
-                show(want),
-                show(&got)
-            ));
+            verdict = Verdict::Mismatch(format!("expected oracle {}, got {}", show(want), show(&got)));
         }
     }
     (verdict, out)
@@ -316,10 +258,7 @@ pub fn bless(path: &Path, text: &str, out: &Outcome) -> std::io::Result<()> {
         .filter(|l| !l.starts_with("# expect:") && !l.starts_with("# expect-oracle:"))
         .map(String::from)
         .collect();
-    let at = lines
-        .iter()
-        .position(|l| l.starts_with("# kernel:"))
-        .map_or(0, |i| i + 1);
+    let at = lines.iter().position(|l| l.starts_with("# kernel:")).map_or(0, |i| i + 1);
     lines.insert(at, oracle);
     lines.insert(at, expect);
     let mut s = lines.join("\n");
@@ -381,24 +320,17 @@ impl FindingsDb {
     /// Open (or create) a findings folder, loading what is already there.
     pub fn open(dir: &Path) -> std::io::Result<FindingsDb> {
         std::fs::create_dir_all(dir)?;
-        let mut db = FindingsDb {
-            dir: dir.to_path_buf(),
-            records: BTreeMap::new(),
-            unreadable: Vec::new(),
-        };
+        let mut db = FindingsDb { dir: dir.to_path_buf(), records: BTreeMap::new(), unreadable: Vec::new() };
         for f in collect_files(&[dir.to_path_buf()]) {
             match load(&f) {
                 Ok(r) => {
                     let out = check(&r.program, &r.pair);
-                    let kind = if r.expect_oracle.as_ref().is_some_and(|o| o.is_some())
-                        && out.divergence.is_none()
-                    {
+                    let kind = if r.expect_oracle.as_ref().is_some_and(|o| o.is_some()) && out.divergence.is_none() {
                         Kind::Oracle
                     } else {
                         Kind::Divergence
                     };
-                    if let Some(rec) = record_of(&r.pair, &out, &r.program, kind, &f, r.hits.max(1))
-                    {
+                    if let Some(rec) = record_of(&r.pair, &out, &r.program, kind, &f, r.hits.max(1)) {
                         db.records.insert(rec.signature.clone(), rec);
                     }
                 }
@@ -410,13 +342,7 @@ impl FindingsDb {
 
     /// Add one hit of a finding: a new signature gets a file; a known one counts
     /// the hit and keeps the shorter program. Returns true for a new signature.
-    pub fn add(
-        &mut self,
-        pair: &Pair,
-        program: &Program,
-        kind: Kind,
-        hits: u64,
-    ) -> std::io::Result<bool> {
+    pub fn add(&mut self, pair: &Pair, program: &Program, kind: Kind, hits: u64) -> std::io::Result<bool> {
         let out = check(program, pair);
         let Some(slug) = report_of(&out, kind).map(|r| r.finding.signature.slug()) else {
             return Ok(false);
@@ -440,12 +366,7 @@ impl FindingsDb {
             pair,
             &check(&prog, pair),
             &prog,
-            RenderOpts {
-                hits: Some(rec.hits),
-                expect_oracle: kind == Kind::Oracle,
-                report: true,
-                note: None,
-            },
+            RenderOpts { hits: Some(rec.hits), expect_oracle: kind == Kind::Oracle, report: true, note: None },
         );
         write_atomic(&path, text.as_bytes())?;
         self.write_json()?;
@@ -468,12 +389,7 @@ impl FindingsDb {
             (Kind::Oracle, _) => 1,
             (Kind::Divergence, false) => 2,
         };
-        v.sort_by(|a, b| {
-            rank(a)
-                .cmp(&rank(b))
-                .then(b.hits.cmp(&a.hits))
-                .then(a.signature.cmp(&b.signature))
-        });
+        v.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.hits.cmp(&a.hits)).then(a.signature.cmp(&b.signature)));
         v
     }
 }

@@ -102,9 +102,8 @@ fn pick_kind(rng: &mut SmallRng) -> u8 {
 }
 
 fn alive_proc(rng: &mut SmallRng, s: &State) -> u8 {
-    let alive: arrayvec::ArrayVec<u8, MAX_PROCS> = (0..MAX_PROCS as u8)
-        .filter(|&p| s.procs[p as usize].alive)
-        .collect();
+    let alive: arrayvec::ArrayVec<u8, MAX_PROCS> =
+        (0..MAX_PROCS as u8).filter(|&p| s.procs[p as usize].alive).collect();
     if alive.is_empty() {
         return 0;
     }
@@ -134,11 +133,7 @@ fn pick_prot(rng: &mut SmallRng) -> Prot {
 pub fn gen_op(rng: &mut SmallRng, s: &State) -> Op {
     let kind = pick_kind(rng);
     let p = alive_proc(rng, s);
-    let len = if rng.gen_ratio(3, 4) {
-        1
-    } else {
-        rng.gen_range(1..=4)
-    };
+    let len = if rng.gen_ratio(3, 4) { 1 } else { rng.gen_range(1..=4) };
     match kind {
         0 => {
             // Often right next to an existing VMA, so merges happen.
@@ -162,131 +157,42 @@ pub fn gen_op(rng: &mut SmallRng, s: &State) -> Op {
                         7..=8 => FileName::Ext4,
                         _ => FileName::Ramfs,
                     };
-                    let pgoff = if rng.gen_ratio(7, 8) {
-                        addr
-                    } else {
-                        rng.gen_range(0..NPAGES as u8)
-                    };
-                    Target::File {
-                        file,
-                        shared: rng.gen_ratio(3, 4),
-                        pgoff,
-                    }
+                    let pgoff = if rng.gen_ratio(7, 8) { addr } else { rng.gen_range(0..NPAGES as u8) };
+                    Target::File { file, shared: rng.gen_ratio(3, 4), pgoff }
                 }
             };
-            Op::Mmap {
-                p,
-                addr,
-                len,
-                prot: pick_prot(rng),
-                target,
-            }
+            Op::Mmap { p, addr, len, prot: pick_prot(rng), target }
         }
-        1 => Op::Munmap {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
-        2 => Op::Mprotect {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-            prot: pick_prot(rng),
-        },
-        3 => Op::Madvise {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-            advice: Advice::ALL[rng.gen_range(0..8)],
-        },
-        4 => Op::Mlock {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
-        5 => Op::Munlock {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
-        6 => Op::Mremap {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-            new: rng.gen_range(0..NPAGES as u8),
-        },
-        7 => Op::Read {
-            p,
-            addr: pick_page(rng, s, p),
-        },
-        8 => Op::Write {
-            p,
-            addr: pick_page(rng, s, p),
-        },
+        1 => Op::Munmap { p, addr: pick_page(rng, s, p), len },
+        2 => Op::Mprotect { p, addr: pick_page(rng, s, p), len, prot: pick_prot(rng) },
+        3 => Op::Madvise { p, addr: pick_page(rng, s, p), len, advice: Advice::ALL[rng.gen_range(0..8)] },
+        4 => Op::Mlock { p, addr: pick_page(rng, s, p), len },
+        5 => Op::Munlock { p, addr: pick_page(rng, s, p), len },
+        6 => Op::Mremap { p, addr: pick_page(rng, s, p), len, new: rng.gen_range(0..NPAGES as u8) },
+        7 => Op::Read { p, addr: pick_page(rng, s, p) },
+        8 => Op::Write { p, addr: pick_page(rng, s, p) },
         9 => Op::ClearRefs { p },
-        10 => Op::UffdRegister {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
-        11 => Op::UffdUnregister {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
-        12 => Op::UffdWp {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
-        13 => Op::UffdUnwp {
-            p,
-            addr: pick_page(rng, s, p),
-            len,
-        },
+        10 => Op::UffdRegister { p, addr: pick_page(rng, s, p), len },
+        11 => Op::UffdUnregister { p, addr: pick_page(rng, s, p), len },
+        12 => Op::UffdWp { p, addr: pick_page(rng, s, p), len },
+        13 => Op::UffdUnwp { p, addr: pick_page(rng, s, p), len },
         14 => Op::UffdClose { p },
         15 => {
-            let child = (0..MAX_PROCS as u8)
-                .find(|&c| !s.procs[c as usize].alive)
-                .unwrap_or(1);
-            Op::Fork {
-                parent: p,
-                child,
-                event_fork: rng.gen_ratio(1, 4),
-            }
+            let child = (0..MAX_PROCS as u8).find(|&c| !s.procs[c as usize].alive).unwrap_or(1);
+            Op::Fork { parent: p, child, event_fork: rng.gen_ratio(1, 4) }
         }
-        16 => Op::Exit {
-            p: if rng.gen_ratio(3, 4) && p == 0 { 1 } else { p },
-        },
-        17 => Op::Migrate {
-            p,
-            addr: pick_page(rng, s, p),
-        },
-        18 => Op::MigrateStart {
-            p,
-            addr: pick_page(rng, s, p),
-        },
+        16 => Op::Exit { p: if rng.gen_ratio(3, 4) && p == 0 { 1 } else { p } },
+        17 => Op::Migrate { p, addr: pick_page(rng, s, p) },
+        18 => Op::MigrateStart { p, addr: pick_page(rng, s, p) },
         19 => {
             let mm = &s.procs[p as usize];
             let mig = (0..NPAGES).find(|&i| matches!(mm.pt[i], Entry::Migration { .. }));
-            Op::MigrateFinish {
-                p,
-                addr: mig.map_or_else(|| pick_page(rng, s, p), |i| i as u8),
-            }
+            Op::MigrateFinish { p, addr: mig.map_or_else(|| pick_page(rng, s, p), |i| i as u8) }
         }
-        20 => Op::Pageout {
-            p,
-            addr: pick_page(rng, s, p),
-        },
+        20 => Op::Pageout { p, addr: pick_page(rng, s, p) },
         21 => Op::Swapoff,
-        22 => Op::Writeback {
-            p,
-            addr: pick_page(rng, s, p),
-        },
-        _ => Op::NumaHint {
-            p,
-            addr: pick_page(rng, s, p),
-        },
+        22 => Op::Writeback { p, addr: pick_page(rng, s, p) },
+        _ => Op::NumaHint { p, addr: pick_page(rng, s, p) },
     }
 }
 
@@ -297,9 +203,7 @@ struct Coverage {
 
 impl Coverage {
     fn new() -> Coverage {
-        Coverage {
-            seen: vec![0; 1 << 10],
-        }
+        Coverage { seen: vec![0; 1 << 10] }
     }
     /// Mark a feature; true if new.
     fn mark(&mut self, f: u32) -> bool {
@@ -343,9 +247,7 @@ fn feature(op: &Op, r: StepResult, s: &State) -> u32 {
         Entry::Swap { bits, .. } => 110 + bits.bits() as u32,
         Entry::Marker => 150,
     };
-    let vc: u32 = mm.vma(addr).map_or(0, |v| {
-        1 + (v.flags.bits() as u32 & 0xff) + ((v.prot.bits() as u32) << 8)
-    });
+    let vc: u32 = mm.vma(addr).map_or(0, |v| 1 + (v.flags.bits() as u32 & 0xff) + ((v.prot.bits() as u32) << 8));
     let h = (op.kind() as u32) ^ ((r as u32) << 5) ^ (ec << 7) ^ vc.wrapping_mul(0x9e37_79b1);
     h.wrapping_mul(0x85eb_ca6b) >> 16
 }
@@ -367,28 +269,16 @@ impl Hit {
 fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     let (res, divergence) = r.step(op);
     *new_cov |= cov.mark(feature(op, res, &r.a));
-    Hit {
-        divergence,
-        violation: oracle && r.violation(),
-    }
+    Hit { divergence, violation: oracle && r.violation() }
 }
 
 fn finish_one(r: &mut Runner, oracle: bool) -> Hit {
     let divergence = r.finish();
-    Hit {
-        divergence,
-        violation: oracle && r.violation(),
-    }
+    Hit { divergence, violation: oracle && r.violation() }
 }
 
 /// Run a program on both sides, feeding coverage; stop at the first hit.
-fn run(
-    r: &mut Runner,
-    program: &Program,
-    oracle: bool,
-    cov: &mut Coverage,
-    new_cov: &mut bool,
-) -> Hit {
+fn run(r: &mut Runner, program: &Program, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     r.reset();
     for op in &program.ops {
         let h = step_one(r, op, oracle, cov, new_cov);
@@ -425,20 +315,10 @@ fn generate(
 
 /// Mutate a program: replace, insert, delete or splice ops (new ops are generated
 /// against the state reached by the prefix).
-fn mutate(
-    rng: &mut SmallRng,
-    pair: &Pair,
-    prog: &Program,
-    pool: &[Program],
-    max_ops: usize,
-) -> Program {
+fn mutate(rng: &mut SmallRng, pair: &Pair, prog: &Program, pool: &[Program], max_ops: usize) -> Program {
     let mut ops = prog.ops.clone();
     for _ in 0..rng.gen_range(1..=3) {
-        let i = if ops.is_empty() {
-            0
-        } else {
-            rng.gen_range(0..ops.len())
-        };
+        let i = if ops.is_empty() { 0 } else { rng.gen_range(0..ops.len()) };
         let mut prefix = State::new();
         for op in &ops[..i] {
             model::step(&mut prefix, &pair.a, op);
@@ -497,19 +377,8 @@ pub fn fuzz(
         }
         let mut new_cov = false;
         let (prog, hit) = if pool.is_empty() || rng.gen_ratio(1, 2) {
-            let n = if opts.fixed_len {
-                opts.max_ops.max(1)
-            } else {
-                rng.gen_range(1..=opts.max_ops.max(1))
-            };
-            generate(
-                &mut rng,
-                &mut runner,
-                n,
-                opts.oracle,
-                &mut cov,
-                &mut new_cov,
-            )
+            let n = if opts.fixed_len { opts.max_ops.max(1) } else { rng.gen_range(1..=opts.max_ops.max(1)) };
+            generate(&mut rng, &mut runner, n, opts.oracle, &mut cov, &mut new_cov)
         } else {
             let base = &pool[rng.gen_range(0..pool.len())];
             let m = mutate(&mut rng, &opts.pair, base, &pool, opts.max_ops.max(1));
@@ -524,10 +393,7 @@ pub fn fuzz(
             }
             continue;
         }
-        let kinds = [
-            (hit.divergence, Kind::Divergence),
-            (hit.violation, Kind::Oracle),
-        ];
+        let kinds = [(hit.divergence, Kind::Divergence), (hit.violation, Kind::Oracle)];
         for kind in kinds.iter().filter(|k| k.0).map(|k| k.1) {
             let Some(f) = analyze(&prog, &opts.pair, kind) else {
                 continue;
@@ -538,13 +404,7 @@ pub fn fuzz(
             }
             let program = minimize(&prog, &opts.pair, &f.signature);
             let title = analyze(&program, &opts.pair, kind).map_or(f.title.clone(), |g| g.title);
-            let fd = Found {
-                signature: f.signature.clone(),
-                title,
-                program,
-                hits: 1,
-                at: start.elapsed(),
-            };
+            let fd = Found { signature: f.signature.clone(), title, program, hits: 1, at: start.elapsed() };
             found.insert(f.signature, list.len());
             stats.elapsed = start.elapsed();
             on_found(&fd, &stats);

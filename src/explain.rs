@@ -66,11 +66,9 @@ pub fn trace(program: &Program, pair: &Pair) -> Trace {
     for i in 0..=program.ops.len() {
         let (pa, pb) = (a.clone(), b.clone());
         let (ra, rb, op) = match program.ops.get(i) {
-            Some(op) => (
-                Some(model::step(&mut a, &pair.a, op)),
-                Some(model::step(&mut b, &pair.b, op)),
-                op.to_string(),
-            ),
+            Some(op) => {
+                (Some(model::step(&mut a, &pair.a, op)), Some(model::step(&mut b, &pair.b, op)), op.to_string())
+            }
             None => {
                 if a.pending.is_empty() && b.pending.is_empty() {
                     break;
@@ -112,10 +110,7 @@ pub fn trace(program: &Program, pair: &Pair) -> Trace {
         let mut vmas = Vec::new();
         for p in 0..MAX_PROCS {
             for v in &a.procs[p].vmas {
-                let before = pa.procs[p]
-                    .vmas
-                    .iter()
-                    .find(|x| x.start == v.start && x.end == v.end);
+                let before = pa.procs[p].vmas.iter().find(|x| x.start == v.start && x.end == v.end);
                 if before.is_none_or(|x| x.flags != v.flags || x.prot != v.prot) {
                     vmas.push(format!("p{p} {}", show_vma(&a, v)));
                 }
@@ -132,11 +127,7 @@ pub fn trace(program: &Program, pair: &Pair) -> Trace {
         });
     }
     let (na, nb) = pair.names();
-    Trace {
-        variants: (na, nb),
-        kernel: pair.a.kernel.name().into(),
-        steps,
-    }
+    Trace { variants: (na, nb), kernel: pair.a.kernel.name().into(), steps }
 }
 
 fn letters(r: crate::oracle::Reasons) -> String {
@@ -150,11 +141,8 @@ fn letters(r: crate::oracle::Reasons) -> String {
 /// Plain or coloured text.
 pub fn render(t: &Trace, color: bool) -> String {
     use std::fmt::Write;
-    let (red, yellow, bold, reset) = if color {
-        ("\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m")
-    } else {
-        ("", "", "", "")
-    };
+    let (red, yellow, bold, reset) =
+        if color { ("\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m") } else { ("", "", "", "") };
     let (na, nb) = &t.variants;
     let w = na.len().max(nb.len());
     let mut out = String::new();
@@ -165,28 +153,16 @@ pub fn render(t: &Trace, color: bool) -> String {
         } else {
             format!("{na}: {}, {nb}: {}", s.result_a, s.result_b)
         };
-        let mark = if s.first_divergence {
-            format!("  {red}<== first divergence{reset}")
-        } else {
-            String::new()
-        };
+        let mark = if s.first_divergence { format!("  {red}<== first divergence{reset}") } else { String::new() };
         let _ = writeln!(out, "{bold}{:>3}. {}{reset}  [{res}]{mark}", s.step, s.op);
         for v in &s.vmas {
             let _ = writeln!(out, "       vma {v}");
         }
         for p in &s.pages {
-            let flag = if p.differs {
-                format!("{red}≠{reset}")
-            } else {
-                " ".into()
-            };
+            let flag = if p.differs { format!("{red}≠{reset}") } else { " ".into() };
             let _ = writeln!(out, "     {flag} p{} page {}: {}", p.process, p.page, p.vma);
             for (name, e, u) in [(na, &p.a, &p.unsafe_a), (nb, &p.b, &p.unsafe_b)] {
-                let (c0, c1) = if !u.is_empty() {
-                    (yellow, reset)
-                } else {
-                    ("", "")
-                };
+                let (c0, c1) = if !u.is_empty() { (yellow, reset) } else { ("", "") };
                 let _ = writeln!(out, "         {name:<w$} : {c0}{e}{c1}");
             }
         }

@@ -19,98 +19,29 @@ use crate::oracle::first_unsafe;
 /// page lengths. Every argument domain is finite and listed by [`describe`].
 pub fn default_alphabet() -> Vec<Op> {
     let rw = Prot(Prot::R | Prot::W);
-    let memfd = |addr: u8| Target::File {
-        file: FileName::Memfd,
-        shared: true,
-        pgoff: addr,
-    };
+    let memfd = |addr: u8| Target::File { file: FileName::Memfd, shared: true, pgoff: addr };
     let mut v = vec![
+        Op::Mmap { p: 0, addr: 0, len: 1, prot: rw, target: memfd(0) },
+        Op::Mmap { p: 0, addr: 1, len: 1, prot: rw, target: memfd(1) },
+        Op::Mmap { p: 0, addr: 0, len: 1, prot: rw, target: Target::Anon },
         Op::Mmap {
             p: 0,
             addr: 0,
             len: 1,
             prot: rw,
-            target: memfd(0),
+            target: Target::File { file: FileName::Ext4, shared: true, pgoff: 0 },
         },
-        Op::Mmap {
-            p: 0,
-            addr: 1,
-            len: 1,
-            prot: rw,
-            target: memfd(1),
-        },
-        Op::Mmap {
-            p: 0,
-            addr: 0,
-            len: 1,
-            prot: rw,
-            target: Target::Anon,
-        },
-        Op::Mmap {
-            p: 0,
-            addr: 0,
-            len: 1,
-            prot: rw,
-            target: Target::File {
-                file: FileName::Ext4,
-                shared: true,
-                pgoff: 0,
-            },
-        },
-        Op::Mprotect {
-            p: 0,
-            addr: 0,
-            len: 1,
-            prot: Prot(Prot::R),
-        },
-        Op::Mprotect {
-            p: 0,
-            addr: 0,
-            len: 1,
-            prot: rw,
-        },
-        Op::Madvise {
-            p: 0,
-            addr: 0,
-            len: 1,
-            advice: Advice::Random,
-        },
-        Op::Mlock {
-            p: 0,
-            addr: 0,
-            len: 1,
-        },
-        Op::Munlock {
-            p: 0,
-            addr: 0,
-            len: 1,
-        },
+        Op::Mprotect { p: 0, addr: 0, len: 1, prot: Prot(Prot::R) },
+        Op::Mprotect { p: 0, addr: 0, len: 1, prot: rw },
+        Op::Madvise { p: 0, addr: 0, len: 1, advice: Advice::Random },
+        Op::Mlock { p: 0, addr: 0, len: 1 },
+        Op::Munlock { p: 0, addr: 0, len: 1 },
         Op::ClearRefs { p: 0 },
-        Op::UffdRegister {
-            p: 0,
-            addr: 0,
-            len: 1,
-        },
-        Op::UffdUnregister {
-            p: 0,
-            addr: 0,
-            len: 1,
-        },
-        Op::UffdWp {
-            p: 0,
-            addr: 0,
-            len: 1,
-        },
-        Op::UffdUnwp {
-            p: 0,
-            addr: 0,
-            len: 1,
-        },
-        Op::Fork {
-            parent: 0,
-            child: 1,
-            event_fork: false,
-        },
+        Op::UffdRegister { p: 0, addr: 0, len: 1 },
+        Op::UffdUnregister { p: 0, addr: 0, len: 1 },
+        Op::UffdWp { p: 0, addr: 0, len: 1 },
+        Op::UffdUnwp { p: 0, addr: 0, len: 1 },
+        Op::Fork { parent: 0, child: 1, event_fork: false },
         Op::MigrateStart { p: 0, addr: 0 },
         Op::MigrateFinish { p: 0, addr: 0 },
         Op::Pageout { p: 0, addr: 0 },
@@ -141,10 +72,7 @@ fn hash_state<H: Hasher>(s: &State, h: &mut H) {
         }
         mm.pt.hash(h);
         for v in &mm.vmas {
-            (
-                v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_vma, v.uffd,
-            )
-                .hash(h);
+            (v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_vma, v.uffd).hash(h);
         }
     }
     s.folios.hash(h);
@@ -155,8 +83,7 @@ fn hash_state<H: Hasher>(s: &State, h: &mut H) {
 
 /// Fingerprint of a pair of states (`b = None`: identical to `a`).
 fn fingerprint(a: &State, b: Option<&State>) -> u64 {
-    let mut h = ahash::RandomState::with_seeds(0x5054_4544, 0x4946_4600, 0x6d6d, 0x6578_706c)
-        .build_hasher();
+    let mut h = ahash::RandomState::with_seeds(0x5054_4544, 0x4946_4600, 0x6d6d, 0x6578_706c).build_hasher();
     hash_state(a, &mut h);
     match b {
         None => 0u8.hash(&mut h),
@@ -258,33 +185,20 @@ type Path = Vec<u8>;
 
 /// Breadth-first search. `progress(depth, frontier, states, rate)` is called
 /// between chunks.
-pub fn explore(
-    opts: &Options,
-    stop: &AtomicBool,
-    mut progress: impl FnMut(usize, usize, u64, f64),
-) -> Report {
+pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize, usize, u64, f64)) -> Report {
     let start = Instant::now();
     let pair = &opts.pair;
     let alphabet = &opts.alphabet;
     let mut visited: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
-    let root = Node {
-        a: State::new(),
-        b: None,
-    };
+    let root = Node { a: State::new(), b: None };
     visited.insert(fingerprint(&root.a, None));
     let mut frontier: Vec<Path> = vec![Vec::new()];
-    let mut report = Report {
-        states: 1,
-        ..Report::default()
-    };
+    let mut report = Report { states: 1, ..Report::default() };
     let mut seen_sigs: HashSet<Signature> = HashSet::new();
     for depth in 1..=opts.depth {
         let level_start = Instant::now();
         let mut next: Vec<Path> = Vec::new();
-        let mut level = Level {
-            depth,
-            ..Level::default()
-        };
+        let mut level = Level { depth, ..Level::default() };
         let chunk = 4096.max(frontier.len() / (opts.threads * 8).max(1));
         for part in frontier.chunks(chunk) {
             if stop.load(Ordering::Relaxed) {
@@ -300,10 +214,7 @@ pub fn explore(
                         sc.spawn(move || {
                             let mut out = Vec::with_capacity(ps.len() * alphabet.len());
                             for path in ps {
-                                let mut node = Node {
-                                    a: State::new(),
-                                    b: None,
-                                };
+                                let mut node = Node { a: State::new(), b: None };
                                 for &i in path {
                                     node.step(pair, &alphabet[i as usize]);
                                 }
@@ -329,10 +240,7 @@ pub fn explore(
                         })
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("explore worker"))
-                    .collect()
+                handles.into_iter().map(|h| h.join().expect("explore worker")).collect()
             });
             for (fp, path, diverged, violation) in results.into_iter().flatten() {
                 level.transitions += 1;
@@ -359,8 +267,7 @@ pub fn explore(
                 }
             }
             let total = report.states + level.states;
-            let rate = (report.transitions + level.transitions) as f64
-                / start.elapsed().as_secs_f64().max(1e-9);
+            let rate = (report.transitions + level.transitions) as f64 / start.elapsed().as_secs_f64().max(1e-9);
             progress(depth, frontier.len(), total, rate);
         }
         level.elapsed = level_start.elapsed();

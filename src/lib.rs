@@ -28,9 +28,8 @@ pub use op::{Op, Program};
 /// `corpus/*.ptd` seed libFuzzer directly), otherwise the byte encoding.
 pub fn fuzz_input(data: &[u8]) -> Program {
     if data.first() == Some(&b'#') {
-        if let Ok(r) = std::str::from_utf8(data)
-            .map_err(|_| ())
-            .and_then(|t| corpus::parse_reproducer(t).map_err(|_| ()))
+        if let Ok(r) =
+            std::str::from_utf8(data).map_err(|_| ()).and_then(|t| corpus::parse_reproducer(t).map_err(|_| ()))
         {
             return r.program;
         }
@@ -43,12 +42,9 @@ pub fn fuzz_input(data: &[u8]) -> Program {
 pub fn fuzz_check(program: &Program) {
     static PAIR: std::sync::OnceLock<Pair> = std::sync::OnceLock::new();
     let pair = PAIR.get_or_init(|| {
-        let kernel = std::env::var("PTEDIFF_KERNEL")
-            .ok()
-            .and_then(|k| model::Kernel::parse(&k))
-            .unwrap_or(model::Kernel::V61);
-        let names = std::env::var("PTEDIFF_VARIANTS")
-            .unwrap_or_else(|_| "full-restore,vm-page-prot".into());
+        let kernel =
+            std::env::var("PTEDIFF_KERNEL").ok().and_then(|k| model::Kernel::parse(&k)).unwrap_or(model::Kernel::V61);
+        let names = std::env::var("PTEDIFF_VARIANTS").unwrap_or_else(|_| "full-restore,vm-page-prot".into());
         let (a, b) = names.split_once(',').expect("PTEDIFF_VARIANTS=A,B");
         Pair {
             a: model::Config::parse_variant(a, kernel).expect("known variant"),
@@ -58,18 +54,7 @@ pub fn fuzz_check(program: &Program) {
     if let Some(sig) = check::signature_of(program, pair) {
         let small = minimize::minimize(program, pair, &sig);
         let out = check(&small, pair);
-        eprintln!(
-            "{}",
-            corpus::render(
-                pair,
-                &out,
-                &small,
-                corpus::RenderOpts {
-                    report: true,
-                    ..Default::default()
-                }
-            )
-        );
+        eprintln!("{}", corpus::render(pair, &out, &small, corpus::RenderOpts { report: true, ..Default::default() }));
         panic!("ptediff: divergence {sig}");
     }
 }

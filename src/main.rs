@@ -156,14 +156,11 @@ enum Cmd {
 }
 
 fn parse_pair(variants: &str, kernel: &str) -> Result<Pair, String> {
-    let k = Kernel::parse(kernel)
-        .ok_or_else(|| format!("unknown kernel `{kernel}` (known: v6.1, v6.1.y)"))?;
-    let (a, b) = variants
-        .split_once(',')
-        .ok_or_else(|| format!("--variants takes two names `A,B`, got `{variants}`"))?;
+    let k = Kernel::parse(kernel).ok_or_else(|| format!("unknown kernel `{kernel}` (known: v6.1, v6.1.y)"))?;
+    let (a, b) =
+        variants.split_once(',').ok_or_else(|| format!("--variants takes two names `A,B`, got `{variants}`"))?;
     let p = |n: &str| {
-        Config::parse_variant(n.trim(), k)
-            .ok_or_else(|| format!("unknown variant `{n}` (known: {VARIANT_NAMES})"))
+        Config::parse_variant(n.trim(), k).ok_or_else(|| format!("unknown variant `{n}` (known: {VARIANT_NAMES})"))
     };
     Ok(Pair { a: p(a)?, b: p(b)? })
 }
@@ -177,25 +174,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Fuzz {
-            seconds,
-            seed,
-            variants,
-            kernel,
-            max_ops,
-            out,
-            programs,
-            oracle,
-            fail_on_finding,
-        } => {
+        Cmd::Fuzz { seconds, seed, variants, kernel, max_ops, out, programs, oracle, fail_on_finding } => {
             let pair = match parse_pair(&variants, &kernel) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
             };
             let seed = seed.unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
             });
             let opts = engine::Options {
                 pair,
@@ -208,44 +193,26 @@ fn main() -> ExitCode {
             };
             cmd_fuzz(&opts, &out, fail_on_finding)
         }
-        Cmd::Replay {
-            paths,
-            verbose,
-            bless,
-        } => cmd_replay(&paths, verbose, bless),
+        Cmd::Replay { paths, verbose, bless } => cmd_replay(&paths, verbose, bless),
         Cmd::Explain { file, json } => match corpus::load(&file) {
             Err(e) => usage(&e.to_string()),
             Ok(r) => {
                 let t = ptediff::explain::trace(&r.program, &r.pair);
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&t).expect("trace serialises")
-                    );
+                    println!("{}", serde_json::to_string_pretty(&t).expect("trace serialises"));
                 } else {
-                    print!(
-                        "{}",
-                        ptediff::explain::render(&t, std::io::stdout().is_terminal())
-                    );
+                    print!("{}", ptediff::explain::render(&t, std::io::stdout().is_terminal()));
                 }
                 ExitCode::SUCCESS
             }
         },
         Cmd::Triage { dir } => cmd_triage(&dir),
-        Cmd::Explore {
-            depth,
-            variants,
-            kernel,
-            threads,
-            no_oracle,
-            alphabet,
-        } => {
+        Cmd::Explore { depth, variants, kernel, threads, no_oracle, alphabet } => {
             let pair = match parse_pair(&variants, &kernel) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
             };
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = ptediff::explore::Options {
                 pair,
                 depth,
@@ -261,11 +228,7 @@ fn main() -> ExitCode {
         }
         Cmd::Export { file, oracle } => cmd_export(&file, kind_of(oracle)),
         Cmd::Minimize { file, oracle, out } => cmd_minimize(&file, kind_of(oracle), out.as_deref()),
-        Cmd::Fmt {
-            file,
-            variants,
-            kernel,
-        } => {
+        Cmd::Fmt { file, variants, kernel } => {
             let pair = match parse_pair(&variants, &kernel) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
@@ -279,10 +242,7 @@ fn main() -> ExitCode {
                             &pair,
                             &check(&prog, &pair),
                             &prog,
-                            RenderOpts {
-                                report: true,
-                                ..Default::default()
-                            }
+                            RenderOpts { report: true, ..Default::default() }
                         )
                     );
                     ExitCode::SUCCESS
@@ -291,20 +251,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Encode { paths, out } => cmd_encode(&paths, &out),
-        Cmd::Bench {
-            seconds,
-            seeds,
-            limit,
-            corpus,
-            libfuzzer,
-        } => {
-            ptediff::bench::run(
-                &corpus,
-                seconds,
-                seeds,
-                Duration::from_secs(limit),
-                libfuzzer,
-            );
+        Cmd::Bench { seconds, seeds, limit, corpus, libfuzzer } => {
+            ptediff::bench::run(&corpus, seconds, seeds, Duration::from_secs(limit), libfuzzer);
             ExitCode::SUCCESS
         }
     }
@@ -356,12 +304,7 @@ fn cmd_fuzz(opts: &engine::Options, out: &Path, fail_on_finding: bool) -> ExitCo
             Ok(is_new) => {
                 if is_new {
                     new += 1;
-                    eprintln!(
-                        "[{:>6.1}s] new: {} ({} ops)",
-                        st.elapsed.as_secs_f64(),
-                        f.title,
-                        f.program.ops.len()
-                    );
+                    eprintln!("[{:>6.1}s] new: {} ({} ops)", st.elapsed.as_secs_f64(), f.title, f.program.ops.len());
                 }
             }
             Err(e) => {
@@ -391,7 +334,16 @@ fn cmd_fuzz(opts: &engine::Options, out: &Path, fail_on_finding: bool) -> ExitCo
         }
     }
     let rate = stats.programs as f64 / stats.elapsed.as_secs_f64().max(1e-9);
-    println!("{} programs in {:.1} s ({:.0} programs/s): {} distinct findings this run, {} new; {} in {}", stats.programs, stats.elapsed.as_secs_f64(), rate, found.len(), new, db.records.len(), out.display());
+    println!(
+        "{} programs in {:.1} s ({:.0} programs/s): {} distinct findings this run, {} new; {} in {}",
+        stats.programs,
+        stats.elapsed.as_secs_f64(),
+        rate,
+        found.len(),
+        new,
+        db.records.len(),
+        out.display()
+    );
     for f in &found {
         println!(
             "  {:>8} hits  first at {:>6.2}s  {:>2} ops  {}",
@@ -434,11 +386,7 @@ fn cmd_replay(paths: &[PathBuf], verbose: bool, bless: bool) -> ExitCode {
                 }
                 match v {
                     Verdict::Pass | Verdict::Diverges => {
-                        let tag = if v == Verdict::Pass {
-                            "PASS"
-                        } else {
-                            "DIVERGES"
-                        };
+                        let tag = if v == Verdict::Pass { "PASS" } else { "DIVERGES" };
                         let extra = match (&out.divergence, &out.violation) {
                             (Some(d), _) => format!("  ({})", d.finding.signature.verdict),
                             (None, Some(_)) => "  (oracle violation)".to_string(),
@@ -459,10 +407,7 @@ fn cmd_replay(paths: &[PathBuf], verbose: bool, bless: bool) -> ExitCode {
             }
         }
     }
-    println!(
-        "{ok} met expectations, {mismatch} mismatched, {bad} unreadable ({} files)",
-        files.len()
-    );
+    println!("{ok} met expectations, {mismatch} mismatched, {bad} unreadable ({} files)", files.len());
     if bad > 0 {
         ExitCode::from(2)
     } else if mismatch > 0 {
@@ -491,19 +436,12 @@ fn cmd_explore(opts: &ptediff::explore::Options) -> ExitCode {
         opts.threads,
         if opts.oracle { "on" } else { "off" }
     );
-    println!(
-        "alphabet ({} ops; pages 0-1 of p0, p1 only by fork):",
-        opts.alphabet.len()
-    );
+    println!("alphabet ({} ops; pages 0-1 of p0, p1 only by fork):", opts.alphabet.len());
     print!("{}", ptediff::explore::describe(&opts.alphabet));
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("template"));
     let report = ptediff::explore::explore(opts, &stop, |d, frontier, states, rate| {
-        bar.set_message(format!(
-            "depth {d}, frontier {frontier}, {states} states, {rate:.0} transitions/s"
-        ));
+        bar.set_message(format!("depth {d}, frontier {frontier}, {states} states, {rate:.0} transitions/s"));
         bar.tick();
     });
     bar.finish_and_clear();
@@ -511,13 +449,7 @@ fn cmd_explore(opts: &ptediff::explore::Options) -> ExitCode {
     println!("| depth | new states | transitions | time |");
     println!("|---|---|---|---|");
     for l in &report.levels {
-        println!(
-            "| {} | {} | {} | {:.2} s |",
-            l.depth,
-            l.states,
-            l.transitions,
-            l.elapsed.as_secs_f64()
-        );
+        println!("| {} | {} | {} | {:.2} s |", l.depth, l.states, l.transitions, l.elapsed.as_secs_f64());
     }
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
@@ -536,19 +468,12 @@ fn cmd_explore(opts: &ptediff::explore::Options) -> ExitCode {
         if !report.interrupted {
             println!(
                 "no divergence{} up to depth {} over this alphabet",
-                if opts.oracle {
-                    " or oracle violation"
-                } else {
-                    ""
-                },
+                if opts.oracle { " or oracle violation" } else { "" },
                 opts.depth
             );
         }
     } else {
-        println!(
-            "{} findings, each with a shortest program:",
-            report.findings.len()
-        );
+        println!("{} findings, each with a shortest program:", report.findings.len());
         for (sig, prog, title) in &report.findings {
             println!();
             println!("# {title}");
@@ -570,9 +495,7 @@ fn cmd_triage(dir: &Path) -> ExitCode {
     println!("| verdict | hits | ops | variants | title | file |");
     println!("|---|---|---|---|---|---|");
     for r in db.sorted() {
-        let file = Path::new(&r.file)
-            .file_name()
-            .map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
+        let file = Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
         println!(
             "| {} | {} | {} | {} vs {} | {} | {} |",
             r.verdict, r.hits, r.ops, r.variants.0, r.variants.1, r.title, file
@@ -597,20 +520,12 @@ fn cmd_triage(dir: &Path) -> ExitCode {
 fn minimized(file: &Path, kind: Kind) -> Result<(ptediff::corpus::Reproducer, Program), ExitCode> {
     let r = corpus::load(file).map_err(|e| usage(&e.to_string()))?;
     let Some(f) = analyze(&r.program, &r.pair, kind) else {
-        let what = if kind == Kind::Oracle {
-            "no oracle violation"
-        } else {
-            "the variants do not diverge"
-        };
+        let what = if kind == Kind::Oracle { "no oracle violation" } else { "the variants do not diverge" };
         eprintln!("ptediff: {}: {what}; nothing to do", file.display());
         return Err(ExitCode::from(1));
     };
     let small = minimize(&r.program, &r.pair, &f.signature);
-    eprintln!(
-        "minimized {} ops to {}",
-        r.program.ops.len(),
-        small.ops.len()
-    );
+    eprintln!("minimized {} ops to {}", r.program.ops.len(), small.ops.len());
     Ok((r, small))
 }
 
@@ -623,11 +538,7 @@ fn cmd_minimize(file: &Path, kind: Kind, out: Option<&Path>) -> ExitCode {
         &r.pair,
         &check(&small, &r.pair),
         &small,
-        RenderOpts {
-            report: true,
-            expect_oracle: kind == Kind::Oracle,
-            ..Default::default()
-        },
+        RenderOpts { report: true, expect_oracle: kind == Kind::Oracle, ..Default::default() },
     );
     match out {
         None => {
@@ -653,11 +564,7 @@ fn cmd_export(file: &Path, kind: Kind) -> ExitCode {
             &r.pair,
             &check(&small, &r.pair),
             &small,
-            RenderOpts {
-                note: Some(note),
-                expect_oracle: true,
-                ..Default::default()
-            }
+            RenderOpts { note: Some(note), expect_oracle: true, ..Default::default() }
         )
     );
     ExitCode::SUCCESS
@@ -672,9 +579,7 @@ fn cmd_encode(paths: &[PathBuf], out: &Path) -> ExitCode {
                 bad = true;
             }
             Ok(r) => {
-                let name = f
-                    .file_stem()
-                    .map_or("input".into(), |s| s.to_string_lossy().into_owned());
+                let name = f.file_stem().map_or("input".into(), |s| s.to_string_lossy().into_owned());
                 if let Err(e) = corpus::write_atomic(&out.join(name), &r.program.to_bytes()) {
                     eprintln!("ptediff: {}: {e}", out.display());
                     bad = true;

@@ -7,12 +7,8 @@ use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 
 /// Minimize `program` keeping `sig` under `pair`.
 pub fn minimize(program: &Program, pair: &Pair, sig: &Signature) -> Program {
-    let keeps = |ops: &[Op]| {
-        analyze(&Program::new(ops.to_vec()), pair, sig.kind)
-            .map(|f| f.signature)
-            .as_ref()
-            == Some(sig)
-    };
+    let keeps =
+        |ops: &[Op]| analyze(&Program::new(ops.to_vec()), pair, sig.kind).map(|f| f.signature).as_ref() == Some(sig);
     let mut ops = program.ops.clone();
     if !keeps(&ops) {
         return program.clone();
@@ -79,49 +75,16 @@ fn simpler(op: &Op) -> Vec<Op> {
     let mut out = Vec::new();
     let lens = |len: u8| (1..len).collect::<Vec<u8>>();
     match *op {
-        Op::Mmap {
-            p,
-            addr,
-            len,
-            prot,
-            target,
-        } => {
+        Op::Mmap { p, addr, len, prot, target } => {
             for l in lens(len) {
-                out.push(Op::Mmap {
-                    p,
-                    addr,
-                    len: l,
-                    prot,
-                    target,
-                });
+                out.push(Op::Mmap { p, addr, len: l, prot, target });
             }
             for pr in simpler_prot(prot) {
-                out.push(Op::Mmap {
-                    p,
-                    addr,
-                    len,
-                    prot: pr,
-                    target,
-                });
+                out.push(Op::Mmap { p, addr, len, prot: pr, target });
             }
-            if let Target::File {
-                file,
-                shared,
-                pgoff,
-            } = target
-            {
+            if let Target::File { file, shared, pgoff } = target {
                 if pgoff != addr {
-                    out.push(Op::Mmap {
-                        p,
-                        addr,
-                        len,
-                        prot,
-                        target: Target::File {
-                            file,
-                            shared,
-                            pgoff: addr,
-                        },
-                    });
+                    out.push(Op::Mmap { p, addr, len, prot, target: Target::File { file, shared, pgoff: addr } });
                 }
                 if file != FileName::Memfd {
                     out.push(Op::Mmap {
@@ -129,94 +92,40 @@ fn simpler(op: &Op) -> Vec<Op> {
                         addr,
                         len,
                         prot,
-                        target: Target::File {
-                            file: FileName::Memfd,
-                            shared,
-                            pgoff,
-                        },
+                        target: Target::File { file: FileName::Memfd, shared, pgoff },
                     });
                 }
             }
         }
         Op::Mprotect { p, addr, len, prot } => {
             for l in lens(len) {
-                out.push(Op::Mprotect {
-                    p,
-                    addr,
-                    len: l,
-                    prot,
-                });
+                out.push(Op::Mprotect { p, addr, len: l, prot });
             }
             for pr in simpler_prot(prot) {
-                out.push(Op::Mprotect {
-                    p,
-                    addr,
-                    len,
-                    prot: pr,
-                });
+                out.push(Op::Mprotect { p, addr, len, prot: pr });
             }
         }
-        Op::Munmap { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::Munmap { p, addr, len: l })),
-        Op::Mlock { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::Mlock { p, addr, len: l })),
-        Op::Munlock { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::Munlock { p, addr, len: l })),
-        Op::UffdRegister { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::UffdRegister { p, addr, len: l })),
-        Op::UffdUnregister { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::UffdUnregister { p, addr, len: l })),
-        Op::UffdWp { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::UffdWp { p, addr, len: l })),
-        Op::UffdUnwp { p, addr, len } => lens(len)
-            .into_iter()
-            .for_each(|l| out.push(Op::UffdUnwp { p, addr, len: l })),
-        Op::Madvise {
-            p,
-            addr,
-            len,
-            advice,
-        } => {
-            lens(len).into_iter().for_each(|l| {
-                out.push(Op::Madvise {
-                    p,
-                    addr,
-                    len: l,
-                    advice,
-                })
-            });
+        Op::Munmap { p, addr, len } => lens(len).into_iter().for_each(|l| out.push(Op::Munmap { p, addr, len: l })),
+        Op::Mlock { p, addr, len } => lens(len).into_iter().for_each(|l| out.push(Op::Mlock { p, addr, len: l })),
+        Op::Munlock { p, addr, len } => lens(len).into_iter().for_each(|l| out.push(Op::Munlock { p, addr, len: l })),
+        Op::UffdRegister { p, addr, len } => {
+            lens(len).into_iter().for_each(|l| out.push(Op::UffdRegister { p, addr, len: l }))
+        }
+        Op::UffdUnregister { p, addr, len } => {
+            lens(len).into_iter().for_each(|l| out.push(Op::UffdUnregister { p, addr, len: l }))
+        }
+        Op::UffdWp { p, addr, len } => lens(len).into_iter().for_each(|l| out.push(Op::UffdWp { p, addr, len: l })),
+        Op::UffdUnwp { p, addr, len } => lens(len).into_iter().for_each(|l| out.push(Op::UffdUnwp { p, addr, len: l })),
+        Op::Madvise { p, addr, len, advice } => {
+            lens(len).into_iter().for_each(|l| out.push(Op::Madvise { p, addr, len: l, advice }));
             if advice != Advice::DontNeed {
-                out.push(Op::Madvise {
-                    p,
-                    addr,
-                    len,
-                    advice: Advice::DontNeed,
-                });
+                out.push(Op::Madvise { p, addr, len, advice: Advice::DontNeed });
             }
         }
-        Op::Mremap { p, addr, len, new } => lens(len).into_iter().for_each(|l| {
-            out.push(Op::Mremap {
-                p,
-                addr,
-                len: l,
-                new,
-            })
-        }),
-        Op::Fork {
-            parent,
-            child,
-            event_fork: true,
-        } => out.push(Op::Fork {
-            parent,
-            child,
-            event_fork: false,
-        }),
+        Op::Mremap { p, addr, len, new } => {
+            lens(len).into_iter().for_each(|l| out.push(Op::Mremap { p, addr, len: l, new }))
+        }
+        Op::Fork { parent, child, event_fork: true } => out.push(Op::Fork { parent, child, event_fork: false }),
         Op::MigrateStart { p, addr } => out.push(Op::Migrate { p, addr }),
         Op::Write { p, addr } => out.push(Op::Read { p, addr }),
         _ => {}
@@ -258,9 +167,6 @@ pub fn is_one_minimal(program: &Program, pair: &Pair, sig: &Signature) -> bool {
     (0..program.ops.len()).all(|i| {
         let mut ops = program.ops.clone();
         ops.remove(i);
-        analyze(&Program::new(ops), pair, sig.kind)
-            .map(|f| f.signature)
-            .as_ref()
-            != Some(sig)
+        analyze(&Program::new(ops), pair, sig.kind).map(|f| f.signature).as_ref() != Some(sig)
     })
 }

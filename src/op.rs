@@ -55,11 +55,7 @@ pub enum Target {
     /// MAP_SHARED|MAP_ANONYMOUS (a fresh shmem object per call)
     SharedAnon,
     /// A file at page offset `pgoff`, MAP_SHARED or MAP_PRIVATE.
-    File {
-        file: FileName,
-        shared: bool,
-        pgoff: u8,
-    },
+    File { file: FileName, shared: bool, pgoff: u8 },
 }
 
 /// madvise() advice.
@@ -274,22 +270,12 @@ impl Op {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.kind());
         match *self {
-            Op::Mmap {
-                p,
-                addr,
-                len,
-                prot,
-                target,
-            } => {
+            Op::Mmap { p, addr, len, prot, target } => {
                 out.extend([p, addr, len - 1, prot.0]);
                 match target {
                     Target::Anon => out.push(0),
                     Target::SharedAnon => out.push(1),
-                    Target::File {
-                        file,
-                        shared,
-                        pgoff,
-                    } => {
+                    Target::File { file, shared, pgoff } => {
                         let f = match file {
                             FileName::Memfd => 0,
                             FileName::Ext4 => 1,
@@ -310,12 +296,7 @@ impl Op {
             | Op::UffdWp { p, addr, len }
             | Op::UffdUnwp { p, addr, len } => out.extend([p, addr, len - 1]),
             Op::Mprotect { p, addr, len, prot } => out.extend([p, addr, len - 1, prot.0]),
-            Op::Madvise {
-                p,
-                addr,
-                len,
-                advice,
-            } => {
+            Op::Madvise { p, addr, len, advice } => {
                 let a = Advice::ALL.iter().position(|&x| x == advice).unwrap() as u8;
                 out.extend([p, addr, len - 1, a]);
             }
@@ -329,11 +310,7 @@ impl Op {
             | Op::Writeback { p, addr }
             | Op::NumaHint { p, addr } => out.extend([p, addr]),
             Op::ClearRefs { p } | Op::UffdClose { p } | Op::Exit { p } => out.push(p),
-            Op::Fork {
-                parent,
-                child,
-                event_fork,
-            } => out.extend([parent, child, event_fork as u8]),
+            Op::Fork { parent, child, event_fork } => out.extend([parent, child, event_fork as u8]),
             Op::Swapoff => {}
         }
     }
@@ -395,115 +372,34 @@ impl<'a> Arbitrary<'a> for Op {
                         // can merge, as in the thread's scenario.
                         let b = byte(u)?;
                         let pgoff = if b < 128 { addr } else { (b - 128) % pages };
-                        Target::File {
-                            file,
-                            shared,
-                            pgoff,
-                        }
+                        Target::File { file, shared, pgoff }
                     }
                 };
-                Op::Mmap {
-                    p,
-                    addr,
-                    len,
-                    prot,
-                    target,
-                }
+                Op::Mmap { p, addr, len, prot, target }
             }
-            1 => Op::Munmap {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
-            2 => Op::Mprotect {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-                prot: pr(u)?,
-            },
-            3 => Op::Madvise {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-                advice: Advice::ALL[(byte(u)? % 8) as usize],
-            },
-            4 => Op::Mlock {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
-            5 => Op::Munlock {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
-            6 => Op::Mremap {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-                new: pg(u)?,
-            },
-            7 => Op::Read {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
-            8 => Op::Write {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
+            1 => Op::Munmap { p: p(u)?, addr: pg(u)?, len: ln(u)? },
+            2 => Op::Mprotect { p: p(u)?, addr: pg(u)?, len: ln(u)?, prot: pr(u)? },
+            3 => Op::Madvise { p: p(u)?, addr: pg(u)?, len: ln(u)?, advice: Advice::ALL[(byte(u)? % 8) as usize] },
+            4 => Op::Mlock { p: p(u)?, addr: pg(u)?, len: ln(u)? },
+            5 => Op::Munlock { p: p(u)?, addr: pg(u)?, len: ln(u)? },
+            6 => Op::Mremap { p: p(u)?, addr: pg(u)?, len: ln(u)?, new: pg(u)? },
+            7 => Op::Read { p: p(u)?, addr: pg(u)? },
+            8 => Op::Write { p: p(u)?, addr: pg(u)? },
             9 => Op::ClearRefs { p: p(u)? },
-            10 => Op::UffdRegister {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
-            11 => Op::UffdUnregister {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
-            12 => Op::UffdWp {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
-            13 => Op::UffdUnwp {
-                p: p(u)?,
-                addr: pg(u)?,
-                len: ln(u)?,
-            },
+            10 => Op::UffdRegister { p: p(u)?, addr: pg(u)?, len: ln(u)? },
+            11 => Op::UffdUnregister { p: p(u)?, addr: pg(u)?, len: ln(u)? },
+            12 => Op::UffdWp { p: p(u)?, addr: pg(u)?, len: ln(u)? },
+            13 => Op::UffdUnwp { p: p(u)?, addr: pg(u)?, len: ln(u)? },
             14 => Op::UffdClose { p: p(u)? },
-            15 => Op::Fork {
-                parent: p(u)?,
-                child: p(u)?,
-                event_fork: byte(u)? & 1 == 1,
-            },
+            15 => Op::Fork { parent: p(u)?, child: p(u)?, event_fork: byte(u)? & 1 == 1 },
             16 => Op::Exit { p: p(u)? },
-            17 => Op::Migrate {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
-            18 => Op::MigrateStart {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
-            19 => Op::MigrateFinish {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
-            20 => Op::Pageout {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
+            17 => Op::Migrate { p: p(u)?, addr: pg(u)? },
+            18 => Op::MigrateStart { p: p(u)?, addr: pg(u)? },
+            19 => Op::MigrateFinish { p: p(u)?, addr: pg(u)? },
+            20 => Op::Pageout { p: p(u)?, addr: pg(u)? },
             21 => Op::Swapoff,
-            22 => Op::Writeback {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
-            _ => Op::NumaHint {
-                p: p(u)?,
-                addr: pg(u)?,
-            },
+            22 => Op::Writeback { p: p(u)?, addr: pg(u)? },
+            _ => Op::NumaHint { p: p(u)?, addr: pg(u)? },
         })
     }
 }

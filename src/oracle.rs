@@ -40,13 +40,7 @@ impl Reasons {
             return "none".into();
         }
         let mut v = Vec::new();
-        for (f, n) in [
-            (Reasons::U, "U"),
-            (Reasons::S, "S"),
-            (Reasons::C, "C"),
-            (Reasons::N, "N"),
-            (Reasons::P, "P"),
-        ] {
+        for (f, n) in [(Reasons::U, "U"), (Reasons::S, "S"), (Reasons::C, "C"), (Reasons::N, "N"), (Reasons::P, "P")] {
             if self.contains(f) {
                 v.push(n);
             }
@@ -99,9 +93,8 @@ pub fn must_trap(s: &State, p: usize, addr: u8) -> Reasons {
         }
     } else if let Backing::File(f) = v.backing {
         let notify = has_page_mkwrite(s, v) || mapping_can_writeback(s, f);
-        let clean = folio != ZERO_PAGE
-            && !s.folio(folio).flags.contains(FolioFlags::DIRTY)
-            && !bits.contains(PteBits::D);
+        let clean =
+            folio != ZERO_PAGE && !s.folio(folio).flags.contains(FolioFlags::DIRTY) && !bits.contains(PteBits::D);
         if notify && clean {
             r |= Reasons::N;
         }

@@ -38,22 +38,12 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.name();
         match *self {
-            Op::Mmap {
-                p,
-                addr,
-                len,
-                prot,
-                target,
-            } => {
+            Op::Mmap { p, addr, len, prot, target } => {
                 write!(f, "{n}(p{p}, {addr}, {len}, {prot}, ")?;
                 match target {
                     Target::Anon => write!(f, "anon)"),
                     Target::SharedAnon => write!(f, "shared-anon)"),
-                    Target::File {
-                        file,
-                        shared,
-                        pgoff,
-                    } => {
+                    Target::File { file, shared, pgoff } => {
                         let m = if shared { "shared" } else { "private" };
                         write!(f, "{}, {m}, {pgoff})", file_name(file))
                     }
@@ -67,12 +57,7 @@ impl fmt::Display for Op {
             | Op::UffdWp { p, addr, len }
             | Op::UffdUnwp { p, addr, len } => write!(f, "{n}(p{p}, {addr}, {len})"),
             Op::Mprotect { p, addr, len, prot } => write!(f, "{n}(p{p}, {addr}, {len}, {prot})"),
-            Op::Madvise {
-                p,
-                addr,
-                len,
-                advice,
-            } => write!(f, "{n}(p{p}, {addr}, {len}, {})", advice.name()),
+            Op::Madvise { p, addr, len, advice } => write!(f, "{n}(p{p}, {addr}, {len}, {})", advice.name()),
             Op::Mremap { p, addr, len, new } => write!(f, "{n}(p{p}, {addr}, {len}, {new})"),
             Op::Read { p, addr }
             | Op::Write { p, addr }
@@ -83,11 +68,7 @@ impl fmt::Display for Op {
             | Op::Writeback { p, addr }
             | Op::NumaHint { p, addr } => write!(f, "{n}(p{p}, {addr})"),
             Op::ClearRefs { p } | Op::UffdClose { p } | Op::Exit { p } => write!(f, "{n}(p{p})"),
-            Op::Fork {
-                parent,
-                child,
-                event_fork,
-            } => {
+            Op::Fork { parent, child, event_fork } => {
                 if event_fork {
                     write!(f, "p{child} = {n}(p{parent}, event_fork)")
                 } else {
@@ -140,11 +121,7 @@ struct LineParser<'a> {
 
 impl<'a> LineParser<'a> {
     fn err<T>(&self, col: usize, msg: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError {
-            line: self.line,
-            col,
-            msg: msg.into(),
-        })
+        Err(ParseError { line: self.line, col, msg: msg.into() })
     }
 
     fn want(&self, n: usize, shape: &str) -> Result<(), ParseError> {
@@ -152,12 +129,7 @@ impl<'a> LineParser<'a> {
             let col = self.args.get(n).map_or(self.close_col, |t| t.col);
             return self.err(
                 col,
-                format!(
-                    "{} takes {n} argument(s): {}({shape}), got {}",
-                    self.name.s,
-                    self.name.s,
-                    self.args.len()
-                ),
+                format!("{} takes {n} argument(s): {}({shape}), got {}", self.name.s, self.name.s, self.args.len()),
             );
         }
         Ok(())
@@ -165,22 +137,16 @@ impl<'a> LineParser<'a> {
 
     fn proc(&self, i: usize) -> Result<u8, ParseError> {
         let t = self.args[i];
-        parse_proc(t).ok_or(()).or_else(|_| {
-            self.err(
-                t.col,
-                format!("expected a process p0..p{}, found `{}`", MAX_PROCS - 1, t.s),
-            )
-        })
+        parse_proc(t)
+            .ok_or(())
+            .or_else(|_| self.err(t.col, format!("expected a process p0..p{}, found `{}`", MAX_PROCS - 1, t.s)))
     }
 
     fn num(&self, i: usize, lo: u8, hi: u8, what: &str) -> Result<u8, ParseError> {
         let t = self.args[i];
         match t.s.parse::<u8>() {
             Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-            _ => self.err(
-                t.col,
-                format!("expected {what} ({lo}..={hi}), found `{}`", t.s),
-            ),
+            _ => self.err(t.col, format!("expected {what} ({lo}..={hi}), found `{}`", t.s)),
         }
     }
 
@@ -195,19 +161,12 @@ impl<'a> LineParser<'a> {
     fn prot(&self, i: usize) -> Result<Prot, ParseError> {
         let t = self.args[i];
         let b = t.s.as_bytes();
-        let ok = b.len() == 3
-            && matches!(b[0], b'r' | b'-')
-            && matches!(b[1], b'w' | b'-')
-            && matches!(b[2], b'x' | b'-');
+        let ok =
+            b.len() == 3 && matches!(b[0], b'r' | b'-') && matches!(b[1], b'w' | b'-') && matches!(b[2], b'x' | b'-');
         if !ok {
-            return self.err(
-                t.col,
-                format!("expected a protection like rw- or r-x, found `{}`", t.s),
-            );
+            return self.err(t.col, format!("expected a protection like rw- or r-x, found `{}`", t.s));
         }
-        Ok(Prot(
-            (b[0] == b'r') as u8 | ((b[1] == b'w') as u8) << 1 | ((b[2] == b'x') as u8) << 2,
-        ))
+        Ok(Prot((b[0] == b'r') as u8 | ((b[1] == b'w') as u8) << 1 | ((b[2] == b'x') as u8) << 2))
     }
 }
 
@@ -218,21 +177,12 @@ fn parse_proc(t: Tok) -> Option<u8> {
 
 fn trim_tok(s: &str, col: usize) -> Tok<'_> {
     let lead = s.len() - s.trim_start().len();
-    Tok {
-        s: s.trim(),
-        col: col + lead,
-    }
+    Tok { s: s.trim(), col: col + lead }
 }
 
 /// Parse one non-empty, comment-stripped line.
 fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
-    let err = |col: usize, msg: String| {
-        Err(ParseError {
-            line: line_no,
-            col,
-            msg,
-        })
-    };
+    let err = |col: usize, msg: String| Err(ParseError { line: line_no, col, msg });
     // Optional `pN =` (fork's child).
     let (lhs, rhs, rhs_col) = match line.find('=') {
         Some(i) => (Some(trim_tok(&line[..i], 1)), &line[i + 1..], i + 2),
@@ -244,14 +194,7 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
     };
     let name = trim_tok(&rhs[..open], rhs_col);
     let Some(kind) = OP_NAMES.iter().position(|&n| n == name.s) else {
-        return err(
-            name.col,
-            format!(
-                "unknown operation `{}` (known: {})",
-                name.s,
-                OP_NAMES.join(", ")
-            ),
-        );
+        return err(name.col, format!("unknown operation `{}` (known: {})", name.s, OP_NAMES.join(", ")));
     };
     let after = &rhs[open + 1..];
     let Some(close) = after.rfind(')') else {
@@ -259,10 +202,7 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
     };
     let trailing = trim_tok(&after[close + 1..], rhs_col + open + 1 + close + 1);
     if !trailing.s.is_empty() {
-        return err(
-            trailing.col,
-            format!("unexpected `{}` after `)`", trailing.s),
-        );
+        return err(trailing.col, format!("unexpected `{}` after `)`", trailing.s));
     }
     let inner = &after[..close];
     let inner_col = rhs_col + open + 1;
@@ -278,22 +218,11 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
             off += piece.len() + 1;
         }
     }
-    let lp = LineParser {
-        line: line_no,
-        args,
-        name,
-        close_col: inner_col + close,
-    };
+    let lp = LineParser { line: line_no, args, name, close_col: inner_col + close };
     let is_fork = OP_NAMES[kind] == "fork";
     if let Some(l) = lhs {
         if !is_fork {
-            return err(
-                l.col,
-                format!(
-                    "only fork assigns a result (`p1 = fork(p0)`), found `{} =`",
-                    l.s
-                ),
-            );
+            return err(l.col, format!("only fork assigns a result (`p1 = fork(p0)`), found `{} =`", l.s));
         }
     } else if is_fork {
         return err(name.col, "fork names its child: `p1 = fork(p0)`".into());
@@ -304,62 +233,40 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
             if lp.args.len() == 5 {
                 a(5, "p, addr, len, prot, anon|shared-anon")?;
                 let t = lp.args[4];
-                let target = match t.s {
-                    "anon" => Target::Anon,
-                    "shared-anon" => Target::SharedAnon,
-                    _ => return lp.err(t.col, format!("expected anon or shared-anon, found `{}` (files take: file, shared|private, pgoff)", t.s)),
-                };
-                Op::Mmap {
-                    p: lp.proc(0)?,
-                    addr: lp.page(1)?,
-                    len: lp.len(2)?,
-                    prot: lp.prot(3)?,
-                    target,
-                }
+                let target =
+                    match t.s {
+                        "anon" => Target::Anon,
+                        "shared-anon" => Target::SharedAnon,
+                        _ => return lp.err(
+                            t.col,
+                            format!(
+                                "expected anon or shared-anon, found `{}` (files take: file, shared|private, pgoff)",
+                                t.s
+                            ),
+                        ),
+                    };
+                Op::Mmap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)?, target }
             } else {
-                a(
-                    7,
-                    "p, addr, len, prot, memfd|ext4|ramfs, shared|private, pgoff",
-                )?;
+                a(7, "p, addr, len, prot, memfd|ext4|ramfs, shared|private, pgoff")?;
                 let ft = lp.args[4];
                 let file = match ft.s {
                     "memfd" => FileName::Memfd,
                     "ext4" => FileName::Ext4,
                     "ramfs" => FileName::Ramfs,
-                    _ => {
-                        return lp.err(
-                            ft.col,
-                            format!("expected memfd, ext4 or ramfs, found `{}`", ft.s),
-                        )
-                    }
+                    _ => return lp.err(ft.col, format!("expected memfd, ext4 or ramfs, found `{}`", ft.s)),
                 };
                 let st = lp.args[5];
                 let shared = match st.s {
                     "shared" => true,
                     "private" => false,
-                    _ => {
-                        return lp.err(
-                            st.col,
-                            format!("expected shared or private, found `{}`", st.s),
-                        )
-                    }
+                    _ => return lp.err(st.col, format!("expected shared or private, found `{}`", st.s)),
                 };
-                let target = Target::File {
-                    file,
-                    shared,
-                    pgoff: lp.num(6, 0, NPAGES as u8 - 1, "a file page offset")?,
-                };
-                Op::Mmap {
-                    p: lp.proc(0)?,
-                    addr: lp.page(1)?,
-                    len: lp.len(2)?,
-                    prot: lp.prot(3)?,
-                    target,
-                }
+                let target =
+                    Target::File { file, shared, pgoff: lp.num(6, 0, NPAGES as u8 - 1, "a file page offset")? };
+                Op::Mmap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)?, target }
             }
         }
-        "munmap" | "mlock" | "munlock" | "uffd_register" | "uffd_unregister" | "uffd_wp"
-        | "uffd_unwp" => {
+        "munmap" | "mlock" | "munlock" | "uffd_register" | "uffd_unregister" | "uffd_wp" | "uffd_unwp" => {
             a(3, "p, addr, len")?;
             let (p, addr, len) = (lp.proc(0)?, lp.page(1)?, lp.len(2)?);
             match OP_NAMES[kind] {
@@ -374,41 +281,22 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
         }
         "mprotect" => {
             a(4, "p, addr, len, prot")?;
-            Op::Mprotect {
-                p: lp.proc(0)?,
-                addr: lp.page(1)?,
-                len: lp.len(2)?,
-                prot: lp.prot(3)?,
-            }
+            Op::Mprotect { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)? }
         }
         "madvise" => {
             a(4, "p, addr, len, MADV_*")?;
             let t = lp.args[3];
             let Some(&advice) = Advice::ALL.iter().find(|x| x.name() == t.s) else {
                 let names: Vec<_> = Advice::ALL.iter().map(|x| x.name()).collect();
-                return lp.err(
-                    t.col,
-                    format!("unknown advice `{}` (known: {})", t.s, names.join(", ")),
-                );
+                return lp.err(t.col, format!("unknown advice `{}` (known: {})", t.s, names.join(", ")));
             };
-            Op::Madvise {
-                p: lp.proc(0)?,
-                addr: lp.page(1)?,
-                len: lp.len(2)?,
-                advice,
-            }
+            Op::Madvise { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, advice }
         }
         "mremap" => {
             a(4, "p, addr, len, new_addr")?;
-            Op::Mremap {
-                p: lp.proc(0)?,
-                addr: lp.page(1)?,
-                len: lp.len(2)?,
-                new: lp.page(3)?,
-            }
+            Op::Mremap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, new: lp.page(3)? }
         }
-        "read" | "write" | "migrate" | "migrate_start" | "migrate_finish" | "pageout"
-        | "writeback" | "numa_hint" => {
+        "read" | "write" | "migrate" | "migrate_start" | "migrate_finish" | "pageout" | "writeback" | "numa_hint" => {
             a(2, "p, addr")?;
             let (p, addr) = (lp.proc(0)?, lp.page(1)?);
             match OP_NAMES[kind] {
@@ -434,31 +322,15 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
         "fork" => {
             let l = lhs.unwrap();
             let Some(child) = parse_proc(l) else {
-                return err(
-                    l.col,
-                    format!(
-                        "expected a process p0..p{} before `=`, found `{}`",
-                        MAX_PROCS - 1,
-                        l.s
-                    ),
-                );
+                return err(l.col, format!("expected a process p0..p{} before `=`, found `{}`", MAX_PROCS - 1, l.s));
             };
             let event_fork = match lp.args.len() {
                 1 => false,
                 2 if lp.args[1].s == "event_fork" => true,
-                2 => {
-                    return lp.err(
-                        lp.args[1].col,
-                        format!("expected event_fork, found `{}`", lp.args[1].s),
-                    )
-                }
+                2 => return lp.err(lp.args[1].col, format!("expected event_fork, found `{}`", lp.args[1].s)),
                 _ => return lp.want(1, "parent[, event_fork]").map(|_| unreachable!()),
             };
-            Op::Fork {
-                parent: lp.proc(0)?,
-                child,
-                event_fork,
-            }
+            Op::Fork { parent: lp.proc(0)?, child, event_fork }
         }
         "swapoff" => {
             a(0, "")?;
@@ -503,14 +375,7 @@ swapoff()
         let p = parse(text).unwrap();
         assert_eq!(p.ops.len(), 7);
         assert_eq!(parse(&p.to_string()).unwrap(), p);
-        assert_eq!(
-            p.ops[3],
-            Op::Fork {
-                parent: 0,
-                child: 1,
-                event_fork: true
-            }
-        );
+        assert_eq!(p.ops[3], Op::Fork { parent: 0, child: 1, event_fork: true });
     }
 
     #[test]

@@ -21,11 +21,7 @@ fn every_corpus_file_meets_its_expectation() {
     let mut failures = Vec::new();
     for f in &files {
         let r = corpus::load(f).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            r.expect.is_some(),
-            "{}: every corpus file states `# expect:`",
-            f.display()
-        );
+        assert!(r.expect.is_some(), "{}: every corpus file states `# expect:`", f.display());
         let (v, out) = corpus::replay(&r);
         if !matches!(v, Verdict::Pass | Verdict::Diverges) {
             failures.push(format!("{}: {v:?}\n{}", f.display(), out.report()));
@@ -59,11 +55,7 @@ fn unuse_scenario_really_swaps_in_with_uffd_wp() {
     for op in &r.program.ops {
         results.push(model::step(&mut s, &r.pair.a, op));
         if matches!(op, ptediff::Op::Pageout { .. }) {
-            assert!(
-                matches!(s.procs[0].pt[0], Entry::Swap { .. }),
-                "{:?}",
-                s.procs[0].pt[0]
-            );
+            assert!(matches!(s.procs[0].pt[0], Entry::Swap { .. }), "{:?}", s.procs[0].pt[0]);
         }
     }
     assert_eq!(results.last(), Some(&StepResult::UffdWp));
@@ -84,29 +76,15 @@ fn bad_files_get_a_clear_error_and_replay_goes_on() {
     )
     .unwrap();
     std::fs::write(dir.path().join("b-binary.ptd"), [0xff, 0xfe, 0x00, 0x01]).unwrap();
-    std::fs::write(
-        dir.path().join("c-header.ptd"),
-        "# variants: full-restore vs no-such-fix\nread(p0, 0)\n",
-    )
-    .unwrap();
-    std::fs::copy(
-        corpus_dir().join("thread-softdirty-merge-migrate.ptd"),
-        dir.path().join("d-good.ptd"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("c-header.ptd"), "# variants: full-restore vs no-such-fix\nread(p0, 0)\n").unwrap();
+    std::fs::copy(corpus_dir().join("thread-softdirty-merge-migrate.ptd"), dir.path().join("d-good.ptd")).unwrap();
     let e = corpus::load(&dir.path().join("a-bad.ptd")).unwrap_err();
     assert_eq!((e.line, e.col), (3, 11));
-    assert!(
-        e.to_string().contains("a-bad.ptd:3:11: expected a page"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("a-bad.ptd:3:11: expected a page"), "{e}");
     let e = corpus::load(&dir.path().join("b-binary.ptd")).unwrap_err();
     assert!(e.to_string().contains("not UTF-8"), "{e}");
     let e = corpus::load(&dir.path().join("c-header.ptd")).unwrap_err();
-    assert!(
-        e.to_string().contains("unknown variant `no-such-fix`"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("unknown variant `no-such-fix`"), "{e}");
 
     let out = bin().arg("replay").arg(dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -116,84 +94,43 @@ fn bad_files_get_a_clear_error_and_replay_goes_on() {
         stdout.contains("DIVERGES  ") && stdout.contains("d-good.ptd"),
         "the good file is still replayed: {stdout}"
     );
-    assert!(
-        stdout.contains("1 met expectations, 0 mismatched, 3 unreadable"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("1 met expectations, 0 mismatched, 3 unreadable"), "{stdout}");
 }
 
 #[test]
 fn replay_exit_status_reports_mismatches() {
     let dir = tempfile::tempdir().unwrap();
-    let text =
-        std::fs::read_to_string(corpus_dir().join("thread-softdirty-merge-migrate.ptd")).unwrap();
+    let text = std::fs::read_to_string(corpus_dir().join("thread-softdirty-merge-migrate.ptd")).unwrap();
     let wrong: String = text
         .lines()
-        .map(|l| {
-            if l.starts_with("# expect:") {
-                "# expect: pass\n".to_string()
-            } else {
-                format!("{l}\n")
-            }
-        })
+        .map(|l| if l.starts_with("# expect:") { "# expect: pass\n".to_string() } else { format!("{l}\n") })
         .collect();
     std::fs::write(dir.path().join("x.ptd"), wrong).unwrap();
-    let out = bin()
-        .arg("replay")
-        .arg(dir.path().join("x.ptd"))
-        .output()
-        .unwrap();
+    let out = bin().arg("replay").arg(dir.path().join("x.ptd")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH"));
     let ok = bin().arg("replay").arg(corpus_dir()).output().unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
 }
 
 #[test]
 fn fuzz_writes_minimized_findings_that_replay() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin()
-        .args([
-            "fuzz",
-            "--seconds",
-            "20",
-            "--programs",
-            "20000",
-            "--seed",
-            "7",
-            "--out",
-        ])
+        .args(["fuzz", "--seconds", "20", "--programs", "20000", "--seed", "7", "--out"])
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files = corpus::collect_files(&[dir.path().to_path_buf()]);
     assert!(!files.is_empty(), "20000 programs found nothing");
     for f in &files {
         let r = corpus::load(f).unwrap_or_else(|e| panic!("{e}"));
         let (v, _) = corpus::replay(&r);
         assert_eq!(v, Verdict::Diverges, "{}", f.display());
-        assert!(
-            r.program.ops.len() <= 12,
-            "{}: {} ops, not minimized?",
-            f.display(),
-            r.program.ops.len()
-        );
+        assert!(r.program.ops.len() <= 12, "{}: {} ops, not minimized?", f.display(), r.program.ops.len());
         let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
-        assert_eq!(
-            r.expect,
-            Some(Expect::Diverges(stem)),
-            "the file is named after its signature"
-        );
+        assert_eq!(r.expect, Some(Expect::Diverges(stem)), "the file is named after its signature");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("findings.json")).unwrap()).unwrap();
@@ -206,19 +143,11 @@ fn fuzz_writes_minimized_findings_that_replay() {
 #[test]
 fn fmt_and_encode_round_trip_through_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let st = bin()
-        .arg("encode")
-        .arg(corpus_dir())
-        .arg("--out")
-        .arg(dir.path())
-        .status()
-        .unwrap();
+    let st = bin().arg("encode").arg(corpus_dir()).arg("--out").arg(dir.path()).status().unwrap();
     assert!(st.success());
     let seed = dir.path().join("thread-softdirty-merge-migrate");
     let bytes = std::fs::read(&seed).unwrap();
-    let want = corpus::load(&corpus_dir().join("thread-softdirty-merge-migrate.ptd"))
-        .unwrap()
-        .program;
+    let want = corpus::load(&corpus_dir().join("thread-softdirty-merge-migrate.ptd")).unwrap().program;
     assert_eq!(ptediff::Program::from_bytes(&bytes), want);
     let out = bin().arg("fmt").arg(&seed).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();

@@ -7,22 +7,13 @@ use ptediff::explore::{default_alphabet, explore, Options};
 use ptediff::model::{Config, Restore};
 
 fn run(pair: Pair, depth: usize, oracle: bool) -> ptediff::explore::Report {
-    let opts = Options {
-        pair,
-        depth,
-        threads: 2,
-        oracle,
-        alphabet: default_alphabet(),
-    };
+    let opts = Options { pair, depth, threads: 2, oracle, alphabet: default_alphabet() };
     explore(&opts, &AtomicBool::new(false), |_, _, _, _| {})
 }
 
 #[test]
 fn identical_variants_give_a_certificate() {
-    let same = Pair {
-        a: Config::new(Restore::FullRestore),
-        b: Config::new(Restore::FullRestore),
-    };
+    let same = Pair { a: Config::new(Restore::FullRestore), b: Config::new(Restore::FullRestore) };
     let r = run(same, 4, false);
     assert!(r.findings.is_empty());
     assert!(r.states > 100, "{} states", r.states);
@@ -33,40 +24,26 @@ fn identical_variants_give_a_certificate() {
 fn finds_the_thread_scenarios_with_shortest_programs() {
     let r = run(Pair::default(), 5, true);
     let slugs: Vec<String> = r.findings.iter().map(|f| f.0.slug()).collect();
-    assert!(slugs.iter().any(|s| s.starts_with("W.vm-page-prot-rw.by-remove_migration_pte.ro-clear_refs_write.memfd-shared.prot-mmap_region_expand")), "{slugs:#?}");
     assert!(
-        slugs
-            .iter()
-            .any(|s| s.starts_with("oracle.S.by-uffd_wp_range")),
+        slugs.iter().any(|s| s.starts_with(
+            "W.vm-page-prot-rw.by-remove_migration_pte.ro-clear_refs_write.memfd-shared.prot-mmap_region_expand"
+        )),
         "{slugs:#?}"
     );
+    assert!(slugs.iter().any(|s| s.starts_with("oracle.S.by-uffd_wp_range")), "{slugs:#?}");
     // Every reported program really has its signature, and none is reachable in fewer ops.
     let shallower = run(Pair::default(), 4, true);
     for (sig, prog, _) in &r.findings {
-        assert_eq!(
-            analyze(prog, &Pair::default(), sig.kind)
-                .map(|f| f.signature)
-                .as_ref(),
-            Some(sig),
-            "{prog}"
-        );
+        assert_eq!(analyze(prog, &Pair::default(), sig.kind).map(|f| f.signature).as_ref(), Some(sig), "{prog}");
         assert!(prog.ops.len() <= 5);
         if prog.ops.len() == 5 {
-            assert!(
-                !shallower.findings.iter().any(|(s, _, _)| s == sig),
-                "{sig} also at depth 4"
-            );
+            assert!(!shallower.findings.iter().any(|(s, _, _)| s == sig), "{sig} also at depth 4");
         }
     }
-    let pre = Pair {
-        a: Config::new(Restore::PreFix),
-        b: Config::new(Restore::FullRestore),
-    };
+    let pre = Pair { a: Config::new(Restore::PreFix), b: Config::new(Restore::FullRestore) };
     let r = run(pre, 5, false);
     assert!(
-        r.findings
-            .iter()
-            .any(|(s, _, _)| s.kind == Kind::Divergence && s.verdict == "harmful-U"),
+        r.findings.iter().any(|(s, _, _)| s.kind == Kind::Divergence && s.verdict == "harmful-U"),
         "pre-fix uffd-wp bypass not found"
     );
 }
@@ -81,11 +58,6 @@ fn levels_grow_and_states_are_deduplicated() {
         assert!(l.transitions <= frontier * alphabet, "{l:?}");
         frontier = l.states;
     }
-    assert!(
-        r.states < r.transitions,
-        "dedup: {} states for {} transitions",
-        r.states,
-        r.transitions
-    );
+    assert!(r.states < r.transitions, "dedup: {} states for {} transitions", r.states, r.transitions);
     assert!(r.collision_probability() < 1e-6);
 }

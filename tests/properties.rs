@@ -41,18 +41,9 @@ fn programs(seed: u64, n: usize) -> Vec<Program> {
 fn all_configs() -> Vec<Config> {
     let mut v = Vec::new();
     for k in [Kernel::V61, Kernel::V61y] {
-        for r in [
-            Restore::PreFix,
-            Restore::FullRestore,
-            Restore::VmPageProt,
-            Restore::Stable61y,
-        ] {
+        for r in [Restore::PreFix, Restore::FullRestore, Restore::VmPageProt, Restore::Stable61y] {
             for u in [model::Unuse::V61, model::Unuse::WithCare] {
-                v.push(Config {
-                    restore: r,
-                    unuse: u,
-                    kernel: k,
-                });
+                v.push(Config { restore: r, unuse: u, kernel: k });
             }
         }
     }
@@ -131,10 +122,7 @@ fn minimizer_keeps_the_signature_and_is_one_minimal() {
             break;
         }
     }
-    assert!(
-        checked >= 10,
-        "too few divergent programs to test the minimizer: {checked}"
-    );
+    assert!(checked >= 10, "too few divergent programs to test the minimizer: {checked}");
 }
 
 /// The runner's shortcut (stepping side b only once variant code can run) must
@@ -144,22 +132,13 @@ fn runner_shortcut_matches_naive_lock_step() {
     use ptediff::check::{agree, first_divergence};
     let pairs = [
         Pair::default(),
+        Pair { a: Config::new(Restore::PreFix), b: Config::new(Restore::FullRestore) },
         Pair {
-            a: Config::new(Restore::PreFix),
-            b: Config::new(Restore::FullRestore),
-        },
-        Pair {
-            a: Config {
-                unuse: model::Unuse::WithCare,
-                ..Config::new(Restore::PreFix)
-            },
+            a: Config { unuse: model::Unuse::WithCare, ..Config::new(Restore::PreFix) },
             b: Config::new(Restore::PreFix),
         },
         Pair {
-            a: Config {
-                kernel: Kernel::V61y,
-                ..Config::new(Restore::VmPageProt)
-            },
+            a: Config { kernel: Kernel::V61y, ..Config::new(Restore::VmPageProt) },
             b: Config::new(Restore::VmPageProt),
         },
     ];
@@ -187,8 +166,5 @@ fn runner_shortcut_matches_naive_lock_step() {
         assert_eq!(fast, naive, "{pair:?}\n{p}");
         diverged += naive.is_some() as usize;
     }
-    assert!(
-        diverged > 20,
-        "only {diverged} divergent programs exercised"
-    );
+    assert!(diverged > 20, "only {diverged} divergent programs exercised");
 }

@@ -4,8 +4,8 @@
 //! linux-source-6.1 (6.1.192).
 
 use ptediff::model::{
-    step, Config, Entry, FolioFlags, FolioId, FolioKind, Kernel, MigKind, PageProt, PteBits,
-    Restore, State, StepResult, SwpBits, VmFlags, ZERO_PAGE,
+    step, Config, Entry, FolioFlags, FolioId, FolioKind, Kernel, MigKind, PageProt, PteBits, Restore, State,
+    StepResult, SwpBits, VmFlags, ZERO_PAGE,
 };
 use ptediff::text::parse;
 
@@ -41,10 +41,7 @@ fn cfg() -> Config {
 }
 
 fn cfg_k(kernel: Kernel) -> Config {
-    Config {
-        kernel,
-        ..Config::new(Restore::VmPageProt)
-    }
+    Config { kernel, ..Config::new(Restore::VmPageProt) }
 }
 
 fn cfg_r(restore: Restore) -> Config {
@@ -116,18 +113,12 @@ fn writenotify_shared_memfd_after_mmap_is_rw_with_softdirty() {
 fn writenotify_clear_refs_makes_shmem_prot_readonly() {
     // clear_refs_write (fs/proc/task_mmu.c:1294-1300): VM_SOFTDIRTY cleared, then
     // vma_set_page_prot -> rule 4 (soft-dirty tracking) -> private prot (no RW).
-    let s = run(
-        "mmap(p0, 0, 2, rw-, memfd, shared, 0)\nclear_refs(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 2, rw-, memfd, shared, 0)\nclear_refs(p0)", &cfg());
     assert!(!vflags(&s, 0, 0).contains(VmFlags::SOFTDIRTY));
     assert!(!prot_w(&s, 0, 0));
     assert!(vprot(&s, 0, 0).contains(PageProt::USER));
     // A new mmap next to it (not mergeable: different file offset) is RW again.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nclear_refs(p0)\nmmap(p0, 1, 1, rw-, memfd, shared, 5)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nclear_refs(p0)\nmmap(p0, 1, 1, rw-, memfd, shared, 5)", &cfg());
     assert!(!prot_w(&s, 0, 0));
     assert!(prot_w(&s, 0, 1));
 }
@@ -147,18 +138,10 @@ fn writenotify_page_mkwrite_filesystems_always_readonly() {
 #[test]
 fn writenotify_private_mappings_never_rw() {
     // protection_map: private+WRITE is PAGE_COPY (arch/x86/mm/pgprot.c).
-    for target in [
-        "anon",
-        "memfd, private, 0",
-        "ext4, private, 0",
-        "ramfs, private, 0",
-    ] {
+    for target in ["anon", "memfd, private, 0", "ext4, private, 0", "ramfs, private, 0"] {
         let s = run(&format!("mmap(p0, 0, 2, rw-, {target})"), &cfg());
         assert!(!prot_w(&s, 0, 0), "{target}");
-        let s = run(
-            &format!("mmap(p0, 0, 2, rw-, {target})\nclear_refs(p0)"),
-            &cfg(),
-        );
+        let s = run(&format!("mmap(p0, 0, 2, rw-, {target})\nclear_refs(p0)"), &cfg());
         assert!(!prot_w(&s, 0, 0), "{target} after clear_refs");
     }
     // A shared mapping without PROT_WRITE is not RW either.
@@ -178,10 +161,7 @@ fn writenotify_b1_uffd_wp_registered_memfd() {
     assert!(vflags(&s, 0, 0).contains(VmFlags::UFFD_WP));
     assert!(!prot_w(&s, 0, 0));
     // Unregistering flips VM_UFFD_WP back: B1 recomputes -> RW again.
-    let s = run(
-        &format!("{text}\nuffd_unregister(p0, 0, 2)"),
-        &cfg_k(Kernel::V61y),
-    );
+    let s = run(&format!("{text}\nuffd_unregister(p0, 0, 2)"), &cfg_k(Kernel::V61y));
     assert!(!vflags(&s, 0, 0).contains(VmFlags::UFFD_WP));
     assert!(prot_w(&s, 0, 0));
     // ...unless soft-dirty tracking also wants writenotify.
@@ -221,21 +201,12 @@ fn writenotify_mprotect_rule3_uses_old_prot_for_try_change_writable() {
 fn read_fault_shared_memfd_maps_writable_clean() {
     let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nread(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
-    assert!(
-        b.contains(PteBits::W),
-        "no writenotify: mk_pte(PAGE_SHARED) is W"
-    );
+    assert!(b.contains(PteBits::W), "no writenotify: mk_pte(PAGE_SHARED) is W");
     assert!(!b.intersects(PteBits::D | PteBits::SD | PteBits::UW));
     assert!(!fflags(&s, f).contains(FolioFlags::DIRTY));
-    assert!(matches!(
-        s.folio(f).kind,
-        FolioKind::File { file: 0, index: 0 }
-    ));
+    assert!(matches!(s.folio(f).kind, FolioKind::File { file: 0, index: 0 }));
     // A store through it sets D only (hardware), never SD.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nread(p0, 0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nread(p0, 0)\nwrite(p0, 0)", &cfg());
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D));
     assert!(!b.contains(PteBits::SD));
@@ -246,10 +217,7 @@ fn read_fault_after_clear_refs_maps_readonly_then_write_faults_soft_dirty() {
     let text = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nclear_refs(p0)\nread(p0, 0)";
     let s = run(text, &cfg());
     let b = bits(&s, 0, 0);
-    assert!(
-        !b.contains(PteBits::W),
-        "writenotify for soft-dirty: read-only"
-    );
+    assert!(!b.contains(PteBits::W), "writenotify for soft-dirty: read-only");
     assert!(!b.intersects(PteBits::D | PteBits::SD));
     // The write now faults: wp_page_shared -> wp_page_reuse: W, D, SD.
     let s = run(&format!("{text}\nwrite(p0, 0)"), &cfg());
@@ -261,10 +229,7 @@ fn read_fault_after_clear_refs_maps_readonly_then_write_faults_soft_dirty() {
 #[test]
 fn write_fault_on_none_shared_memfd_is_writable_dirty_softdirty() {
     // do_shared_fault -> do_set_pte(write): maybe_mkwrite(pte_mkdirty()).
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nclear_refs(p0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nclear_refs(p0)\nwrite(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD));
     assert!(fflags(&s, f).contains(FolioFlags::DIRTY));
@@ -310,10 +275,7 @@ fn clear_refs_keeps_writable_migration_entry_writable() {
     assert!(!b.contains(SwpBits::SD), "swpSD cleared");
     assert!(b.contains(SwpBits::DIRTY));
     // Restore: MIG_W -> maybe_mkwrite; dirty entry -> pte_mkdirty sets SD again.
-    assert_eq!(
-        more(&mut s, "migrate_finish(p0, 0)", &cfg()),
-        [StepResult::Ok]
-    );
+    assert_eq!(more(&mut s, "migrate_finish(p0, 0)", &cfg()), [StepResult::Ok]);
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD));
 }
@@ -335,15 +297,9 @@ fn clear_refs_clean_writable_migration_entry_loses_tracking() {
 
 #[test]
 fn clear_refs_clears_swp_sd_of_swap_entries() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)", &cfg());
     assert!(swp(&s, 0, 0).0.contains(SwpBits::SD));
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nclear_refs(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nclear_refs(p0)", &cfg());
     let (b, _) = swp(&s, 0, 0);
     assert!(!b.contains(SwpBits::SD));
     assert!(b.contains(SwpBits::EXCL));
@@ -358,10 +314,7 @@ fn fork_wrprotects_private_anon_in_parent_and_child() {
     let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)", &cfg());
     let (_, f0) = pte(&s, 0, 0);
     assert!(fflags(&s, f0).contains(FolioFlags::ANON_EXCLUSIVE));
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)", &cfg());
     let (pb, pf) = pte(&s, 0, 0);
     let (cb, cf) = pte(&s, 1, 0);
     assert_eq!(pf, cf, "the page is shared");
@@ -377,10 +330,7 @@ fn fork_wrprotects_private_anon_in_parent_and_child() {
 fn fork_then_cow_copy_in_child_and_reuse_in_parent() {
     // do_wp_page: not exclusive and refcount 2 -> copy in the child; the parent is
     // then the only reference -> page_move_anon_rmap + reuse (same folio).
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nwrite(p1, 0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nwrite(p1, 0)\nwrite(p0, 0)", &cfg());
     let (pb, pf) = pte(&s, 0, 0);
     let (cb, cf) = pte(&s, 1, 0);
     assert_ne!(pf, cf);
@@ -392,17 +342,11 @@ fn fork_then_cow_copy_in_child_and_reuse_in_parent() {
 
 #[test]
 fn fork_shared_memfd_without_uffd_copies_no_ptes() {
-    let s = run(
-        "mmap(p0, 0, 2, rw-, memfd, shared, 0)\nwrite(p0, 0)\nread(p0, 1)\np1 = fork(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 2, rw-, memfd, shared, 0)\nwrite(p0, 0)\nread(p0, 1)\np1 = fork(p0)", &cfg());
     assert!(s.procs[1].pt[0].is_none());
     assert!(s.procs[1].pt[1].is_none());
     assert!(s.procs[1].vma(0).is_some(), "the VMA is duplicated");
-    assert!(
-        bits(&s, 0, 0).contains(PteBits::W),
-        "parent shared pte untouched"
-    );
+    assert!(bits(&s, 0, 0).contains(PteBits::W), "parent shared pte untouched");
 }
 
 #[test]
@@ -452,10 +396,7 @@ fn fork_marker_copy_b3() {
 #[test]
 fn fork_swap_entry_loses_exclusive_in_parent() {
     // copy_nonpresent_pte l.804-821: swpEXCL cleared in the parent, count++.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\np1 = fork(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\np1 = fork(p0)", &cfg());
     let (pb, ps) = swp(&s, 0, 0);
     let (cb, cs) = swp(&s, 1, 0);
     assert_eq!(ps, cs);
@@ -465,10 +406,7 @@ fn fork_swap_entry_loses_exclusive_in_parent() {
 
 #[test]
 fn fork_downgrades_migration_entries_of_cow_mappings() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\np1 = fork(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\np1 = fork(p0)", &cfg());
     assert_eq!(mig(&s, 0, 0).0, MigKind::Read);
     assert_eq!(mig(&s, 1, 0).0, MigKind::Read);
     assert!(mig(&s, 0, 0).1.contains(SwpBits::SD | SwpBits::DIRTY));
@@ -480,10 +418,7 @@ fn fork_downgrades_migration_entries_of_cow_mappings() {
 
 #[test]
 fn migrate_entry_kind_writable() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)", &cfg());
     let (k, b, f) = mig(&s, 0, 0);
     assert_eq!(k, MigKind::Write);
     assert!(b.contains(SwpBits::YOUNG | SwpBits::DIRTY | SwpBits::SD));
@@ -496,10 +431,7 @@ fn migrate_entry_kind_writable() {
 #[test]
 fn migrate_entry_kind_readable_exclusive() {
     // RO exclusive anon page (clear_refs wrprotected it).
-    let mut s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nclear_refs(p0)\nmigrate_start(p0, 0)",
-        &cfg(),
-    );
+    let mut s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nclear_refs(p0)\nmigrate_start(p0, 0)", &cfg());
     let (k, b, _) = mig(&s, 0, 0);
     assert_eq!(k, MigKind::ReadExclusive);
     assert!(!b.contains(SwpBits::SD));
@@ -517,16 +449,9 @@ fn migrate_entry_kind_readable_exclusive() {
 
 #[test]
 fn migrate_entry_kind_readable_when_shared_after_fork() {
-    let mut s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nmigrate_start(p0, 0)",
-        &cfg(),
-    );
+    let mut s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nmigrate_start(p0, 0)", &cfg());
     assert_eq!(mig(&s, 0, 0).0, MigKind::Read);
-    assert_eq!(
-        mig(&s, 1, 0).0,
-        MigKind::Read,
-        "the rmap walk covers the child"
-    );
+    assert_eq!(mig(&s, 1, 0).0, MigKind::Read, "the rmap walk covers the child");
     more(&mut s, "migrate_finish(p0, 0)", &cfg());
     let (_, f) = pte(&s, 0, 0);
     assert_eq!(pte(&s, 1, 0).1, f);
@@ -562,10 +487,7 @@ fn migrate_entry_carries_soft_dirty_and_uffd_wp() {
 #[test]
 fn migrate_restore_not_young_clears_accessed() {
     // MADV_FREE clears A and D; the entry is not young: restore clears A.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)\nmigrate(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)\nmigrate(p0, 0)", &cfg());
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::W));
     assert!(!b.intersects(PteBits::A | PteBits::D));
@@ -578,8 +500,7 @@ fn migrate_restore_not_young_clears_accessed() {
 
 #[test]
 fn mprotect_downgrades_writable_migration_entry_even_when_staying_writable() {
-    let text =
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\nmprotect(p0, 0, 1, rwx)";
+    let text = "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\nmprotect(p0, 0, 1, rwx)";
     let s = run(text, &cfg());
     let (k, b, _) = mig(&s, 0, 0);
     assert_eq!(k, MigKind::ReadExclusive, "anon MIG_W -> MIG_RX");
@@ -595,15 +516,9 @@ fn mprotect_downgrades_writable_migration_entry_even_when_staying_writable() {
 #[test]
 fn mprotect_try_change_writable_private_anon() {
     // Exclusive, dirty, soft-dirty tracking off -> can_change_pte_writable.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmprotect(p0, 0, 1, r--)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmprotect(p0, 0, 1, r--)", &cfg());
     assert!(!bits(&s, 0, 0).contains(PteBits::W));
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmprotect(p0, 0, 1, r--)\nmprotect(p0, 0, 1, rw-)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmprotect(p0, 0, 1, r--)\nmprotect(p0, 0, 1, rw-)", &cfg());
     assert!(bits(&s, 0, 0).contains(PteBits::W | PteBits::D));
 }
 
@@ -633,10 +548,7 @@ fn mprotect_try_change_writable_refused_cases() {
         &cfg(),
     );
     let b = bits(&s, 0, 0);
-    assert!(
-        !b.contains(PteBits::W) && b.contains(PteBits::UW),
-        "uffd-wp"
-    );
+    assert!(!b.contains(PteBits::W) && b.contains(PteBits::UW), "uffd-wp");
 }
 
 #[test]
@@ -664,10 +576,7 @@ fn uffd_wp_protects_present_and_marks_none_on_shmem() {
     assert!(!b.contains(PteBits::W));
     assert_eq!(s.procs[0].pt[1], Entry::Marker);
     // Anonymous VMAs get no markers.
-    let s = run(
-        "mmap(p0, 0, 2, rw-, anon)\nuffd_register(p0, 0, 2)\nuffd_wp(p0, 0, 2)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 2, rw-, anon)\nuffd_register(p0, 0, 2)\nuffd_wp(p0, 0, 2)", &cfg());
     assert_eq!(s.procs[0].pt[1], Entry::None);
 }
 
@@ -683,10 +592,8 @@ fn uffd_wp_write_blocks() {
     let b = bits(&s, 0, 1);
     assert!(b.contains(PteBits::UW) && !b.contains(PteBits::W));
     // Reads are fine.
-    let (_, r) = run_r(
-        "mmap(p0, 0, 2, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 2)\nuffd_wp(p0, 0, 2)\nread(p0, 1)",
-        &cfg(),
-    );
+    let (_, r) =
+        run_r("mmap(p0, 0, 2, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 2)\nuffd_wp(p0, 0, 2)\nread(p0, 1)", &cfg());
     assert_eq!(r[3], StepResult::Ok);
 }
 
@@ -730,10 +637,8 @@ fn uffd_markers_survive_dontneed_but_not_munmap() {
     assert_eq!(s.procs[0].pt[0], Entry::None);
     assert_eq!(s.procs[0].pt[1], Entry::None);
     // A later mapping of the range starts clean.
-    let (s, r) = run_r(
-        &format!("{text}\nmunmap(p0, 0, 2)\nmmap(p0, 0, 2, rw-, memfd, shared, 0)\nwrite(p0, 1)"),
-        &cfg(),
-    );
+    let (s, r) =
+        run_r(&format!("{text}\nmunmap(p0, 0, 2)\nmmap(p0, 0, 2, rw-, memfd, shared, 0)\nwrite(p0, 1)"), &cfg());
     assert_eq!(r[7], StepResult::Ok);
     assert!(!bits(&s, 0, 1).contains(PteBits::UW));
 }
@@ -751,15 +656,9 @@ fn uffd_unregister_resolves_write_protection() {
 
 #[test]
 fn uffd_register_requires_shmem_or_anon() {
-    let (_, r) = run_r(
-        "mmap(p0, 0, 1, rw-, ext4, shared, 0)\nuffd_register(p0, 0, 1)",
-        &cfg(),
-    );
+    let (_, r) = run_r("mmap(p0, 0, 1, rw-, ext4, shared, 0)\nuffd_register(p0, 0, 1)", &cfg());
     assert_eq!(r[1], StepResult::Failed);
-    let (_, r) = run_r(
-        "mmap(p0, 0, 1, rw-, ramfs, shared, 0)\nuffd_register(p0, 0, 1)",
-        &cfg(),
-    );
+    let (_, r) = run_r("mmap(p0, 0, 1, rw-, ramfs, shared, 0)\nuffd_register(p0, 0, 1)", &cfg());
     assert_eq!(r[1], StepResult::Failed);
 }
 
@@ -801,18 +700,11 @@ fn thread_memfd_uffd_wp_then_migrate() {
         assert!(!s.warned, "{restore:?}");
         // The consequence: pre-fix lets the write through without a uffd event.
         let r = more(&mut s, "write(p0, 0)", &c);
-        let want = if w {
-            StepResult::Ok
-        } else {
-            StepResult::UffdWp
-        };
+        let want = if w { StepResult::Ok } else { StepResult::UffdWp };
         assert_eq!(r, [want], "{restore:?}");
     }
     // On 6.1.y (B1) the prot is read-only, so even the stable restore gives RO.
-    let c = Config {
-        kernel: Kernel::V61y,
-        ..cfg_r(Restore::Stable61y)
-    };
+    let c = Config { kernel: Kernel::V61y, ..cfg_r(Restore::Stable61y) };
     let s = run(MEMFD_UFFD_WP, &c);
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::UW) && !b.contains(PteBits::W));
@@ -828,10 +720,7 @@ migrate(p0, 0)
 
 #[test]
 fn thread_softdirty_merge_really_merges() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nclear_refs(p0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nclear_refs(p0)", &cfg());
     assert!(!prot_w(&s, 0, 0));
     assert!(!vflags(&s, 0, 0).contains(VmFlags::SOFTDIRTY));
     let b = bits(&s, 0, 0);
@@ -889,18 +778,12 @@ fn full_restore_warns_on_writable_uffd_wp_migration_entry() {
 
 #[test]
 fn swap_out_keeps_exclusive_and_swap_in_restores_it() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)", &cfg());
     let (b, slot) = swp(&s, 0, 0);
     assert!(b.contains(SwpBits::EXCL | SwpBits::SD));
     assert!(!b.contains(SwpBits::UW));
     assert_eq!(s.slots[slot as usize].count, 1);
-    let mut s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nread(p0, 0)",
-        &cfg(),
-    );
+    let mut s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nread(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(fflags(&s, f).contains(FolioFlags::ANON_EXCLUSIVE));
     assert!(!b.contains(PteBits::W), "read swap-in: private prot");
@@ -914,10 +797,7 @@ fn swap_out_keeps_exclusive_and_swap_in_restores_it() {
 
 #[test]
 fn swap_in_write_fault_on_exclusive_entry_maps_writable() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nclear_refs(p0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nclear_refs(p0)\nwrite(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD));
     assert!(fflags(&s, f).contains(FolioFlags::ANON_EXCLUSIVE));
@@ -925,10 +805,7 @@ fn swap_in_write_fault_on_exclusive_entry_maps_writable() {
 
 #[test]
 fn swap_after_fork_not_exclusive_and_write_copies() {
-    let mut s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\np1 = fork(p0)\nread(p0, 0)",
-        &cfg(),
-    );
+    let mut s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\np1 = fork(p0)\nread(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(!b.contains(PteBits::W));
     assert!(
@@ -990,10 +867,7 @@ fn shmem_pageout_leaves_none_or_marker() {
     assert_eq!(s.procs[0].pt[1], Entry::None);
     // Swap-in through a fault: shmem_swapin_folio marks the folio dirty; the pte
     // comes from vm_page_prot (read fault: clean, SD lost).
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\npageout(p0, 0)\nread(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\npageout(p0, 0)\nread(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(fflags(&s, f).contains(FolioFlags::DIRTY));
     assert!(!b.intersects(PteBits::SD | PteBits::D));
@@ -1005,10 +879,7 @@ fn shmem_pageout_leaves_none_or_marker() {
 
 #[test]
 fn madv_free_keeps_w_clears_d_and_a() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::SD));
     assert!(!b.intersects(PteBits::D | PteBits::A));
@@ -1018,15 +889,9 @@ fn madv_free_keeps_w_clears_d_and_a() {
 
 #[test]
 fn lazyfree_clean_page_is_discarded_on_pageout() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)", &cfg());
     let f = pte(&s, 0, 0).1;
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)\npageout(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)\npageout(p0, 0)", &cfg());
     assert_eq!(s.procs[0].pt[0], Entry::None, "discarded, no swap entry");
     assert_eq!(s.folio(f).kind, FolioKind::Free);
     assert!(s.slots.iter().all(|x| !x.in_use()));
@@ -1039,33 +904,21 @@ fn lazyfree_written_page_is_kept_on_pageout() {
         &cfg(),
     );
     let (b, f) = pte(&s, 0, 0);
-    assert!(
-        b.contains(PteBits::W | PteBits::D),
-        "pte put back unchanged"
-    );
-    assert!(
-        !fflags(&s, f).contains(FolioFlags::LAZYFREE),
-        "swapbacked again"
-    );
+    assert!(b.contains(PteBits::W | PteBits::D), "pte put back unchanged");
+    assert!(!fflags(&s, f).contains(FolioFlags::LAZYFREE), "swapbacked again");
     assert!(fflags(&s, f).contains(FolioFlags::DIRTY));
 }
 
 #[test]
 fn madv_free_frees_swap_entries() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)", &cfg());
     assert_eq!(s.procs[0].pt[0], Entry::None);
     assert!(s.slots.iter().all(|x| !x.in_use()));
 }
 
 #[test]
 fn madv_free_refused_on_shared_or_file_mappings() {
-    let (_, r) = run_r(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmadvise(p0, 0, 1, MADV_FREE)",
-        &cfg(),
-    );
+    let (_, r) = run_r("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmadvise(p0, 0, 1, MADV_FREE)", &cfg());
     assert_eq!(r[1], StepResult::Failed);
 }
 
@@ -1098,10 +951,7 @@ fn ext4_read_then_write_goes_through_page_mkwrite() {
     let (b, f) = pte(&s, 0, 0);
     assert!(!b.contains(PteBits::W), "writenotify: read fault maps RO");
     assert!(!fflags(&s, f).contains(FolioFlags::DIRTY));
-    let s = run(
-        "mmap(p0, 0, 1, rw-, ext4, shared, 0)\nread(p0, 0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, ext4, shared, 0)\nread(p0, 0)\nwrite(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD));
     assert!(fflags(&s, f).contains(FolioFlags::DIRTY));
@@ -1110,10 +960,7 @@ fn ext4_read_then_write_goes_through_page_mkwrite() {
 #[test]
 fn writeback_does_nothing_on_shmem() {
     // shmem sits on the noop BDI: no mapping_can_writeback -> no folio_mkclean.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nwriteback(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nwriteback(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D));
     assert!(fflags(&s, f).contains(FolioFlags::DIRTY));
@@ -1142,14 +989,12 @@ fn mremap_moves_entries_and_sets_soft_dirty() {
 
 #[test]
 fn mremap_uffd_wp_v61_keeps_uw_v61y_clears_it() {
-    let text = "mmap(p0, 0, 1, rw-, anon)\nuffd_register(p0, 0, 1)\nwrite(p0, 0)\nuffd_wp(p0, 0, 1)\nmremap(p0, 0, 1, 8)";
+    let text =
+        "mmap(p0, 0, 1, rw-, anon)\nuffd_register(p0, 0, 1)\nwrite(p0, 0)\nuffd_wp(p0, 0, 1)\nmremap(p0, 0, 1, 8)";
     let s = run(text, &cfg_k(Kernel::V61));
     let b = bits(&s, 0, 8);
     assert!(b.contains(PteBits::UW) && !b.contains(PteBits::W));
-    assert!(
-        !vflags(&s, 0, 8).contains(VmFlags::UFFD_WP),
-        "no EVENT_REMAP"
-    );
+    assert!(!vflags(&s, 0, 8).contains(VmFlags::UFFD_WP), "no EVENT_REMAP");
     let s = run(text, &cfg_k(Kernel::V61y));
     let b = bits(&s, 0, 8);
     assert!(!b.contains(PteBits::UW), "6.1.y move_ptes l.203-212");
@@ -1186,20 +1031,14 @@ fn numa_hint_makes_pte_protnone() {
 fn numa_fault_restores_w_from_vm_page_prot_ignoring_uw_v61() {
     // B1 changelog case (b): v6.1 do_numa_page does pte_modify(pte, vm_page_prot)
     // (PAGE_SHARED for a uffd-wp shmem VMA) and keeps UW: the write is not trapped.
-    let (s, r) = run_r(
-        &format!("{NUMA_UFFD}read(p0, 0)\nwrite(p0, 0)"),
-        &cfg_k(Kernel::V61),
-    );
+    let (s, r) = run_r(&format!("{NUMA_UFFD}read(p0, 0)\nwrite(p0, 0)"), &cfg_k(Kernel::V61));
     assert_eq!(r[5], StepResult::Ok);
     assert_eq!(r[6], StepResult::Ok, "v6.1: write not trapped");
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::UW | PteBits::D));
     assert!(!b.contains(PteBits::PROTNONE));
     // 6.1.y: B1 makes vm_page_prot RO, so the write traps to userfaultfd.
-    let (s, r) = run_r(
-        &format!("{NUMA_UFFD}read(p0, 0)\nwrite(p0, 0)"),
-        &cfg_k(Kernel::V61y),
-    );
+    let (s, r) = run_r(&format!("{NUMA_UFFD}read(p0, 0)\nwrite(p0, 0)"), &cfg_k(Kernel::V61y));
     assert_eq!(r[6], StepResult::UffdWp);
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::UW) && !b.contains(PteBits::W));
@@ -1208,10 +1047,7 @@ fn numa_fault_restores_w_from_vm_page_prot_ignoring_uw_v61() {
 #[test]
 fn numa_fault_preserves_write_bit() {
     // preserve_write (savedwrite == W on x86) and was_writable in do_numa_page.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nnuma_hint(p0, 0)\nread(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nnuma_hint(p0, 0)\nread(p0, 0)", &cfg());
     let b = bits(&s, 0, 0);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::A));
     assert!(!b.contains(PteBits::PROTNONE));
@@ -1223,19 +1059,13 @@ fn numa_hint_does_not_skip_dirty_shmem_pages() {
     // PageDirty(page)` -> skip. page_is_file_lru == !PageSwapBacked
     // (include/linux/mm_inline.h:27-35); shmem folios are swap-backed, so a dirty
     // shmem page IS made protnone.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nnuma_hint(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nnuma_hint(p0, 0)", &cfg());
     assert!(bits(&s, 0, 0).contains(PteBits::PROTNONE));
 }
 
 #[test]
 fn numa_hint_skips_dirty_ext4_pages() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, ext4, shared, 0)\nwrite(p0, 0)\nnuma_hint(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, ext4, shared, 0)\nwrite(p0, 0)\nnuma_hint(p0, 0)", &cfg());
     assert!(!bits(&s, 0, 0).contains(PteBits::PROTNONE));
 }
 
@@ -1249,10 +1079,7 @@ fn anon_read_maps_zero_page_then_write_copies() {
     let (b, f) = pte(&s, 0, 0);
     assert_eq!(f, ZERO_PAGE);
     assert!(!b.intersects(PteBits::W | PteBits::D | PteBits::SD));
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nread(p0, 0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nread(p0, 0)\nwrite(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert_ne!(f, ZERO_PAGE);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD));
@@ -1261,10 +1088,7 @@ fn anon_read_maps_zero_page_then_write_copies() {
 
 #[test]
 fn private_file_write_is_cow_to_exclusive_anon() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, private, 0)\nread(p0, 0)\nwrite(p0, 0)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, private, 0)\nread(p0, 0)\nwrite(p0, 0)", &cfg());
     let (b, f) = pte(&s, 0, 0);
     assert_eq!(s.folio(f).kind, FolioKind::Anon);
     assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD));
@@ -1307,10 +1131,7 @@ fn b1_prot_recomputed_when_child_or_mremap_target_loses_uffd_wp() {
         &cfg_k(Kernel::V61y),
     );
     assert!(vflags(&s, 1, 0).contains(VmFlags::UFFD_WP));
-    assert!(
-        !prot_w(&s, 1, 0),
-        "event_fork child keeps uffd-wp and RO prot"
-    );
+    assert!(!prot_w(&s, 1, 0), "event_fork child keeps uffd-wp and RO prot");
 }
 
 #[test]
@@ -1351,21 +1172,12 @@ fn mmap_never_expands_uffd_registered_or_shared_anon_neighbours() {
         &cfg(),
     );
     assert_eq!(s.procs[0].vmas.len(), 2);
-    let s = run(
-        "mmap(p0, 0, 1, rw-, shared-anon)\nmmap(p0, 1, 1, rw-, shared-anon)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, shared-anon)\nmmap(p0, 1, 1, rw-, shared-anon)", &cfg());
     assert_eq!(s.procs[0].vmas.len(), 2);
     // Control: the same memfd at a contiguous offset does expand.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 1)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 1)", &cfg());
     assert_eq!(s.procs[0].vmas.len(), 1);
     // ...but not at a non-contiguous offset.
-    let s = run(
-        "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 2)",
-        &cfg(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 2)", &cfg());
     assert_eq!(s.procs[0].vmas.len(), 2);
 }

@@ -47,10 +47,7 @@ fn show(o: &Output) -> String {
 }
 
 fn cfg_k(kernel: Kernel) -> Config {
-    Config {
-        kernel,
-        ..Config::new(Restore::VmPageProt)
-    }
+    Config { kernel, ..Config::new(Restore::VmPageProt) }
 }
 
 fn v61() -> Config {
@@ -69,11 +66,7 @@ fn more(s: &mut State, text: &str, cfg: &Config) {
     let prog = parse(text).unwrap_or_else(|e| panic!("parse error {e} in\n{text}"));
     for (i, op) in prog.ops.iter().enumerate() {
         let r = step(s, cfg, op);
-        assert_eq!(
-            r,
-            StepResult::Ok,
-            "op #{i} `{op}` of\n{text}\nreturned {r:?}"
-        );
+        assert_eq!(r, StepResult::Ok, "op #{i} `{op}` of\n{text}\nreturned {r:?}");
     }
 }
 
@@ -91,15 +84,8 @@ fn writable(s: &State, p: usize, addr: u8) -> bool {
 
 /// The PTE is writable and the oracle flags `r` as a reason it must trap.
 fn assert_unsafe(s: &State, p: usize, addr: u8, r: Reasons, what: &str) {
-    assert!(
-        writable(s, p, addr),
-        "{what}: p{p}[{addr}] should be writable"
-    );
-    assert!(
-        must_trap(s, p, addr).contains(r),
-        "{what}: must_trap = {}",
-        must_trap(s, p, addr).letters()
-    );
+    assert!(writable(s, p, addr), "{what}: p{p}[{addr}] should be writable");
+    assert!(must_trap(s, p, addr).contains(r), "{what}: must_trap = {}", must_trap(s, p, addr).letters());
     assert!(
         unsafe_reasons(s, p, addr).contains(r),
         "{what}: unsafe_reasons = {}",
@@ -132,10 +118,7 @@ fn ptd_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The lines of a reproducer that are not comments (the program).
 fn program_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-        .map(String::from)
-        .collect()
+    text.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).map(String::from).collect()
 }
 
 const SOFTDIRTY_MERGE: &str = "thread-softdirty-merge-migrate.ptd";
@@ -167,10 +150,7 @@ fn oracle_u_mprotect_of_uffd_wp_memfd_page_is_safe_on_61y() {
     let s = run(MPROTECT_UFFD_WP, &cfg_k(Kernel::V61y));
     assert!(bits(&s, 0, 5).contains(PteBits::UW));
     assert!(!writable(&s, 0, 5), "6.1.y keeps the uffd-wp PTE read-only");
-    assert!(
-        must_trap(&s, 0, 5).contains(Reasons::U),
-        "U is still a reason"
-    );
+    assert!(must_trap(&s, 0, 5).contains(Reasons::U), "U is still a reason");
     assert_safe(&s, 0, 5, "6.1.y mprotect");
 }
 
@@ -213,17 +193,11 @@ clear_refs(p0)",
         &v61(),
     );
     assert!(!writable(&s, 0, 0));
-    assert!(
-        must_trap(&s, 0, 0).contains(Reasons::S),
-        "clean PTE under tracking"
-    );
+    assert!(must_trap(&s, 0, 0).contains(Reasons::S), "clean PTE under tracking");
     assert_safe(&s, 0, 0, "read-only under tracking");
     more(&mut s, "write(p0, 0)", &v61());
     assert!(writable(&s, 0, 0));
-    assert!(
-        bits(&s, 0, 0).contains(PteBits::SD),
-        "the write fault recorded it"
-    );
+    assert!(bits(&s, 0, 0).contains(PteBits::SD), "the write fault recorded it");
     assert!(!must_trap(&s, 0, 0).contains(Reasons::S));
     assert_safe(&s, 0, 0, "write after clear_refs");
     // And the resolve after that write stays safe too.
@@ -303,20 +277,10 @@ const PRIVATE_SEQUENCES: &[(&str, usize, u8)] = &[
 
 #[test]
 fn oracle_c_read_only_cow_pte_after_fork_must_trap() {
-    let s = run(
-        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)",
-        &v61(),
-    );
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)", &v61());
     for p in [0, 1] {
-        assert!(
-            !writable(&s, p, 0),
-            "p{p}: fork write-protects the COW page"
-        );
-        assert!(
-            must_trap(&s, p, 0).contains(Reasons::C),
-            "p{p}: must_trap = {}",
-            must_trap(&s, p, 0).letters()
-        );
+        assert!(!writable(&s, p, 0), "p{p}: fork write-protects the COW page");
+        assert!(must_trap(&s, p, 0).contains(Reasons::C), "p{p}: must_trap = {}", must_trap(&s, p, 0).letters());
         assert!(unsafe_reasons(&s, p, 0).is_empty(), "read-only: not unsafe");
     }
 }
@@ -348,10 +312,7 @@ fn oracle_c_private_pte_is_never_writable_while_not_exclusive() {
             }
             if r.contains(Reasons::C) {
                 with_c += 1;
-                assert!(
-                    !writable(&s, p, addr),
-                    "{text}\np{p}[{addr}] writable with C"
-                );
+                assert!(!writable(&s, p, addr), "{text}\np{p}[{addr}] writable with C");
             }
             assert!(
                 !unsafe_reasons(&s, p, addr).contains(Reasons::C),
@@ -362,10 +323,7 @@ fn oracle_c_private_pte_is_never_writable_while_not_exclusive() {
     }
     // Not vacuous: both kinds of PTE occur among the sequences.
     assert!(with_c >= 8, "{with_c} read-only COW PTEs");
-    assert!(
-        writable_exclusive >= 2,
-        "{writable_exclusive} writable PTEs"
-    );
+    assert!(writable_exclusive >= 2, "{writable_exclusive} writable PTEs");
 }
 
 #[test]
@@ -409,18 +367,12 @@ fn oracle_n_absent_for_memfd_shared() {
 fn oracle_p_read_only_mapping_must_trap() {
     for (kind, text) in [
         ("anon", "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)"),
-        (
-            "memfd",
-            "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)",
-        ),
+        ("memfd", "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)"),
         ("ext4", "mmap(p0, 0, 1, rw-, ext4, shared, 0)\nwrite(p0, 0)"),
     ] {
         let mut s = run(text, &v61());
         assert!(writable(&s, 0, 0), "{kind}");
-        assert!(
-            !must_trap(&s, 0, 0).contains(Reasons::P),
-            "{kind}: rw-, no P"
-        );
+        assert!(!must_trap(&s, 0, 0).contains(Reasons::P), "{kind}: rw-, no P");
         assert_safe(&s, 0, 0, kind);
         more(&mut s, "mprotect(p0, 0, 1, r--)", &v61());
         assert!(!s.procs[0].vma(0).unwrap().flags.contains(VmFlags::WRITE));
@@ -458,11 +410,7 @@ fn verdict_memfd_uffd_wp_is_harmful_u_naming_prefix() {
     assert_eq!(f.signature.verdict, "harmful-U");
     assert_eq!(f.signature.permissive, "pre-fix");
     assert!(f.signature.harmful());
-    assert!(
-        f.title.contains("pre-fix lets a write bypass uffd-wp"),
-        "{}",
-        f.title
-    );
+    assert!(f.title.contains("pre-fix lets a write bypass uffd-wp"), "{}", f.title);
 }
 
 #[test]
@@ -471,12 +419,7 @@ fn verdict_stale_prot_is_harmful_s_naming_vm_page_prot() {
     let f = analyze(&r.program, &r.pair, Kind::Divergence).expect("diverges");
     assert_eq!(f.signature.verdict, "harmful-S");
     assert_eq!(f.signature.permissive, "vm-page-prot");
-    assert!(
-        f.title
-            .contains("vm-page-prot lets a write bypass soft-dirty"),
-        "{}",
-        f.title
-    );
+    assert!(f.title.contains("vm-page-prot lets a write bypass soft-dirty"), "{}", f.title);
 }
 
 #[test]
@@ -485,11 +428,7 @@ fn divergence_title_names_provenance_functions() {
     let out = check(&r.program, &r.pair);
     let d = out.divergence.as_ref().expect("diverges");
     let t = &d.finding.title;
-    for want in [
-        "clear_refs_write",
-        "mmap_region(expand)",
-        "remove_migration_pte",
-    ] {
+    for want in ["clear_refs_write", "mmap_region(expand)", "remove_migration_pte"] {
         assert!(t.contains(want), "title lacks {want}: {t}");
     }
     assert!(out.report().contains(t.as_str()));
@@ -502,12 +441,7 @@ fn divergence_title_names_provenance_functions() {
 fn oracle_files() -> Vec<PathBuf> {
     let v: Vec<PathBuf> = ptd_files(&corpus_dir())
         .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("oracle-")
-        })
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("oracle-"))
         .collect();
     assert!(v.len() >= 5, "corpus has {} oracle files", v.len());
     v
@@ -523,31 +457,14 @@ fn oracle_violations_reported_when_variants_agree_on_v61() {
         }
         n += 1;
         let out = check(&r.program, &r.pair);
-        assert!(
-            out.divergence.is_none(),
-            "{}: {}",
-            f.display(),
-            out.report()
-        );
-        let v = out
-            .violation
-            .as_ref()
-            .unwrap_or_else(|| panic!("{}: no violation", f.display()));
+        assert!(out.divergence.is_none(), "{}: {}", f.display(), out.report());
+        let v = out.violation.as_ref().unwrap_or_else(|| panic!("{}: no violation", f.display()));
         assert_eq!(v.finding.signature.kind, Kind::Oracle);
         assert!(v.finding.signature.verdict.starts_with("unsafe-"));
-        assert!(
-            v.finding.title.starts_with("both variants RW"),
-            "{}",
-            v.finding.title
-        );
+        assert!(v.finding.title.starts_with("both variants RW"), "{}", v.finding.title);
         assert!(out.report().contains("ORACLE VIOLATION"));
         // It is what the file expects.
-        assert_eq!(
-            r.expect_oracle,
-            Some(Some(v.finding.signature.slug())),
-            "{}",
-            f.display()
-        );
+        assert_eq!(r.expect_oracle, Some(Some(v.finding.signature.slug())), "{}", f.display());
     }
     assert!(n >= 4, "{n} v6.1 oracle files");
 }
@@ -613,11 +530,7 @@ fn db_keeps_the_shorter_program() {
     let (pair, short) = softdirty();
     let long = softdirty_longer();
     assert_eq!(long.ops.len(), short.ops.len() + 1);
-    assert_eq!(
-        signature_of(&long, &pair),
-        signature_of(&short, &pair),
-        "the extra op must not change the signature"
-    );
+    assert_eq!(signature_of(&long, &pair), signature_of(&short, &pair), "the extra op must not change the signature");
     let dir = tempfile::tempdir().unwrap();
     let mut db = FindingsDb::open(dir.path()).unwrap();
     assert!(db.add(&pair, &long, Kind::Divergence, 1).unwrap());
@@ -656,10 +569,7 @@ fn db_reopen_keeps_hits() {
     assert!(db.unreadable.is_empty());
     assert_eq!(db.records.len(), 1);
     assert_eq!(db.records.values().next().unwrap().hits, 5);
-    assert!(
-        !db.add(&pair, &p, Kind::Divergence, 1).unwrap(),
-        "still known"
-    );
+    assert!(!db.add(&pair, &p, Kind::Divergence, 1).unwrap(), "still known");
     assert_eq!(db.records.values().next().unwrap().hits, 6);
     assert_eq!(json(dir.path())[0]["hits"], 6);
 }
@@ -698,10 +608,7 @@ fn db_unreadable_file_is_reported_and_left_alone() {
     let (pair, p) = softdirty();
     assert!(db.add(&pair, &p, Kind::Divergence, 1).unwrap());
     assert_eq!(std::fs::read(&bad).unwrap(), bytes, "left untouched");
-    assert_eq!(
-        std::fs::read_to_string(&bad2).unwrap(),
-        "mmap(p0, 0, 99, rw-, anon\n"
-    );
+    assert_eq!(std::fs::read_to_string(&bad2).unwrap(), "mmap(p0, 0, 99, rw-, anon\n");
     assert_eq!(json(dir.path()).as_array().unwrap().len(), 1);
 }
 
@@ -715,11 +622,7 @@ fn db_sorted_puts_harmful_first() {
     db.add(&h.pair, &h.program, Kind::Divergence, 1).unwrap();
     let s = db.sorted();
     assert_eq!(s.len(), 2);
-    assert!(
-        s[0].harmful && s[0].verdict == "harmful-S",
-        "{}",
-        s[0].verdict
-    );
+    assert!(s[0].harmful && s[0].verdict == "harmful-S", "{}", s[0].verdict);
     assert_eq!(s[1].verdict, "benign");
 }
 
@@ -738,10 +641,7 @@ fn cli_explain_prints_every_op_and_first_divergence() {
         assert!(out.contains(&op.to_string()), "missing `{op}`:\n{out}");
     }
     assert_eq!(out.matches("first divergence").count(), 1, "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.contains("first divergence"))
-        .unwrap();
+    let line = out.lines().find(|l| l.contains("first divergence")).unwrap();
     assert!(line.contains("migrate(p0, 0)"), "{line}");
 }
 
@@ -754,10 +654,7 @@ fn cli_explain_json_has_steps() {
     let steps = v["steps"].as_array().expect("steps array");
     let r = load(SOFTDIRTY_MERGE);
     assert!(steps.len() >= r.program.ops.len());
-    let firsts: Vec<_> = steps
-        .iter()
-        .filter(|s| s["first_divergence"] == true)
-        .collect();
+    let firsts: Vec<_> = steps.iter().filter(|s| s["first_divergence"] == true).collect();
     assert_eq!(firsts.len(), 1);
     assert_eq!(firsts[0]["op"], "migrate(p0, 0)");
 }
@@ -855,13 +752,7 @@ fn cli_replay_bless_fixes_wrong_expectation() {
     assert!(o.status.success(), "{}", show(&o));
     let blessed = std::fs::read_to_string(&f).unwrap();
     assert_eq!(program_lines(&blessed), program_lines(&wrong));
-    assert_eq!(
-        blessed
-            .lines()
-            .filter(|l| l.starts_with("# expect:"))
-            .count(),
-        1
-    );
+    assert_eq!(blessed.lines().filter(|l| l.starts_with("# expect:")).count(), 1);
     let want = orig.lines().find(|l| l.starts_with("# expect:")).unwrap();
     assert!(blessed.lines().any(|l| l == want), "{blessed}");
     assert!(blessed.contains("# expect-oracle: none"), "{blessed}");
@@ -879,34 +770,16 @@ fn cli_replay_bless_fixes_wrong_expectation() {
 fn cli_fuzz_oracle_writes_replayable_oracle_findings() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("findings");
-    let o = run_bin(&[
-        "fuzz",
-        "--oracle",
-        "--programs",
-        "20000",
-        "--seed",
-        "3",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_bin(&["fuzz", "--oracle", "--programs", "20000", "--seed", "3", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", show(&o));
     let oracle: Vec<PathBuf> = ptd_files(&out)
         .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("oracle.")
-        })
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("oracle."))
         .collect();
     assert!(!oracle.is_empty(), "no oracle.*.ptd in\n{}", show(&o));
     for f in &oracle {
         let r = corpus::load(f).unwrap();
-        assert!(
-            matches!(r.expect_oracle, Some(Some(ref s)) if s.starts_with("oracle.")),
-            "{}",
-            f.display()
-        );
+        assert!(matches!(r.expect_oracle, Some(Some(ref s)) if s.starts_with("oracle.")), "{}", f.display());
         let o = run_bin(&["replay", f.to_str().unwrap()]);
         assert!(o.status.success(), "{}: {}", f.display(), show(&o));
     }

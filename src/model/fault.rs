@@ -90,14 +90,7 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
 }
 
 /// `handle_pte_fault()` (mm/memory.c): dispatch on the PTE.
-fn handle_pte_fault(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    vi: usize,
-    addr: u8,
-    write: bool,
-) -> Fault {
+fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     match s.procs[p].pt[addr as usize] {
         Entry::None => {
@@ -126,13 +119,7 @@ fn handle_pte_fault(
             if write {
                 n = pte_mkdirty(n);
             }
-            set_pte(
-                s,
-                p,
-                addr,
-                Entry::Present { bits: n, folio },
-                Why::HandlePteFault,
-            );
+            set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::HandlePteFault);
             Fault::Retry
         }
     }
@@ -153,16 +140,7 @@ fn do_anonymous_page(s: &mut State, p: usize, vi: usize, addr: u8, write: bool) 
     let v = s.procs[p].vmas[vi];
     if !write {
         let bits = mk_pte(v.prot);
-        set_pte(
-            s,
-            p,
-            addr,
-            Entry::Present {
-                bits,
-                folio: ZERO_PAGE,
-            },
-            Why::DoAnonymousPage,
-        );
+        set_pte(s, p, addr, Entry::Present { bits, folio: ZERO_PAGE }, Why::DoAnonymousPage);
         return Fault::Retry;
     }
     anon_vma_prepare(s, p, vi);
@@ -174,13 +152,7 @@ fn do_anonymous_page(s: &mut State, p: usize, vi: usize, addr: u8, write: bool) 
         bits = pte_mkdirty(bits) | PteBits::W;
     }
     page_add_rmap(s, f, true);
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Present { bits, folio: f },
-        Why::DoAnonymousPage,
-    );
+    set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoAnonymousPage);
     Fault::Retry
 }
 
@@ -197,10 +169,7 @@ fn filemap_get_folio(s: &mut State, cfg: &Config, file: u8, index: u8) -> Option
     if f != NO_FOLIO {
         return Some(f);
     }
-    let f = s.alloc_folio(FolioKind::File {
-        file,
-        index: idx as u8,
-    })?;
+    let f = s.alloc_folio(FolioKind::File { file, index: idx as u8 })?;
     let fl = &mut s.files[file as usize];
     if fl.swapped & (1 << idx) != 0 {
         fl.swapped &= !(1 << idx);
@@ -213,15 +182,7 @@ fn filemap_get_folio(s: &mut State, cfg: &Config, file: u8, index: u8) -> Option
 /// `do_fault()` (mm/memory.c): read → do_read_fault, private write →
 /// do_cow_fault, shared write → do_shared_fault. `marker` says the PTE was a
 /// uffd-wp marker (`do_set_pte` then maps it write-protected with UW).
-fn do_fault(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    vi: usize,
-    addr: u8,
-    write: bool,
-    marker: bool,
-) -> Fault {
+fn do_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool, marker: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     if !write {
         do_read_fault(s, cfg, p, vi, addr, marker)
@@ -242,14 +203,7 @@ fn vma_file(v: &Vma) -> u8 {
 /// `do_read_fault()` (mm/memory.c): fault-around first (`filemap_map_pages` maps
 /// every cached, unlocked page of the 16-page window into none PTEs; disabled for
 /// uffd-wp VMAs by `uffd_disable_fault_around`), then `__do_fault` + `finish_fault`.
-fn do_read_fault(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    vi: usize,
-    addr: u8,
-    marker: bool,
-) -> Fault {
+fn do_read_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, marker: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     let file = vma_file(&v);
     if !v.uffd_wp() && !marker {
@@ -291,14 +245,7 @@ fn do_cow_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, mark
 
 /// `do_shared_fault()` (mm/memory.c): `->page_mkwrite` (dirties the folio) if the
 /// filesystem has one, `finish_fault`, then `fault_dirty_shared_page`.
-fn do_shared_fault(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    vi: usize,
-    addr: u8,
-    marker: bool,
-) -> Fault {
+fn do_shared_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, marker: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     let Some(f) = filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)) else {
         return Fault::Oom;
@@ -328,14 +275,7 @@ fn do_set_pte(s: &mut State, p: usize, v: &Vma, addr: u8, f: FolioId, write: boo
 /// `handle_pte_marker()` → `pte_marker_handle_uffd_wp()` (mm/memory.c): a stale
 /// marker (VMA no longer uffd-wp, or anonymous) is cleared; otherwise the fault is
 /// handled like a none PTE by `do_fault`, which keeps the write protection.
-fn handle_pte_marker(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    vi: usize,
-    addr: u8,
-    write: bool,
-) -> Fault {
+fn handle_pte_marker(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     if !v.uffd_wp() || v.is_anonymous() {
         set_pte(s, p, addr, Entry::None, Why::HandlePteMarker);
@@ -385,13 +325,7 @@ fn do_wp_page(s: &mut State, p: usize, vi: usize, addr: u8, bits: PteBits, f: Fo
 /// UW is left as it is.
 fn wp_page_reuse(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) -> Fault {
     let n = maybe_mkwrite(pte_mkdirty(bits | PteBits::A), v);
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Present { bits: n, folio: f },
-        Why::DoWpPage,
-    );
+    set_pte(s, p, addr, Entry::Present { bits: n, folio: f }, Why::DoWpPage);
     Fault::Retry
 }
 
@@ -412,13 +346,7 @@ fn wp_page_copy(s: &mut State, p: usize, vi: usize, addr: u8, old: FolioId) -> F
     };
     let bits = maybe_mkwrite(pte_mkdirty(mk_pte(v.prot)), &v);
     page_add_rmap(s, new, true);
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Present { bits, folio: new },
-        Why::DoWpPage,
-    );
+    set_pte(s, p, addr, Entry::Present { bits, folio: new }, Why::DoWpPage);
     page_remove_rmap(s, old);
     Fault::Retry
 }
@@ -463,9 +391,7 @@ fn do_swap_page(
     // should_try_to_free_swap(): VM_LOCKED, or a write fault holding the only
     // references (ours + the swap cache).
     let fo = *s.folio(f);
-    if fo.flags.contains(FolioFlags::SWAPCACHE)
-        && (v.flags.contains(VmFlags::LOCKED) || write && fo.mapcount == 0)
-    {
+    if fo.flags.contains(FolioFlags::SWAPCACHE) && (v.flags.contains(VmFlags::LOCKED) || write && fo.mapcount == 0) {
         folio_free_swap(s, f);
     }
     // page_count(page) == 1: only the fault's own reference.
@@ -488,13 +414,7 @@ fn do_swap_page(
         bits.remove(PteBits::W);
     }
     page_add_rmap(s, f, rmap_exclusive);
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Present { bits, folio: f },
-        Why::DoSwapPage,
-    );
+    set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoSwapPage);
     if s.slots[slot as usize].count == 0 && !s.folio(f).flags.contains(FolioFlags::SWAPCACHE) {
         s.slots[slot as usize] = Slot::default();
     }
@@ -513,11 +433,5 @@ fn do_numa_page(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: Fo
     if was_writable {
         n |= PteBits::W;
     }
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Present { bits: n, folio: f },
-        Why::DoNumaPage,
-    );
+    set_pte(s, p, addr, Entry::Present { bits: n, folio: f }, Why::DoNumaPage);
 }

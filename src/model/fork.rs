@@ -11,13 +11,7 @@ use super::Config;
 /// VM_LOCKED, goes through `dup_userfaultfd()` (without UFFD_FEATURE_EVENT_FORK it
 /// loses its uffd flags; B1 recomputes prot), then `copy_page_range()` unless
 /// VM_WIPEONFORK. Returns false if the child slot is taken or the parent is dead.
-pub fn dup_mmap(
-    s: &mut State,
-    cfg: &Config,
-    parent: usize,
-    child: usize,
-    event_fork: bool,
-) -> bool {
+pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_fork: bool) -> bool {
     if parent == child || !s.procs[parent].alive || s.procs[child].alive {
         return false;
     }
@@ -63,9 +57,7 @@ pub fn vma_needs_copy(dst: &Vma, src: &Vma) -> bool {
 fn copy_pte(s: &mut State, cfg: &Config, parent: usize, child: usize, src: &Vma, dst: &Vma, a: u8) {
     match s.procs[parent].pt[a as usize] {
         Entry::None => {}
-        Entry::Present { bits, folio } => {
-            copy_present_pte(s, parent, child, src, dst, a, bits, folio)
-        }
+        Entry::Present { bits, folio } => copy_present_pte(s, parent, child, src, dst, a, bits, folio),
         e => copy_nonpresent_pte(s, cfg, parent, child, src, dst, a, e),
     }
 }
@@ -94,16 +86,7 @@ fn copy_present_pte(
     }
     let mut c = bits;
     if src.is_cow() && bits.contains(PteBits::W) {
-        set_pte(
-            s,
-            parent,
-            a,
-            Entry::Present {
-                bits: bits - PteBits::W,
-                folio,
-            },
-            Why::CopyPresentPte,
-        );
+        set_pte(s, parent, a, Entry::Present { bits: bits - PteBits::W, folio }, Why::CopyPresentPte);
         c.remove(PteBits::W);
     }
     if src.flags.contains(VmFlags::SHARED) {
@@ -114,13 +97,7 @@ fn copy_present_pte(
         c.remove(PteBits::UW);
     }
     s.procs[child].why[a as usize] = s.procs[parent].why[a as usize];
-    set_pte(
-        s,
-        child,
-        a,
-        Entry::Present { bits: c, folio },
-        Why::CopyPresentPte,
-    );
+    set_pte(s, child, a, Entry::Present { bits: c, folio }, Why::CopyPresentPte);
 }
 
 /// `copy_nonpresent_pte()` (mm/memory.c, v6.1): a swap entry gains a reference and
@@ -142,20 +119,13 @@ fn copy_nonpresent_pte(
     let e = match e {
         Entry::Swap { bits, slot } => {
             s.slots[slot as usize].count += 1;
-            let n = Entry::Swap {
-                bits: bits - SwpBits::EXCL,
-                slot,
-            };
+            let n = Entry::Swap { bits: bits - SwpBits::EXCL, slot };
             set_pte(s, parent, a, n, Why::CopyNonpresentPte);
             n
         }
         Entry::Migration { kind, bits, folio } => {
             if kind != MigKind::Read && src.is_cow() {
-                let n = Entry::Migration {
-                    kind: MigKind::Read,
-                    bits,
-                    folio,
-                };
+                let n = Entry::Migration { kind: MigKind::Read, bits, folio };
                 set_pte(s, parent, a, n, Why::CopyNonpresentPte);
                 n
             } else {
@@ -175,15 +145,10 @@ fn copy_nonpresent_pte(
         _ => return,
     };
     let e = match e {
-        Entry::Swap { bits, slot } if !dst.uffd_wp() => Entry::Swap {
-            bits: bits - SwpBits::UW,
-            slot,
-        },
-        Entry::Migration { kind, bits, folio } if !dst.uffd_wp() => Entry::Migration {
-            kind,
-            bits: bits - SwpBits::UW,
-            folio,
-        },
+        Entry::Swap { bits, slot } if !dst.uffd_wp() => Entry::Swap { bits: bits - SwpBits::UW, slot },
+        Entry::Migration { kind, bits, folio } if !dst.uffd_wp() => {
+            Entry::Migration { kind, bits: bits - SwpBits::UW, folio }
+        }
         e => e,
     };
     s.procs[child].pt[a as usize] = s.procs[parent].pt[a as usize];

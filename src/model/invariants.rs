@@ -48,18 +48,11 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
                     if fo.kind == FolioKind::Free {
                         return Err(format!("p{p} page {a}: maps free folio #{folio}"));
                     }
-                    if bits.contains(PteBits::W)
-                        && fo.is_anon()
-                        && !fo.flags.contains(FolioFlags::ANON_EXCLUSIVE)
-                    {
-                        return Err(format!(
-                            "p{p} page {a}: writable PTE of a non-exclusive anon folio #{folio}"
-                        ));
+                    if bits.contains(PteBits::W) && fo.is_anon() && !fo.flags.contains(FolioFlags::ANON_EXCLUSIVE) {
+                        return Err(format!("p{p} page {a}: writable PTE of a non-exclusive anon folio #{folio}"));
                     }
                     if bits.contains(PteBits::W) && !v.flags.contains(VmFlags::WRITE) {
-                        return Err(format!(
-                            "p{p} page {a}: writable PTE in a VMA without VM_WRITE"
-                        ));
+                        return Err(format!("p{p} page {a}: writable PTE in a VMA without VM_WRITE"));
                     }
                     maps[folio as usize] += 1;
                 }
@@ -68,9 +61,7 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
                 }
                 Entry::Swap { slot, .. } => swaps[slot as usize] += 1,
                 Entry::Migration { folio, .. } if !s.is_migrating(folio) => {
-                    return Err(format!(
-                        "p{p} page {a}: migration entry for folio #{folio} that is not migrating"
-                    ));
+                    return Err(format!("p{p} page {a}: migration entry for folio #{folio} that is not migrating"));
                 }
                 _ => {}
             }
@@ -81,44 +72,25 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
             continue;
         }
         if fo.mapcount as u32 != maps[i] {
-            return Err(format!(
-                "folio #{i}: mapcount {} but {} PTEs map it",
-                fo.mapcount, maps[i]
-            ));
+            return Err(format!("folio #{i}: mapcount {} but {} PTEs map it", fo.mapcount, maps[i]));
         }
-        let pending = s
-            .pending
-            .iter()
-            .any(|m| m.new == i as FolioId || m.old == i as FolioId);
-        if fo.is_anon() && fo.mapcount == 0 && !pending && !fo.flags.contains(FolioFlags::SWAPCACHE)
-        {
-            return Err(format!(
-                "anon folio #{i} is mapped nowhere and not in the swap cache (leaked)"
-            ));
+        let pending = s.pending.iter().any(|m| m.new == i as FolioId || m.old == i as FolioId);
+        if fo.is_anon() && fo.mapcount == 0 && !pending && !fo.flags.contains(FolioFlags::SWAPCACHE) {
+            return Err(format!("anon folio #{i} is mapped nowhere and not in the swap cache (leaked)"));
         }
-        if fo.flags.contains(FolioFlags::SWAPCACHE)
-            && s.slots[fo.slot as usize].folio != i as FolioId
-        {
-            return Err(format!(
-                "folio #{i}: in the swap cache at slot {} which does not point back",
-                fo.slot
-            ));
+        if fo.flags.contains(FolioFlags::SWAPCACHE) && s.slots[fo.slot as usize].folio != i as FolioId {
+            return Err(format!("folio #{i}: in the swap cache at slot {} which does not point back", fo.slot));
         }
         if let FolioKind::File { file, index } = fo.kind {
             let cached = s.files[file as usize].cache[index as usize] == i as FolioId;
             if !cached && !pending {
-                return Err(format!(
-                    "folio #{i}: file {file} index {index} is not in the page cache"
-                ));
+                return Err(format!("folio #{i}: file {file} index {index} is not in the page cache"));
             }
         }
     }
     for (i, sl) in s.slots.iter().enumerate() {
         if sl.count as u32 != swaps[i] {
-            return Err(format!(
-                "swap slot {i}: count {} but {} swap PTEs",
-                sl.count, swaps[i]
-            ));
+            return Err(format!("swap slot {i}: count {} but {} swap PTEs", sl.count, swaps[i]));
         }
     }
     Ok(())

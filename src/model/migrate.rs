@@ -29,17 +29,7 @@ fn try_to_migrate_one(s: &mut State, p: usize, addr: u8, bits: PteBits, f: Folio
     swp.set(SwpBits::DIRTY, bits.contains(PteBits::D));
     swp.set(SwpBits::SD, bits.contains(PteBits::SD));
     swp.set(SwpBits::UW, bits.contains(PteBits::UW));
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Migration {
-            kind,
-            bits: swp,
-            folio: f,
-        },
-        Why::TryToMigrateOne,
-    );
+    set_pte(s, p, addr, Entry::Migration { kind, bits: swp, folio: f }, Why::TryToMigrateOne);
     fo_mapcount_dec(s, f);
 }
 
@@ -96,17 +86,10 @@ pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
     let Pending { old, new } = s.pending.remove(idx);
     let of = *s.folio(old);
     let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE;
-    s.folios[new as usize] = Folio {
-        kind: of.kind,
-        flags: of.flags & keep,
-        mapcount: 0,
-        slot: of.slot,
-    };
+    s.folios[new as usize] = Folio { kind: of.kind, flags: of.flags & keep, mapcount: 0, slot: of.slot };
     match of.kind {
         FolioKind::File { file, index } => s.files[file as usize].cache[index as usize] = new,
-        FolioKind::Anon if of.flags.contains(FolioFlags::SWAPCACHE) => {
-            s.slots[of.slot as usize].folio = new
-        }
+        FolioKind::Anon if of.flags.contains(FolioFlags::SWAPCACHE) => s.slots[of.slot as usize].folio = new,
         _ => {}
     }
     s.folios[old as usize] = Folio::default();
@@ -174,16 +157,7 @@ pub fn remove_migration_pte(
     }
     let exclusive = s.folio(new).is_anon() && kind != MigKind::Read;
     page_add_rmap(s, new, exclusive);
-    set_pte(
-        s,
-        p,
-        addr,
-        Entry::Present {
-            bits: pte,
-            folio: new,
-        },
-        Why::RemoveMigrationPte,
-    );
+    set_pte(s, p, addr, Entry::Present { bits: pte, folio: new }, Why::RemoveMigrationPte);
 }
 
 /// The write / uffd-wp step of `remove_migration_pte()` in each variant, applied
@@ -198,13 +172,7 @@ pub fn remove_migration_pte(
 ///   wrprotect + UW; otherwise the `vm_page_prot` default.
 /// - `stable-6.1.y` (6.1.y with B2 96a9c287e25d): MIG_W → maybe_mkwrite; else swpUW
 ///   → UW only (6.1.y `pte_mkuffd_wp` does not wrprotect); else wrprotect.
-pub fn restore_write_bits(
-    variant: Restore,
-    mut pte: PteBits,
-    kind: MigKind,
-    swp: SwpBits,
-    v: &Vma,
-) -> (PteBits, bool) {
+pub fn restore_write_bits(variant: Restore, mut pte: PteBits, kind: MigKind, swp: SwpBits, v: &Vma) -> (PteBits, bool) {
     let writable = kind == MigKind::Write;
     let uffd = swp.contains(SwpBits::UW);
     let mut warn = false;

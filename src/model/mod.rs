@@ -15,7 +15,7 @@ pub mod vma;
 
 use crate::op::{Advice, FileName, Op, Target};
 pub use types::*;
-use vma::{FlagAdvice, MapKind};
+use vma::MapKind;
 
 /// The `remove_migration_pte()` variant under test (see
 /// [`migrate::restore_write_bits`]).
@@ -82,11 +82,7 @@ pub struct Config {
 
 impl Config {
     pub const fn new(restore: Restore) -> Config {
-        Config {
-            restore,
-            unuse: Unuse::V61,
-            kernel: Kernel::V61,
-        }
+        Config { restore, unuse: Unuse::V61, kernel: Kernel::V61 }
     }
 
     /// Parse a variant name: `pre-fix`, `full-restore`, `vm-page-prot`,
@@ -103,11 +99,7 @@ impl Config {
             "stable-6.1.y" => Restore::Stable61y,
             _ => return None,
         };
-        Some(Config {
-            restore,
-            unuse: if care { Unuse::WithCare } else { Unuse::V61 },
-            kernel,
-        })
+        Some(Config { restore, unuse: if care { Unuse::WithCare } else { Unuse::V61 }, kernel })
     }
 
     /// The variant's name (inverse of [`Config::parse_variant`]).
@@ -126,8 +118,7 @@ impl Config {
 }
 
 /// Variant names accepted by `--variants`.
-pub const VARIANT_NAMES: &str =
-    "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care)";
+pub const VARIANT_NAMES: &str = "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care)";
 
 fn range(addr: u8, len: u8) -> (u8, u8) {
     (addr, addr.saturating_add(len).min(NPAGES as u8))
@@ -174,13 +165,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
     // Every op but fork names a process that must be alive.
     let alive = |p: u8| s.procs[p as usize].alive;
     match *op {
-        Op::Mmap {
-            p,
-            addr,
-            len,
-            prot,
-            target,
-        } => {
+        Op::Mmap { p, addr, len, prot, target } => {
             if !alive(p) {
                 return StepResult::Failed;
             }
@@ -188,34 +173,15 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             let (kind, pgoff) = match target {
                 Target::Anon => (MapKind::Anon, 0),
                 Target::SharedAnon => (MapKind::SharedAnon, 0),
-                Target::File {
-                    file,
-                    shared,
-                    pgoff,
-                } => {
+                Target::File { file, shared, pgoff } => {
                     // The files are NPAGES long: the mapping must fit.
                     if pgoff as usize + (e - a) as usize > NPAGES {
                         return StepResult::Failed;
                     }
-                    (
-                        MapKind::File {
-                            file: file_index(file),
-                            shared,
-                        },
-                        pgoff,
-                    )
+                    (MapKind::File { file: file_index(file), shared }, pgoff)
                 }
             };
-            res(vma::mmap_region(
-                s,
-                cfg,
-                p as usize,
-                a,
-                e - a,
-                vm_prot(prot),
-                kind,
-                pgoff,
-            ))
+            res(vma::mmap_region(s, cfg, p as usize, a, e - a, vm_prot(prot), kind, pgoff))
         }
         Op::Munmap { p, addr, len } => {
             if !alive(p) {
@@ -231,12 +197,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             let (a, e) = range(addr, len);
             res(vma::mprotect(s, cfg, p as usize, a, e, vm_prot(prot)))
         }
-        Op::Madvise {
-            p,
-            addr,
-            len,
-            advice,
-        } => {
+        Op::Madvise { p, addr, len, advice } => {
             if !alive(p) {
                 return StepResult::Failed;
             }
@@ -248,14 +209,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
                 return StepResult::Failed;
             }
             let (a, e) = range(addr, len);
-            res(vma::mlock(
-                s,
-                cfg,
-                p as usize,
-                a,
-                e,
-                matches!(op, Op::Mlock { .. }),
-            ))
+            res(vma::mlock(s, cfg, p as usize, a, e, matches!(op, Op::Mlock { .. })))
         }
         Op::Mremap { p, addr, len, new } => {
             if !alive(p) {
@@ -305,14 +259,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
                 return StepResult::Failed;
             }
             let (a, e) = range(addr, len);
-            ok(mwriteprotect_range(
-                s,
-                cfg,
-                p as usize,
-                a,
-                e,
-                matches!(op, Op::UffdWp { .. }),
-            ))
+            ok(mwriteprotect_range(s, cfg, p as usize, a, e, matches!(op, Op::UffdWp { .. })))
         }
         Op::UffdClose { p } => {
             if !alive(p) {
@@ -320,17 +267,9 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             }
             res(vma::userfaultfd_release(s, cfg, p as usize))
         }
-        Op::Fork {
-            parent,
-            child,
-            event_fork,
-        } => ok(fork::dup_mmap(
-            s,
-            cfg,
-            parent as usize,
-            child as usize,
-            event_fork,
-        )),
+        Op::Fork { parent, child, event_fork } => {
+            ok(fork::dup_mmap(s, cfg, parent as usize, child as usize, event_fork))
+        }
         Op::Exit { p } => {
             if !alive(p) {
                 return StepResult::Failed;
@@ -387,28 +326,11 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
 /// madvise() dispatch (mm/madvise.c): DONTNEED and FREE walk PTEs (both refuse
 /// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
 fn madvise(s: &mut State, p: usize, a: u8, e: u8, advice: Advice) -> StepResult {
-    let flag = match advice {
-        Advice::DontNeed | Advice::Free => None,
-        Advice::Random => Some(FlagAdvice::Random),
-        Advice::Normal => Some(FlagAdvice::Normal),
-        Advice::DontFork => Some(FlagAdvice::DontFork),
-        Advice::DoFork => Some(FlagAdvice::DoFork),
-        Advice::WipeOnFork => Some(FlagAdvice::WipeOnFork),
-        Advice::KeepOnFork => Some(FlagAdvice::KeepOnFork),
-    };
-    if let Some(f) = flag {
-        return if vma::madvise_update_vma(s, p, a, e, f).is_ok() {
-            StepResult::Ok
-        } else {
-            StepResult::Failed
-        };
+    if !matches!(advice, Advice::DontNeed | Advice::Free) {
+        let r = vma::madvise_update_vma(s, p, a, e, advice);
+        return if r.is_ok() { StepResult::Ok } else { StepResult::Failed };
     }
-    let vmas: Vec<Vma> = s.procs[p]
-        .vmas
-        .iter()
-        .filter(|v| v.start < e && v.end > a)
-        .copied()
-        .collect();
+    let vmas: Vec<Vma> = s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
     for v in vmas {
         if v.flags.contains(VmFlags::LOCKED) {
             return StepResult::Failed;
@@ -446,9 +368,7 @@ fn change_prot_numa(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
     let Some(v) = s.procs[p].vma(addr).copied() else {
         return false;
     };
-    if !v.accessible()
-        || !v.is_anonymous() && (v.flags & (VmFlags::READ | VmFlags::WRITE)) == VmFlags::READ
-    {
+    if !v.accessible() || !v.is_anonymous() && (v.flags & (VmFlags::READ | VmFlags::WRITE)) == VmFlags::READ {
         return false;
     }
     pte::change_protection(

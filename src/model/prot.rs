@@ -72,11 +72,8 @@ pub fn vma_wants_writenotify(s: &State, cfg: &Config, vma: &Vma, prot: PageProt)
 /// dropping RW (the private protection) when writenotify is wanted.
 pub fn vma_set_page_prot(s: &State, cfg: &Config, vma: &mut Vma, why: Why) {
     let prot = vm_get_page_prot(vma.flags);
-    let new = if vma_wants_writenotify(s, cfg, vma, prot) {
-        vm_get_page_prot(vma.flags - VmFlags::SHARED)
-    } else {
-        prot
-    };
+    let new =
+        if vma_wants_writenotify(s, cfg, vma, prot) { vm_get_page_prot(vma.flags - VmFlags::SHARED) } else { prot };
     if new != vma.prot {
         vma.prot_by = Prov { why, step: s.step };
     }

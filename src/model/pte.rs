@@ -10,21 +10,13 @@ use bitflags::bitflags;
 #[inline]
 fn wsu(e: Entry) -> Option<(bool, bool, bool)> {
     match e {
-        Entry::Present { bits, .. } => Some((
-            bits.contains(PteBits::W),
-            bits.contains(PteBits::SD),
-            bits.contains(PteBits::UW),
-        )),
-        Entry::Migration { kind, bits, .. } => Some((
-            kind == MigKind::Write,
-            bits.contains(SwpBits::SD),
-            bits.contains(SwpBits::UW),
-        )),
-        Entry::Swap { bits, .. } => Some((
-            false,
-            bits.contains(SwpBits::SD),
-            bits.contains(SwpBits::UW),
-        )),
+        Entry::Present { bits, .. } => {
+            Some((bits.contains(PteBits::W), bits.contains(PteBits::SD), bits.contains(PteBits::UW)))
+        }
+        Entry::Migration { kind, bits, .. } => {
+            Some((kind == MigKind::Write, bits.contains(SwpBits::SD), bits.contains(SwpBits::UW)))
+        }
+        Entry::Swap { bits, .. } => Some((false, bits.contains(SwpBits::SD), bits.contains(SwpBits::UW))),
         Entry::Marker => Some((false, false, true)),
         Entry::None => None,
     }
@@ -40,13 +32,7 @@ pub fn set_pte(s: &mut State, p: usize, addr: u8, e: Entry, why: Why) {
     let i = addr as usize;
     match (wsu(mm.pt[i]), wsu(e)) {
         (_, None) => mm.why[i] = PteWhy::default(),
-        (None, Some(_)) => {
-            mm.why[i] = PteWhy {
-                w: prov,
-                sd: prov,
-                uw: prov,
-            }
-        }
+        (None, Some(_)) => mm.why[i] = PteWhy { w: prov, sd: prov, uw: prov },
         (Some(o), Some(n)) => {
             let w = &mut mm.why[i];
             if o.0 != n.0 {
@@ -240,7 +226,8 @@ pub fn change_protection(
                     }
                     // page_is_file_lru() && PageDirty(): shmem folios are swap-backed
                     // and not skipped; ext4/ramfs page-cache folios are.
-                    let file_lru = matches!(fo.kind, FolioKind::File { file, .. } if s.file_kind(file) != FileKind::Shmem);
+                    let file_lru =
+                        matches!(fo.kind, FolioKind::File { file, .. } if s.file_kind(file) != FileKind::Shmem);
                     if file_lru && fo.flags.contains(FolioFlags::DIRTY) {
                         continue;
                     }
@@ -264,11 +251,7 @@ pub fn change_protection(
                 }
                 set_pte(s, p, addr, Entry::Present { bits: n, folio }, why);
             }
-            Entry::Migration {
-                kind,
-                mut bits,
-                folio,
-            } => {
+            Entry::Migration { kind, mut bits, folio } => {
                 let kind = match kind {
                     MigKind::Write => {
                         if s.folio(folio).is_anon() {
@@ -312,21 +295,10 @@ pub fn change_protection(
 /// `vm_get_page_prot(flags & ~VM_WRITE)` + MM_CP_UFFD_WP, resolve with
 /// `vm_get_page_prot(flags)` + MM_CP_UFFD_WP_RESOLVE (shared: every PTE in range
 /// becomes writable, whatever writenotify or soft-dirty want).
-pub fn uffd_wp_range(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    vma: &Vma,
-    start: u8,
-    end: u8,
-    enable: bool,
-) {
+pub fn uffd_wp_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8, end: u8, enable: bool) {
     use super::prot::vm_get_page_prot;
     let (prot, cp) = if enable {
-        (
-            vm_get_page_prot(vma.flags - VmFlags::WRITE),
-            CpFlags::UFFD_WP,
-        )
+        (vm_get_page_prot(vma.flags - VmFlags::WRITE), CpFlags::UFFD_WP)
     } else {
         (vm_get_page_prot(vma.flags), CpFlags::UFFD_WP_RESOLVE)
     };
@@ -402,10 +374,7 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
         let mut v = s.procs[p].vmas[i];
         if v.flags.contains(VmFlags::SOFTDIRTY) {
             v.flags.remove(VmFlags::SOFTDIRTY);
-            v.softdirty_by = Prov {
-                why: Why::ClearRefs,
-                step: s.step,
-            };
+            v.softdirty_by = Prov { why: Why::ClearRefs, step: s.step };
             super::prot::vma_set_page_prot(s, cfg, &mut v, Why::ClearRefs);
             s.procs[p].vmas[i] = v;
         }
@@ -416,27 +385,14 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
             match s.procs[p].pt[addr as usize] {
                 Entry::Present { bits, folio } => {
                     let n = bits - PteBits::W - PteBits::SD;
-                    set_pte(
-                        s,
-                        p,
-                        addr,
-                        Entry::Present { bits: n, folio },
-                        Why::ClearRefs,
-                    );
+                    set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::ClearRefs);
                 }
                 Entry::Migration { kind, bits, folio } => {
-                    let e = Entry::Migration {
-                        kind,
-                        bits: bits - SwpBits::SD,
-                        folio,
-                    };
+                    let e = Entry::Migration { kind, bits: bits - SwpBits::SD, folio };
                     set_pte(s, p, addr, e, Why::ClearRefs);
                 }
                 Entry::Swap { bits, slot } => {
-                    let e = Entry::Swap {
-                        bits: bits - SwpBits::SD,
-                        slot,
-                    };
+                    let e = Entry::Swap { bits: bits - SwpBits::SD, slot };
                     set_pte(s, p, addr, e, Why::ClearRefs);
                 }
                 Entry::Marker | Entry::None => {}
@@ -461,13 +417,7 @@ pub fn folio_mkclean(s: &mut State, f: FolioId) {
                 if let Entry::Present { bits, folio } = s.procs[p].pt[addr as usize] {
                     if folio == f && bits.intersects(PteBits::W | PteBits::D) {
                         let n = bits - PteBits::W - PteBits::D;
-                        set_pte(
-                            s,
-                            p,
-                            addr,
-                            Entry::Present { bits: n, folio },
-                            Why::FolioMkclean,
-                        );
+                        set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::FolioMkclean);
                     }
                 }
             }
@@ -497,11 +447,7 @@ pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_
                 }
                 Entry::Present { bits, folio }
             }
-            Entry::Migration {
-                kind,
-                mut bits,
-                folio,
-            } => {
+            Entry::Migration { kind, mut bits, folio } => {
                 bits |= SwpBits::SD;
                 if clear_uffd_wp {
                     bits.remove(SwpBits::UW);

@@ -33,11 +33,7 @@ pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
     };
     let maps = mappings(s, f);
     // mlocked folios sit on the unevictable LRU.
-    if maps.iter().any(|&(q, a)| {
-        s.procs[q as usize]
-            .vma(a)
-            .is_some_and(|v| v.flags.contains(VmFlags::LOCKED))
-    }) {
+    if maps.iter().any(|&(q, a)| s.procs[q as usize].vma(a).is_some_and(|v| v.flags.contains(VmFlags::LOCKED))) {
         return;
     }
     let fo = *s.folio(f);
@@ -116,13 +112,7 @@ fn try_to_unmap_one(s: &mut State, p: usize, addr: u8, f: FolioId) {
         swp.set(SwpBits::SD, bits.contains(PteBits::SD));
         swp.set(SwpBits::UW, bits.contains(PteBits::UW));
         s.slots[slot as usize].count += 1;
-        set_pte(
-            s,
-            p,
-            addr,
-            Entry::Swap { bits: swp, slot },
-            Why::TryToUnmapOne,
-        );
+        set_pte(s, p, addr, Entry::Swap { bits: swp, slot }, Why::TryToUnmapOne);
     }
 }
 
@@ -167,10 +157,7 @@ pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
                 if !fo.is_anon() {
                     continue;
                 }
-                if fo
-                    .flags
-                    .intersects(FolioFlags::SWAPCACHE | FolioFlags::DIRTY)
-                {
+                if fo.flags.intersects(FolioFlags::SWAPCACHE | FolioFlags::DIRTY) {
                     if fo.mapcount != 1 {
                         continue;
                     }
@@ -180,13 +167,7 @@ pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
                     s.folio_mut(folio).flags.remove(FolioFlags::DIRTY);
                 }
                 let n = bits - PteBits::A - PteBits::D;
-                set_pte(
-                    s,
-                    p,
-                    addr,
-                    Entry::Present { bits: n, folio },
-                    Why::MadviseFree,
-                );
+                set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::MadviseFree);
                 let fo = s.folio_mut(folio);
                 if !fo.flags.contains(FolioFlags::SWAPCACHE) {
                     fo.flags.insert(FolioFlags::LAZYFREE);
@@ -242,10 +223,7 @@ pub fn swapoff(s: &mut State, cfg: &Config) {
             if fl.swapped & (1 << idx) == 0 {
                 continue;
             }
-            let Some(n) = s.alloc_folio(FolioKind::File {
-                file: file as u8,
-                index: idx as u8,
-            }) else {
+            let Some(n) = s.alloc_folio(FolioKind::File { file: file as u8, index: idx as u8 }) else {
                 return;
             };
             s.folios[n as usize].flags.insert(FolioFlags::DIRTY);
@@ -292,9 +270,7 @@ pub fn writeback(s: &mut State, p: usize, addr: u8) {
     let FolioKind::File { file, .. } = s.folio(folio).kind else {
         return;
     };
-    if !super::prot::mapping_can_writeback(s, file)
-        || !s.folio(folio).flags.contains(FolioFlags::DIRTY)
-    {
+    if !super::prot::mapping_can_writeback(s, file) || !s.folio(folio).flags.contains(FolioFlags::DIRTY) {
         return;
     }
     folio_mkclean(s, folio);

@@ -183,12 +183,7 @@ pub struct File {
 
 impl File {
     pub const fn new(kind: FileKind, in_use: bool) -> File {
-        File {
-            kind,
-            in_use,
-            cache: [NO_FOLIO; NPAGES],
-            swapped: 0,
-        }
+        File { kind, in_use, cache: [NO_FOLIO; NPAGES], swapped: 0 }
     }
 }
 
@@ -343,8 +338,7 @@ impl Vma {
     }
     /// vma_is_accessible()
     pub fn accessible(&self) -> bool {
-        self.flags
-            .intersects(VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC)
+        self.flags.intersects(VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC)
     }
 }
 
@@ -368,12 +362,7 @@ pub struct Mm {
 
 impl Mm {
     pub fn new(alive: bool) -> Mm {
-        Mm {
-            alive,
-            vmas: ArrayVec::new(),
-            pt: [Entry::None; NPAGES],
-            why: [PteWhy::default(); NPAGES],
-        }
+        Mm { alive, vmas: ArrayVec::new(), pt: [Entry::None; NPAGES], why: [PteWhy::default(); NPAGES] }
     }
     /// find_vma() for an exact address: the VMA containing `addr`.
     pub fn vma_index(&self, addr: u8) -> Option<usize> {
@@ -430,10 +419,7 @@ pub struct Slot {
 
 impl Default for Slot {
     fn default() -> Slot {
-        Slot {
-            count: 0,
-            folio: NO_FOLIO,
-        }
+        Slot { count: 0, folio: NO_FOLIO }
     }
 }
 
@@ -514,10 +500,7 @@ impl State {
     /// Allocate a free folio, or None (OOM).
     pub fn alloc_folio(&mut self, kind: FolioKind) -> Option<FolioId> {
         let i = self.folios.iter().position(|f| f.kind == FolioKind::Free)?;
-        self.folios[i] = Folio {
-            kind,
-            ..Folio::default()
-        };
+        self.folios[i] = Folio { kind, ..Folio::default() };
         Some(i as FolioId)
     }
 

@@ -5,6 +5,7 @@ use super::prot::*;
 use super::pte::{change_protection, zap_pte_range, CpFlags, ZapDetails};
 use super::types::*;
 use super::Config;
+use crate::op::Advice;
 
 /// Errors a syscall returns in the model (the op then changes nothing further).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,11 +23,7 @@ fn insert_vma(mm: &mut Mm, v: Vma) -> KResult<usize> {
     if mm.vmas.is_full() {
         return Err(Errno::Enomem);
     }
-    let pos = mm
-        .vmas
-        .iter()
-        .position(|x| x.start > v.start)
-        .unwrap_or(mm.vmas.len());
+    let pos = mm.vmas.iter().position(|x| x.start > v.start).unwrap_or(mm.vmas.len());
     mm.vmas.insert(pos, v);
     Ok(pos)
 }
@@ -62,27 +59,12 @@ fn is_mergeable(v: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma:
 }
 
 /// `can_vma_merge_after()`: `prev` can grow up to cover a range starting at file offset `pgoff`.
-fn can_vma_merge_after(
-    prev: &Vma,
-    flags: VmFlags,
-    backing: Backing,
-    uffd: bool,
-    anon_vma: u8,
-    pgoff: u8,
-) -> bool {
-    is_mergeable(prev, flags, backing, uffd, anon_vma)
-        && prev.pgoff.wrapping_add(prev.end - prev.start) == pgoff
+fn can_vma_merge_after(prev: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8, pgoff: u8) -> bool {
+    is_mergeable(prev, flags, backing, uffd, anon_vma) && prev.pgoff.wrapping_add(prev.end - prev.start) == pgoff
 }
 
 /// `can_vma_merge_before()`: `next` can grow down to cover a range ending at file offset `end_pgoff`.
-fn can_vma_merge_before(
-    next: &Vma,
-    flags: VmFlags,
-    backing: Backing,
-    uffd: bool,
-    anon_vma: u8,
-    end_pgoff: u8,
-) -> bool {
+fn can_vma_merge_before(next: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8, end_pgoff: u8) -> bool {
     is_mergeable(next, flags, backing, uffd, anon_vma) && next.pgoff == end_pgoff
 }
 
@@ -90,14 +72,7 @@ fn can_vma_merge_before(
 /// `flags`/`uffd`: grow `prev` and/or `next` over it. The survivor keeps its own
 /// `vm_flags` and `vm_page_prot`; the caller assigns flags afterwards. Returns the
 /// survivor's index.
-pub fn vma_merge(
-    mm: &mut Mm,
-    i: usize,
-    start: u8,
-    end: u8,
-    flags: VmFlags,
-    uffd: bool,
-) -> Option<usize> {
+pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> Option<usize> {
     let v = mm.vmas[i];
     let pgoff = v.pgoff_of(start);
     let len = end - start;
@@ -108,14 +83,7 @@ pub fn vma_merge(
     let next_ok = end == v.end
         && i + 1 < mm.vmas.len()
         && mm.vmas[i + 1].start == end
-        && can_vma_merge_before(
-            &mm.vmas[i + 1],
-            flags,
-            v.backing,
-            uffd,
-            v.anon_vma,
-            pgoff.wrapping_add(len),
-        );
+        && can_vma_merge_before(&mm.vmas[i + 1], flags, v.backing, uffd, v.anon_vma, pgoff.wrapping_add(len));
     let anon = v.anon_vma;
     if prev_ok {
         let both = next_ok && {
@@ -167,14 +135,7 @@ pub fn vma_merge(
 /// userfaultfd_register: `vma_merge()` the sub-range `[start, end)` of VMA `i`,
 /// otherwise `split_vma()` at its edges. Returns the index of the VMA now
 /// covering exactly... the range (a survivor may cover more).
-fn merge_or_split(
-    mm: &mut Mm,
-    i: usize,
-    start: u8,
-    end: u8,
-    flags: VmFlags,
-    uffd: bool,
-) -> KResult<usize> {
+fn merge_or_split(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> KResult<usize> {
     if let Some(j) = vma_merge(mm, i, start, end, flags, uffd) {
         return Ok(j);
     }
@@ -246,14 +207,8 @@ fn reap_shmem_objects(s: &mut State) {
         if !s.files[f].in_use {
             continue;
         }
-        let used = s
-            .procs
-            .iter()
-            .any(|mm| mm.alive && mm.vmas.iter().any(|v| v.backing == Backing::File(f as u8)));
-        let pinned = s.files[f]
-            .cache
-            .iter()
-            .any(|&c| c != NO_FOLIO && s.is_migrating(c));
+        let used = s.procs.iter().any(|mm| mm.alive && mm.vmas.iter().any(|v| v.backing == Backing::File(f as u8)));
+        let pinned = s.files[f].cache.iter().any(|&c| c != NO_FOLIO && s.is_migrating(c));
         if !used && !pinned {
             for c in s.files[f].cache {
                 if c != NO_FOLIO {
@@ -296,25 +251,10 @@ pub fn mmap_region(
     let prev = mm.vmas.iter().position(|v| v.end == addr);
     let expandable = kind != MapKind::SharedAnon;
     let next_ok = expandable
-        && next.is_some_and(|n| {
-            can_vma_merge_before(
-                &mm.vmas[n],
-                flags,
-                backing,
-                false,
-                0,
-                pgoff.wrapping_add(len),
-            )
-        });
-    let next_anon = if next_ok {
-        mm.vmas[next.unwrap()].anon_vma
-    } else {
-        0
-    };
-    let prev_ok = expandable
-        && prev.is_some_and(|q| {
-            can_vma_merge_after(&mm.vmas[q], flags, backing, false, next_anon, pgoff)
-        });
+        && next.is_some_and(|n| can_vma_merge_before(&mm.vmas[n], flags, backing, false, 0, pgoff.wrapping_add(len)));
+    let next_anon = if next_ok { mm.vmas[next.unwrap()].anon_vma } else { 0 };
+    let prev_ok =
+        expandable && prev.is_some_and(|q| can_vma_merge_after(&mm.vmas[q], flags, backing, false, next_anon, pgoff));
     let idx = if prev_ok {
         // vma_expand(prev, prev->vm_start, next or end): prev survives.
         let q = prev.unwrap();
@@ -339,8 +279,7 @@ pub fn mmap_region(
             MapKind::SharedAnon => {
                 // shmem_zero_setup(): a new shmem object.
                 reap_shmem_objects(s);
-                let Some(f) = (FILE_SHMEM_ANON0 as usize..MAX_FILES).find(|&f| !s.files[f].in_use)
-                else {
+                let Some(f) = (FILE_SHMEM_ANON0 as usize..MAX_FILES).find(|&f| !s.files[f].in_use) else {
                     return Err(Errno::Enomem);
                 };
                 s.files[f] = File::new(FileKind::Shmem, true);
@@ -357,23 +296,13 @@ pub fn mmap_region(
             pgoff,
             anon_vma: 0,
             uffd: false,
-            prot_by: Prov {
-                why: Why::MmapRegion,
-                step: s.step,
-            },
-            softdirty_by: Prov {
-                why: Why::MmapRegion,
-                step: s.step,
-            },
+            prot_by: Prov { why: Why::MmapRegion, step: s.step },
+            softdirty_by: Prov { why: Why::MmapRegion, step: s.step },
             uffd_by: Prov::default(),
         };
         insert_vma(&mut s.procs[p], v)?
     };
-    let why = if prev_ok || next_ok {
-        Why::MmapExpand
-    } else {
-        Why::MmapRegion
-    };
+    let why = if prev_ok || next_ok { Why::MmapExpand } else { Why::MmapRegion };
     let mut v = s.procs[p].vmas[idx];
     let f = v.flags | VmFlags::SOFTDIRTY;
     set_flags(&mut v, f, why, s.step);
@@ -414,14 +343,7 @@ type ArrayVecU8 = arrayvec::ArrayVec<u8, MAX_VMAS>;
 /// flags; TRY_CHANGE_WRITABLE from `vma_wants_writenotify(vma, OLD vm_page_prot)`
 /// for shared VMAs (VM_WRITE for private ones); `vma_set_page_prot()`;
 /// `change_protection()` on `[start, end)` only.
-pub fn mprotect(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    start: u8,
-    end: u8,
-    prot: VmFlags,
-) -> KResult<()> {
+pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot: VmFlags) -> KResult<()> {
     if s.procs[p].vma_index(start).is_none() {
         return Err(Errno::Enomem);
     }
@@ -447,11 +369,7 @@ pub fn mprotect(
         };
         vma_set_page_prot(s, cfg, &mut v, Why::MprotectFixup);
         s.procs[p].vmas[j] = v;
-        let cp = if try_write {
-            CpFlags::TRY_CHANGE_WRITABLE
-        } else {
-            CpFlags::empty()
-        };
+        let cp = if try_write { CpFlags::TRY_CHANGE_WRITABLE } else { CpFlags::empty() };
         change_protection(s, cfg, p, &v, a, b, v.prot, cp, Why::MprotectFixup);
         // A locked private mapping becoming writable is populated with write
         // faults (populate_vma_page_range with FOLL_WRITE breaks COW).
@@ -464,44 +382,29 @@ pub fn mprotect(
     })
 }
 
-/// Flag-changing madvise() advice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FlagAdvice {
-    Random,
-    Normal,
-    DontFork,
-    DoFork,
-    WipeOnFork,
-    KeepOnFork,
-}
-
 /// `madvise_update_vma()` (mm/madvise.c): merge or split and assign the new flags;
 /// `vm_page_prot` is **not** recomputed (a merge survivor keeps a stale prot while
 /// taking the target's VM_SOFTDIRTY). Holes are skipped (ENOMEM at the end).
-pub fn madvise_update_vma(
-    s: &mut State,
-    p: usize,
-    start: u8,
-    end: u8,
-    adv: FlagAdvice,
-) -> KResult<()> {
+pub fn madvise_update_vma(s: &mut State, p: usize, start: u8, end: u8, adv: Advice) -> KResult<()> {
     for_each_piece(s, p, start, end, false, |s, p, a, b| {
         let step = s.step;
         let mm = &mut s.procs[p];
         let i = mm.vma_index(a).unwrap();
         let old = mm.vmas[i];
         let newflags = match adv {
-            FlagAdvice::Random => old.flags | VmFlags::RAND_READ,
-            FlagAdvice::Normal => old.flags - VmFlags::RAND_READ,
-            FlagAdvice::DontFork => old.flags | VmFlags::DONTCOPY,
-            FlagAdvice::DoFork => old.flags - VmFlags::DONTCOPY,
-            FlagAdvice::WipeOnFork => {
+            Advice::Random => old.flags | VmFlags::RAND_READ,
+            Advice::Normal => old.flags - VmFlags::RAND_READ,
+            Advice::DontFork => old.flags | VmFlags::DONTCOPY,
+            Advice::DoFork => old.flags - VmFlags::DONTCOPY,
+            Advice::WipeOnFork => {
                 if !old.is_anonymous() || old.flags.contains(VmFlags::SHARED) {
                     return Err(Errno::Einval);
                 }
                 old.flags | VmFlags::WIPEONFORK
             }
-            FlagAdvice::KeepOnFork => old.flags - VmFlags::WIPEONFORK,
+            Advice::KeepOnFork => old.flags - VmFlags::WIPEONFORK,
+            // PTE-walking advice does not come here (see model::madvise).
+            Advice::DontNeed | Advice::Free => return Err(Errno::Einval),
         };
         if newflags == old.flags {
             return Ok(());
@@ -524,11 +427,7 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
         let mm = &mut s.procs[p];
         let i = mm.vma_index(a).unwrap();
         let old = mm.vmas[i];
-        let newflags = if lock {
-            old.flags | VmFlags::LOCKED
-        } else {
-            old.flags - VmFlags::LOCKED
-        };
+        let newflags = if lock { old.flags | VmFlags::LOCKED } else { old.flags - VmFlags::LOCKED };
         if newflags == old.flags {
             return Ok(());
         }
@@ -555,18 +454,8 @@ fn vma_can_userfault(s: &State, v: &Vma) -> bool {
 /// VMA in range must be registrable and VM_MAYWRITE; merge or split with this
 /// ctx; `userfaultfd_set_vm_flags()` (B1: prot recomputed when VM_UFFD_WP flips on a
 /// shared VMA; v6.1: plain assignment). No PTE is touched.
-pub fn userfaultfd_register(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    start: u8,
-    end: u8,
-) -> KResult<()> {
-    let mut vs = s.procs[p]
-        .vmas
-        .iter()
-        .filter(|v| v.start < end && v.end > start)
-        .peekable();
+pub fn userfaultfd_register(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) -> KResult<()> {
+    let mut vs = s.procs[p].vmas.iter().filter(|v| v.start < end && v.end > start).peekable();
     if vs.peek().is_none() {
         return Err(Errno::Einval);
     }
@@ -594,23 +483,11 @@ pub fn userfaultfd_register(
 /// `userfaultfd_unregister()` (fs/userfaultfd.c): for each registered VMA part,
 /// resolve write protection over that part (`uffd_wp_range(..., false)`), then
 /// merge or split with a NULL ctx and clear the uffd flags.
-pub fn userfaultfd_unregister(
-    s: &mut State,
-    cfg: &Config,
-    p: usize,
-    start: u8,
-    end: u8,
-) -> KResult<()> {
-    if !s.procs[p]
-        .vmas
-        .iter()
-        .any(|v| v.start < end && v.end > start)
-    {
+pub fn userfaultfd_unregister(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) -> KResult<()> {
+    if !s.procs[p].vmas.iter().any(|v| v.start < end && v.end > start) {
         return Err(Errno::Einval);
     }
-    for_each_piece(s, p, start, end, false, |s, p, a, b| {
-        unregister_piece(s, cfg, p, a, b, Why::UffdUnregister)
-    })
+    for_each_piece(s, p, start, end, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister))
 }
 
 fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Why) -> KResult<()> {
@@ -636,9 +513,7 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
 /// `userfaultfd_release()` (fs/userfaultfd.c): closing the uffd resolves and
 /// unregisters every VMA of this context.
 pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()> {
-    for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| {
-        unregister_piece(s, cfg, p, a, b, Why::UffdUnregister)
-    })
+    for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister))
 }
 
 /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` via move_vma()
