@@ -317,16 +317,19 @@ fn generate(
 /// against the state reached by the prefix).
 fn mutate(rng: &mut SmallRng, pair: &Pair, prog: &Program, pool: &[Program], max_ops: usize) -> Program {
     let mut ops = prog.ops.clone();
+    // New ops are generated against the state the unchanged prefix reaches: one
+    // replay up to the first edit point; later edits go at or after it.
+    let first = if ops.is_empty() { 0 } else { rng.gen_range(0..ops.len()) };
+    let mut prefix = State::new();
+    for op in &ops[..first] {
+        model::step(&mut prefix, &pair.a, op);
+    }
     for _ in 0..rng.gen_range(1..=3) {
-        let i = if ops.is_empty() { 0 } else { rng.gen_range(0..ops.len()) };
-        let mut prefix = State::new();
-        for op in &ops[..i] {
-            model::step(&mut prefix, &pair.a, op);
-        }
+        let i = if ops.len() <= first { first.min(ops.len()) } else { rng.gen_range(first..ops.len()) };
         match rng.gen_range(0..4) {
-            0 if !ops.is_empty() => ops[i] = gen_op(rng, &prefix),
+            0 if i < ops.len() => ops[i] = gen_op(rng, &prefix),
             1 if ops.len() < max_ops => ops.insert(i, gen_op(rng, &prefix)),
-            2 if ops.len() > 1 => {
+            2 if ops.len() > 1 && i < ops.len() => {
                 ops.remove(i);
             }
             _ => {

@@ -233,18 +233,19 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
             if lp.args.len() == 5 {
                 a(5, "p, addr, len, prot, anon|shared-anon")?;
                 let t = lp.args[4];
-                let target =
-                    match t.s {
-                        "anon" => Target::Anon,
-                        "shared-anon" => Target::SharedAnon,
-                        _ => return lp.err(
+                let target = match t.s {
+                    "anon" => Target::Anon,
+                    "shared-anon" => Target::SharedAnon,
+                    _ => {
+                        return lp.err(
                             t.col,
                             format!(
                                 "expected anon or shared-anon, found `{}` (files take: file, shared|private, pgoff)",
                                 t.s
                             ),
-                        ),
-                    };
+                        )
+                    }
+                };
                 Op::Mmap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)?, target }
             } else {
                 a(7, "p, addr, len, prot, memfd|ext4|ramfs, shared|private, pgoff")?;
