@@ -84,7 +84,7 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
             }
             "kernel" => match Kernel::parse(val) {
                 Some(k) => kernel = k,
-                None => return err(format!("unknown kernel `{val}` (known: v6.1, v6.1.y)")),
+                None => return err(format!("unknown kernel `{val}` (known: {})", crate::model::KERNEL_NAMES)),
             },
             "expect" => {
                 expect = Some(if val == "pass" {

@@ -45,7 +45,7 @@ enum Cmd {
         /// The two variants, `A,B` (names: pre-fix, full-restore, vm-page-prot, stable-6.1.y; optional +unuse-care).
         #[arg(long, default_value = "full-restore,vm-page-prot")]
         variants: String,
-        /// Kernel profile: v6.1 or v6.1.y.
+        /// Kernel profile: v6.1, v6.1.y or v6.12.
         #[arg(long, default_value = "v6.1")]
         kernel: String,
         /// Longest generated program.
@@ -156,7 +156,8 @@ enum Cmd {
 }
 
 fn parse_pair(variants: &str, kernel: &str) -> Result<Pair, String> {
-    let k = Kernel::parse(kernel).ok_or_else(|| format!("unknown kernel `{kernel}` (known: v6.1, v6.1.y)"))?;
+    let k = Kernel::parse(kernel)
+        .ok_or_else(|| format!("unknown kernel `{kernel}` (known: {})", ptediff::model::KERNEL_NAMES))?;
     let (a, b) =
         variants.split_once(',').ok_or_else(|| format!("--variants takes two names `A,B`, got `{variants}`"))?;
     let p = |n: &str| {

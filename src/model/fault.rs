@@ -108,7 +108,7 @@ fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, 
         Entry::Marker => handle_pte_marker(s, cfg, p, vi, addr, write),
         Entry::Present { bits, folio } => {
             if bits.contains(PteBits::PROTNONE) && v.accessible() {
-                do_numa_page(s, p, &v, addr, bits, folio);
+                do_numa_page(s, cfg, p, &v, addr, bits, folio);
                 return Fault::Retry;
             }
             if write && !bits.contains(PteBits::W) {
@@ -399,19 +399,43 @@ fn do_swap_page(
     let mut bits = mk_pte(v.prot);
     let mut write_left = write;
     let mut rmap_exclusive = false;
-    if exclusive || sole {
-        if write {
-            bits = maybe_mkwrite(pte_mkdirty(bits), &v);
-            write_left = false;
+    if cfg.kernel.swapin_maps_writable() {
+        // v6.12: soft-dirty and uffd-wp first; an exclusive page is mapped
+        // writable (even on a read) unless uffd-wp or soft-dirty tracking need
+        // the write fault; only then is a write consumed here.
+        if swp.contains(SwpBits::SD) {
+            bits.insert(PteBits::SD);
         }
-        rmap_exclusive = true;
-    }
-    if swp.contains(SwpBits::SD) {
-        bits.insert(PteBits::SD);
-    }
-    if swp.contains(SwpBits::UW) {
-        bits.insert(PteBits::UW);
-        bits.remove(PteBits::W);
+        if swp.contains(SwpBits::UW) {
+            bits = pte_mkuffd_wp(bits, cfg.kernel);
+        }
+        if exclusive || sole {
+            let uffd = v.uffd_wp() && bits.contains(PteBits::UW);
+            let sd_wp = v.soft_dirty_enabled() && !bits.contains(PteBits::SD);
+            if v.flags.contains(VmFlags::WRITE) && !uffd && !sd_wp {
+                bits.insert(PteBits::W);
+                if write {
+                    bits = pte_mkdirty(bits);
+                    write_left = false;
+                }
+            }
+            rmap_exclusive = true;
+        }
+    } else {
+        if exclusive || sole {
+            if write {
+                bits = maybe_mkwrite(pte_mkdirty(bits), &v);
+                write_left = false;
+            }
+            rmap_exclusive = true;
+        }
+        if swp.contains(SwpBits::SD) {
+            bits.insert(PteBits::SD);
+        }
+        if swp.contains(SwpBits::UW) {
+            bits.insert(PteBits::UW);
+            bits.remove(PteBits::W);
+        }
     }
     page_add_rmap(s, f, rmap_exclusive);
     set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoSwapPage);
@@ -424,13 +448,20 @@ fn do_swap_page(
     Fault::Retry
 }
 
-/// `do_numa_page()` (mm/memory.c, v6.1), no-migration path: `pte_modify(pte,
-/// vm_page_prot)`, young, and writable again if it was (savedwrite) — the uffd-wp
-/// bit is not consulted (B1 changelog case (b)).
-fn do_numa_page(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) {
-    let was_writable = bits.contains(PteBits::W);
+/// `do_numa_page()` (mm/memory.c), no-migration path (`numa_rebuild_single_mapping`
+/// in v6.12): `pte_modify(pte, vm_page_prot)`, young. v6.1: writable again if it
+/// was (savedwrite) — the uffd-wp bit is not consulted (B1 changelog case (b)).
+/// v6.12: writable if the prot is, or if `vma_wants_manual_pte_write_upgrade` and
+/// `can_change_pte_writable` allow.
+fn do_numa_page(s: &mut State, cfg: &Config, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) {
     let mut n = pte_modify(bits, v.prot) | PteBits::A;
-    if was_writable {
+    let writable = if cfg.kernel.numa_savedwrite() {
+        bits.contains(PteBits::W)
+    } else {
+        n.contains(PteBits::W)
+            || vma_wants_manual_pte_write_upgrade(s, cfg, v) && can_change_pte_writable(s, cfg.kernel, v, n, f)
+    };
+    if writable {
         n |= PteBits::W;
     }
     set_pte(s, p, addr, Entry::Present { bits: n, folio: f }, Why::DoNumaPage);

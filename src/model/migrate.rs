@@ -4,7 +4,7 @@
 
 use super::pte::*;
 use super::types::*;
-use super::{Config, Restore};
+use super::{Config, Kernel, Restore};
 
 /// `try_to_migrate_one()` (mm/rmap.c) for one PTE: clear it (D → folio dirty),
 /// give up PageAnonExclusive (`page_try_share_anon_rmap`, no pins modelled), and
@@ -150,7 +150,11 @@ pub fn remove_migration_pte(
     if s.folio(new).flags.contains(FolioFlags::DIRTY) && swp.contains(SwpBits::DIRTY) {
         pte = pte_mkdirty(pte);
     }
-    let (pte, warn) = restore_write_bits(cfg.restore, pte, kind, swp, &v);
+    // v6.12 applies swpSD after mkdirty: soft-dirty comes from the entry alone.
+    if cfg.kernel.restore_sd_from_entry_only() && !swp.contains(SwpBits::SD) {
+        pte.remove(PteBits::SD);
+    }
+    let (pte, warn) = restore_write_bits(cfg.restore, cfg.kernel, pte, kind, swp, &v);
     s.variant_hits = s.variant_hits.wrapping_add(1);
     if warn {
         s.warned = true;
@@ -162,17 +166,25 @@ pub fn remove_migration_pte(
 
 /// The write / uffd-wp step of `remove_migration_pte()` in each variant, applied
 /// to `pte = mk_pte(new, vm_page_prot)` (+SD/A/D). Returns the PTE and whether the
-/// variant's WARN_ON_ONCE fired.
+/// variant's WARN_ON_ONCE fired. `pte_mkuffd_wp` is the kernel's (write-protecting
+/// from v6.3 on).
 ///
 /// - `pre-fix` (v5.7..v6.1 release): MIG_W → maybe_mkwrite; else swpUW → UW only
 ///   (W stays whatever `vm_page_prot` said: the memfd uffd-wp bypass).
 /// - `full-restore` (Peter Xu v2/v3): MIG_W → maybe_mkwrite, else wrprotect; then
 ///   swpUW → WARN_ON_ONCE(W), UW.
-/// - `vm-page-prot` (David Hildenbrand): MIG_W → maybe_mkwrite; else swpUW →
-///   wrprotect + UW; otherwise the `vm_page_prot` default.
+/// - `vm-page-prot` (David Hildenbrand; mainline v6.4+): MIG_W → maybe_mkwrite; else
+///   swpUW → wrprotect + UW; otherwise the `vm_page_prot` default.
 /// - `stable-6.1.y` (6.1.y with B2 96a9c287e25d): MIG_W → maybe_mkwrite; else swpUW
-///   → UW only (6.1.y `pte_mkuffd_wp` does not wrprotect); else wrprotect.
-pub fn restore_write_bits(variant: Restore, mut pte: PteBits, kind: MigKind, swp: SwpBits, v: &Vma) -> (PteBits, bool) {
+///   → UW (6.1.y `pte_mkuffd_wp` does not wrprotect); else wrprotect.
+pub fn restore_write_bits(
+    variant: Restore,
+    k: Kernel,
+    mut pte: PteBits,
+    kind: MigKind,
+    swp: SwpBits,
+    v: &Vma,
+) -> (PteBits, bool) {
     let writable = kind == MigKind::Write;
     let uffd = swp.contains(SwpBits::UW);
     let mut warn = false;
@@ -181,7 +193,7 @@ pub fn restore_write_bits(variant: Restore, mut pte: PteBits, kind: MigKind, swp
             if writable {
                 pte = maybe_mkwrite(pte, v);
             } else if uffd {
-                pte.insert(PteBits::UW);
+                pte = pte_mkuffd_wp(pte, k);
             }
         }
         Restore::FullRestore => {
@@ -192,22 +204,21 @@ pub fn restore_write_bits(variant: Restore, mut pte: PteBits, kind: MigKind, swp
             }
             if uffd {
                 warn = pte.contains(PteBits::W);
-                pte.insert(PteBits::UW);
+                pte = pte_mkuffd_wp(pte, k);
             }
         }
         Restore::VmPageProt => {
             if writable {
                 pte = maybe_mkwrite(pte, v);
             } else if uffd {
-                pte.remove(PteBits::W);
-                pte.insert(PteBits::UW);
+                pte = pte_mkuffd_wp(pte - PteBits::W, k);
             }
         }
         Restore::Stable61y => {
             if writable {
                 pte = maybe_mkwrite(pte, v);
             } else if uffd {
-                pte.insert(PteBits::UW);
+                pte = pte_mkuffd_wp(pte, k);
             } else {
                 pte.remove(PteBits::W);
             }

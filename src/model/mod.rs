@@ -34,43 +34,98 @@ pub enum Unuse {
     WithCare,
 }
 
-/// The kernel everything else follows.
+/// The kernel everything else follows (the restore itself is the variant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// v6.1 release.
     V61,
     /// Debian 6.1.y (6.1.192): B1 (uffd-wp writenotify), B3 (fork marker fix) and
-    /// the mremap uffd-wp clearing backport. The restore itself is a variant.
+    /// the mremap uffd-wp clearing backport.
     V61y,
+    /// Debian 6.12.y (6.12.95): everything in 6.1.y plus v6.2-v6.12 mainline:
+    /// `pte_mkuffd_wp()` write-protects (v6.3), `uffd_wp_range()` relies on
+    /// `vm_page_prot` with TRY_CHANGE_WRITABLE (v6.3), clean exclusive anon pages
+    /// may be made writable (v6.2), NUMA hinting without savedwrite (v6.3), the
+    /// restore takes soft-dirty from the entry only, `do_swap_page` maps exclusive
+    /// pages writable on read, a writable migration entry loses swpUW when made
+    /// read-only, uffd (un)register merges keep the survivor's VM_SOFTDIRTY, and
+    /// UFFDIO_WRITEPROTECT spans several VMAs.
+    V612,
 }
 
 impl Kernel {
     /// 51d3d5eb74ff "mm/userfaultfd: enable writenotify while userfaultfd-wp is enabled for a VMA".
     pub fn b1_uffd_writenotify(self) -> bool {
-        self == Kernel::V61y
+        self != Kernel::V61
     }
     /// "mm/uffd: fix pte marker when fork() without fork event".
     pub fn b3_fork_marker(self) -> bool {
-        self == Kernel::V61y
+        self != Kernel::V61
     }
-    /// Backport of "mm: clear uffd-wp PTE/PMD state on mremap()".
+    /// "mm: clear uffd-wp PTE/PMD state on mremap()" (v6.13, backported to 6.1.y and 6.12.y).
     pub fn mremap_clears_uffd_wp(self) -> bool {
-        self == Kernel::V61y
+        self != Kernel::V61
+    }
+    /// v6.3 "mm/uffd: always wr-protect pte in pte|pmd_mkuffd_wp()".
+    pub fn mkuffd_wp_wrprotects(self) -> bool {
+        self == Kernel::V612
+    }
+    /// v6.3 "mm/uffd: rely on vma->vm_page_prot in uffd_wp_range()"; UFFDIO_WRITEPROTECT
+    /// over several VMAs.
+    pub fn uffd_wp_range_uses_vm_page_prot(self) -> bool {
+        self == Kernel::V612
+    }
+    /// v6.2 "mm/mprotect: allow clean exclusive anon pages to be writable".
+    pub fn clean_exclusive_anon_writable(self) -> bool {
+        self == Kernel::V612
+    }
+    /// v6.1 NUMA hinting keeps W in the protnone PTE (savedwrite); v6.3 drops it
+    /// and `do_numa_page` re-derives it.
+    pub fn numa_savedwrite(self) -> bool {
+        self != Kernel::V612
+    }
+    /// Making a writable migration entry readable keeps swpUW (6.1) or drops it (6.12).
+    pub fn mig_downgrade_keeps_uffd_wp(self) -> bool {
+        self != Kernel::V612
+    }
+    /// `remove_migration_pte` takes SD from swpSD only (6.12), not also from mkdirty.
+    pub fn restore_sd_from_entry_only(self) -> bool {
+        self == Kernel::V612
+    }
+    /// `do_swap_page` maps an exclusive page writable on a read fault (6.12).
+    pub fn swapin_maps_writable(self) -> bool {
+        self == Kernel::V612
+    }
+    /// uffd (un)register merges give the survivor its own flags (6.12), not the target's.
+    pub fn uffd_merge_keeps_survivor_flags(self) -> bool {
+        self == Kernel::V612
     }
     pub fn name(self) -> &'static str {
         match self {
             Kernel::V61 => "v6.1",
             Kernel::V61y => "v6.1.y",
+            Kernel::V612 => "v6.12",
         }
     }
     pub fn parse(s: &str) -> Option<Kernel> {
         match s {
             "v6.1" | "6.1" => Some(Kernel::V61),
             "v6.1.y" | "6.1.y" => Some(Kernel::V61y),
+            "v6.12" | "6.12" | "v6.12.y" | "6.12.y" => Some(Kernel::V612),
             _ => None,
         }
     }
+    /// The restore this kernel itself ships.
+    pub fn native_restore(self) -> Restore {
+        match self {
+            Kernel::V61 => Restore::PreFix,
+            Kernel::V61y => Restore::Stable61y,
+            Kernel::V612 => Restore::VmPageProt,
+        }
+    }
 }
+
+pub const KERNEL_NAMES: &str = "v6.1, v6.1.y, v6.12";
 
 /// One side of the differential run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -349,16 +404,25 @@ fn madvise(s: &mut State, p: usize, a: u8, e: u8, advice: Advice) -> StepResult 
     StepResult::Ok
 }
 
-/// `mwriteprotect_range()` (mm/userfaultfd.c): the range must lie in one VMA that
-/// is registered for uffd-wp; then `uffd_wp_range()`.
+/// `mwriteprotect_range()` (mm/userfaultfd.c): v6.1 needs the range inside one
+/// VMA registered for uffd-wp; v6.12 walks every VMA in the range, each of which
+/// must be (stopping at the first that is not). Then `uffd_wp_range()`.
 fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enable: bool) -> bool {
-    let Some(v) = s.procs[p].vma(a).copied() else {
-        return false;
-    };
-    if e > v.end || !v.uffd || !v.uffd_wp() {
-        return false;
+    let Some(v) = s.procs[p].vma(a).copied() else { return false };
+    if !cfg.kernel.uffd_wp_range_uses_vm_page_prot() {
+        if e > v.end || !v.uffd || !v.uffd_wp() {
+            return false;
+        }
+        pte::uffd_wp_range(s, cfg, p, &v, a, e, enable);
+        return true;
     }
-    pte::uffd_wp_range(s, cfg, p, &v, a, e, enable);
+    let vmas: Vec<Vma> = s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
+    for v in vmas {
+        if !v.uffd || !v.uffd_wp() {
+            return false;
+        }
+        pte::uffd_wp_range(s, cfg, p, &v, a.max(v.start), e.min(v.end), enable);
+    }
     true
 }
 

@@ -2,7 +2,7 @@
 //! clear_refs (soft-dirty), folio_mkclean, move_ptes, and the rmap counters.
 
 use super::types::*;
-use super::Config;
+use super::{Config, Kernel};
 use bitflags::bitflags;
 
 /// (write, soft-dirty, uffd-wp) state of an entry as provenance sees it: a
@@ -170,11 +170,26 @@ bitflags! {
     }
 }
 
-/// `can_change_pte_writable()` (mm/mprotect.c, v6.1): may mprotect map this PTE
-/// writable without a write fault? Requires D (v6.1), no pending soft-dirty or
-/// uffd-wp tracking, and for private VMAs an exclusive anon page.
-pub fn can_change_pte_writable(s: &State, vma: &Vma, bits: PteBits, folio: FolioId) -> bool {
-    if bits.contains(PteBits::PROTNONE) || !bits.contains(PteBits::D) {
+/// `pte_mkuffd_wp()` (arch/x86/include/asm/pgtable.h): sets UW; since v6.3 it also
+/// write-protects.
+#[inline]
+pub fn pte_mkuffd_wp(bits: PteBits, k: Kernel) -> PteBits {
+    if k.mkuffd_wp_wrprotects() {
+        (bits | PteBits::UW) - PteBits::W
+    } else {
+        bits | PteBits::UW
+    }
+}
+
+/// `can_change_pte_writable()` (mm/mprotect.c): may this PTE be made writable
+/// without a write fault? Not if protnone, pending soft-dirty or uffd-wp tracking;
+/// private VMAs need an exclusive anon page; shared VMAs need D. v6.1 requires D
+/// for private pages too (v6.2 "allow clean exclusive anon pages to be writable").
+pub fn can_change_pte_writable(s: &State, k: Kernel, vma: &Vma, bits: PteBits, folio: FolioId) -> bool {
+    if !vma.flags.contains(VmFlags::WRITE) || bits.contains(PteBits::PROTNONE) {
+        return false;
+    }
+    if !k.clean_exclusive_anon_writable() && !bits.contains(PteBits::D) {
         return false;
     }
     if vma.soft_dirty_enabled() && !bits.contains(PteBits::SD) {
@@ -190,7 +205,17 @@ pub fn can_change_pte_writable(s: &State, vma: &Vma, bits: PteBits, folio: Folio
         let fo = s.folio(folio);
         return fo.is_anon() && fo.flags.contains(FolioFlags::ANON_EXCLUSIVE);
     }
-    true
+    bits.contains(PteBits::D)
+}
+
+/// `vma_wants_manual_pte_write_upgrade()` (mm/internal.h / mm/vma.h): shared VMAs
+/// that want writenotify (against the VMA's current prot), private writable ones.
+pub fn vma_wants_manual_pte_write_upgrade(s: &State, cfg: &Config, vma: &Vma) -> bool {
+    if vma.flags.contains(VmFlags::SHARED) {
+        super::prot::vma_wants_writenotify(s, cfg, vma, vma.prot)
+    } else {
+        vma.flags.contains(VmFlags::WRITE)
+    }
 }
 
 /// `change_protection()` → `change_pte_range()` (mm/mprotect.c, v6.1) over
@@ -198,7 +223,7 @@ pub fn can_change_pte_writable(s: &State, vma: &Vma, bits: PteBits, folio: Folio
 #[allow(clippy::too_many_arguments)]
 pub fn change_protection(
     s: &mut State,
-    _cfg: &Config,
+    cfg: &Config,
     p: usize,
     vma: &Vma,
     start: u8,
@@ -207,6 +232,7 @@ pub fn change_protection(
     cp: CpFlags,
     why: Why,
 ) {
+    let k = cfg.kernel;
     let prot_numa = cp.contains(CpFlags::PROT_NUMA);
     let uffd_wp = cp.contains(CpFlags::UFFD_WP);
     let uffd_resolve = cp.contains(CpFlags::UFFD_WP_RESOLVE);
@@ -232,20 +258,21 @@ pub fn change_protection(
                         continue;
                     }
                 }
-                let preserve_write = prot_numa && bits.contains(PteBits::W);
+                // v6.1 keeps W in a NUMA-hinting PTE (pte_mk_savedwrite ==
+                // pte_mkwrite on x86); v6.3+ drops it and do_numa_page re-derives it.
+                let preserve_write = prot_numa && bits.contains(PteBits::W) && k.numa_savedwrite();
                 let mut n = pte_modify(bits, newprot);
                 if preserve_write {
-                    n |= PteBits::W; // pte_mk_savedwrite == pte_mkwrite on x86 (v6.1)
+                    n |= PteBits::W;
                 }
                 if uffd_wp {
-                    n.remove(PteBits::W);
-                    n.insert(PteBits::UW);
+                    n = pte_mkuffd_wp(n - PteBits::W, k);
                 } else if uffd_resolve {
                     n.remove(PteBits::UW);
                 }
                 if cp.contains(CpFlags::TRY_CHANGE_WRITABLE)
                     && !n.contains(PteBits::W)
-                    && can_change_pte_writable(s, vma, n, folio)
+                    && can_change_pte_writable(s, k, vma, n, folio)
                 {
                     n.insert(PteBits::W);
                 }
@@ -254,6 +281,9 @@ pub fn change_protection(
             Entry::Migration { kind, mut bits, folio } => {
                 let kind = match kind {
                     MigKind::Write => {
+                        if !k.mig_downgrade_keeps_uffd_wp() {
+                            bits.remove(SwpBits::UW);
+                        }
                         if s.folio(folio).is_anon() {
                             MigKind::ReadExclusive
                         } else {
@@ -291,12 +321,25 @@ pub fn change_protection(
     }
 }
 
-/// `uffd_wp_range()` (mm/userfaultfd.c, v6.1 = before v6.3): protect with
+/// `uffd_wp_range()` (mm/userfaultfd.c). v6.1 (before v6.3): protect with
 /// `vm_get_page_prot(flags & ~VM_WRITE)` + MM_CP_UFFD_WP, resolve with
 /// `vm_get_page_prot(flags)` + MM_CP_UFFD_WP_RESOLVE (shared: every PTE in range
-/// becomes writable, whatever writenotify or soft-dirty want).
+/// becomes writable, whatever writenotify or soft-dirty want). v6.12: both with
+/// `vma->vm_page_prot`, resolve adding TRY_CHANGE_WRITABLE when
+/// `vma_wants_manual_pte_write_upgrade()`.
 pub fn uffd_wp_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8, end: u8, enable: bool) {
     use super::prot::vm_get_page_prot;
+    if cfg.kernel.uffd_wp_range_uses_vm_page_prot() {
+        let cp = if enable {
+            CpFlags::UFFD_WP
+        } else if vma_wants_manual_pte_write_upgrade(s, cfg, vma) {
+            CpFlags::UFFD_WP_RESOLVE | CpFlags::TRY_CHANGE_WRITABLE
+        } else {
+            CpFlags::UFFD_WP_RESOLVE
+        };
+        change_protection(s, cfg, p, vma, start, end, vma.prot, cp, Why::UffdWpRange);
+        return;
+    }
     let (prot, cp) = if enable {
         (vm_get_page_prot(vma.flags - VmFlags::WRITE), CpFlags::UFFD_WP)
     } else {

@@ -246,7 +246,7 @@ fn unuse_pte(s: &mut State, cfg: &Config, p: usize, addr: u8, swp: SwpBits, f: F
     }
     s.variant_hits = s.variant_hits.wrapping_add(1);
     if swp.contains(SwpBits::UW) {
-        bits.insert(PteBits::UW);
+        bits = pte_mkuffd_wp(bits, cfg.kernel);
         if cfg.unuse == Unuse::WithCare {
             bits.remove(PteBits::W);
         }

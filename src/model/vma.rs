@@ -472,12 +472,25 @@ pub fn userfaultfd_register(s: &mut State, cfg: &Config, p: usize, start: u8, en
         let newflags = old.flags | VmFlags::UFFD_WP;
         let j = merge_or_split(mm, i, a, b, newflags, true)?;
         let mut v = s.procs[p].vmas[j];
+        let newflags = uffd_target_flags(cfg, &v, newflags);
         note_flags(&mut v, newflags, Why::UffdRegister, s.step);
         userfaultfd_set_vm_flags(s, cfg, &mut v, newflags, Why::UffdRegister);
         v.uffd = true;
         s.procs[p].vmas[j] = v;
         Ok(())
     })
+}
+
+/// The flags a uffd (un)register assigns to the VMA that now covers the range:
+/// v6.1 assigns the target's flags (a merge survivor takes the target's
+/// VM_SOFTDIRTY); v6.12 (`userfaultfd_set_ctx`/`userfaultfd_reset_ctx`) replaces
+/// only the uffd bits of the survivor's own flags.
+fn uffd_target_flags(cfg: &Config, survivor: &Vma, target: VmFlags) -> VmFlags {
+    if cfg.kernel.uffd_merge_keeps_survivor_flags() {
+        (survivor.flags - VmFlags::UFFD_WP) | (target & VmFlags::UFFD_WP)
+    } else {
+        target
+    }
 }
 
 /// `userfaultfd_unregister()` (fs/userfaultfd.c): for each registered VMA part,
@@ -503,6 +516,7 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
     let mm = &mut s.procs[p];
     let j = merge_or_split(mm, i, a, b, newflags, false)?;
     let mut v = s.procs[p].vmas[j];
+    let newflags = uffd_target_flags(cfg, &v, newflags);
     note_flags(&mut v, newflags, why, s.step);
     userfaultfd_set_vm_flags(s, cfg, &mut v, newflags, why);
     v.uffd = false;
