@@ -26,6 +26,7 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
         max_programs: None,
         fixed_len: true,
         oracle: false,
+        realizable: false,
     };
     let stop = AtomicBool::new(false);
     let (_, st) = engine::fuzz(&opts, &stop, |_, _| {}, |_, _| {});
@@ -34,7 +35,16 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
 
 /// Seconds until the engine (seed `seed`) first reports `slug`, or None within `limit`.
 pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Option<f64> {
-    let opts = Options { pair, seed, max_ops: 32, time: limit, max_programs: None, fixed_len: false, oracle: false };
+    let opts = Options {
+        pair,
+        seed,
+        max_ops: 32,
+        time: limit,
+        max_programs: None,
+        fixed_len: false,
+        oracle: false,
+        realizable: false,
+    };
     let stop = AtomicBool::new(false);
     let mut at = None;
     engine::fuzz(

@@ -27,6 +27,8 @@ pub struct Options {
     pub fixed_len: bool,
     /// Also report oracle violations (unsafe PTEs both variants agree on).
     pub oracle: bool,
+    /// Only generate programs `emit-c` can turn into C reproducers.
+    pub realizable: bool,
 }
 
 /// A distinct divergence (or oracle violation) found by the engine.
@@ -131,6 +133,32 @@ fn pick_prot(rng: &mut SmallRng) -> Prot {
 
 /// Generate one op that makes sense in state `s` most of the time.
 pub fn gen_op(rng: &mut SmallRng, s: &State) -> Op {
+    gen_op_with(rng, s, false)
+}
+
+/// Op kinds `emit-c` cannot realise (migrate_start/finish, numa_hint, writeback).
+const UNREALIZABLE_KINDS: [u8; 4] = [18, 19, 22, 23];
+
+/// [`gen_op`], optionally only ops a real kernel can run deterministically from
+/// user space (no two-step migration, NUMA hinting, ext4, writeback, EVENT_FORK).
+pub fn gen_op_with(rng: &mut SmallRng, s: &State, realizable: bool) -> Op {
+    let op = gen_op_inner(rng, s);
+    if !realizable {
+        return op;
+    }
+    match op {
+        _ if UNREALIZABLE_KINDS.contains(&op.kind()) => {
+            Op::Migrate { p: alive_proc(rng, s), addr: pick_page(rng, s, 0) }
+        }
+        Op::Mmap { p, addr, len, prot, target: Target::File { file: FileName::Ext4, shared, pgoff } } => {
+            Op::Mmap { p, addr, len, prot, target: Target::File { file: FileName::Memfd, shared, pgoff } }
+        }
+        Op::Fork { parent, child, .. } => Op::Fork { parent, child, event_fork: false },
+        op => op,
+    }
+}
+
+fn gen_op_inner(rng: &mut SmallRng, s: &State) -> Op {
     let kind = pick_kind(rng);
     let p = alive_proc(rng, s);
     let len = if rng.gen_ratio(3, 4) { 1 } else { rng.gen_range(1..=4) };
@@ -295,14 +323,15 @@ fn generate(
     rng: &mut SmallRng,
     r: &mut Runner,
     n: usize,
-    oracle: bool,
+    opts: &Options,
     cov: &mut Coverage,
     new_cov: &mut bool,
 ) -> (Program, Hit) {
+    let oracle = opts.oracle;
     r.reset();
     let mut ops = Vec::with_capacity(n);
     for _ in 0..n {
-        let op = gen_op(rng, &r.a);
+        let op = gen_op_with(rng, &r.a, opts.realizable);
         let h = step_one(r, &op, oracle, cov, new_cov);
         ops.push(op);
         if h.any() {
@@ -315,7 +344,14 @@ fn generate(
 
 /// Mutate a program: replace, insert, delete or splice ops (new ops are generated
 /// against the state reached by the prefix).
-fn mutate(rng: &mut SmallRng, pair: &Pair, prog: &Program, pool: &[Program], max_ops: usize) -> Program {
+fn mutate(
+    rng: &mut SmallRng,
+    pair: &Pair,
+    prog: &Program,
+    pool: &[Program],
+    max_ops: usize,
+    realizable: bool,
+) -> Program {
     let mut ops = prog.ops.clone();
     // New ops are generated against the state the unchanged prefix reaches: one
     // replay up to the first edit point; later edits go at or after it.
@@ -327,8 +363,8 @@ fn mutate(rng: &mut SmallRng, pair: &Pair, prog: &Program, pool: &[Program], max
     for _ in 0..rng.gen_range(1..=3) {
         let i = if ops.len() <= first { first.min(ops.len()) } else { rng.gen_range(first..ops.len()) };
         match rng.gen_range(0..4) {
-            0 if i < ops.len() => ops[i] = gen_op(rng, &prefix),
-            1 if ops.len() < max_ops => ops.insert(i, gen_op(rng, &prefix)),
+            0 if i < ops.len() => ops[i] = gen_op_with(rng, &prefix, realizable),
+            1 if ops.len() < max_ops => ops.insert(i, gen_op_with(rng, &prefix, realizable)),
             2 if ops.len() > 1 && i < ops.len() => {
                 ops.remove(i);
             }
@@ -381,10 +417,10 @@ pub fn fuzz(
         let mut new_cov = false;
         let (prog, hit) = if pool.is_empty() || rng.gen_ratio(1, 2) {
             let n = if opts.fixed_len { opts.max_ops.max(1) } else { rng.gen_range(1..=opts.max_ops.max(1)) };
-            generate(&mut rng, &mut runner, n, opts.oracle, &mut cov, &mut new_cov)
+            generate(&mut rng, &mut runner, n, opts, &mut cov, &mut new_cov)
         } else {
             let base = &pool[rng.gen_range(0..pool.len())];
-            let m = mutate(&mut rng, &opts.pair, base, &pool, opts.max_ops.max(1));
+            let m = mutate(&mut rng, &opts.pair, base, &pool, opts.max_ops.max(1), opts.realizable);
             let hit = run(&mut runner, &m, opts.oracle, &mut cov, &mut new_cov);
             (m, hit)
         };
@@ -406,6 +442,9 @@ pub fn fuzz(
                 continue;
             }
             let program = minimize(&prog, &opts.pair, &f.signature);
+            if opts.realizable && crate::emit_c::realizable(&program).is_err() {
+                continue;
+            }
             let title = analyze(&program, &opts.pair, kind).map_or(f.title.clone(), |g| g.title);
             let fd = Found { signature: f.signature.clone(), title, program, hits: 1, at: start.elapsed() };
             found.insert(f.signature, list.len());

@@ -12,9 +12,11 @@
 pub mod bench;
 pub mod check;
 pub mod corpus;
+pub mod emit_c;
 pub mod engine;
 pub mod explain;
 pub mod explore;
+pub mod kernel_check;
 pub mod minimize;
 pub mod model;
 pub mod op;

@@ -60,6 +60,9 @@ enum Cmd {
         /// Also report oracle violations: unsafe PTEs both variants agree on.
         #[arg(long)]
         oracle: bool,
+        /// Only generate programs that `emit-c` can turn into C reproducers.
+        #[arg(long)]
+        realizable: bool,
         /// Exit with status 3 if anything new was found.
         #[arg(long)]
         fail_on_finding: bool,
@@ -92,6 +95,24 @@ enum Cmd {
         /// Print the alphabet and exit.
         #[arg(long)]
         alphabet: bool,
+    },
+    /// Print a standalone C reproducer (kselftest style) of a program, with each kernel profile's predictions.
+    EmitC {
+        file: PathBuf,
+        /// Write it here (atomically) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Build the C reproducers, boot real kernels under QEMU, and print the observed-vs-predicted matrix.
+    KernelCheck {
+        #[arg(default_value = "corpus")]
+        paths: Vec<PathBuf>,
+        /// Kernels (as set up by scripts/kernel-check-setup.sh).
+        #[arg(long, default_value = "v6.1.y,v6.12")]
+        kernels: String,
+        /// Work folder for sources, binaries and console logs.
+        #[arg(long, default_value = "target/kernel-check/work")]
+        work: PathBuf,
     },
     /// Step-by-step, side-by-side trace of a reproducer.
     Explain {
@@ -175,7 +196,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Fuzz { seconds, seed, variants, kernel, max_ops, out, programs, oracle, fail_on_finding } => {
+        Cmd::Fuzz { seconds, seed, variants, kernel, max_ops, out, programs, oracle, realizable, fail_on_finding } => {
             let pair = match parse_pair(&variants, &kernel) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
@@ -191,6 +212,7 @@ fn main() -> ExitCode {
                 max_programs: programs,
                 fixed_len: false,
                 oracle,
+                realizable,
             };
             cmd_fuzz(&opts, &out, fail_on_finding)
         }
@@ -208,6 +230,45 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Triage { dir } => cmd_triage(&dir),
+        Cmd::EmitC { file, out } => {
+            let r = match corpus::load(&file) {
+                Ok(r) => r,
+                Err(e) => return usage(&e.to_string()),
+            };
+            let name = file.file_stem().map_or("reproducer".into(), |s| s.to_string_lossy().into_owned());
+            match ptediff::emit_c::emit_c(&r.program, &name) {
+                Err(e) => {
+                    eprintln!("ptediff: {}: cannot be realised on a real kernel: {e}", file.display());
+                    ExitCode::from(1)
+                }
+                Ok(c) => match out {
+                    None => {
+                        print!("{c}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(o) => match corpus::write_atomic(&o, c.as_bytes()) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => usage(&format!("{}: {e}", o.display())),
+                    },
+                },
+            }
+        }
+        Cmd::KernelCheck { paths, kernels, work } => {
+            let o = ptediff::kernel_check::Options {
+                files: paths,
+                kernels: kernels.split(',').map(|s| s.trim().to_string()).collect(),
+                work,
+                scripts: ptediff::kernel_check::default_scripts(),
+            };
+            match ptediff::kernel_check::run(&o) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(n) => {
+                    println!("{n} reproducer(s) where a kernel disagrees with its profile");
+                    ExitCode::from(1)
+                }
+                Err(e) => usage(&e),
+            }
+        }
         Cmd::Explore { depth, variants, kernel, threads, no_oracle, alphabet } => {
             let pair = match parse_pair(&variants, &kernel) {
                 Ok(p) => p,

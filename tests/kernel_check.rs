@@ -1,0 +1,108 @@
+//! emit-c and the kernel-check matrix logic (the QEMU part is exercised by
+//! `ptediff kernel-check`, not by `cargo test`).
+
+use std::path::Path;
+
+use ptediff::emit_c::{emit_c, predict, realizable};
+use ptediff::kernel_check::{parse_log, verdict};
+
+fn load(name: &str) -> ptediff::Program {
+    ptediff::corpus::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name)).unwrap().program
+}
+
+#[test]
+fn unrealizable_programs_are_refused_with_a_reason() {
+    let cases = [
+        ("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nread(p0, 0)\nmigrate_start(p0, 0)\n", "migration"),
+        ("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nnuma_hint(p0, 0)\n", "NUMA"),
+        ("mmap(p0, 0, 1, rw-, ext4, shared, 0)\n", "ext4"),
+        ("p1 = fork(p0, event_fork)\n", "EVENT_FORK"),
+        ("read(p0, 3)\n", "SIGSEGV"),
+        (
+            "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nwrite(p0, 0)\n",
+            "blocks on uffd-wp",
+        ),
+        ("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\npageout(p0, 0)\n", "mapped more than once"),
+    ];
+    for (text, why) in cases {
+        let p = ptediff::text::parse(text).unwrap();
+        let e = realizable(&p).unwrap_err();
+        assert!(e.0.contains(why), "{text}: {e}");
+        assert!(emit_c(&p, "x").is_err());
+    }
+}
+
+#[test]
+fn the_thread_scenario_predicts_the_measured_kernels() {
+    // Measured (issue 4): the soft-dirty merge scenario's store faults on 6.1.192 and
+    // does not on 6.12.95.
+    let p = load("thread-softdirty-merge-migrate.ptd");
+    let finals = realizable(&p).unwrap();
+    assert_eq!(predict(&finals[0], 0, 0).unwrap().obs, "fault", "v6.1.y");
+    assert_eq!(predict(&finals[1], 0, 0).unwrap().obs, "writable", "v6.12");
+    let c = emit_c(&p, "softdirty").unwrap();
+    assert!(c.contains("PTEDIFF-PREDICT %s v6.1.y p0 0 obs=fault"));
+    assert!(c.contains("PTEDIFF-PREDICT %s v6.12 p0 0 obs=writable"));
+    assert!(c.contains("MAP_SHARED|MAP_FIXED, memfd, 1 * PAGE"), "the merging mmap maps file page 1");
+}
+
+#[test]
+fn generated_c_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "thread-softdirty-merge-migrate.ptd",
+        "oracle-mremap-keeps-uffd-wp.ptd",
+        "vm-page-prot-stale-prot-after-munlock-merge.ptd",
+    ] {
+        let c = emit_c(&load(name), name).unwrap();
+        let src = dir.path().join("r.c");
+        std::fs::write(&src, c).unwrap();
+        let out = std::process::Command::new("gcc")
+            .args(["-fsyntax-only", "-Wall", "-Werror", "-pthread"])
+            .arg(&src)
+            .output()
+            .expect("gcc is on the machine image");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A fork and a swapoff, too.
+    let p = ptediff::text::parse(
+        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\npageout(p0, 0)\nswapoff()\np1 = fork(p0)\nwrite(p1, 0)\nexit(p1)\n",
+    )
+    .unwrap();
+    let c = emit_c(&p, "fork").unwrap();
+    let src = dir.path().join("f.c");
+    std::fs::write(&src, c).unwrap();
+    let st = std::process::Command::new("gcc")
+        .args(["-fsyntax-only", "-Wall", "-Werror", "-pthread"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn the_matrix_compares_observations_with_each_profile() {
+    let log = "\
+[    1.0] junk
+PTEDIFF-BEGIN a
+PTEDIFF-PAGE a p0 0 obs=fault sd=1 uw=0 present=1
+PTEDIFF-PREDICT a v6.1.y p0 0 obs=fault sd=1 uw=0 present=1
+PTEDIFF-PREDICT a v6.12 p0 0 obs=writable sd=1 uw=0 present=1
+PTEDIFF-END a
+PTEDIFF-BEGIN b
+PTEDIFF-PAGE b p0 0 obs=uffd sd=0 uw=1 present=1
+PTEDIFF-PREDICT b v6.1.y p0 0 obs=fault sd=0 uw=1 present=1
+PTEDIFF-PREDICT b v6.12 p0 0 obs=fault sd=0 uw=1 present=1
+PTEDIFF-END b
+PTEDIFF-BEGIN c
+PTEDIFF-END c error memfd: No such file
+PTEDIFF-BEGIN d
+";
+    let m = parse_log(log);
+    assert_eq!(verdict(&m["a"]).0, "= v6.1.y");
+    let (cell, details) = verdict(&m["b"]);
+    assert_eq!(cell, "MISMATCH");
+    assert!(details[0].contains("predicted obs=fault sd=0 uw=1 present=1, observed obs=uffd"));
+    assert!(verdict(&m["c"]).0.starts_with("error: memfd"));
+    assert_eq!(verdict(&m["d"]).0, "did not finish");
+}
