@@ -452,7 +452,9 @@ fn oracle_violations_reported_when_variants_agree_on_v61() {
     let mut n = 0;
     for f in oracle_files() {
         let r = corpus::load(&f).unwrap();
-        if r.pair.a.kernel != Kernel::V61 {
+        // v6.1 files that state a violation (a v6.1 file may show that v6.1 lacks a
+        // hole a later kernel has: it says `expect-oracle: none`).
+        if r.pair.a.kernel != Kernel::V61 || r.expect_oracle == Some(None) {
             continue;
         }
         n += 1;
