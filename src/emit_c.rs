@@ -407,7 +407,9 @@ static void probe(int slot, const char *writable) {
 			getrusage(RUSAGE_SELF, &r0);
 			*(volatile char *)PG(i) = 2;
 			getrusage(RUSAGE_SELF, &r1);
-			obs = uffd_hit[i] ? "uffd" : r1.ru_minflt > r0.ru_minflt ? "fault" : "writable";
+			/* A fault that reads the page (swap-in, page cache) is a major one. */
+			long f = (r1.ru_minflt - r0.ru_minflt) + (r1.ru_majflt - r0.ru_majflt);
+			obs = uffd_hit[i] ? "uffd" : f > 0 ? "fault" : "writable";
 		}
 		printf("PTEDIFF-PAGE %s p%d %d obs=%s sd=%d uw=%d present=%d\n", NAME, slot, i, obs,
 		       (int)(pm[i] >> 55 & 1), (int)(pm[i] >> 57 & 1), (int)(pm[i] >> 63 & 1));
@@ -488,7 +490,7 @@ static void send(int slot, int i) {
 }
 
 int main(int argc, char **argv) {
-	NAME = argc > 1 ? argv[1] : "reproducer";
+	NAME = argc > 1 ? argv[1] : strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("PTEDIFF-BEGIN %s\n", NAME);
 	memfd = memfd_create("ptediff", 0);
@@ -504,8 +506,21 @@ int main(int argc, char **argv) {
 	/* The controller: one op at a time, in the process that runs it. */
 "#,
     );
+    // Ops on a process that does not exist (or a fork into a taken slot) fail in
+    // the model without doing anything; there is nobody to send them to.
+    let mut sim = State::new();
+    let cfg = native(PROFILES[0]);
     for (i, op) in program.ops.iter().enumerate() {
+        let runs = match *op {
+            Op::Fork { parent, child, .. } => {
+                sim.procs[parent as usize].alive && !sim.procs[child as usize].alive && parent != child
+            }
+            _ => slot_of(op).is_none_or(|sl| sim.procs[sl as usize].alive),
+        };
         match slot_of(op) {
+            _ if !runs => {
+                let _ = writeln!(c, "\t/* {op}: no such process, nothing to do */");
+            }
             Some(sl) => {
                 let _ = writeln!(c, "\tsend({sl}, {i});");
             }
@@ -513,6 +528,7 @@ int main(int argc, char **argv) {
                 let _ = writeln!(c, "\t{{ long r; {} (void)r; }}", c_op(op));
             }
         }
+        model::step(&mut sim, &cfg, op);
     }
     for p in 0..MAX_PROCS {
         if layout.procs[p].alive {

@@ -457,3 +457,24 @@ pub fn fuzz(
     stats.pool = pool.len();
     (list, stats)
 }
+
+/// `count` random programs of up to `max_ops` ops that `emit-c` accepts.
+pub fn sample_realizable(seed: u64, count: usize, max_ops: usize) -> Vec<Program> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let cfg = crate::model::Config::new(crate::model::Restore::VmPageProt);
+    let mut out = Vec::new();
+    while out.len() < count {
+        let mut s = State::new();
+        let mut ops = Vec::new();
+        for _ in 0..rng.gen_range(1..=max_ops.max(1)) {
+            let op = gen_op_with(&mut rng, &s, true);
+            model::step(&mut s, &cfg, &op);
+            ops.push(op);
+        }
+        let p = Program::new(ops);
+        if crate::emit_c::realizable(&p).is_ok() {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -64,17 +64,23 @@ pub fn verdict(r: &Reproducer) -> (String, Vec<String>) {
     }
     let mut matching = Vec::new();
     let mut details = Vec::new();
-    for (k, pred) in &r.predicted {
-        let diffs: Vec<String> = pred
+    let empty = BTreeMap::new();
+    for k in PROFILES.iter().map(|k| k.name().to_string()) {
+        let pred = r.predicted.get(&k).unwrap_or(&empty);
+        let mut diffs: Vec<String> = pred
             .iter()
             .filter(|(page, want)| r.observed.get(*page) != Some(want))
             .map(|(page, want)| {
-                format!(
-                    "{k}: {page}: predicted {want}, observed {}",
-                    r.observed.get(page).map_or("nothing", |s| s.as_str())
-                )
+                let got = r.observed.get(page).map_or("nothing", |s| s.as_str());
+                format!("{k}: {page}: predicted {want}, observed {got}")
             })
             .collect();
+        diffs.extend(
+            r.observed
+                .iter()
+                .filter(|(page, _)| !pred.contains_key(*page))
+                .map(|(page, got)| format!("{k}: {page}: predicted nothing, observed {got}")),
+        );
         if diffs.is_empty() {
             matching.push(k.clone());
         } else {

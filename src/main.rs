@@ -114,6 +114,17 @@ enum Cmd {
         #[arg(long, default_value = "target/kernel-check/work")]
         work: PathBuf,
     },
+    /// Write random realizable programs (for `kernel-check` of the model beyond the corpus).
+    Sample {
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        #[arg(long, default_value_t = 12)]
+        max_ops: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Step-by-step, side-by-side trace of a reproducer.
     Explain {
         file: PathBuf,
@@ -230,6 +241,18 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Triage { dir } => cmd_triage(&dir),
+        Cmd::Sample { count, max_ops, seed, out } => {
+            let progs = ptediff::engine::sample_realizable(seed, count, max_ops);
+            let pair = Pair::default();
+            for (i, p) in progs.iter().enumerate() {
+                let text = corpus::render(&pair, &check(p, &pair), p, RenderOpts::default());
+                if let Err(e) = corpus::write_atomic(&out.join(format!("sample-{seed}-{i:03}.ptd")), text.as_bytes()) {
+                    return usage(&format!("{}: {e}", out.display()));
+                }
+            }
+            println!("{} programs in {}", progs.len(), out.display());
+            ExitCode::SUCCESS
+        }
         Cmd::EmitC { file, out } => {
             let r = match corpus::load(&file) {
                 Ok(r) => r,

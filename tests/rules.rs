@@ -1181,3 +1181,17 @@ fn mmap_never_expands_uffd_registered_or_shared_anon_neighbours() {
     let s = run("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmmap(p0, 1, 1, rw-, memfd, shared, 2)", &cfg());
     assert_eq!(s.procs[0].vmas.len(), 2);
 }
+
+/// mlock_fixup()/do_mlock() (mm/mlock.c): a range ending in a hole fails with
+/// ENOMEM after locking the VMAs before it, and nothing is populated; the same
+/// ENOMEM stops mprotect (do_mprotect_pkey) at a trailing hole.
+#[test]
+fn mlock_and_mprotect_stop_at_a_trailing_hole() {
+    let (s, res) = run_r("mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmlock(p0, 0, 2)\n", &cfg());
+    assert_eq!(res[1], StepResult::Failed);
+    assert!(s.procs[0].vma(0).unwrap().flags.contains(VmFlags::LOCKED));
+    assert_eq!(s.procs[0].pt[0], Entry::None, "not populated");
+    let (s, res) = run_r("mmap(p0, 0, 1, rw-, anon)\nmprotect(p0, 0, 2, r--)\n", &cfg());
+    assert_eq!(res[1], StepResult::Failed);
+    assert!(!s.procs[0].vma(0).unwrap().flags.contains(VmFlags::WRITE), "the VMA before the hole is changed");
+}

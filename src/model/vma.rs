@@ -174,15 +174,13 @@ fn for_each_piece(
     let mut addr = start;
     while addr < end {
         let mm = &s.procs[p];
-        let Some(v) = mm.vmas.iter().find(|v| v.end > addr).copied() else {
-            break;
+        // The next VMA that reaches past `addr` and starts before `end`.
+        let next = mm.vmas.iter().find(|v| v.end > addr && v.start < end).copied();
+        let Some(v) = next.filter(|v| !stop_at_hole || v.start <= addr) else {
+            // A hole (leading, inner or trailing): mprotect/mlock stop with
+            // ENOMEM after the VMAs before it; madvise skips it.
+            return if stop_at_hole { Err(Errno::Enomem) } else { Ok(()) };
         };
-        if v.start >= end {
-            break;
-        }
-        if v.start > addr && stop_at_hole {
-            return Err(Errno::Enomem);
-        }
         let (a, b) = (addr.max(v.start), end.min(v.end));
         f(s, p, a, b)?;
         addr = b;

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Install the host tools for the QEMU kernel checks and fetch two Debian
+# kernels (6.1.y and 6.12.y) without installing them.
+#
+# Result, under target/kernel-check/kernels/<name>/ (<name> = v6.1.y, v6.12):
+#   vmlinuz              the kernel image
+#   config               the kernel's build config
+#   modules/*.ko         decompressed modules needed for zram (with deps)
+#   modules/load-order   module file names, dependencies first
+#   version              uname -r string, package name and package version
+#
+# Idempotent: installed packages and already unpacked kernels are skipped.
+# Overrides: KERNEL_PKG_V6_1=<pkg> / KERNEL_PKG_V6_12=<pkg> pick a package.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KC="$ROOT/target/kernel-check"
+KERNELS="$KC/kernels"
+DEBS="$KC/debs"
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'kernel-check-setup: %s\n' "$*"; }
+die() { printf 'kernel-check-setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (apt-get install, apt-get download)"
+
+# shellcheck disable=SC1091
+CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+[[ -n $CODENAME ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
+BPO="${CODENAME}-backports"
+
+# Modules (by module name) that the guest's /init loads; deps are added.
+ZRAM_MODULES=(zram)
+
+# ---------------------------------------------------------------- apt source
+ensure_backports_source() {
+    local f="/etc/apt/sources.list.d/${BPO}.sources"
+    if grep -rqsE "(^|[[:space:]])${BPO}([[:space:]]|$)" \
+        /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+        say "apt source for ${BPO} already present"
+        return 1
+    fi
+    # Derive it from the main Debian entry (deb822 first, then one-line style).
+    local stanza=""
+    local srcfile
+    for srcfile in /etc/apt/sources.list.d/*.sources; do
+        [[ -f $srcfile ]] || continue
+        stanza=$(awk -v cn="$CODENAME" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                uris = ""; suites = ""; comps = ""; signed = ""; types = ""
+                for (i = 1; i <= NF; i++) {
+                    line = $i
+                    if (line ~ /^[[:space:]]*#/) continue
+                    if (line ~ /^URIs:/)      { sub(/^URIs:[[:space:]]*/, "", line); uris = line }
+                    if (line ~ /^Suites:/)    { sub(/^Suites:[[:space:]]*/, "", line); suites = line }
+                    if (line ~ /^Components:/){ sub(/^Components:[[:space:]]*/, "", line); comps = line }
+                    if (line ~ /^Signed-By:/) { sub(/^Signed-By:[[:space:]]*/, "", line); signed = line }
+                    if (line ~ /^Types:/)     { sub(/^Types:[[:space:]]*/, "", line); types = line }
+                }
+                n = split(suites, s, /[[:space:]]+/)
+                hit = 0
+                for (j = 1; j <= n; j++) if (s[j] == cn) hit = 1
+                if (hit && uris != "" && types ~ /(^|[[:space:]])deb([[:space:]]|$)/) {
+                    printf "Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: %s\n", uris, cn, comps
+                    if (signed != "") printf "Signed-By: %s\n", signed
+                    exit
+                }
+            }' "$srcfile")
+        [[ -n $stanza ]] && break
+    done
+    if [[ -z $stanza && -f /etc/apt/sources.list ]]; then
+        local line
+        line=$(grep -E "^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+[[:space:]]+${CODENAME}[[:space:]]" \
+            /etc/apt/sources.list | head -n1 || true)
+        if [[ -n $line ]]; then
+            # shellcheck disable=SC2001
+            printf '%s\n' "$(sed -E "s/([[:space:]])${CODENAME}([[:space:]])/\1${BPO}\2/" <<<"$line")" \
+                >"/etc/apt/sources.list.d/${BPO}.list"
+            say "created /etc/apt/sources.list.d/${BPO}.list from /etc/apt/sources.list"
+            return 0
+        fi
+    fi
+    [[ -n $stanza ]] || die "no main Debian '${CODENAME}' apt source found to derive ${BPO} from"
+    printf '%s\n' "$stanza" >"$f"
+    say "created $f:"
+    sed 's/^/    /' "$f"
+    return 0
+}
+
+APT_UPDATED=0
+apt_update_once() {
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        say "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+}
+
+installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+# ------------------------------------------------------------- what is needed
+HOST_PKGS=(busybox-static cpio xz-utils zstd kmod gzip gcc libc6-dev)
+missing=()
+for p in "${HOST_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+need_qemu=1
+if installed qemu-system-x86 && command -v qemu-system-x86_64 >/dev/null; then need_qemu=0; fi
+need_kernels=0
+for n in v6.1.y v6.12; do
+    [[ -f $KERNELS/$n/.complete ]] || need_kernels=1
+done
+
+if ensure_backports_source; then APT_UPDATED=0; fi
+if [[ ${#missing[@]} -gt 0 || $need_qemu -eq 1 || $need_kernels -eq 1 ]]; then
+    apt_update_once
+fi
+
+# ----------------------------------------------------------------- packages
+if [[ $need_qemu -eq 1 ]]; then
+    say "installing qemu-system-x86 from ${BPO}"
+    apt-get install -y -q -t "$BPO" qemu-system-x86
+else
+    say "qemu-system-x86 already installed ($(dpkg-query -W -f='${Version}' qemu-system-x86))"
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then
+    say "installing ${missing[*]}"
+    apt-get install -y -q "${missing[@]}"
+else
+    say "host packages already installed: ${HOST_PKGS[*]}"
+fi
+
+# ------------------------------------------------------------------ kernels
+# newest package whose name matches an extended regex (sorted by version in name)
+newest_pkg() {
+    apt-cache search --names-only "$1" | awk '{print $1}' | grep -E "$1" | sort -V | tail -n1
+}
+
+pick_pkg() {
+    local name=$1
+    case $name in
+    v6.1.y)
+        if [[ -n ${KERNEL_PKG_V6_1:-} ]]; then echo "$KERNEL_PKG_V6_1"; return; fi
+        local p
+        p=$(newest_pkg '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$')
+        [[ -n $p ]] || p=$(newest_pkg '^linux-image-6\.1\.0-[0-9]+-amd64$')
+        echo "$p"
+        ;;
+    v6.12)
+        if [[ -n ${KERNEL_PKG_V6_12:-} ]]; then echo "$KERNEL_PKG_V6_12"; return; fi
+        # 6.12 came to bookworm first as +bpo (backports), later as +deb12
+        # (bookworm / bookworm-security); take the newest of either.
+        local p
+        p=$(newest_pkg '^linux-image-6\.12\.[0-9]+\+(bpo|deb[0-9.]+)-amd64-unsigned$')
+        [[ -n $p ]] || p=$(newest_pkg '^linux-image-6\.12\.[0-9]+\+(bpo|deb[0-9.]+)-amd64$')
+        echo "$p"
+        ;;
+    *) die "unknown kernel name $name" ;;
+    esac
+}
+
+decompress_ko() { # src dst
+    case $1 in
+    *.ko.xz) xz -dc "$1" >"$2" ;;
+    *.ko.zst) zstd -qdc "$1" >"$2" ;;
+    *.ko.gz) gzip -dc "$1" >"$2" ;;
+    *.ko) cp "$1" "$2" ;;
+    *) die "not a module: $1" ;;
+    esac
+}
+
+fetch_kernel() {
+    local name=$1
+    local out="$KERNELS/$name"
+    if [[ -f $out/.complete ]]; then
+        say "$name: already present ($(grep '^package=' "$out/version" | cut -d= -f2) $(grep '^package_version=' "$out/version" | cut -d= -f2)), skipping"
+        return
+    fi
+    local pkg
+    pkg=$(pick_pkg "$name")
+    [[ -n $pkg ]] || die "$name: no matching linux-image package found (apt-cache search)"
+    say "$name: downloading $pkg"
+    mkdir -p "$DEBS"
+    rm -f "$DEBS/${pkg}_"*.deb
+    (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$pkg")
+    local deb
+    deb=$(ls "$DEBS/${pkg}_"*.deb | head -n1)
+    [[ -f $deb ]] || die "$name: download of $pkg produced no .deb"
+    local pkgver
+    pkgver=$(dpkg-deb -f "$deb" Version)
+
+    local tmp="$KERNELS/.$name.tmp"
+    rm -rf "$tmp" "$out"
+    mkdir -p "$tmp/x" "$out/modules"
+    say "$name: unpacking $(basename "$deb")"
+    dpkg -x "$deb" "$tmp/x"
+    local kver
+    kver=$(ls "$tmp/x/lib/modules" | head -n1)
+    [[ -n $kver ]] || die "$name: no lib/modules/<version> in $pkg"
+    cp "$tmp/x/boot/vmlinuz-$kver" "$out/vmlinuz"
+    cp "$tmp/x/boot/config-$kver" "$out/config"
+
+    # module name -> path (name normalised: '-' -> '_', no suffix)
+    declare -A modpath=()
+    local f m
+    while IFS= read -r f; do
+        m=$(basename "$f")
+        m=${m%%.ko*}
+        m=${m//-/_}
+        modpath[$m]=$f
+    done < <(find "$tmp/x/lib/modules/$kver/kernel" -name '*.ko*')
+
+    declare -A seen=()
+    local order=()
+    resolve() {
+        local mod=${1//-/_}
+        [[ -n ${seen[$mod]:-} ]] && return 0
+        seen[$mod]=1
+        local src=${modpath[$mod]:-}
+        [[ -n $src ]] || die "$name: module $mod not found in $pkg (built in?)"
+        decompress_ko "$src" "$out/modules/$mod.ko"
+        local deps d
+        deps=$(modinfo -F depends "$out/modules/$mod.ko")
+        for d in ${deps//,/ }; do resolve "$d"; done
+        order+=("$mod.ko")
+    }
+    for m in "${ZRAM_MODULES[@]}"; do
+        if grep -qE "^CONFIG_${m^^}=y" "$out/config"; then
+            say "$name: $m is built in"
+            continue
+        fi
+        resolve "$m"
+    done
+    printf '%s\n' "${order[@]}" >"$out/modules/load-order"
+    {
+        echo "uname_r=$kver"
+        echo "package=$pkg"
+        echo "package_version=$pkgver"
+    } >"$out/version"
+    rm -rf "$tmp"
+    rm -f "$deb"
+    touch "$out/.complete"
+    say "$name: $pkg $pkgver (uname -r $kver), modules: ${order[*]:-none}"
+}
+
+mkdir -p "$KERNELS"
+fetch_kernel v6.1.y
+fetch_kernel v6.12
+
+say "done. kernels:"
+for n in v6.1.y v6.12; do
+    printf '    %-7s %s\n' "$n" "$(tr '\n' ' ' <"$KERNELS/$n/version")"
+done
