@@ -1195,3 +1195,30 @@ fn mlock_and_mprotect_stop_at_a_trailing_hole() {
     assert_eq!(res[1], StepResult::Failed);
     assert!(!s.procs[0].vma(0).unwrap().flags.contains(VmFlags::WRITE), "the VMA before the hole is changed");
 }
+
+/// mremap_to() (mm/mremap.c): the destination is unmapped before vma_to_resize()
+/// rejects an old range that crosses a VMA boundary.
+#[test]
+fn failed_mremap_still_unmaps_the_destination() {
+    let (s, res) = run_r(
+        "mmap(p0, 0, 2, rw-, memfd, private, 0)\nwrite(p0, 1)\nmmap(p0, 4, 1, rw-, memfd, shared, 4)\nmremap(p0, 4, 2, 0)\n",
+        &cfg(),
+    );
+    assert_eq!(res[3], StepResult::Failed);
+    assert!(s.procs[0].vma(0).is_none() && s.procs[0].vma(1).is_none());
+    assert_eq!(s.procs[0].pt[1], Entry::None);
+    assert!(s.procs[0].vma(4).is_some(), "the source stays");
+}
+
+/// x86 execute-only pkey (arch/x86/mm/pkeys.c): data accesses to a PROT_EXEC-only
+/// mapping fault (SIGSEGV) and mlock does not populate it.
+#[test]
+fn exec_only_mappings_are_not_readable() {
+    let (s, res) = run_r("mmap(p0, 5, 2, --x, memfd, shared, 5)\nmlock(p0, 5, 2)\nread(p0, 5)\n", &cfg());
+    assert_eq!(res[1], StepResult::Ok);
+    assert_eq!(res[2], StepResult::Segv);
+    assert_eq!(s.procs[0].pt[5], Entry::None);
+    let (s, res) = run_r("mmap(p0, 5, 1, r-x, memfd, shared, 5)\nread(p0, 5)\n", &cfg());
+    assert_eq!(res[1], StepResult::Ok);
+    assert!(matches!(s.procs[0].pt[5], Entry::Present { .. }));
+}

@@ -46,8 +46,8 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
             return Access::Segv;
         };
         let v = s.procs[p].vmas[vi];
-        // access_error() (arch/x86/mm/fault.c)
-        if write && !v.flags.contains(VmFlags::WRITE) || !write && !v.accessible() {
+        // access_error() (arch/x86/mm/fault.c), including the pkey check
+        if write && !v.flags.contains(VmFlags::WRITE) || !write && !v.accessible() || v.pkey_exec_only() {
             return Access::Segv;
         }
         match handle_pte_fault(s, cfg, p, vi, addr, write) {
@@ -69,7 +69,7 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
             continue;
         };
         let v = s.procs[p].vmas[vi];
-        if !v.accessible() {
+        if !v.accessible() || v.pkey_exec_only() {
             continue;
         }
         let write = (v.flags & (VmFlags::WRITE | VmFlags::SHARED)) == VmFlags::WRITE;

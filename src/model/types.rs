@@ -336,6 +336,14 @@ impl Vma {
     pub fn soft_dirty_enabled(&self) -> bool {
         !self.flags.contains(VmFlags::SOFTDIRTY)
     }
+    /// PROT_EXEC without READ/WRITE: on x86 with protection keys (Debian enables
+    /// CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS; PKU CPUs) mmap/mprotect give such a
+    /// VMA the execute-only pkey (`execute_only_pkey()`, arch/x86/mm/pkeys.c), so
+    /// data accesses fault with SIGSEGV and GUP refuses it
+    /// (`arch_vma_access_permitted()`).
+    pub fn pkey_exec_only(&self) -> bool {
+        (self.flags & (VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC)) == VmFlags::EXEC
+    }
     /// vma_is_accessible()
     pub fn accessible(&self) -> bool {
         self.flags.intersects(VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC)

@@ -528,24 +528,28 @@ pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()>
     for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister))
 }
 
-/// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` via move_vma()
-/// (mm/mremap.c): unmap the target, `copy_vma()` (merge: the survivor keeps its own
+/// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` via mremap_to() and
+/// move_vma() (mm/mremap.c): unmap the target (even if the move then fails), `copy_vma()` (merge: the survivor keeps its own
 /// flags and prot; otherwise a copy of the source VMA), `move_ptes()`,
 /// `mremap_userfaultfd_prep()` (no EVENT_REMAP: the new VMA loses its uffd flags),
 /// then unmap the old range.
 pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
     let end = old + len;
-    let Some(i) = s.procs[p].vma_index(old) else {
-        return Err(Errno::Efault);
-    };
-    if s.procs[p].vmas[i].end < end {
+    // The syscall: a VMA must contain the old address (vma_lookup)...
+    if s.procs[p].vma_index(old).is_none() {
         return Err(Errno::Efault);
     }
+    // ...mremap_to(): no overlap, then the destination is unmapped *before*
+    // vma_to_resize() checks that the old range lies in one VMA (EFAULT): a
+    // failing move still leaves the destination unmapped.
     if new < end && old < new + len {
         return Err(Errno::Einval);
     }
     do_munmap(s, p, new, new + len)?;
-    let i = s.procs[p].vma_index(old).unwrap();
+    let Some(i) = s.procs[p].vma_index(old) else { return Err(Errno::Efault) };
+    if s.procs[p].vmas[i].end < end {
+        return Err(Errno::Efault);
+    }
     let src = s.procs[p].vmas[i];
     // copy_vma(): try to merge the destination with its neighbours.
     let pgoff = src.pgoff_of(old);
