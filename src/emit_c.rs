@@ -288,6 +288,8 @@ static const char *NAME;
 static int memfd = -1, ramfd = -1;
 static int cmdp[3][2], ackp[3][2];
 static int uffd = -1;
+static int uffd_stop[2] = { -1, -1 };
+static pthread_t uffd_thread;
 static volatile int uffd_hit[NPAGES];
 
 static void fail(const char *what) {
@@ -305,9 +307,9 @@ static void ack(long r) {
 static void *uffd_handler(void *arg) {
 	int fd = (int)(long)arg;
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, -1) < 0) continue;
-		if (p.revents & POLLNVAL) return NULL; /* closed by uffd_close() */
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = uffd_stop[0], .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) continue;
+		if (p[1].revents) return NULL; /* uffd_close(): let go of the file first */
 		struct uffd_msg m;
 		if (read(fd, &m, sizeof m) != sizeof m) continue;
 		if (m.event != UFFD_EVENT_PAGEFAULT) continue;
@@ -330,8 +332,8 @@ static int uffd_open(void) {
 	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	struct uffdio_api api2 = { .api = UFFD_API, .features = want };
 	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api2)) return -errno;
-	pthread_t t;
-	if (pthread_create(&t, NULL, uffd_handler, (void *)(long)uffd)) return -1;
+	if (pipe(uffd_stop)) return -errno;
+	if (pthread_create(&uffd_thread, NULL, uffd_handler, (void *)(long)uffd)) return -1;
 	return 0;
 }
 
@@ -356,7 +358,12 @@ UNUSED static long uffd_wp(void *a, int n, int on) {
 
 UNUSED static long uffd_close(void) {
 	if (uffd < 0) return -EINVAL;
-	/* The handler thread keeps polling a closed fd harmlessly until exit. */
+	/* Stop the handler first: a thread inside poll() holds a reference to the
+	 * file, and userfaultfd_release() only runs when the last one goes. */
+	if (write(uffd_stop[1], "x", 1) != 1) return -errno;
+	pthread_join(uffd_thread, NULL);
+	close(uffd_stop[0]);
+	close(uffd_stop[1]);
 	close(uffd);
 	uffd = -1;
 	return 0;
@@ -461,8 +468,13 @@ UNUSED static long do_fork(int child) {
 	pid_t pid = fork();
 	if (pid < 0) return -errno;
 	if (pid == 0) {
-		/* No UFFD_FEATURE_EVENT_FORK: the child's VMAs lose their registration. */
-		if (uffd >= 0) close(uffd);
+		/* No UFFD_FEATURE_EVENT_FORK: the child's VMAs lose their registration.
+		 * The handler thread did not survive the fork; drop the inherited fds. */
+		if (uffd >= 0) {
+			close(uffd);
+			close(uffd_stop[0]);
+			close(uffd_stop[1]);
+		}
 		uffd = -1;
 		serve(child);
 	}
