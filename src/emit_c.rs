@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{self, Config, Entry, Kernel, PteBits, State, StepResult, SwpBits, VmFlags, MAX_PROCS, NPAGES};
-use crate::op::{Advice, FileName, Op, Program, Target};
+use crate::op::{FileName, Op, Program, Target};
 
 /// Profiles whose predictions a reproducer carries: the kernel's own restore.
 pub const PROFILES: [Kernel; 2] = [Kernel::V61y, Kernel::V612];
@@ -150,19 +150,6 @@ fn c_prot(p: crate::op::Prot) -> String {
     }
 }
 
-fn c_advice(a: Advice) -> &'static str {
-    match a {
-        Advice::DontNeed => "MADV_DONTNEED",
-        Advice::Free => "MADV_FREE",
-        Advice::Random => "MADV_RANDOM",
-        Advice::Normal => "MADV_NORMAL",
-        Advice::DontFork => "MADV_DONTFORK",
-        Advice::DoFork => "MADV_DOFORK",
-        Advice::WipeOnFork => "MADV_WIPEONFORK",
-        Advice::KeepOnFork => "MADV_KEEPONFORK",
-    }
-}
-
 /// The slot an op runs in (`None`: the controller).
 fn slot_of(op: &Op) -> Option<u8> {
     match *op {
@@ -221,7 +208,7 @@ fn c_op(op: &Op) -> String {
             format!("r = mprotect(PG({addr}), {} * PAGE, {});", c_len(addr, len), c_prot(prot))
         }
         Op::Madvise { addr, len, advice, .. } => {
-            format!("r = madvise(PG({addr}), {} * PAGE, {});", c_len(addr, len), c_advice(advice))
+            format!("r = madvise(PG({addr}), {} * PAGE, {});", c_len(addr, len), advice.name())
         }
         Op::Mlock { addr, len, .. } => format!("r = mlock(PG({addr}), {} * PAGE);", c_len(addr, len)),
         Op::Munlock { addr, len, .. } => format!("r = munlock(PG({addr}), {} * PAGE);", c_len(addr, len)),

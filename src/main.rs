@@ -351,17 +351,21 @@ fn kind_of(oracle: bool) -> Kind {
     }
 }
 
+/// A flag that Ctrl-C sets, so long runs stop cleanly and still report.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    stop
+}
+
 fn usage(msg: &str) -> ExitCode {
     eprintln!("ptediff: {msg}");
     ExitCode::from(2)
 }
 
 fn cmd_fuzz(opts: &engine::Options, out: &Path, fail_on_finding: bool) -> ExitCode {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
-    }
+    let stop = stop_on_ctrl_c();
     let mut db = match FindingsDb::open(out) {
         Ok(db) => db,
         Err(e) => return usage(&format!("{}: {e}", out.display())),
@@ -508,11 +512,7 @@ fn indent(s: &str) -> String {
 
 fn cmd_explore(opts: &ptediff::explore::Options) -> ExitCode {
     use indicatif::{ProgressBar, ProgressStyle};
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
-    }
+    let stop = stop_on_ctrl_c();
     let (na, nb) = opts.pair.names();
     println!(
         "explore: {na} vs {nb} on {}, depth {}, {} threads, oracle {}",
