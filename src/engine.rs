@@ -104,12 +104,20 @@ fn pick_kind(rng: &mut SmallRng) -> u8 {
 }
 
 fn alive_proc(rng: &mut SmallRng, s: &State) -> u8 {
-    let alive: arrayvec::ArrayVec<u8, MAX_PROCS> =
-        (0..MAX_PROCS as u8).filter(|&p| s.procs[p as usize].alive).collect();
-    if alive.is_empty() {
+    let alive = (0..MAX_PROCS).filter(|&p| s.procs[p].alive).count() as u8;
+    if alive == 0 {
         return 0;
     }
-    alive[rng.gen_range(0..alive.len())]
+    let mut k = rng.gen_range(0..alive);
+    for p in 0..MAX_PROCS as u8 {
+        if s.procs[p as usize].alive {
+            if k == 0 {
+                return p;
+            }
+            k -= 1;
+        }
+    }
+    0
 }
 
 /// A page, usually inside a VMA of `p` (or carrying a migration entry for
