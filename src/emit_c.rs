@@ -132,6 +132,41 @@ pub fn predict(s: &State, p: usize, page: usize) -> Option<PageObs> {
     Some(PageObs { obs, sd: sd || vsd, uw, present })
 }
 
+/// Per process and page: 'w', 'r' or '.' over the union of the final layouts.
+fn probe_layout(finals: &[State]) -> [[char; NPAGES]; MAX_PROCS] {
+    let mut out = [['.'; NPAGES]; MAX_PROCS];
+    for s in finals {
+        for (p, row) in out.iter_mut().enumerate() {
+            let mm = &s.procs[p];
+            if !mm.alive {
+                continue;
+            }
+            for (a, c) in row.iter_mut().enumerate() {
+                match mm.vma(a as u8) {
+                    Some(v) if v.flags.contains(VmFlags::WRITE) => *c = 'w',
+                    Some(_) if *c == '.' => *c = 'r',
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The prediction for a probed page: [`predict`], or for a page this profile has
+/// no VMA at, an empty pagemap entry and (when probed with a store) SIGSEGV.
+fn predict_probe(s: &State, p: usize, page: usize, probe: char) -> Option<PageObs> {
+    if probe == '.' {
+        return None;
+    }
+    predict(s, p, page).or(Some(PageObs {
+        obs: if probe == 'w' { "segv" } else { "noaccess" },
+        sd: false,
+        uw: false,
+        present: false,
+    }))
+}
+
 fn c_prot(p: crate::op::Prot) -> String {
     let mut v = Vec::new();
     if p.read() {
@@ -240,6 +275,7 @@ const PRELUDE: &str = r#"#define _GNU_SOURCE
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -385,8 +421,18 @@ static uint64_t pagemap(int fd, int i) {
 	return e;
 }
 
-/* The end-of-program probe of this process: pagemap first, then one store each. */
+static sigjmp_buf probe_jmp;
+static void probe_segv(int sig) {
+	(void)sig;
+	siglongjmp(probe_jmp, 1);
+}
+
+/* The end-of-program probe of this process: pagemap first, then one store each
+ * (a store where this kernel has no writable VMA reports segv). */
 static void probe(int slot, const char *writable) {
+	struct sigaction sa = { .sa_handler = probe_segv };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
 	int fd = open("/proc/self/pagemap", O_RDONLY);
 	uint64_t pm[NPAGES];
 	for (int i = 0; i < NPAGES; i++) pm[i] = fd >= 0 ? pagemap(fd, i) : 0;
@@ -398,12 +444,18 @@ static void probe(int slot, const char *writable) {
 		const char *obs = "noaccess";
 		if (writable[i] == 'w') {
 			uffd_hit[i] = 0;
-			getrusage(RUSAGE_SELF, &r0);
-			*(volatile char *)PG(i) = 2;
-			getrusage(RUSAGE_SELF, &r1);
-			/* A fault that reads the page (swap-in, page cache) is a major one. */
-			long f = (r1.ru_minflt - r0.ru_minflt) + (r1.ru_majflt - r0.ru_majflt);
-			obs = uffd_hit[i] ? "uffd" : f > 0 ? "fault" : "writable";
+			/* sigsetjmp() writes probe_jmp (in .bss, write-protected after
+			 * clear_refs): do it before the fault count starts. */
+			if (sigsetjmp(probe_jmp, 1)) {
+				obs = "segv";
+			} else {
+				getrusage(RUSAGE_SELF, &r0);
+				*(volatile char *)PG(i) = 2;
+				getrusage(RUSAGE_SELF, &r1);
+				/* A fault that reads the page (swap-in, page cache) is a major one. */
+				long f = (r1.ru_minflt - r0.ru_minflt) + (r1.ru_majflt - r0.ru_majflt);
+				obs = uffd_hit[i] ? "uffd" : f > 0 ? "fault" : "writable";
+			}
 		}
 		printf("PTEDIFF-PAGE %s p%d %d obs=%s sd=%d uw=%d present=%d\n", NAME, slot, i, obs,
 		       (int)(pm[i] >> 55 & 1), (int)(pm[i] >> 57 & 1), (int)(pm[i] >> 63 & 1));
@@ -431,19 +483,13 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
         let _ = writeln!(c, "\tcase {i}: /* {op} */\n\t\t{}\n\t\tbreak;", c_op(op));
     }
     let _ = writeln!(c, "\t}}\n\t(void)r;\n\tack(r);\n}}");
-    // Which pages each slot probes with a store: 'w' VM_WRITE, 'r' no write, '.' no VMA.
-    let layout = &finals[0];
+    // Which pages each slot probes, over the union of the profiles' layouts:
+    // 'w' some profile has a writable VMA there (one store), 'r' a VMA without
+    // write (pagemap only), '.' none.
+    let layout = probe_layout(&finals);
     let _ = writeln!(c, "\nstatic const char *PROBE[3] = {{");
-    for p in 0..MAX_PROCS {
-        let mm = &layout.procs[p];
-        let s: String = (0..NPAGES as u8)
-            .map(|a| match mm.vma(a) {
-                _ if !mm.alive => '.',
-                None => '.',
-                Some(v) if v.flags.contains(VmFlags::WRITE) => 'w',
-                Some(_) => 'r',
-            })
-            .collect();
+    for s in &layout {
+        let s: String = s.iter().collect();
         let _ = writeln!(c, "\t\"{s}\",");
     }
     let _ = writeln!(c, "}};");
@@ -530,15 +576,15 @@ int main(int argc, char **argv) {
         model::step(&mut sim, &cfg, op);
     }
     for p in 0..MAX_PROCS {
-        if layout.procs[p].alive {
+        if sim.procs[p].alive {
             let _ = writeln!(c, "\tsend({p}, -1);");
         }
     }
-    // Predictions, per profile.
+    // Predictions, per profile, for every probed page.
     for (k, s) in PROFILES.iter().zip(finals.iter()) {
-        for p in 0..MAX_PROCS {
-            for a in 0..NPAGES {
-                if let Some(o) = predict(s, p, a) {
+        for (p, row) in layout.iter().enumerate() {
+            for (a, &probe) in row.iter().enumerate() {
+                if let Some(o) = predict_probe(s, p, a, probe) {
                     let _ =
                         writeln!(c, "\tprintf(\"PTEDIFF-PREDICT %s {} p{p} {a} {}\\n\", NAME);", k.name(), o.render());
                 }

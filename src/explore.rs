@@ -72,7 +72,7 @@ fn hash_state<H: Hasher>(s: &State, h: &mut H) {
         }
         mm.pt.hash(h);
         for v in &mm.vmas {
-            (v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_vma, v.uffd).hash(h);
+            (v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_vma, v.anon_forked, v.uffd).hash(h);
         }
     }
     s.folios.hash(h);

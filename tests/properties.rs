@@ -143,7 +143,7 @@ fn runner_shortcut_matches_naive_lock_step() {
         },
     ];
     let mut diverged = 0;
-    for (n, p) in programs(8, 6000).into_iter().enumerate() {
+    for (n, p) in programs(8, 12000).into_iter().enumerate() {
         let pair = &pairs[n % pairs.len()];
         let (mut a, mut b) = (State::new(), State::new());
         let mut naive = None;

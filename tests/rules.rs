@@ -1222,3 +1222,41 @@ fn exec_only_mappings_are_not_readable() {
     assert_eq!(res[1], StepResult::Ok);
     assert!(matches!(s.procs[0].pt[5], Entry::Present { .. }));
 }
+
+/// VM_ACCOUNT (mm/mmap.c accountable_mapping, mm/mprotect.c mprotect_fixup): set on
+/// private writable mappings and, on v6.1, never dropped, so a charged VMA does not
+/// merge with an uncharged neighbour; v6.12 drops it on mprotect(PROT_READ) of an
+/// anonymous VMA without an anon_vma.
+#[test]
+fn vm_account_keeps_vmas_apart_on_61_only() {
+    let t = "mmap(p0, 0, 1, rw-, anon)\nmprotect(p0, 0, 1, r--)\nmmap(p0, 1, 1, r--, anon)\nmremap(p0, 0, 2, 4)\n";
+    let (s, res) = run_r(t, &cfg());
+    assert!(s.procs[0].vma(0).unwrap().flags.contains(VmFlags::ACCOUNT));
+    assert_eq!(res[3], StepResult::Failed, "two VMAs: mremap across them fails on v6.1");
+    let (s, res) = run_r(t, &cfg_k(Kernel::V612));
+    assert_eq!(res[3], StepResult::Ok, "merged on v6.12");
+    assert!(s.procs[0].vma(4).is_some_and(|v| v.start == 4 && v.end == 6));
+}
+
+/// is_mergeable_anon_vma() (mm/mmap.c): a forked child's anon_vma_chain is not
+/// singular, so an anon_vma-less range does not merge into it.
+#[test]
+fn forked_anon_vma_chain_blocks_merges() {
+    let (s, _) = run_r("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nmmap(p1, 1, 1, rw-, anon)\n", &cfg());
+    assert_eq!(s.procs[1].vmas.len(), 2);
+    let (s, _) = run_r("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmmap(p0, 1, 1, rw-, anon)\n", &cfg());
+    assert_eq!(s.procs[0].vmas.len(), 1, "the parent's own anon_vma is a single link: merged");
+}
+
+/// __mm_populate() (mm/gup.c): mlock's populate stops at the first VMA GUP refuses,
+/// and a FOLL_WRITE touch of a clean writable PTE dirties the folio.
+#[test]
+fn mlock_populate_stops_at_prot_none_and_dirties_touched_pages() {
+    let (s, _) = run_r("mmap(p0, 0, 1, ---, anon)\nmmap(p0, 1, 1, rw-, anon)\nmlock(p0, 0, 2)\n", &cfg());
+    assert_eq!(s.procs[0].pt[1], Entry::None);
+    let (s, _) = run_r(
+        "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_FREE)\nmlock(p0, 0, 1)\nmunlock(p0, 0, 1)\npageout(p0, 0)\n",
+        &cfg(),
+    );
+    assert!(bits(&s, 0, 0).contains(PteBits::W), "dirtied by GUP, so not discarded");
+}

@@ -59,10 +59,14 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
     Access::Oom
 }
 
-/// `populate_vma_page_range()` (mm/gup.c) as used by mlock() and by mprotect() of
-/// a locked private mapping: GUP every page, with FOLL_WRITE (COW break) for
-/// private writable VMAs. GUP faults only where the PTE does not satisfy it and
-/// does not itself set A/D on present PTEs.
+/// `__mm_populate()` → `populate_vma_page_range()` (mm/gup.c) as used by mlock()
+/// and by mprotect() of a locked private mapping: GUP every page with FOLL_TOUCH,
+/// FOLL_WRITE (COW break) for private writable VMAs and FOLL_FORCE for accessible
+/// ones. GUP faults only where the PTE does not satisfy it: with FOLL_FORCE it
+/// follows a NUMA-hinting (protnone) PTE without faulting; a FOLL_WRITE touch of a
+/// clean writable PTE dirties the folio (`follow_page_pte`), so a MADV_FREE'd page
+/// is no longer discarded. The walk stops at the first VMA GUP refuses (PROT_NONE,
+/// execute-only pkey): mlock ignores no errors.
 pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
     for addr in start..end.min(NPAGES as u8) {
         let Some(vi) = s.procs[p].vma_index(addr) else {
@@ -70,13 +74,16 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
         };
         let v = s.procs[p].vmas[vi];
         if !v.accessible() || v.pkey_exec_only() {
-            continue;
+            return;
         }
         let write = (v.flags & (VmFlags::WRITE | VmFlags::SHARED)) == VmFlags::WRITE;
         for _ in 0..8 {
             let e = s.procs[p].pt[addr as usize];
-            if let Entry::Present { bits, .. } = e {
-                if !bits.contains(PteBits::PROTNONE) && (!write || bits.contains(PteBits::W)) {
+            if let Entry::Present { bits, folio } = e {
+                if !write || bits.contains(PteBits::W) {
+                    if write && folio != ZERO_PAGE && !bits.contains(PteBits::D) {
+                        s.folio_mut(folio).flags.insert(FolioFlags::DIRTY);
+                    }
                     break;
                 }
             }

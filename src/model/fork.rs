@@ -24,9 +24,11 @@ pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_
         let mut tmp = src;
         if src.flags.contains(VmFlags::WIPEONFORK) {
             tmp.anon_vma = 0;
+            tmp.anon_forked = false;
         } else if src.anon_vma != 0 {
             // anon_vma_fork(): the child gets its own anon_vma.
             tmp.anon_vma = s.next_anon_vma;
+            tmp.anon_forked = true;
             s.next_anon_vma = s.next_anon_vma.checked_add(1).unwrap_or(1);
         }
         tmp.flags.remove(VmFlags::LOCKED);

@@ -96,6 +96,10 @@ impl Kernel {
     pub fn swapin_maps_writable(self) -> bool {
         self == Kernel::V612
     }
+    /// mprotect to read-only drops VM_ACCOUNT of an unfaulted anonymous VMA (6.12).
+    pub fn uncharge_unfaulted_anon(self) -> bool {
+        self == Kernel::V612
+    }
     /// uffd (un)register merges give the survivor its own flags (6.12), not the target's.
     pub fn uffd_merge_keeps_survivor_flags(self) -> bool {
         self == Kernel::V612

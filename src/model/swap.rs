@@ -25,7 +25,8 @@ fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS *
 /// mlocked folios are unevictable and ramfs pages are never reclaimed; anon folios
 /// go to swap (`add_to_swap`, `try_to_unmap`, `pageout`, removal from the swap
 /// cache) or, if lazy-free and clean, are discarded; shmem folios move to shmem's
-/// swap (`shmem_writepage`); ext4 folios are written back and dropped.
+/// swap (`shmem_writepage`); clean ext4 folios are dropped, dirty ones only unmapped
+/// (MADV_PAGEOUT reclaims as a task, not kswapd, and does not write them back).
 pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
     let f = match s.procs[p].pt[addr as usize] {
         Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
@@ -76,6 +77,11 @@ pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
             }
             for &(q, a) in &maps {
                 try_to_unmap_one(s, q as usize, a, f);
+            }
+            // MADV_PAGEOUT is not kswapd: a dirty file-LRU folio is not written
+            // back here, it stays in the page cache, unmapped and dirty.
+            if kind == FileKind::Ext4 && s.folio(f).flags.contains(FolioFlags::DIRTY) {
+                return;
             }
             if kind == FileKind::Shmem {
                 s.files[file as usize].swapped |= 1 << index;

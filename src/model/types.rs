@@ -48,6 +48,8 @@ bitflags! {
         const DONTCOPY = 1 << 10;
         /// VM_WIPEONFORK (MADV_WIPEONFORK / MADV_KEEPONFORK).
         const WIPEONFORK = 1 << 11;
+        /// VM_ACCOUNT: private writable memory charged at mmap/mprotect; never cleared.
+        const ACCOUNT = 1 << 12;
     }
 }
 
@@ -303,6 +305,8 @@ pub struct Vma {
     pub pgoff: u8,
     /// anon_vma identity (0 = none yet).
     pub anon_vma: u8,
+    /// The anon_vma_chain has more than one link (anon_vma_fork() in a child).
+    pub anon_forked: bool,
     /// Registered with this process's userfaultfd context.
     pub uffd: bool,
     /// Who last changed `vm_page_prot`.

@@ -49,13 +49,32 @@ pub fn split_vma(mm: &mut Mm, addr: u8) -> KResult<()> {
     Ok(())
 }
 
+/// `is_mergeable_anon_vma(range, existing->anon_vma, existing)` (mm/mmap.c): when
+/// either side has no anon_vma, merge only if the existing VMA's anon_vma_chain is
+/// a single link (its own anon_vma, not one inherited through fork); otherwise the
+/// anon_vmas must be the same.
+fn is_mergeable_anon_vma(existing: &Vma, range_anon: u8) -> bool {
+    if (range_anon == 0 || existing.anon_vma == 0) && existing.anon_vma != 0 && !existing.anon_forked {
+        return true;
+    }
+    range_anon == existing.anon_vma
+}
+
+/// A merge survivor without an anon_vma takes the other's (anon_vma_clone).
+fn adopt_anon_vma(dst: &mut Vma, src: &Vma) {
+    if dst.anon_vma == 0 {
+        dst.anon_vma = src.anon_vma;
+        dst.anon_forked = src.anon_forked;
+    }
+}
+
 /// `is_mergeable_vma()` + `is_mergeable_anon_vma()` (mm/mmap.c): flags equal
 /// ignoring VM_SOFTDIRTY, same file, same uffd ctx, compatible anon_vma.
 fn is_mergeable(v: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8) -> bool {
     (v.flags ^ flags).difference(VmFlags::SOFTDIRTY).is_empty()
         && v.backing == backing
         && v.uffd == uffd
-        && (v.anon_vma == 0 || anon_vma == 0 || v.anon_vma == anon_vma)
+        && is_mergeable_anon_vma(v, anon_vma)
 }
 
 /// `can_vma_merge_after()`: `prev` can grow up to cover a range starting at file offset `pgoff`.
@@ -84,8 +103,8 @@ pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd
         && i + 1 < mm.vmas.len()
         && mm.vmas[i + 1].start == end
         && can_vma_merge_before(&mm.vmas[i + 1], flags, v.backing, uffd, v.anon_vma, pgoff.wrapping_add(len));
-    let anon = v.anon_vma;
     if prev_ok {
+        // is_mergeable_anon_vma(prev->anon_vma, next->anon_vma, NULL)
         let both = next_ok && {
             let (p, n) = (mm.vmas[i - 1].anon_vma, mm.vmas[i + 1].anon_vma);
             p == 0 || n == 0 || p == n
@@ -93,11 +112,8 @@ pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd
         let mut new_end = end;
         if both {
             new_end = mm.vmas[i + 1].end;
-            let na = mm.vmas[i + 1].anon_vma;
-            mm.vmas.remove(i + 1);
-            if mm.vmas[i - 1].anon_vma == 0 {
-                mm.vmas[i - 1].anon_vma = na;
-            }
+            let next = mm.vmas.remove(i + 1);
+            adopt_anon_vma(&mut mm.vmas[i - 1], &next);
         }
         // Cases 1, 2, 5, 6, 7: prev grows over [start, end) (and next).
         if end == v.end {
@@ -108,9 +124,7 @@ pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd
         }
         let p = &mut mm.vmas[i - 1];
         p.end = new_end;
-        if p.anon_vma == 0 {
-            p.anon_vma = anon;
-        }
+        adopt_anon_vma(p, &v);
         return Some(i - 1);
     }
     if next_ok {
@@ -118,9 +132,7 @@ pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd
         let n = &mut mm.vmas[i + 1];
         n.start = start;
         n.pgoff = pgoff;
-        if n.anon_vma == 0 {
-            n.anon_vma = anon;
-        }
+        adopt_anon_vma(n, &v);
         if start == v.start {
             mm.vmas.remove(i);
             return Some(i);
@@ -242,6 +254,9 @@ pub fn mmap_region(
     let mut flags = prot | VmFlags::MAYWRITE;
     if shared {
         flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
+    } else if prot.contains(VmFlags::WRITE) {
+        // accountable_mapping(): private writable memory is charged (VM_ACCOUNT).
+        flags |= VmFlags::ACCOUNT;
     }
     do_munmap(s, p, addr, end)?;
     let mm = &mut s.procs[p];
@@ -259,10 +274,8 @@ pub fn mmap_region(
         if next_ok {
             let n = next.unwrap();
             mm.vmas[q].end = mm.vmas[n].end;
-            if mm.vmas[q].anon_vma == 0 {
-                mm.vmas[q].anon_vma = next_anon;
-            }
-            mm.vmas.remove(n);
+            let next = mm.vmas.remove(n);
+            adopt_anon_vma(&mut mm.vmas[q], &next);
         } else {
             mm.vmas[q].end = end;
         }
@@ -293,6 +306,7 @@ pub fn mmap_region(
             backing,
             pgoff,
             anon_vma: 0,
+            anon_forked: false,
             uffd: false,
             prot_by: Prov { why: Why::MmapRegion, step: s.step },
             softdirty_by: Prov { why: Why::MmapRegion, step: s.step },
@@ -350,7 +364,18 @@ pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot:
         let i = mm.vma_index(a).unwrap();
         let old = mm.vmas[i];
         let rwx = VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC;
-        let newflags = (old.flags - rwx) | prot;
+        let mut newflags = (old.flags - rwx) | prot;
+        // Private memory becoming writable is charged (VM_ACCOUNT). v6.1 never
+        // uncharges; v6.12 uncharges an anonymous VMA that has no anon_vma yet
+        // when it becomes read-only.
+        let charged = VmFlags::ACCOUNT | VmFlags::WRITE | VmFlags::SHARED;
+        if prot.contains(VmFlags::WRITE) {
+            if !old.flags.intersects(charged) {
+                newflags |= VmFlags::ACCOUNT;
+            }
+        } else if cfg.kernel.uncharge_unfaulted_anon() && old.is_anonymous() && old.anon_vma == 0 {
+            newflags.remove(VmFlags::ACCOUNT);
+        }
         if prot.contains(VmFlags::WRITE) && !old.flags.contains(VmFlags::MAYWRITE) {
             return Err(Errno::Eperm);
         }
@@ -551,8 +576,9 @@ pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) 
         return Err(Errno::Efault);
     }
     let src = s.procs[p].vmas[i];
-    // copy_vma(): try to merge the destination with its neighbours.
-    let pgoff = src.pgoff_of(old);
+    // copy_vma(): an anonymous VMA never faulted (no anon_vma) takes the new
+    // address as its offset, to merge more easily; then try to merge.
+    let pgoff = if src.is_anonymous() && src.anon_vma == 0 { new } else { src.pgoff_of(old) };
     let mut tmp = src;
     tmp.start = new;
     tmp.end = new + len;
