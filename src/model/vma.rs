@@ -54,7 +54,8 @@ pub fn split_vma(mm: &mut Mm, addr: u8) -> KResult<()> {
 /// a single link (its own anon_vma, not one inherited through fork); otherwise the
 /// anon_vmas must be the same.
 fn is_mergeable_anon_vma(existing: &Vma, range_anon: u8) -> bool {
-    if (range_anon == 0 || existing.anon_vma == 0) && existing.anon_vma != 0 && !existing.anon_forked {
+    // (`existing.anon_vma == 0` makes the chain empty, not singular.)
+    if range_anon == 0 && existing.anon_vma != 0 && !existing.anon_forked {
         return true;
     }
     range_anon == existing.anon_vma
