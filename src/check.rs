@@ -84,29 +84,59 @@ pub fn agree(a: &State, b: &State) -> bool {
 
 /// Steps the two sides of a pair in lock step. Models on the same kernel are
 /// identical until variant-specific code (remove_migration_pte / unuse_pte) can
-/// run, so until an op could reach it only side a is stepped, and side b is
-/// copied from a just before (the hot path of every engine).
+/// run, so until an op could reach it only side a is stepped and side b is not
+/// held at all; it is copied from a just before (the hot path of every engine and
+/// of `explore`, which clones runners).
+#[derive(Clone)]
 pub struct Runner<'p> {
     pub pair: &'p Pair,
     pub a: State,
-    pub b: State,
-    synced: bool,
+    /// Side b while it is stepped; `None` means "the same as a".
+    b: Option<State>,
     /// Side b is a copy of a that no variant code has touched since.
     identical: bool,
 }
 
 impl<'p> Runner<'p> {
     pub fn new(pair: &'p Pair) -> Runner<'p> {
-        Runner { pair, a: State::new(), b: State::new(), synced: pair.a.kernel != pair.b.kernel, identical: false }
+        let mut r = Runner { pair, a: State::new(), b: None, identical: false };
+        r.reset();
+        r
     }
 
-    /// Back to the initial state.
+    /// Back to the initial state. Sides on different kernels are always both held.
     pub fn reset(&mut self) {
         self.a = State::new();
-        self.synced = self.pair.a.kernel != self.pair.b.kernel;
-        if self.synced {
-            self.b = State::new();
+        if self.same_kernel() {
+            self.b = None;
+        } else {
+            self.b = Some(State::new());
         }
+        self.identical = false;
+    }
+
+    /// Side b (side a while the two are the same).
+    #[inline]
+    pub fn b(&self) -> &State {
+        self.b.as_ref().unwrap_or(&self.a)
+    }
+
+    /// Side b when it differs from side a (`None` while the two are the same
+    /// state, so `explore` fingerprints a pair of equal states as one).
+    pub fn distinct_b(&self) -> Option<&State> {
+        self.b.as_ref().filter(|b| !self.identical && self.a != **b)
+    }
+
+    /// Is there an oracle violation (unsafe PTE both sides agree on) right now?
+    #[inline]
+    pub fn violation(&self) -> bool {
+        violation_now(&self.a, self.b()).is_some()
+    }
+
+    /// Both states, by value.
+    pub fn into_states(self) -> (State, State) {
+        let b = self.b.unwrap_or_else(|| self.a.clone());
+        (self.a, b)
     }
 
     /// Could `op` run a restore or unuse_pte? Migrations (and every op while a
@@ -118,9 +148,8 @@ impl<'p> Runner<'p> {
 
     #[inline]
     fn sync(&mut self) {
-        if !self.synced {
-            self.b.clone_from(&self.a);
-            self.synced = true;
+        if self.b.is_none() {
+            self.b = Some(self.a.clone());
             self.identical = true;
         }
     }
@@ -132,24 +161,23 @@ impl<'p> Runner<'p> {
     /// only cost where the variants really differ.
     #[inline]
     pub fn step(&mut self, op: &Op) -> (StepResult, bool) {
-        if !self.synced && self.may_run_variant(op) {
+        if self.may_run_variant(op) {
             self.sync();
         }
         let hits = self.a.variant_hits;
         let r = model::step(&mut self.a, &self.pair.a, op);
-        if !self.synced {
+        let same_kernel = self.same_kernel();
+        let Some(b) = &mut self.b else { return (r, false) };
+        model::step(b, &self.pair.b, op);
+        if same_kernel && hits == self.a.variant_hits && self.identical {
             return (r, false);
         }
-        model::step(&mut self.b, &self.pair.b, op);
-        if self.same_kernel() && hits == self.a.variant_hits && self.identical {
-            return (r, false);
-        }
-        if self.same_kernel() && self.a == self.b {
-            self.synced = false;
+        if same_kernel && self.a == *b {
+            self.b = None;
             return (r, false);
         }
         self.identical = false;
-        (r, !agree(&self.a, &self.b))
+        (r, !agree(&self.a, b))
     }
 
     #[inline]
@@ -163,19 +191,9 @@ impl<'p> Runner<'p> {
             self.sync();
         }
         model::finish(&mut self.a, &self.pair.a);
-        if !self.synced {
-            return false;
-        }
-        model::finish(&mut self.b, &self.pair.b);
-        !agree(&self.a, &self.b)
-    }
-}
-
-impl Runner<'_> {
-    /// Is there an oracle violation (unsafe PTE both sides agree on) right now?
-    #[inline]
-    pub fn violation(&self) -> bool {
-        violation_now(&self.a, &self.b, self.synced).is_some()
+        let Some(b) = &mut self.b else { return false };
+        model::finish(b, &self.pair.b);
+        !agree(&self.a, b)
     }
 }
 
@@ -310,13 +328,13 @@ fn harmful_now(a: &State, b: &State, pair: &Pair) -> Option<(String, Reasons)> {
 }
 
 /// An unsafe PTE on which both sides agree (an oracle violation), if any.
-fn violation_now(a: &State, b: &State, synced: bool) -> Option<(usize, u8, Reasons)> {
+fn violation_now(a: &State, b: &State) -> Option<(usize, u8, Reasons)> {
     for (p, mm) in a.procs.iter().enumerate() {
         if !mm.alive {
             continue;
         }
         for i in 0..NPAGES {
-            if !mm.pt[i].writable() || synced && class(b.procs[p].pt[i]) != class(mm.pt[i]) {
+            if !mm.pt[i].writable() || class(b.procs[p].pt[i]) != class(mm.pt[i]) {
                 continue;
             }
             let r = must_trap(a, p, i as u8);
@@ -402,22 +420,22 @@ pub fn analyze(program: &Program, pair: &Pair, kind: Kind) -> Option<Finding> {
         };
         match kind {
             Kind::Oracle => {
-                if let Some((p, a, reasons)) = violation_now(&r.a, &r.b, r.synced) {
+                if let Some((p, a, reasons)) = violation_now(&r.a, r.b()) {
                     return Some(oracle_finding(&r.a, p, a, reasons, step));
                 }
             }
             Kind::Divergence => {
                 if let Some(f) = &mut found {
                     if f.signature.verdict == "benign" {
-                        if let Some((v, reasons)) = harmful_now(&r.a, &r.b, pair) {
+                        if let Some((v, reasons)) = harmful_now(&r.a, r.b(), pair) {
                             f.signature.verdict = format!("harmful-{}", reasons.letters());
                             f.title = format!("{}; {}", f.title, verdict_words(&v, reasons));
                         }
                     }
                 } else if div {
-                    let (p, i) = differing_pages(&r.a, &r.b)[0];
-                    let (mut sig, mut title) = divergence_at(&r.a, &r.b, pair, p, i);
-                    match harmful_now(&r.a, &r.b, pair) {
+                    let (p, i) = differing_pages(&r.a, r.b())[0];
+                    let (mut sig, mut title) = divergence_at(&r.a, r.b(), pair, p, i);
+                    match harmful_now(&r.a, r.b(), pair) {
                         Some((v, reasons)) => {
                             sig.verdict = format!("harmful-{}", reasons.letters());
                             title = format!("{title}; {}", verdict_words(&v, reasons));
@@ -475,11 +493,11 @@ pub fn first_divergence(program: &Program, pair: &Pair) -> Option<(usize, Box<(S
     let mut r = Runner::new(pair);
     for (i, op) in program.ops.iter().enumerate() {
         if r.step(op).1 {
-            return Some((i, Box::new((r.a, r.b))));
+            return Some((i, Box::new(r.into_states())));
         }
     }
     if r.finish() {
-        return Some((program.ops.len(), Box::new((r.a, r.b))));
+        return Some((program.ops.len(), Box::new(r.into_states())));
     }
     None
 }

@@ -10,8 +10,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::check::{agree, analyze, Kind, Pair, Signature};
-use crate::model::{self, State};
+use crate::check::{analyze, Kind, Pair, Runner, Signature};
+use crate::model::State;
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 use crate::oracle::first_unsafe;
 
@@ -95,31 +95,6 @@ fn fingerprint(a: &State, b: Option<&State>) -> u64 {
     h.finish()
 }
 
-/// A pair of states; `b = None` while it equals `a` (same kernel, no variant
-/// code has made them differ), so only one model is stepped.
-#[derive(Clone)]
-struct Node {
-    a: State,
-    b: Option<State>,
-}
-
-impl Node {
-    fn step(&mut self, pair: &Pair, op: &Op) -> bool {
-        let variant = !self.a.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff);
-        if self.b.is_none() && (variant || pair.a.kernel != pair.b.kernel) {
-            self.b = Some(self.a.clone());
-        }
-        model::step(&mut self.a, &pair.a, op);
-        let Some(b) = &mut self.b else { return false };
-        model::step(b, &pair.b, op);
-        if pair.a.kernel == pair.b.kernel && self.a == *b {
-            self.b = None;
-            return false;
-        }
-        !agree(&self.a, b)
-    }
-}
-
 /// Options of a run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -190,8 +165,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
     let pair = &opts.pair;
     let alphabet = &opts.alphabet;
     let mut visited: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
-    let root = Node { a: State::new(), b: None };
-    visited.insert(fingerprint(&root.a, None));
+    visited.insert(fingerprint(&State::new(), None));
     let mut frontier: Vec<Path> = vec![Vec::new()];
     let mut report = Report { states: 1, ..Report::default() };
     let mut seen_sigs: HashSet<Signature> = HashSet::new();
@@ -214,23 +188,19 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                         sc.spawn(move || {
                             let mut out = Vec::with_capacity(ps.len() * alphabet.len());
                             for path in ps {
-                                let mut node = Node { a: State::new(), b: None };
+                                let mut node = Runner::new(pair);
                                 for &i in path {
-                                    node.step(pair, &alphabet[i as usize]);
+                                    node.step(&alphabet[i as usize]);
                                 }
                                 for (i, op) in alphabet.iter().enumerate() {
                                     let mut n = node.clone();
-                                    let mut diverged = n.step(pair, op);
+                                    let mut diverged = n.step(op).1;
                                     if !diverged && !n.a.pending.is_empty() {
                                         // The program could end here: finish pending migrations.
-                                        let mut f = n.clone();
-                                        let b = f.b.get_or_insert_with(|| f.a.clone());
-                                        model::finish(b, &pair.b);
-                                        model::finish(&mut f.a, &pair.a);
-                                        diverged = !agree(&f.a, f.b.as_ref().unwrap());
+                                        diverged = n.clone().finish();
                                     }
                                     let violation = opts.oracle && first_unsafe(&n.a).is_some();
-                                    let fp = fingerprint(&n.a, n.b.as_ref());
+                                    let fp = fingerprint(&n.a, n.distinct_b());
                                     let mut p = path.clone();
                                     p.push(i as u8);
                                     out.push((fp, p, diverged, violation));
