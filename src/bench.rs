@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{signature_of, Pair};
 use crate::corpus::{self, Expect};
-use crate::engine::{self, Options};
+use crate::fuzz::{self as engine, Options};
 use crate::minimize::minimize;
 use crate::model::{Config, Restore};
 

@@ -1,27 +1,32 @@
 //! ptediff: differential fuzzing of Linux `remove_migration_pte()` restore variants
-//! on a kernel-faithful model of v6.1 x86-64 memory management.
+//! on a kernel-faithful model of x86-64 memory management (profiles v6.1 to v7.3).
 //!
+//! The architecture, folder by folder:
 //! - [`model`]: the kernel model (state + one function per kernel function).
-//! - [`op`]: operations, programs, and their byte encoding.
-//! - [`text`]: the program text format (print and parse).
-//! - [`check`]: the differential oracle shared by every engine.
-//! - [`minimize`]: structural minimizer keeping a divergence signature.
-//! - [`engine`]: the built-in random + mutational fuzzer.
-//! - [`corpus`]: reproducer files with expected outcomes, replay, findings.
+//! - [`program`]: operations, their byte encoding ([`op`]) and text form ([`text`]).
+//! - [`judge`]: the differential check and signatures ([`check`]), the write-trap
+//!   oracle ([`oracle`]).
+//! - [`search`]: the engines: built-in fuzzer ([`fuzz`]), exhaustive [`explore`],
+//!   [`minimize`].
+//! - [`kernel`]: the real-kernel side: C reproducers ([`emit_c`]) and QEMU runs
+//!   ([`kernel_check`]).
+//! - [`corpus`]: reproducer files with expected outcomes, replay, the findings database.
+//! - [`explain`], [`bench`]: traces and measurements; [`cli`]: the command line.
 
 pub mod bench;
-pub mod check;
+pub mod cli;
 pub mod corpus;
-pub mod emit_c;
-pub mod engine;
 pub mod explain;
-pub mod explore;
-pub mod kernel_check;
-pub mod minimize;
+pub mod judge;
+pub mod kernel;
 pub mod model;
-pub mod op;
-pub mod oracle;
-pub mod text;
+pub mod program;
+pub mod search;
+
+pub use judge::{check, oracle};
+pub use kernel::{emit_c, kernel_check};
+pub use program::{op, text};
+pub use search::{explore, fuzz, minimize};
 
 pub use check::{check, Kind, Outcome, Pair};
 pub use op::{Op, Program};

@@ -6,7 +6,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use ptediff::check::{check, signature_of, Pair};
-use ptediff::engine::gen_op;
+use ptediff::fuzz::gen_op;
 use ptediff::minimize::{is_one_minimal, minimize};
 use ptediff::model::invariants::check_invariants;
 use ptediff::model::{self, Config, Kernel, Restore, State};

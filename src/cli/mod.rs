@@ -1,0 +1,682 @@
+//! The `ptediff` command line: argument parsing and one function per subcommand.
+//! Exit codes:
+//! - 0: success (fuzz ran; every replayed file met its expectation);
+//! - 1: replay: at least one file did not meet its expectation (MISMATCH);
+//!   minimize/export: the program has no finding of the requested kind;
+//! - 2: bad input (unreadable or malformed file, bad arguments, unwritable output);
+//! - 3: fuzz with `--fail-on-finding`: something was found.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::check::{analyze, check, Kind, Pair};
+use crate::corpus::{self, FindingsDb, RenderOpts, Verdict};
+use crate::fuzz::{self as engine, Found, Stats};
+use crate::minimize::minimize;
+use crate::model::{Config, Kernel, VARIANT_NAMES};
+use crate::op::Program;
+
+#[derive(Parser)]
+#[command(
+    name = "ptediff",
+    version,
+    about = "Differential fuzzing of Linux remove_migration_pte() restore variants on a v6.1 mm model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Search for divergences with the built-in engine; write each minimized finding to --out.
+    Fuzz {
+        /// Wall-clock budget.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// PRNG seed (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The two variants, `A,B` (names: pre-fix, full-restore, vm-page-prot, stable-6.1.y; optional +unuse-care).
+        #[arg(long, default_value = "full-restore,vm-page-prot")]
+        variants: String,
+        /// Kernel profile: v6.1, v6.1.y or v6.12.
+        #[arg(long, default_value = "v6.1")]
+        kernel: String,
+        /// Longest generated program.
+        #[arg(long, default_value_t = 32)]
+        max_ops: usize,
+        /// Findings folder (a database: existing findings are kept and counted).
+        #[arg(long, default_value = "findings")]
+        out: PathBuf,
+        /// Stop after this many programs.
+        #[arg(long)]
+        programs: Option<u64>,
+        /// Also report oracle violations: unsafe PTEs both variants agree on.
+        #[arg(long)]
+        oracle: bool,
+        /// Only generate programs that `emit-c` can turn into C reproducers.
+        #[arg(long)]
+        realizable: bool,
+        /// Exit with status 3 if anything new was found.
+        #[arg(long)]
+        fail_on_finding: bool,
+    },
+    /// Replay reproducer files or folders (*.ptd) and compare with their `# expect:` headers.
+    Replay {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the full report for every file, not only mismatches.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Rewrite each file's `# expect:`/`# expect-oracle:` lines to its current outcome.
+        #[arg(long)]
+        bless: bool,
+    },
+    /// Bounded exhaustive search: every divergence (and oracle violation) up to --depth ops, shortest programs.
+    Explore {
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        #[arg(long, default_value = "full-restore,vm-page-prot")]
+        variants: String,
+        #[arg(long, default_value = "v6.1")]
+        kernel: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Do not look for oracle violations.
+        #[arg(long)]
+        no_oracle: bool,
+        /// Print the alphabet and exit.
+        #[arg(long)]
+        alphabet: bool,
+    },
+    /// Print a standalone C reproducer (kselftest style) of a program, with each kernel profile's predictions.
+    EmitC {
+        file: PathBuf,
+        /// Write it here (atomically) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Build the C reproducers, boot real kernels under QEMU, and print the observed-vs-predicted matrix.
+    KernelCheck {
+        #[arg(default_value = "corpus")]
+        paths: Vec<PathBuf>,
+        /// Kernels (as set up by scripts/kernel-check-setup.sh).
+        #[arg(long, default_value = "v6.1.y,v6.12")]
+        kernels: String,
+        /// Work folder for sources, binaries and console logs.
+        #[arg(long, default_value = "target/kernel-check/work")]
+        work: PathBuf,
+    },
+    /// Write random realizable programs (for `kernel-check` of the model beyond the corpus).
+    Sample {
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        #[arg(long, default_value_t = 12)]
+        max_ops: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Step-by-step, side-by-side trace of a reproducer.
+    Explain {
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Table of a findings folder: title, verdict, variants, hits, length, file; harmful first.
+    Triage { dir: PathBuf },
+    /// Print a corpus entry for a reproducer (minimized, with its expected outcome and verdict).
+    Export {
+        file: PathBuf,
+        /// Export its oracle violation rather than its divergence.
+        #[arg(long)]
+        oracle: bool,
+    },
+    /// Minimize a reproducer (keeping its signature) and print it.
+    Minimize {
+        file: PathBuf,
+        /// Minimize its oracle violation rather than its divergence.
+        #[arg(long)]
+        oracle: bool,
+        /// Write the result here (atomically) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Turn raw libFuzzer bytes (an artifact or corpus entry) into program text.
+    Fmt {
+        file: PathBuf,
+        #[arg(long, default_value = "full-restore,vm-page-prot")]
+        variants: String,
+        #[arg(long, default_value = "v6.1")]
+        kernel: String,
+    },
+    /// Measure engine throughput, minimization time and time-to-first-find of each corpus divergence.
+    Bench {
+        /// Seconds per throughput measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Seeds for the time-to-first-find medians.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Give up a search after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        limit: u64,
+        /// Corpus folder whose divergences are searched for.
+        #[arg(long, default_value = "corpus")]
+        corpus: PathBuf,
+        /// Also measure libFuzzer exec/s (needs `cargo install cargo-fuzz`; builds fuzz/ on first use).
+        #[arg(long)]
+        libfuzzer: bool,
+    },
+    /// Turn text programs into libFuzzer seed bytes (one file per input, named after it).
+    Encode {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output folder (e.g. fuzz/corpus/differential).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_pair(variants: &str, kernel: &str) -> Result<Pair, String> {
+    let k = Kernel::parse(kernel)
+        .ok_or_else(|| format!("unknown kernel `{kernel}` (known: {})", crate::model::KERNEL_NAMES))?;
+    let (a, b) =
+        variants.split_once(',').ok_or_else(|| format!("--variants takes two names `A,B`, got `{variants}`"))?;
+    let p = |n: &str| {
+        Config::parse_variant(n.trim(), k).ok_or_else(|| format!("unknown variant `{n}` (known: {VARIANT_NAMES})"))
+    };
+    Ok(Pair { a: p(a)?, b: p(b)? })
+}
+
+/// Parse the command line and run the subcommand.
+pub fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns a closed pipe into a panic on the next
+    // print; a command-line tool should just stop.
+    // SAFETY: setting a signal disposition to SIG_DFL before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Fuzz { seconds, seed, variants, kernel, max_ops, out, programs, oracle, realizable, fail_on_finding } => {
+            let pair = match parse_pair(&variants, &kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(&e),
+            };
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            });
+            let opts = engine::Options {
+                pair,
+                seed,
+                max_ops,
+                time: Duration::from_secs(seconds),
+                max_programs: programs,
+                fixed_len: false,
+                oracle,
+                realizable,
+            };
+            cmd_fuzz(&opts, &out, fail_on_finding)
+        }
+        Cmd::Replay { paths, verbose, bless } => cmd_replay(&paths, verbose, bless),
+        Cmd::Explain { file, json } => match corpus::load(&file) {
+            Err(e) => usage(&e.to_string()),
+            Ok(r) => {
+                let t = crate::explain::trace(&r.program, &r.pair);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&t).expect("trace serialises"));
+                } else {
+                    print!("{}", crate::explain::render(&t, std::io::stdout().is_terminal()));
+                }
+                ExitCode::SUCCESS
+            }
+        },
+        Cmd::Triage { dir } => cmd_triage(&dir),
+        Cmd::Sample { count, max_ops, seed, out } => {
+            let progs = crate::fuzz::sample_realizable(seed, count, max_ops);
+            let pair = Pair::default();
+            for (i, p) in progs.iter().enumerate() {
+                let text = corpus::render(&pair, &check(p, &pair), p, RenderOpts::default());
+                if let Err(e) = corpus::write_atomic(&out.join(format!("sample-{seed}-{i:03}.ptd")), text.as_bytes()) {
+                    return usage(&format!("{}: {e}", out.display()));
+                }
+            }
+            println!("{} programs in {}", progs.len(), out.display());
+            ExitCode::SUCCESS
+        }
+        Cmd::EmitC { file, out } => {
+            let r = match corpus::load(&file) {
+                Ok(r) => r,
+                Err(e) => return usage(&e.to_string()),
+            };
+            let name = file.file_stem().map_or("reproducer".into(), |s| s.to_string_lossy().into_owned());
+            match crate::emit_c::emit_c(&r.program, &name) {
+                Err(e) => {
+                    eprintln!("ptediff: {}: cannot be realised on a real kernel: {e}", file.display());
+                    ExitCode::from(1)
+                }
+                Ok(c) => match out {
+                    None => {
+                        print!("{c}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(o) => match corpus::write_atomic(&o, c.as_bytes()) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => usage(&format!("{}: {e}", o.display())),
+                    },
+                },
+            }
+        }
+        Cmd::KernelCheck { paths, kernels, work } => {
+            let o = crate::kernel_check::Options {
+                files: paths,
+                kernels: kernels.split(',').map(|s| s.trim().to_string()).collect(),
+                work,
+                scripts: crate::kernel_check::default_scripts(),
+            };
+            match crate::kernel_check::run(&o) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(n) => {
+                    println!("{n} reproducer(s) where a kernel disagrees with its profile");
+                    ExitCode::from(1)
+                }
+                Err(e) => usage(&e),
+            }
+        }
+        Cmd::Explore { depth, variants, kernel, threads, no_oracle, alphabet } => {
+            let pair = match parse_pair(&variants, &kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(&e),
+            };
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = crate::explore::Options {
+                pair,
+                depth,
+                threads,
+                oracle: !no_oracle,
+                alphabet: crate::explore::default_alphabet(),
+            };
+            if alphabet {
+                print!("{}", crate::explore::describe(&opts.alphabet));
+                return ExitCode::SUCCESS;
+            }
+            cmd_explore(&opts)
+        }
+        Cmd::Export { file, oracle } => cmd_export(&file, kind_of(oracle)),
+        Cmd::Minimize { file, oracle, out } => cmd_minimize(&file, kind_of(oracle), out.as_deref()),
+        Cmd::Fmt { file, variants, kernel } => {
+            let pair = match parse_pair(&variants, &kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(&e),
+            };
+            match std::fs::read(&file) {
+                Ok(bytes) => {
+                    let prog = crate::fuzz_input(&bytes);
+                    print!(
+                        "{}",
+                        corpus::render(
+                            &pair,
+                            &check(&prog, &pair),
+                            &prog,
+                            RenderOpts { report: true, ..Default::default() }
+                        )
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage(&format!("{}: {e}", file.display())),
+            }
+        }
+        Cmd::Encode { paths, out } => cmd_encode(&paths, &out),
+        Cmd::Bench { seconds, seeds, limit, corpus, libfuzzer } => {
+            crate::bench::run(&corpus, seconds, seeds, Duration::from_secs(limit), libfuzzer);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn kind_of(oracle: bool) -> Kind {
+    if oracle {
+        Kind::Oracle
+    } else {
+        Kind::Divergence
+    }
+}
+
+/// A flag that Ctrl-C sets, so long runs stop cleanly and still report.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    stop
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("ptediff: {msg}");
+    ExitCode::from(2)
+}
+
+fn cmd_fuzz(opts: &engine::Options, out: &Path, fail_on_finding: bool) -> ExitCode {
+    let stop = stop_on_ctrl_c();
+    let mut db = match FindingsDb::open(out) {
+        Ok(db) => db,
+        Err(e) => return usage(&format!("{}: {e}", out.display())),
+    };
+    for e in &db.unreadable {
+        eprintln!("ptediff: warning: {e} (left as it is)");
+    }
+    let (na, nb) = opts.pair.names();
+    eprintln!(
+        "ptediff fuzz: {na} vs {nb} on {}, seed {}, up to {} ops, {} s{}, findings in {} ({} already there)",
+        opts.pair.a.kernel.name(),
+        opts.seed,
+        opts.max_ops,
+        opts.time.as_secs(),
+        if opts.oracle { ", oracle on" } else { "" },
+        out.display(),
+        db.records.len()
+    );
+    let mut write_error = false;
+    let mut new = 0;
+    let (found, stats) = engine::fuzz(
+        opts,
+        &stop,
+        |f: &Found, st: &Stats| match db.add(&opts.pair, &f.program, f.signature.kind, 1) {
+            Ok(is_new) => {
+                if is_new {
+                    new += 1;
+                    eprintln!("[{:>6.1}s] new: {} ({} ops)", st.elapsed.as_secs_f64(), f.title, f.program.ops.len());
+                }
+            }
+            Err(e) => {
+                eprintln!("ptediff: cannot write finding to {}: {e}", out.display());
+                write_error = true;
+            }
+        },
+        |st, n| {
+            let rate = st.programs as f64 / st.elapsed.as_secs_f64().max(1e-9);
+            eprintln!(
+                "[{:>6.1}s] {} programs ({:.0}/s), {} findings this run, pool {}",
+                st.elapsed.as_secs_f64(),
+                st.programs,
+                rate,
+                n,
+                st.pool
+            );
+        },
+    );
+    // Record the remaining hits of every finding.
+    for f in &found {
+        if f.hits > 1 {
+            if let Err(e) = db.add(&opts.pair, &f.program, f.signature.kind, f.hits - 1) {
+                eprintln!("ptediff: cannot write findings to {}: {e}", out.display());
+                write_error = true;
+            }
+        }
+    }
+    let rate = stats.programs as f64 / stats.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{} programs in {:.1} s ({:.0} programs/s): {} distinct findings this run, {} new; {} in {}",
+        stats.programs,
+        stats.elapsed.as_secs_f64(),
+        rate,
+        found.len(),
+        new,
+        db.records.len(),
+        out.display()
+    );
+    for f in &found {
+        println!(
+            "  {:>8} hits  first at {:>6.2}s  {:>2} ops  {}",
+            f.hits,
+            f.at.as_secs_f64(),
+            f.program.ops.len(),
+            f.title
+        );
+    }
+    if write_error {
+        return ExitCode::from(2);
+    }
+    if fail_on_finding && new > 0 {
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_replay(paths: &[PathBuf], verbose: bool, bless: bool) -> ExitCode {
+    let files = corpus::collect_files(paths);
+    let (mut ok, mut mismatch, mut bad) = (0, 0, 0);
+    for f in &files {
+        match corpus::load(f) {
+            Err(e) => {
+                println!("ERROR     {e}");
+                bad += 1;
+            }
+            Ok(r) => {
+                let (v, out) = corpus::replay(&r);
+                if bless {
+                    let text = std::fs::read_to_string(f).unwrap_or_default();
+                    if let Err(e) = corpus::bless(f, &text, &out) {
+                        println!("ERROR     {}: {e}", f.display());
+                        bad += 1;
+                        continue;
+                    }
+                    println!("BLESSED   {}", f.display());
+                    ok += 1;
+                    continue;
+                }
+                match v {
+                    Verdict::Pass | Verdict::Diverges => {
+                        let tag = if v == Verdict::Pass { "PASS" } else { "DIVERGES" };
+                        let extra = match (&out.divergence, &out.violation) {
+                            (Some(d), _) => format!("  ({})", d.finding.signature.verdict),
+                            (None, Some(_)) => "  (oracle violation)".to_string(),
+                            _ => String::new(),
+                        };
+                        println!("{tag:<9} {}{extra}", f.display());
+                        if verbose {
+                            print!("{}", indent(&out.report()));
+                        }
+                        ok += 1;
+                    }
+                    Verdict::Mismatch(why) => {
+                        println!("MISMATCH  {}: {why}", f.display());
+                        print!("{}", indent(&out.report()));
+                        mismatch += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{ok} met expectations, {mismatch} mismatched, {bad} unreadable ({} files)", files.len());
+    if bad > 0 {
+        ExitCode::from(2)
+    } else if mismatch > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("          {l}\n")).collect()
+}
+
+fn cmd_explore(opts: &crate::explore::Options) -> ExitCode {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let stop = stop_on_ctrl_c();
+    let (na, nb) = opts.pair.names();
+    println!(
+        "explore: {na} vs {nb} on {}, depth {}, {} threads, oracle {}",
+        opts.pair.a.kernel.name(),
+        opts.depth,
+        opts.threads,
+        if opts.oracle { "on" } else { "off" }
+    );
+    println!("alphabet ({} ops; pages 0-1 of p0, p1 only by fork):", opts.alphabet.len());
+    print!("{}", crate::explore::describe(&opts.alphabet));
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("template"));
+    let report = crate::explore::explore(opts, &stop, |d, frontier, states, rate| {
+        bar.set_message(format!("depth {d}, frontier {frontier}, {states} states, {rate:.0} transitions/s"));
+        bar.tick();
+    });
+    bar.finish_and_clear();
+    println!();
+    println!("| depth | new states | transitions | time |");
+    println!("|---|---|---|---|");
+    for l in &report.levels {
+        println!("| {} | {} | {} | {:.2} s |", l.depth, l.states, l.transitions, l.elapsed.as_secs_f64());
+    }
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{} distinct states, {} transitions in {:.2} s ({:.0} states/s, {:.0} transitions/s); fingerprint collision probability < {:.1e}",
+        report.states,
+        report.transitions,
+        secs,
+        report.states as f64 / secs,
+        report.transitions as f64 / secs,
+        report.collision_probability()
+    );
+    if report.interrupted {
+        println!("interrupted: the search is incomplete");
+    }
+    if report.findings.is_empty() {
+        if !report.interrupted {
+            println!(
+                "no divergence{} up to depth {} over this alphabet",
+                if opts.oracle { " or oracle violation" } else { "" },
+                opts.depth
+            );
+        }
+    } else {
+        println!("{} findings, each with a shortest program:", report.findings.len());
+        for (sig, prog, title) in &report.findings {
+            println!();
+            println!("# {title}");
+            println!("# signature: {sig}");
+            print!("{prog}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_triage(dir: &Path) -> ExitCode {
+    if !dir.is_dir() {
+        return usage(&format!("{}: not a folder", dir.display()));
+    }
+    let db = match FindingsDb::open(dir) {
+        Ok(db) => db,
+        Err(e) => return usage(&format!("{}: {e}", dir.display())),
+    };
+    println!("| verdict | hits | ops | variants | title | file |");
+    println!("|---|---|---|---|---|---|");
+    for r in db.sorted() {
+        let file = Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
+        println!(
+            "| {} | {} | {} | {} vs {} | {} | {} |",
+            r.verdict, r.hits, r.ops, r.variants.0, r.variants.1, r.title, file
+        );
+    }
+    for e in &db.unreadable {
+        println!("unreadable: {e}");
+    }
+    let harmful = db.records.values().filter(|r| r.harmful).count();
+    println!(
+        "{} findings ({harmful} harmful or oracle violations), {} unreadable",
+        db.records.len(),
+        db.unreadable.len()
+    );
+    if db.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn minimized(file: &Path, kind: Kind) -> Result<(crate::corpus::Reproducer, Program), ExitCode> {
+    let r = corpus::load(file).map_err(|e| usage(&e.to_string()))?;
+    let Some(f) = analyze(&r.program, &r.pair, kind) else {
+        let what = if kind == Kind::Oracle { "no oracle violation" } else { "the variants do not diverge" };
+        eprintln!("ptediff: {}: {what}; nothing to do", file.display());
+        return Err(ExitCode::from(1));
+    };
+    let small = minimize(&r.program, &r.pair, &f.signature);
+    eprintln!("minimized {} ops to {}", r.program.ops.len(), small.ops.len());
+    Ok((r, small))
+}
+
+fn cmd_minimize(file: &Path, kind: Kind, out: Option<&Path>) -> ExitCode {
+    let (r, small) = match minimized(file, kind) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let text = corpus::render(
+        &r.pair,
+        &check(&small, &r.pair),
+        &small,
+        RenderOpts { report: true, expect_oracle: kind == Kind::Oracle, ..Default::default() },
+    );
+    match out {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(o) => match corpus::write_atomic(o, text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => usage(&format!("{}: {e}", o.display())),
+        },
+    }
+}
+
+fn cmd_export(file: &Path, kind: Kind) -> ExitCode {
+    let (r, small) = match minimized(file, kind) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let note = "Exported by `ptediff export`: explain here what this case shows.";
+    print!(
+        "{}",
+        corpus::render(
+            &r.pair,
+            &check(&small, &r.pair),
+            &small,
+            RenderOpts { note: Some(note), expect_oracle: true, ..Default::default() }
+        )
+    );
+    ExitCode::SUCCESS
+}
+
+fn cmd_encode(paths: &[PathBuf], out: &Path) -> ExitCode {
+    let mut bad = false;
+    for f in corpus::collect_files(paths) {
+        match corpus::load(&f) {
+            Err(e) => {
+                eprintln!("ptediff: {e}");
+                bad = true;
+            }
+            Ok(r) => {
+                let name = f.file_stem().map_or("input".into(), |s| s.to_string_lossy().into_owned());
+                if let Err(e) = corpus::write_atomic(&out.join(name), &r.program.to_bytes()) {
+                    eprintln!("ptediff: {}: {e}", out.display());
+                    bad = true;
+                }
+            }
+        }
+    }
+    if bad {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,5 @@
+//! The judges: the differential check and signatures ([`check`]) and the
+//! write-trap oracle ([`oracle`]).
+
+pub mod check;
+pub mod oracle;

@@ -1,0 +1,4 @@
+//! Programs: operations with their byte encoding ([`op`]) and their text form ([`text`]).
+
+pub mod op;
+pub mod text;
