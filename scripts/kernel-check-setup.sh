@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install the host tools for the QEMU kernel checks and fetch two Debian
-# kernels (6.1.y and 6.12.y) without installing them.
+# Install the host tools for the QEMU kernel checks and fetch four Debian
+# kernels (6.1.y, 6.12.y, 6.18.y, 7.3) without installing them.
 #
-# Result, under target/kernel-check/kernels/<name>/ (<name> = v6.1.y, v6.12):
+# Result, under target/kernel-check/kernels/<name>/ (<name> = v6.1.y, v6.12,
+# v6.18, v7.3; each is the model profile of the same name):
 #   vmlinuz              the kernel image
 #   config               the kernel's build config
 #   modules/*.ko         decompressed modules needed for zram (with deps)
@@ -10,7 +11,15 @@
 #   version              uname -r string, package name and package version
 #
 # Idempotent: installed packages and already unpacked kernels are skipped.
-# Overrides: KERNEL_PKG_V6_1=<pkg> / KERNEL_PKG_V6_12=<pkg> pick a package.
+# Overrides pick a package: KERNEL_PKG_V6_1, KERNEL_PKG_V6_12, KERNEL_PKG_V6_18
+# (a linux-image package) and KERNEL_PKG_V7_3 (a linux-binary package; its
+# linux-modules and linux-base packages of the same version come with it).
+# KERNEL_CHECK_KERNELS="v6.1.y v6.12" limits what is fetched.
+#
+# 6.1.y and 6.12.y come from the machine's bookworm sources; 6.18.y and 7.x from
+# trixie-backports, through a private apt state under target/kernel-check/apt
+# (derived from the machine's Debian entry: same URI and keyring), so the
+# system's own apt sources never gain a newer suite.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -108,7 +117,10 @@ for p in "${HOST_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 need_qemu=1
 if installed qemu-system-x86 && command -v qemu-system-x86_64 >/dev/null; then need_qemu=0; fi
 need_kernels=0
-for n in v6.1.y v6.12; do
+ALL_KERNELS=(v6.1.y v6.12 v6.18 v7.3)
+read -r -a WANT_KERNELS <<<"${KERNEL_CHECK_KERNELS:-${ALL_KERNELS[*]}}"
+for n in "${WANT_KERNELS[@]}"; do
+    case $n in v6.1.y | v6.12 | v6.18 | v7.3) ;; *) die "unknown kernel name $n (known: ${ALL_KERNELS[*]})" ;; esac
     [[ -f $KERNELS/$n/.complete ]] || need_kernels=1
 done
 
@@ -132,17 +144,49 @@ else
 fi
 
 # ------------------------------------------------------------------ kernels
-# newest package whose name matches an extended regex (sorted by version in name)
-newest_pkg() {
-    apt-cache search --names-only "$1" | awk '{print $1}' | grep -E "$1" | sort -V | tail -n1
+# A private apt state for trixie-backports (6.18.y, 7.x): the URI and keyring of
+# the machine's main Debian entry, a suite the system itself never sees.
+PAPT="$KC/apt"
+PAPT_OPTS=()
+private_apt_init() {
+    [[ ${#PAPT_OPTS[@]} -eq 0 ]] || return 0
+    local uri="" keyring=""
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -f $f ]] || continue
+        uri=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
+                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { sub(/^URIs:[[:space:]]*/, "", $i); split($i, u, " "); print u[1]; exit } }' "$f")
+        keyring=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
+                for (i = 1; i <= NF; i++) if ($i ~ /^Signed-By:/) { sub(/^Signed-By:[[:space:]]*/, "", $i); print $i; exit } }' "$f")
+        [[ -n $uri ]] && break
+    done
+    if [[ -z $uri && -f /etc/apt/sources.list ]]; then
+        uri=$(awk -v cn="$CODENAME" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i+1) == cn) { print $i; exit } else break } }' /etc/apt/sources.list)
+    fi
+    [[ -n $uri ]] || die "no main Debian '${CODENAME}' apt source found to derive trixie-backports from"
+    [[ -n $keyring ]] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    mkdir -p "$PAPT/lists/partial" "$PAPT/cache/archives/partial"
+    printf 'deb [signed-by=%s] %s trixie-backports main\n' "$keyring" "$uri" >"$PAPT/sources.list"
+    PAPT_OPTS=(-o "Dir::Etc::SourceList=$PAPT/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$PAPT/lists" -o "Dir::Cache=$PAPT/cache" -o APT::Sandbox::User=root)
+    say "private apt state for trixie-backports ($uri) in $PAPT; apt-get update"
+    apt-get "${PAPT_OPTS[@]}" update -qq
 }
 
-pick_pkg() {
+# newest package whose name matches an extended regex (sorted by version in name)
+newest_pkg() { # regex [apt options...]
+    local re=$1
+    shift
+    apt-cache "$@" search --names-only "$re" | awk '{print $1}' | grep -E "$re" | sort -V | tail -n1
+}
+
+# The packages of a kernel, space-separated (the first one names it).
+pick_pkgs() {
     local name=$1
+    local p
     case $name in
     v6.1.y)
         if [[ -n ${KERNEL_PKG_V6_1:-} ]]; then echo "$KERNEL_PKG_V6_1"; return; fi
-        local p
         p=$(newest_pkg '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$')
         [[ -n $p ]] || p=$(newest_pkg '^linux-image-6\.1\.0-[0-9]+-amd64$')
         echo "$p"
@@ -151,10 +195,25 @@ pick_pkg() {
         if [[ -n ${KERNEL_PKG_V6_12:-} ]]; then echo "$KERNEL_PKG_V6_12"; return; fi
         # 6.12 came to bookworm first as +bpo (backports), later as +deb12
         # (bookworm / bookworm-security); take the newest of either.
-        local p
         p=$(newest_pkg '^linux-image-6\.12\.[0-9]+\+(bpo|deb[0-9.]+)-amd64-unsigned$')
         [[ -n $p ]] || p=$(newest_pkg '^linux-image-6\.12\.[0-9]+\+(bpo|deb[0-9.]+)-amd64$')
         echo "$p"
+        ;;
+    v6.18)
+        if [[ -n ${KERNEL_PKG_V6_18:-} ]]; then echo "$KERNEL_PKG_V6_18"; return; fi
+        # trixie-backports ships 6.18.y signed, in one package.
+        newest_pkg '^linux-image-6\.18\.[0-9]+\+(bpo|deb[0-9.]+)-amd64$' "${PAPT_OPTS[@]}"
+        ;;
+    v7.3)
+        # Newer Debian packaging splits the kernel: linux-binary (vmlinuz),
+        # linux-modules, linux-base (config, System.map).
+        if [[ -n ${KERNEL_PKG_V7_3:-} ]]; then
+            p=$KERNEL_PKG_V7_3
+        else
+            p=$(newest_pkg '^linux-binary-7\.3\.[0-9]+\+(bpo|deb[0-9.]+)-amd64$' "${PAPT_OPTS[@]}")
+        fi
+        [[ -n $p ]] || return 0
+        echo "$p ${p/linux-binary-/linux-modules-} ${p/linux-binary-/linux-base-}"
         ;;
     *) die "unknown kernel name $name" ;;
     esac
@@ -177,39 +236,48 @@ fetch_kernel() {
         say "$name: already present ($(grep '^package=' "$out/version" | cut -d= -f2) $(grep '^package_version=' "$out/version" | cut -d= -f2)), skipping"
         return
     fi
-    local pkg
-    pkg=$(pick_pkg "$name")
-    [[ -n $pkg ]] || die "$name: no matching linux-image package found (apt-cache search)"
-    say "$name: downloading $pkg"
-    mkdir -p "$DEBS"
-    rm -f "$DEBS/${pkg}_"*.deb
-    (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$pkg")
-    local deb
-    deb=$(ls "$DEBS/${pkg}_"*.deb | head -n1)
-    [[ -f $deb ]] || die "$name: download of $pkg produced no .deb"
-    local pkgver
-    pkgver=$(dpkg-deb -f "$deb" Version)
-
+    local opts=()
+    case $name in v6.18 | v7.3) private_apt_init; opts=("${PAPT_OPTS[@]}") ;; esac
+    local pkgs
+    read -r -a pkgs <<<"$(pick_pkgs "$name")"
+    [[ ${#pkgs[@]} -gt 0 && -n ${pkgs[0]} ]] || die "$name: no matching kernel package found (apt-cache search)"
     local tmp="$KERNELS/.$name.tmp"
     rm -rf "$tmp" "$out"
-    mkdir -p "$tmp/x" "$out/modules"
-    say "$name: unpacking $(basename "$deb")"
-    dpkg -x "$deb" "$tmp/x"
-    local kver
-    kver=$(ls "$tmp/x/lib/modules" | head -n1)
-    [[ -n $kver ]] || die "$name: no lib/modules/<version> in $pkg"
-    cp "$tmp/x/boot/vmlinuz-$kver" "$out/vmlinuz"
-    cp "$tmp/x/boot/config-$kver" "$out/config"
+    mkdir -p "$tmp/x" "$out/modules" "$DEBS"
+    local pkg deb pkgver=""
+    for pkg in "${pkgs[@]}"; do
+        say "$name: downloading $pkg"
+        rm -f "$DEBS/${pkg}_"*.deb
+        (cd "$DEBS" && apt-get "${opts[@]}" download -q -o APT::Sandbox::User=root "$pkg")
+        deb=$(ls "$DEBS/${pkg}_"*.deb | head -n1)
+        [[ -f $deb ]] || die "$name: download of $pkg produced no .deb"
+        [[ -n $pkgver ]] || pkgver=$(dpkg-deb -f "$deb" Version)
+        say "$name: unpacking $(basename "$deb")"
+        dpkg -x "$deb" "$tmp/x"
+        rm -f "$deb"
+    done
+    # Files: /boot (6.1 to 6.18) or /usr/lib/modules/<ver> (7.x); modules under
+    # /lib/modules or /usr/lib/modules.
+    local mroot kver
+    for mroot in "$tmp/x/lib/modules" "$tmp/x/usr/lib/modules"; do
+        [[ -d $mroot ]] && kver=$(ls "$mroot" | head -n1) && [[ -n $kver ]] && break
+    done
+    [[ -n ${kver:-} ]] || die "$name: no lib/modules/<version> in ${pkgs[*]}"
+    local f
+    for f in "$tmp/x/boot/vmlinuz-$kver" "$mroot/$kver/vmlinuz"; do [[ -f $f ]] && cp "$f" "$out/vmlinuz" && break; done
+    for f in "$tmp/x/boot/config-$kver" "$mroot/$kver/config"; do [[ -f $f ]] && cp "$f" "$out/config" && break; done
+    [[ -f $out/vmlinuz ]] || die "$name: no vmlinuz in ${pkgs[*]}"
+    [[ -f $out/config ]] || die "$name: no kernel config in ${pkgs[*]}"
 
     # module name -> path (name normalised: '-' -> '_', no suffix)
     declare -A modpath=()
-    local f m
+    local m
     while IFS= read -r f; do
         m=$(basename "$f")
         m=${m%%.ko*}
         m=${m//-/_}
         modpath[$m]=$f
-    done < <(find "$tmp/x/lib/modules/$kver/kernel" -name '*.ko*')
+    done < <(find "$mroot/$kver/kernel" -name '*.ko*')
 
     declare -A seen=()
     local order=()
@@ -218,7 +286,7 @@ fetch_kernel() {
         [[ -n ${seen[$mod]:-} ]] && return 0
         seen[$mod]=1
         local src=${modpath[$mod]:-}
-        [[ -n $src ]] || die "$name: module $mod not found in $pkg (built in?)"
+        [[ -n $src ]] || die "$name: module $mod not found in ${pkgs[*]} (built in?)"
         decompress_ko "$src" "$out/modules/$mod.ko"
         local deps d
         deps=$(modinfo -F depends "$out/modules/$mod.ko")
@@ -235,20 +303,18 @@ fetch_kernel() {
     printf '%s\n' "${order[@]}" >"$out/modules/load-order"
     {
         echo "uname_r=$kver"
-        echo "package=$pkg"
+        echo "package=${pkgs[0]}"
         echo "package_version=$pkgver"
     } >"$out/version"
     rm -rf "$tmp"
-    rm -f "$deb"
     touch "$out/.complete"
-    say "$name: $pkg $pkgver (uname -r $kver), modules: ${order[*]:-none}"
+    say "$name: ${pkgs[*]} $pkgver (uname -r $kver), modules: ${order[*]:-none}"
 }
 
 mkdir -p "$KERNELS"
-fetch_kernel v6.1.y
-fetch_kernel v6.12
+for n in "${WANT_KERNELS[@]}"; do fetch_kernel "$n"; done
 
 say "done. kernels:"
-for n in v6.1.y v6.12; do
+for n in "${WANT_KERNELS[@]}"; do
     printf '    %-7s %s\n' "$n" "$(tr '\n' ' ' <"$KERNELS/$n/version")"
 done

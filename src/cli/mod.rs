@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod kernel;
+
 use crate::check::{analyze, check, Kind, Pair};
 use crate::corpus::{self, FindingsDb, RenderOpts, Verdict};
 use crate::fuzz::{self as engine, Found, Stats};
@@ -46,7 +48,7 @@ enum Cmd {
         /// The two variants, `A,B` (names: pre-fix, full-restore, vm-page-prot, stable-6.1.y; optional +unuse-care).
         #[arg(long, default_value = "full-restore,vm-page-prot")]
         variants: String,
-        /// Kernel profile: v6.1, v6.1.y or v6.12.
+        /// Kernel profile: v6.1, v6.1.y, v6.12, v6.18 or v7.3.
         #[arg(long, default_value = "v6.1")]
         kernel: String,
         /// Longest generated program.
@@ -109,11 +111,26 @@ enum Cmd {
         #[arg(default_value = "corpus")]
         paths: Vec<PathBuf>,
         /// Kernels (as set up by scripts/kernel-check-setup.sh).
-        #[arg(long, default_value = "v6.1.y,v6.12")]
+        #[arg(long, default_value = "v6.1.y,v6.12,v6.18,v7.3")]
         kernels: String,
         /// Work folder for sources, binaries and console logs.
         #[arg(long, default_value = "target/kernel-check/work")]
         work: PathBuf,
+        /// Results file the run is recorded in (read by `ptediff affected`).
+        #[arg(long, default_value = "target/kernel-check/results.json")]
+        results: PathBuf,
+    },
+    /// Which kernel profiles have each hole (harmful divergence, oracle violation) of
+    /// these reproducers, and whether the real kernels confirm it.
+    Affected {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// kernel-check results to read.
+        #[arg(long, default_value = "target/kernel-check/results.json")]
+        results: PathBuf,
     },
     /// Write random realizable programs (for `kernel-check` of the model beyond the corpus).
     Sample {
@@ -278,22 +295,25 @@ pub fn main() -> ExitCode {
                 },
             }
         }
-        Cmd::KernelCheck { paths, kernels, work } => {
+        Cmd::KernelCheck { paths, kernels, work, results } => {
             let o = crate::kernel_check::Options {
                 files: paths,
                 kernels: kernels.split(',').map(|s| s.trim().to_string()).collect(),
                 work,
                 scripts: crate::kernel_check::default_scripts(),
+                root: crate::kernel_check::default_root(),
+                results: Some(results),
             };
             match crate::kernel_check::run(&o) {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(n) => {
-                    println!("{n} reproducer(s) where a kernel disagrees with its profile");
+                    println!("{n} reproducer(s) where a kernel disagrees with its profile or did not run");
                     ExitCode::from(1)
                 }
                 Err(e) => usage(&e),
             }
         }
+        Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
         Cmd::Explore { depth, variants, kernel, threads, no_oracle, alphabet } => {
             let pair = match parse_pair(&variants, &kernel) {
                 Ok(p) => p,

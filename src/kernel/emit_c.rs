@@ -23,7 +23,7 @@ use crate::model::{self, Config, Entry, Kernel, PteBits, State, StepResult, SwpB
 use crate::op::{FileName, Op, Program, Target};
 
 /// Profiles whose predictions a reproducer carries: the kernel's own restore.
-pub const PROFILES: [Kernel; 2] = [Kernel::V61y, Kernel::V612];
+pub const PROFILES: [Kernel; 4] = [Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73];
 
 /// Why a program cannot be turned into a deterministic C reproducer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +132,10 @@ pub fn predict(s: &State, p: usize, page: usize) -> Option<PageObs> {
     Some(PageObs { obs, sd: sd || vsd, uw, present })
 }
 
-/// Per process and page: 'w', 'r' or '.' over the union of the final layouts.
+/// Per process and page: 'w' (pagemap and one store: some profile has a writable
+/// VMA there, or no profile has any, so a kernel that kept or made a mapping the
+/// model lacks is seen), 'r' (pagemap only: a VMA without write), '.' (a process
+/// no profile keeps alive).
 fn probe_layout(finals: &[State]) -> [[char; NPAGES]; MAX_PROCS] {
     let mut out = [['.'; NPAGES]; MAX_PROCS];
     for s in finals {
@@ -142,11 +145,20 @@ fn probe_layout(finals: &[State]) -> [[char; NPAGES]; MAX_PROCS] {
                 continue;
             }
             for (a, c) in row.iter_mut().enumerate() {
+                // Precedence: w > r > - (no VMA) > . (no process).
                 match mm.vma(a as u8) {
                     Some(v) if v.flags.contains(VmFlags::WRITE) => *c = 'w',
-                    Some(_) if *c == '.' => *c = 'r',
+                    Some(_) if *c != 'w' => *c = 'r',
+                    None if *c == '.' => *c = '-',
                     _ => {}
                 }
+            }
+        }
+    }
+    for row in out.iter_mut() {
+        for c in row.iter_mut() {
+            if *c == '-' {
+                *c = 'w';
             }
         }
     }
@@ -484,7 +496,7 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
     }
     let _ = writeln!(c, "\t}}\n\t(void)r;\n\tack(r);\n}}");
     // Which pages each slot probes, over the union of the profiles' layouts:
-    // 'w' some profile has a writable VMA there (one store), 'r' a VMA without
+    // 'w' some profile has a writable VMA there or none has a VMA (one store), 'r' a VMA without
     // write (pagemap only), '.' none.
     let layout = probe_layout(&finals);
     let _ = writeln!(c, "\nstatic const char *PROBE[3] = {{");

@@ -1,13 +1,23 @@
 //! `ptediff kernel-check`: build the C reproducers of a set of programs, run them
 //! all in one boot of each real kernel under QEMU (`scripts/kernel-check-run.sh`),
 //! and compare what each kernel did with what each model profile predicted.
+//!
+//! Kernel names are profile names (`v6.1.y`, `v6.12`, `v6.18`, `v7.3`): the kernel
+//! folder `target/kernel-check/kernels/<name>/` holds the Debian kernel that
+//! profile was read from (`scripts/kernel-check-setup.sh`). A kernel that is
+//! missing, or whose boot fails or times out, marks its column; the other kernels
+//! still run. Every run is recorded in a results file (`results.json`) that
+//! `ptediff affected` reads to say which real kernels confirm a hole.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::{Deserialize, Serialize};
+
 use crate::corpus;
 use crate::emit_c::{emit_c, PROFILES};
+use crate::model::{Kernel, KERNEL_NAMES};
 
 /// Per reproducer and page: what was observed, and what each profile predicted.
 #[derive(Clone, Debug, Default)]
@@ -54,7 +64,8 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
     out
 }
 
-/// One cell of the matrix.
+/// One cell of the matrix: `= <profiles that match>`, `MISMATCH`, an error, or
+/// `did not finish`; plus the per-page differences for every profile.
 pub fn verdict(r: &Reproducer) -> (String, Vec<String>) {
     if let Some(e) = &r.error {
         return (format!("error: {e}"), Vec::new());
@@ -94,20 +105,159 @@ pub fn verdict(r: &Reproducer) -> (String, Vec<String>) {
     }
 }
 
+/// The profile a kernel name stands for (only profiles with a Debian kernel).
+pub fn profile_of(name: &str) -> Result<Kernel, String> {
+    let known = || PROFILES.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    let k = Kernel::parse(name)
+        .ok_or_else(|| format!("unknown kernel `{name}` (kernels: {}; profiles: {KERNEL_NAMES})", known()))?;
+    if !PROFILES.contains(&k) {
+        return Err(format!("profile `{name}` has no real kernel to run (kernels: {})", known()));
+    }
+    Ok(k)
+}
+
+/// Root of the kernel-check state (`target/kernel-check` in the repository).
+pub fn default_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kernel-check")
+}
+
+/// Check that a kernel folder is complete; the error says what fixes it.
+pub fn kernel_ready(root: &Path, k: Kernel) -> Result<KernelInfo, String> {
+    let dir = root.join("kernels").join(k.name());
+    let fix = "run `sudo bash scripts/kernel-check-setup.sh`";
+    if !dir.is_dir() {
+        return Err(format!("kernel {} is not set up ({} is missing): {fix}", k.name(), dir.display()));
+    }
+    let missing: Vec<&str> = [".complete", "vmlinuz", "config", "version", "modules/load-order"]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "kernel {} in {} is half-unpacked (no {}): remove the folder and {fix}",
+            k.name(),
+            dir.display(),
+            missing.join(", ")
+        ));
+    }
+    let version = std::fs::read_to_string(dir.join("version")).unwrap_or_default();
+    let field = |key: &str| {
+        version.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or("unknown").trim().to_string()
+    };
+    Ok(KernelInfo { uname: field("uname_r"), package: field("package"), version: field("package_version") })
+}
+
+/// What a kernel folder holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    pub uname: String,
+    pub package: String,
+    pub version: String,
+}
+
+/// A stable 64-bit hash of a program's text (FNV-1a), so recorded results are only
+/// used for the program they were measured on.
+pub fn program_hash(program: &crate::Program) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in program.to_string().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// One reproducer on one real kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelResult {
+    /// `uname -r` and package of the kernel that ran it.
+    pub kernel: KernelInfo,
+    /// The matrix cell (`= v6.12, v6.18`, `MISMATCH`, `boot failed: ...`).
+    pub cell: String,
+    /// The kernel did what its own profile predicted.
+    pub matches_own_profile: bool,
+    /// Page → observation (`p0 3` → `obs=writable sd=0 uw=0 present=1`).
+    pub observed: BTreeMap<String, String>,
+    /// When it ran (seconds since the epoch).
+    pub at: u64,
+}
+
+/// Everything kernel-check has recorded: reproducer name → program hash and the
+/// result per kernel name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ResultsDb {
+    pub reproducers: BTreeMap<String, RecordedReproducer>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RecordedReproducer {
+    pub program_hash: String,
+    pub kernels: BTreeMap<String, KernelResult>,
+}
+
+impl ResultsDb {
+    /// Load a results file; a missing file is an empty database.
+    pub fn load(path: &Path) -> Result<ResultsDb, String> {
+        match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ResultsDb::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                format!("{}:{}:{}: not a kernel-check results file: {e}", path.display(), e.line(), e.column())
+            }),
+        }
+    }
+
+    /// Record one result (a different program under the same name replaces the
+    /// old entry).
+    pub fn record(&mut self, name: &str, hash: &str, kernel: &str, r: KernelResult) {
+        let e = self.reproducers.entry(name.to_string()).or_default();
+        if e.program_hash != hash {
+            *e = RecordedReproducer { program_hash: hash.to_string(), kernels: BTreeMap::new() };
+        }
+        e.kernels.insert(kernel.to_string(), r);
+    }
+
+    /// The results recorded for this program (matched by name and hash).
+    pub fn get(&self, name: &str, program: &crate::Program) -> Option<&RecordedReproducer> {
+        self.reproducers.get(name).filter(|r| r.program_hash == program_hash(program))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let json = serde_json::to_vec_pretty(self).expect("results serialise");
+        corpus::write_atomic(path, &json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// Everything a run needs.
 pub struct Options {
     pub files: Vec<PathBuf>,
     pub kernels: Vec<String>,
     pub work: PathBuf,
     pub scripts: PathBuf,
+    /// `target/kernel-check` (kernels/ lives there).
+    pub root: PathBuf,
+    /// Where results are recorded (None: not recorded).
+    pub results: Option<PathBuf>,
 }
 
-/// Emit, build and run; print the matrix. Returns the number of reproducers whose
-/// observations matched no profile on some kernel (or an error message).
+/// What happened to one kernel's column.
+enum Column {
+    Ran { info: KernelInfo, log: BTreeMap<String, Reproducer>, failure: Option<String> },
+    Missing(String),
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Emit, build and run; print the matrix. Returns the number of reproducers for
+/// which some kernel did not do what its profile predicted (or did not run), or
+/// an error message for bad input.
 pub fn run(o: &Options) -> Result<usize, String> {
+    let kernels: Vec<Kernel> = o.kernels.iter().map(|k| profile_of(k)).collect::<Result<_, _>>()?;
     std::fs::create_dir_all(&o.work).map_err(|e| format!("{}: {e}", o.work.display()))?;
     let mut bins = Vec::new();
     let mut names = Vec::new();
+    let mut hashes = BTreeMap::new();
     for f in corpus::collect_files(&o.files) {
         let r = corpus::load(&f).map_err(|e| e.to_string())?;
         let name = f.file_stem().map_or("x".into(), |s| s.to_string_lossy().into_owned());
@@ -117,15 +267,20 @@ pub fn run(o: &Options) -> Result<usize, String> {
                 let src = o.work.join(format!("{name}.c"));
                 let bin = o.work.join(&name);
                 corpus::write_atomic(&src, c.as_bytes()).map_err(|e| format!("{}: {e}", src.display()))?;
-                let st = Command::new("gcc")
+                let out = Command::new("gcc")
                     .args(["-static", "-O1", "-pthread", "-o"])
                     .arg(&bin)
                     .arg(&src)
-                    .status()
+                    .output()
                     .map_err(|e| format!("gcc: {e}"))?;
-                if !st.success() {
-                    return Err(format!("gcc failed on {}", src.display()));
+                if !out.status.success() {
+                    return Err(format!(
+                        "gcc failed on {}: {}",
+                        src.display(),
+                        String::from_utf8_lossy(&out.stderr).lines().take(5).collect::<Vec<_>>().join("\n")
+                    ));
                 }
+                hashes.insert(name.clone(), program_hash(&r.program));
                 bins.push(bin);
                 names.push(name);
             }
@@ -134,31 +289,53 @@ pub fn run(o: &Options) -> Result<usize, String> {
     if bins.is_empty() {
         return Err("no realizable reproducer".into());
     }
-    let mut results: BTreeMap<String, BTreeMap<String, Reproducer>> = BTreeMap::new();
-    for k in &o.kernels {
-        let log = o.work.join(format!("{k}.log"));
-        let st = Command::new("bash")
+    let mut columns: Vec<(Kernel, Column)> = Vec::new();
+    for &k in &kernels {
+        let info = match kernel_ready(&o.root, k) {
+            Ok(i) => i,
+            Err(e) => {
+                println!("warning: {e}");
+                columns.push((k, Column::Missing(e)));
+                continue;
+            }
+        };
+        let log = o.work.join(format!("{}.log", k.name()));
+        let out = Command::new("bash")
             .arg(o.scripts.join("kernel-check-run.sh"))
-            .arg(k)
+            .arg(k.name())
             .arg(&log)
             .args(&bins)
-            .status()
+            .stdout(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
+            .output()
             .map_err(|e| format!("kernel-check-run.sh: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprint!("{stderr}");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if !st.success() {
-            println!("warning: the {k} boot did not finish cleanly (see {})", log.display());
-        }
-        results.insert(k.clone(), parse_log(&text));
+        let failure = (!out.status.success()).then(|| {
+            let why = stderr.lines().rev().find(|l| l.contains("FAIL") || l.contains("ERROR")).unwrap_or("failed");
+            let why = if why.contains("timeout") { "timed out" } else { "boot failed" };
+            println!("warning: the {} boot did not finish cleanly (see {})", k.name(), log.display());
+            why.to_string()
+        });
+        columns.push((k, Column::Ran { info, log: parse_log(&text), failure }));
     }
+    let mut db = match &o.results {
+        Some(p) => Some(ResultsDb::load(p)?),
+        None => None,
+    };
     // The matrix.
     println!();
     print!("| reproducer |");
-    for k in &o.kernels {
-        print!(" {k} |");
+    for (k, c) in &columns {
+        match c {
+            Column::Ran { info, .. } => print!(" {} ({}) |", k.name(), info.uname),
+            Column::Missing(_) => print!(" {} |", k.name()),
+        }
     }
     println!();
     print!("|---|");
-    for _ in &o.kernels {
+    for _ in &columns {
         print!("---|");
     }
     println!();
@@ -167,17 +344,43 @@ pub fn run(o: &Options) -> Result<usize, String> {
     for n in &names {
         print!("| {n} |");
         let mut row_bad = false;
-        for k in &o.kernels {
-            let r = results.get(k).and_then(|m| m.get(n)).cloned().unwrap_or_default();
-            let (cell, details) = verdict(&r);
-            // Which profile should have matched: the one named after the kernel.
-            let own = PROFILES.iter().find(|p| p.name() == k).map(|p| p.name().to_string());
-            let ok = own.as_ref().is_some_and(|own| cell.contains(own.as_str()));
+        for (k, col) in &columns {
+            let (cell, ok) = match col {
+                Column::Missing(_) => ("not set up".to_string(), false),
+                Column::Ran { info, log, failure } => {
+                    let r = log.get(n).cloned().unwrap_or_default();
+                    let (mut cell, details) = verdict(&r);
+                    if cell == "did not finish" {
+                        if let Some(f) = failure {
+                            cell = if log.contains_key(n) { format!("did not finish ({f})") } else { f.clone() };
+                        }
+                    }
+                    // Which profile should have matched: the one named after the kernel.
+                    let ok = cell.starts_with("= ") && cell[2..].split(", ").any(|p| p == k.name());
+                    for d in details.iter().filter(|d| d.starts_with(&format!("{}:", k.name()))) {
+                        notes.push(format!("{n} on {}: {d}", k.name()));
+                    }
+                    if let Some(db) = &mut db {
+                        if r.ended || failure.is_none() {
+                            db.record(
+                                n,
+                                &hashes[n],
+                                k.name(),
+                                KernelResult {
+                                    kernel: info.clone(),
+                                    cell: cell.clone(),
+                                    matches_own_profile: ok,
+                                    observed: r.observed.clone(),
+                                    at: now(),
+                                },
+                            );
+                        }
+                    }
+                    (cell, ok)
+                }
+            };
             row_bad |= !ok;
             print!(" {cell}{} |", if ok { "" } else { " ✗" });
-            for d in details.iter().filter(|d| own.as_ref().is_some_and(|o| d.starts_with(&format!("{o}:")))) {
-                notes.push(format!("{n} on {k}: {d}"));
-            }
         }
         println!();
         bad += row_bad as usize;
@@ -187,6 +390,15 @@ pub fn run(o: &Options) -> Result<usize, String> {
         for n in notes {
             println!("  {n}");
         }
+    }
+    for (k, c) in &columns {
+        if let Column::Missing(e) = c {
+            println!("  {}: {e}", k.name());
+        }
+    }
+    if let (Some(db), Some(p)) = (&db, &o.results) {
+        db.save(p)?;
+        println!("results recorded in {}", p.display());
     }
     Ok(bad)
 }

@@ -3,7 +3,7 @@
 use super::migrate::migration_entry_wait;
 use super::pte::*;
 use super::types::*;
-use super::Config;
+use super::{Config, Kernel};
 
 /// What a user access came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,7 +102,7 @@ fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, 
     match s.procs[p].pt[addr as usize] {
         Entry::None => {
             if v.is_anonymous() {
-                do_anonymous_page(s, p, vi, addr, write)
+                do_anonymous_page(s, cfg.kernel, p, vi, addr, write)
             } else {
                 do_fault(s, cfg, p, vi, addr, write, false)
             }
@@ -119,7 +119,7 @@ fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, 
                 return Fault::Retry;
             }
             if write && !bits.contains(PteBits::W) {
-                return do_wp_page(s, p, vi, addr, bits, folio);
+                return do_wp_page(s, cfg.kernel, p, vi, addr, bits, folio);
             }
             // Spurious fault: mkyoung (and mkdirty for a write).
             let mut n = bits | PteBits::A;
@@ -132,25 +132,62 @@ fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, 
     }
 }
 
-/// `anon_vma_prepare()` (mm/rmap.c): give the VMA an anon_vma on its first anon page.
-fn anon_vma_prepare(s: &mut State, p: usize, vi: usize) {
-    if s.procs[p].vmas[vi].anon_vma == 0 {
-        let id = s.next_anon_vma;
-        s.next_anon_vma = s.next_anon_vma.checked_add(1).unwrap_or(1);
-        s.procs[p].vmas[vi].anon_vma = id;
+/// `anon_vma_prepare()` (mm/rmap.c): give the VMA an anon_vma on its first anon
+/// page, reusing a neighbour's when `find_mergeable_anon_vma()` allows, else a new one.
+fn anon_vma_prepare(s: &mut State, k: Kernel, p: usize, vi: usize) {
+    if s.procs[p].vmas[vi].anon_vma != 0 {
+        return;
     }
+    if let Some(id) = find_mergeable_anon_vma(&s.procs[p], k, vi) {
+        s.procs[p].vmas[vi].anon_vma = id;
+        return;
+    }
+    let id = s.next_anon_vma;
+    s.next_anon_vma = s.next_anon_vma.checked_add(1).unwrap_or(1);
+    s.procs[p].vmas[vi].anon_vma = id;
+}
+
+/// `find_mergeable_anon_vma()` (mm/mmap.c; mm/vma.c from v6.12): the next VMA
+/// first, then the previous one, through `reusable_anon_vma()`: the neighbour's
+/// anon_vma if the two are `anon_vma_compatible()` and its anon_vma_chain is a
+/// single link (not a fork child), so a later mprotect can merge them again.
+fn find_mergeable_anon_vma(mm: &Mm, k: Kernel, vi: usize) -> Option<u8> {
+    let v = &mm.vmas[vi];
+    let reusable = |old: &Vma, a: &Vma, b: &Vma| {
+        (anon_vma_compatible(k, a, b) && old.anon_vma != 0 && !old.anon_forked).then_some(old.anon_vma)
+    };
+    if let Some(next) = mm.vmas.get(vi + 1) {
+        if let Some(id) = reusable(next, v, next) {
+            return Some(id);
+        }
+    }
+    let prev = mm.vmas.get(vi.checked_sub(1)?)?;
+    reusable(prev, prev, v)
+}
+
+/// `anon_vma_compatible()`: adjacent, the same file (or both anonymous), flags equal
+/// but for R/W/X and VM_SOFTDIRTY, linear file offsets, and (v7.x) linear
+/// anonymous offsets.
+fn anon_vma_compatible(k: Kernel, a: &Vma, b: &Vma) -> bool {
+    let ignore = VmFlags::READ | VmFlags::WRITE | VmFlags::EXEC | VmFlags::SOFTDIRTY;
+    let len = a.end - a.start;
+    a.end == b.start
+        && a.backing == b.backing
+        && (a.flags ^ b.flags).difference(ignore).is_empty()
+        && a.pgoff.wrapping_add(len) == b.pgoff
+        && (!k.cow_file_merge_needs_anon_pgoff() || a.anon_pgoff.wrapping_add(len) == b.anon_pgoff)
 }
 
 /// `do_anonymous_page()` (mm/memory.c): a read maps the zero page with
 /// `vm_page_prot`; a write maps a new exclusive page `pte_mkwrite(pte_mkdirty())`.
-fn do_anonymous_page(s: &mut State, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
+fn do_anonymous_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     if !write {
         let bits = mk_pte(v.prot);
         set_pte(s, p, addr, Entry::Present { bits, folio: ZERO_PAGE }, Why::DoAnonymousPage);
         return Fault::Retry;
     }
-    anon_vma_prepare(s, p, vi);
+    anon_vma_prepare(s, k, p, vi);
     let Some(f) = s.alloc_folio(FolioKind::Anon) else {
         return Fault::Oom;
     };
@@ -222,7 +259,7 @@ fn do_read_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, mar
             if f == NO_FOLIO || s.is_migrating(f) {
                 continue;
             }
-            do_set_pte(s, p, &v, a, f, false, false);
+            do_set_pte(s, cfg.kernel, p, &v, a, f, false, false);
         }
         if !s.procs[p].pt[addr as usize].is_none() {
             return Fault::Retry;
@@ -231,14 +268,14 @@ fn do_read_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, mar
     let Some(f) = filemap_get_folio(s, cfg, file, v.pgoff_of(addr)) else {
         return Fault::Oom;
     };
-    do_set_pte(s, p, &v, addr, f, false, marker);
+    do_set_pte(s, cfg.kernel, p, &v, addr, f, false, marker);
     Fault::Retry
 }
 
 /// `do_cow_fault()` (mm/memory.c): copy the page-cache page into a new anon page
 /// and map it writable, dirty, exclusive.
 fn do_cow_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, marker: bool) -> Fault {
-    anon_vma_prepare(s, p, vi);
+    anon_vma_prepare(s, cfg.kernel, p, vi);
     let v = s.procs[p].vmas[vi];
     if filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)).is_none() {
         return Fault::Oom;
@@ -246,7 +283,7 @@ fn do_cow_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, mark
     let Some(new) = s.alloc_folio(FolioKind::Anon) else {
         return Fault::Oom;
     };
-    do_set_pte(s, p, &v, addr, new, true, marker);
+    do_set_pte(s, cfg.kernel, p, &v, addr, new, true, marker);
     Fault::Retry
 }
 
@@ -258,17 +295,25 @@ fn do_shared_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, m
         return Fault::Oom;
     };
     s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
-    do_set_pte(s, p, &v, addr, f, true, marker);
+    do_set_pte(s, cfg.kernel, p, &v, addr, f, true, marker);
     Fault::Retry
 }
 
-/// `do_set_pte()` (mm/memory.c): `mk_pte(page, vm_page_prot)`; a write fault adds
-/// `maybe_mkwrite(pte_mkdirty())`; a uffd-wp marker makes it `W=0, UW=1`. A
-/// private write maps a new exclusive anon page; anything else a file page.
-fn do_set_pte(s: &mut State, p: usize, v: &Vma, addr: u8, f: FolioId, write: bool, marker: bool) {
+/// `do_set_pte()` (mm/memory.c; `set_pte_range()` from v6.5): `mk_pte(page,
+/// vm_page_prot)`; a write fault adds `maybe_mkwrite(pte_mkdirty())`; on v6.18 a
+/// read fault that maps a dirty folio writable marks the PTE dirty (D and SD on
+/// x86); a uffd-wp marker makes it `W=0, UW=1`. A private write maps a new
+/// exclusive anon page; anything else a file page.
+#[allow(clippy::too_many_arguments)]
+fn do_set_pte(s: &mut State, k: Kernel, p: usize, v: &Vma, addr: u8, f: FolioId, write: bool, marker: bool) {
     let mut bits = mk_pte(v.prot);
     if write {
         bits = maybe_mkwrite(pte_mkdirty(bits), v);
+    } else if k.read_fault_dirties_writable_pte()
+        && bits.contains(PteBits::W)
+        && s.folio(f).flags.contains(FolioFlags::DIRTY)
+    {
+        bits = pte_mkdirty(bits);
     }
     if marker {
         bits.remove(PteBits::W);
@@ -295,13 +340,13 @@ fn handle_pte_marker(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8,
 /// when exclusive (or when the only reference after freeing the swap cache),
 /// otherwise copied; file pages of shared writable VMAs go to `wp_page_shared`;
 /// everything else (zero page, private file pages) is copied.
-fn do_wp_page(s: &mut State, p: usize, vi: usize, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+fn do_wp_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, bits: PteBits, f: FolioId) -> Fault {
     let v = s.procs[p].vmas[vi];
     if v.uffd_wp() && bits.contains(PteBits::UW) {
         return Fault::Uffd;
     }
     if f == ZERO_PAGE {
-        return wp_page_copy(s, p, vi, addr, f);
+        return wp_page_copy(s, k, p, vi, addr, f);
     }
     let fo = *s.folio(f);
     if fo.is_anon() {
@@ -310,13 +355,13 @@ fn do_wp_page(s: &mut State, p: usize, vi: usize, addr: u8, bits: PteBits, f: Fo
         }
         let swapcache = fo.flags.contains(FolioFlags::SWAPCACHE) as u8;
         if fo.refcount() > 3 || fo.refcount() > 1 + swapcache {
-            return wp_page_copy(s, p, vi, addr, f);
+            return wp_page_copy(s, k, p, vi, addr, f);
         }
         if swapcache == 1 {
             folio_free_swap(s, f);
         }
         if s.folio(f).refcount() != 1 {
-            return wp_page_copy(s, p, vi, addr, f);
+            return wp_page_copy(s, k, p, vi, addr, f);
         }
         // page_move_anon_rmap(): this mapping is now the exclusive owner.
         s.folio_mut(f).flags.insert(FolioFlags::ANON_EXCLUSIVE);
@@ -325,7 +370,7 @@ fn do_wp_page(s: &mut State, p: usize, vi: usize, addr: u8, bits: PteBits, f: Fo
     if v.flags.contains(VmFlags::WRITE | VmFlags::SHARED) {
         return wp_page_shared(s, p, &v, addr, bits, f);
     }
-    wp_page_copy(s, p, vi, addr, f)
+    wp_page_copy(s, k, p, vi, addr, f)
 }
 
 /// `wp_page_reuse()` (mm/memory.c): `maybe_mkwrite(pte_mkdirty(pte_mkyoung()))`;
@@ -345,8 +390,8 @@ fn wp_page_shared(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: 
 
 /// `wp_page_copy()` (mm/memory.c): a new exclusive anon page mapped
 /// `maybe_mkwrite(pte_mkdirty(mk_pte(vm_page_prot)))`; the old page loses a mapping.
-fn wp_page_copy(s: &mut State, p: usize, vi: usize, addr: u8, old: FolioId) -> Fault {
-    anon_vma_prepare(s, p, vi);
+fn wp_page_copy(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, old: FolioId) -> Fault {
+    anon_vma_prepare(s, k, p, vi);
     let v = s.procs[p].vmas[vi];
     let Some(new) = s.alloc_folio(FolioKind::Anon) else {
         return Fault::Oom;
@@ -358,10 +403,18 @@ fn wp_page_copy(s: &mut State, p: usize, vi: usize, addr: u8, old: FolioId) -> F
     Fault::Retry
 }
 
-/// `do_swap_page()` (mm/memory.c, v6.1) for a real swap entry: swap in through the
-/// swap cache, `swap_free`, maybe `folio_free_swap`; exclusive if the entry says so
-/// or the page has no other reference, and then a write is handled right here;
-/// swpSD → SD; swpUW → UW and write-protect; a remaining write goes to do_wp_page.
+/// `do_swap_page()` (mm/memory.c) for a real swap entry on the zram swap device
+/// (SWP_SYNCHRONOUS_IO).
+///
+/// v6.1-v6.18: an entry with a single reference and no swap-cache folio is read
+/// into a fresh folio outside the swap cache ("skip swapcache"), which is certainly
+/// exclusive; otherwise through the swap cache. `swap_free`, then
+/// `should_try_to_free_swap()` before mapping; exclusive if the entry says so, the
+/// folio is fresh, or it has no other reference. v7.x: always through the swap
+/// cache, exclusive only if the entry says so, the swap-cache copy freed after
+/// mapping. An exclusive page takes a write right here (v6.12+: is mapped writable
+/// even on a read unless uffd-wp or soft-dirty tracking want the fault); swpSD →
+/// SD; swpUW → UW and write-protect; a remaining write goes to `do_wp_page`.
 #[allow(clippy::too_many_arguments)]
 fn do_swap_page(
     s: &mut State,
@@ -373,36 +426,49 @@ fn do_swap_page(
     slot: u8,
     write: bool,
 ) -> Fault {
+    let k = cfg.kernel;
     let v = s.procs[p].vmas[vi];
     let mut f = s.slots[slot as usize].folio;
     if f != NO_FOLIO && s.is_migrating(f) {
         migration_entry_wait(s, cfg, f);
         return Fault::Retry;
     }
+    // Swapped in outside the swap cache (the SWP_SYNCHRONOUS_IO shortcut).
+    let mut fresh = false;
     if f == NO_FOLIO {
-        // swapin_readahead(): a fresh folio in the swap cache.
         let Some(n) = s.alloc_folio(FolioKind::Anon) else {
             return Fault::Oom;
         };
-        s.folios[n as usize].flags.insert(FolioFlags::SWAPCACHE);
-        s.folios[n as usize].slot = slot;
-        s.slots[slot as usize].folio = n;
+        if k.swapin_skips_swap_cache() && s.slots[slot as usize].count == 1 {
+            // "skip swapcache": a fresh folio nobody else can see.
+            fresh = true;
+        } else {
+            // swapin_readahead() / swapin_sync(): a fresh folio in the swap cache.
+            s.folios[n as usize].flags.insert(FolioFlags::SWAPCACHE);
+            s.folios[n as usize].slot = slot;
+            s.slots[slot as usize].folio = n;
+        }
         f = n;
     }
-    let exclusive = swp.contains(SwpBits::EXCL);
+    // A fresh folio not exposed to the swap cache is certainly exclusive.
+    let exclusive = swp.contains(SwpBits::EXCL) || fresh;
     // swap_free(): this PTE no longer refers to the slot.
     {
         let sl = &mut s.slots[slot as usize];
         sl.count = sl.count.saturating_sub(1);
     }
-    // should_try_to_free_swap(): VM_LOCKED, or a write fault holding the only
-    // references (ours + the swap cache).
-    let fo = *s.folio(f);
-    if fo.flags.contains(FolioFlags::SWAPCACHE) && (v.flags.contains(VmFlags::LOCKED) || write && fo.mapcount == 0) {
-        folio_free_swap(s, f);
+    let mut sole = false;
+    if !k.swapin_frees_swap_cache_after_mapping() {
+        // should_try_to_free_swap() before mapping: VM_LOCKED, or a write fault
+        // holding the only references (ours + the swap cache).
+        let fo = *s.folio(f);
+        if fo.flags.contains(FolioFlags::SWAPCACHE) && (v.flags.contains(VmFlags::LOCKED) || write && fo.mapcount == 0)
+        {
+            folio_free_swap(s, f);
+        }
+        // page_count(page) == 1: only the fault's own reference.
+        sole = s.folio(f).refcount() == 0;
     }
-    // page_count(page) == 1: only the fault's own reference.
-    let sole = s.folio(f).refcount() == 0;
     let mut bits = mk_pte(v.prot);
     let mut write_left = write;
     let mut rmap_exclusive = false;
@@ -446,11 +512,16 @@ fn do_swap_page(
     }
     page_add_rmap(s, f, rmap_exclusive);
     set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoSwapPage);
+    if k.swapin_frees_swap_cache_after_mapping() {
+        // v7.x should_try_to_free_swap() after mapping: always for a
+        // SWP_SYNCHRONOUS_IO device (it succeeds once no swap PTE is left).
+        folio_free_swap(s, f);
+    }
     if s.slots[slot as usize].count == 0 && !s.folio(f).flags.contains(FolioFlags::SWAPCACHE) {
         s.slots[slot as usize] = Slot::default();
     }
     if write_left {
-        return do_wp_page(s, p, vi, addr, bits, f);
+        return do_wp_page(s, cfg.kernel, p, vi, addr, bits, f);
     }
     Fault::Retry
 }

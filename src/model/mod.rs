@@ -35,80 +35,156 @@ pub enum Unuse {
 }
 
 /// The kernel everything else follows (the restore itself is the variant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Profiles are ordered by version: every later profile carries what an earlier
+/// one has unless a predicate says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kernel {
     /// v6.1 release.
     V61,
     /// Debian 6.1.y (6.1.192): B1 (uffd-wp writenotify), B3 (fork marker fix) and
     /// the mremap uffd-wp clearing backport.
     V61y,
-    /// Debian 6.12.y (6.12.95): everything in 6.1.y plus v6.2-v6.12 mainline:
-    /// `pte_mkuffd_wp()` write-protects (v6.3), `uffd_wp_range()` relies on
-    /// `vm_page_prot` with TRY_CHANGE_WRITABLE (v6.3), clean exclusive anon pages
-    /// may be made writable (v6.2), NUMA hinting without savedwrite (v6.3), the
-    /// restore takes soft-dirty from the entry only, `do_swap_page` maps exclusive
-    /// pages writable on read, a writable migration entry loses swpUW when made
-    /// read-only, uffd (un)register merges keep the survivor's VM_SOFTDIRTY, and
-    /// UFFDIO_WRITEPROTECT spans several VMAs.
+    /// Debian 6.12.y (6.12.95, checked against 6.12.117): everything in 6.1.y plus
+    /// v6.2-v6.12 mainline: `pte_mkuffd_wp()` write-protects (v6.3),
+    /// `uffd_wp_range()` relies on `vm_page_prot` with TRY_CHANGE_WRITABLE (v6.3),
+    /// clean exclusive anon pages may be made writable (v6.2), NUMA hinting without
+    /// savedwrite (v6.3), the restore takes soft-dirty from the entry only,
+    /// `do_swap_page` maps exclusive pages writable on read, a writable migration
+    /// entry loses swpUW when made read-only, uffd (un)register merges keep the
+    /// survivor's VM_SOFTDIRTY, and UFFDIO_WRITEPROTECT spans several VMAs.
     V612,
+    /// Debian 6.18.y (6.18.15): v6.12 plus the v6.13-v6.18 changes listed by the
+    /// predicates below.
+    V618,
+    /// Debian 7.3 (7.3.4): v6.18 plus the v6.19-v7.3 changes listed by the
+    /// predicates below.
+    V73,
 }
 
 impl Kernel {
+    /// Every profile, oldest first.
+    pub const ALL: [Kernel; 5] = [Kernel::V61, Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73];
+
     /// 51d3d5eb74ff "mm/userfaultfd: enable writenotify while userfaultfd-wp is enabled for a VMA".
     pub fn b1_uffd_writenotify(self) -> bool {
-        self != Kernel::V61
+        self >= Kernel::V61y
     }
     /// "mm/uffd: fix pte marker when fork() without fork event".
     pub fn b3_fork_marker(self) -> bool {
-        self != Kernel::V61
+        self >= Kernel::V61y
     }
     /// "mm: clear uffd-wp PTE/PMD state on mremap()" (v6.13, backported to 6.1.y and 6.12.y).
     pub fn mremap_clears_uffd_wp(self) -> bool {
-        self != Kernel::V61
+        self >= Kernel::V61y
     }
     /// v6.3 "mm/uffd: always wr-protect pte in pte|pmd_mkuffd_wp()".
     pub fn mkuffd_wp_wrprotects(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
     }
-    /// v6.3 "mm/uffd: rely on vma->vm_page_prot in uffd_wp_range()"; UFFDIO_WRITEPROTECT
-    /// over several VMAs.
+    /// v6.3 "mm/uffd: rely on vma->vm_page_prot in uffd_wp_range()".
     pub fn uffd_wp_range_uses_vm_page_prot(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
     }
     /// v6.2 "mm/mprotect: allow clean exclusive anon pages to be writable".
     pub fn clean_exclusive_anon_writable(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
     }
     /// v6.1 NUMA hinting keeps W in the protnone PTE (savedwrite); v6.3 drops it
     /// and `do_numa_page` re-derives it.
     pub fn numa_savedwrite(self) -> bool {
-        self != Kernel::V612
+        self < Kernel::V612
     }
     /// Making a writable migration entry readable keeps swpUW (6.1) or drops it (6.12).
     pub fn mig_downgrade_keeps_uffd_wp(self) -> bool {
-        self != Kernel::V612
+        self < Kernel::V612
     }
     /// `remove_migration_pte` takes SD from swpSD only (6.12), not also from mkdirty.
     pub fn restore_sd_from_entry_only(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
     }
     /// `do_swap_page` maps an exclusive page writable on a read fault (6.12).
     pub fn swapin_maps_writable(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
     }
     /// mprotect to read-only drops VM_ACCOUNT of an unfaulted anonymous VMA (6.12).
     pub fn uncharge_unfaulted_anon(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
     }
     /// uffd (un)register merges give the survivor its own flags (6.12), not the target's.
     pub fn uffd_merge_keeps_survivor_flags(self) -> bool {
-        self == Kernel::V612
+        self >= Kernel::V612
+    }
+    /// `__mmap_region` merges through `vma_merge_new_range()` (v6.12, mm/vma.c): prev
+    /// and next are each judged against a range without an anon_vma, and both are
+    /// merged when their anon_vmas are compatible with each other. 6.1.y judged prev
+    /// against next's anon_vma.
+    pub fn mmap_merges_like_vma_merge_new_range(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// NUMA hinting skips a page of a COW mapping when it is mapped more than once
+    /// (`folio_likely_mapped_shared`, v6.12), not when `page_count() != 1` (v6.1).
+    pub fn numa_skips_by_mapcount(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// UFFDIO_WRITEPROTECT walks the VMAs of the range from the first one, so a hole
+    /// before it is skipped (`mwriteprotect_range`, v6.12).
+    pub fn uffd_wp_walks_vma_range(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// A move-only `mremap()` moves every VMA of the source range slice by slice
+    /// (`remap_move()`, mm/mremap.c, v6.17): gaps are kept, only a leading hole
+    /// fails, and each slice unmaps only its own destination; uffd-armed and ramfs
+    /// VMAs cannot take part (`vma_multi_allowed()`).
+    pub fn mremap_moves_vma_by_vma(self) -> bool {
+        self >= Kernel::V618
+    }
+    /// `is_mergeable_anon_vma()` (mm/vma.c, v6.18) lets a range that has an anon_vma
+    /// merge into a neighbour without one, unless the range's VMA is a fork child.
+    pub fn anon_vma_merges_into_unfaulted(self) -> bool {
+        self >= Kernel::V618
+    }
+    /// `set_pte_range()` (mm/memory.c, v6.18) marks a read-fault PTE dirty (D and SD
+    /// on x86) when it is writable and the folio is already dirty.
+    pub fn read_fault_dirties_writable_pte(self) -> bool {
+        self >= Kernel::V618
+    }
+    /// VM_SOFTDIRTY is sticky on merges (`VMA_STICKY_FLAGS`, "mm: propagate
+    /// VM_SOFTDIRTY on merge", v6.19): the merged VMA's bit is the OR of every VMA
+    /// taking part, for existing-range merges, expansions and `copy_vma()`.
+    pub fn sticky_softdirty_merges(self) -> bool {
+        self >= Kernel::V73
+    }
+    /// `vma_merge_copied_range()` (mm/vma.c, v7.x) never merges the copy of a
+    /// source registered with a uffd that lacks EVENT_REMAP.
+    pub fn copy_vma_skips_uffd_source(self) -> bool {
+        self >= Kernel::V73
+    }
+    /// MAP_PRIVATE file mappings merge only when their anonymous page offsets are
+    /// contiguous too (`needs_adjacent_anon_pgoff()`, mm/vma.c, v7.x); the same
+    /// holds for anon_vma reuse (`anon_vma_compatible()`).
+    pub fn cow_file_merge_needs_anon_pgoff(self) -> bool {
+        self >= Kernel::V73
+    }
+    /// The swap device is zram (SWP_SYNCHRONOUS_IO): until v7.x `do_swap_page()`
+    /// swaps a single-reference entry into a fresh folio outside the swap cache,
+    /// which is certainly exclusive. v7.x always goes through the swap cache,
+    /// takes exclusivity from the entry alone and frees the swap-cache copy after
+    /// mapping (`should_try_to_free_swap()`).
+    pub fn swapin_skips_swap_cache(self) -> bool {
+        self < Kernel::V73
+    }
+    /// See [`Kernel::swapin_skips_swap_cache`]: v7.x frees the swap-cache copy
+    /// after mapping and never treats a non-exclusive entry as exclusive.
+    pub fn swapin_frees_swap_cache_after_mapping(self) -> bool {
+        self >= Kernel::V73
     }
     pub fn name(self) -> &'static str {
         match self {
             Kernel::V61 => "v6.1",
             Kernel::V61y => "v6.1.y",
             Kernel::V612 => "v6.12",
+            Kernel::V618 => "v6.18",
+            Kernel::V73 => "v7.3",
         }
     }
     pub fn parse(s: &str) -> Option<Kernel> {
@@ -116,6 +192,8 @@ impl Kernel {
             "v6.1" | "6.1" => Some(Kernel::V61),
             "v6.1.y" | "6.1.y" => Some(Kernel::V61y),
             "v6.12" | "6.12" | "v6.12.y" | "6.12.y" => Some(Kernel::V612),
+            "v6.18" | "6.18" | "v6.18.y" | "6.18.y" => Some(Kernel::V618),
+            "v7.3" | "7.3" | "v7.3.y" | "7.3.y" => Some(Kernel::V73),
             _ => None,
         }
     }
@@ -124,12 +202,12 @@ impl Kernel {
         match self {
             Kernel::V61 => Restore::PreFix,
             Kernel::V61y => Restore::Stable61y,
-            Kernel::V612 => Restore::VmPageProt,
+            Kernel::V612 | Kernel::V618 | Kernel::V73 => Restore::VmPageProt,
         }
     }
 }
 
-pub const KERNEL_NAMES: &str = "v6.1, v6.1.y, v6.12";
+pub const KERNEL_NAMES: &str = "v6.1, v6.1.y, v6.12, v6.18, v7.3";
 
 /// One side of the differential run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -261,7 +339,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
                 return StepResult::Failed;
             }
             let (a, e) = range(addr, len);
-            madvise(s, p as usize, a, e, advice)
+            madvise(s, cfg, p as usize, a, e, advice)
         }
         Op::Mlock { p, addr, len } | Op::Munlock { p, addr, len } => {
             if !alive(p) {
@@ -384,9 +462,9 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
 
 /// madvise() dispatch (mm/madvise.c): DONTNEED and FREE walk PTEs (both refuse
 /// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
-fn madvise(s: &mut State, p: usize, a: u8, e: u8, advice: Advice) -> StepResult {
+fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> StepResult {
     if !matches!(advice, Advice::DontNeed | Advice::Free) {
-        let r = vma::madvise_update_vma(s, p, a, e, advice);
+        let r = vma::madvise_update_vma(s, cfg.kernel, p, a, e, advice);
         return if r.is_ok() { StepResult::Ok } else { StepResult::Failed };
     }
     let vmas: Vec<Vma> = s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
@@ -409,18 +487,23 @@ fn madvise(s: &mut State, p: usize, a: u8, e: u8, advice: Advice) -> StepResult 
 }
 
 /// `mwriteprotect_range()` (mm/userfaultfd.c): v6.1 needs the range inside one
-/// VMA registered for uffd-wp; v6.12 walks every VMA in the range, each of which
-/// must be (stopping at the first that is not). Then `uffd_wp_range()`.
+/// VMA registered for uffd-wp; v6.12 walks every VMA in the range from the first
+/// one (a leading hole is skipped), each of which must be registered (ENOENT at the
+/// first that is not, or when there is none). Then `uffd_wp_range()`.
 fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enable: bool) -> bool {
-    let Some(v) = s.procs[p].vma(a).copied() else { return false };
-    if !cfg.kernel.uffd_wp_range_uses_vm_page_prot() {
+    if !cfg.kernel.uffd_wp_walks_vma_range() {
+        let Some(v) = s.procs[p].vma(a).copied() else { return false };
         if e > v.end || !v.uffd || !v.uffd_wp() {
             return false;
         }
         pte::uffd_wp_range(s, cfg, p, &v, a, e, enable);
         return true;
     }
-    let vmas: Vec<Vma> = s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
+    let vmas: arrayvec::ArrayVec<Vma, MAX_VMAS> =
+        s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
+    if vmas.is_empty() {
+        return false;
+    }
     for v in vmas {
         if !v.uffd || !v.uffd_wp() {
             return false;

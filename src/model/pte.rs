@@ -242,12 +242,15 @@ pub fn change_protection(
             Entry::Present { bits, folio } => {
                 if prot_numa {
                     // NUMA hinting skips: already protnone, zero page, shared COW
-                    // pages, dirty file-LRU pages.
+                    // pages (by page count on v6.1, by map count on v6.12), dirty
+                    // file-LRU pages.
                     if bits.contains(PteBits::PROTNONE) || folio == ZERO_PAGE {
                         continue;
                     }
                     let fo = s.folio(folio);
-                    if vma.is_cow() && fo.refcount() != 1 {
+                    // v6.1: page_count() != 1; v6.12: folio_likely_mapped_shared().
+                    let shared = if k.numa_skips_by_mapcount() { fo.mapcount > 1 } else { fo.refcount() != 1 };
+                    if vma.is_cow() && shared {
                         continue;
                     }
                     // page_is_file_lru() && PageDirty(): shmem folios are swap-backed

@@ -303,6 +303,10 @@ pub struct Vma {
     pub backing: Backing,
     /// `vm_pgoff` (file page offset of `start`; for anon, the creation address).
     pub pgoff: u8,
+    /// The anonymous page offset of `start` (v7.x `vma_start_anon_pgoff()`): the
+    /// address it was mapped at, kept linear by splits, merges and faulted moves;
+    /// equal to `pgoff` for anonymous VMAs. Only MAP_PRIVATE file merges read it.
+    pub anon_pgoff: u8,
     /// anon_vma identity (0 = none yet).
     pub anon_vma: u8,
     /// The anon_vma_chain has more than one link (anon_vma_fork() in a child).
@@ -331,6 +335,15 @@ impl Vma {
     /// File page index that `addr` maps.
     pub fn pgoff_of(&self, addr: u8) -> u8 {
         self.pgoff.wrapping_add(addr - self.start)
+    }
+    /// Anonymous page offset of `addr`.
+    pub fn anon_pgoff_of(&self, addr: u8) -> u8 {
+        self.anon_pgoff.wrapping_add(addr - self.start)
+    }
+    /// A MAP_PRIVATE file mapping (`vma_is_cow_mapping` of a file VMA): its merges
+    /// need contiguous anonymous page offsets on v7.x.
+    pub fn is_cow_file(&self) -> bool {
+        matches!(self.backing, Backing::File(_)) && self.is_cow()
     }
     /// userfaultfd_wp(vma)
     pub fn uffd_wp(&self) -> bool {

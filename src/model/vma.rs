@@ -4,7 +4,7 @@
 use super::prot::*;
 use super::pte::{change_protection, zap_pte_range, CpFlags, ZapDetails};
 use super::types::*;
-use super::Config;
+use super::{Config, Kernel};
 use crate::op::Advice;
 
 /// Errors a syscall returns in the model (the op then changes nothing further).
@@ -44,24 +44,75 @@ pub fn split_vma(mm: &mut Mm, addr: u8) -> KResult<()> {
     let mut hi = v;
     hi.start = addr;
     hi.pgoff = v.pgoff_of(addr);
+    hi.anon_pgoff = v.anon_pgoff_of(addr);
     mm.vmas[i].end = addr;
     mm.vmas.insert(i + 1, hi);
     Ok(())
 }
 
-/// `is_mergeable_anon_vma(range, existing->anon_vma, existing)` (mm/mmap.c): when
-/// either side has no anon_vma, merge only if the existing VMA's anon_vma_chain is
-/// a single link (its own anon_vma, not one inherited through fork); otherwise the
-/// anon_vmas must be the same.
-fn is_mergeable_anon_vma(existing: &Vma, range_anon: u8) -> bool {
-    // (`existing.anon_vma == 0` makes the chain empty, not singular.)
-    if range_anon == 0 && existing.anon_vma != 0 && !existing.anon_forked {
-        return true;
-    }
-    range_anon == existing.anon_vma
+/// What a merge attempt knows about the range being merged (`struct
+/// vma_merge_struct`): its requested flags, file, uffd ctx, anon_vma (and whether
+/// the VMA it comes from is a fork child), and its offsets at its start.
+#[derive(Clone, Copy, Debug)]
+struct MergeRange {
+    flags: VmFlags,
+    backing: Backing,
+    uffd: bool,
+    anon_vma: u8,
+    /// `vma_is_fork_child()` of the middle VMA (or of `copy_vma()`'s source).
+    forked: bool,
+    pgoff: u8,
+    anon_pgoff: u8,
+    len: u8,
 }
 
-/// A merge survivor without an anon_vma takes the other's (anon_vma_clone).
+impl MergeRange {
+    /// The sub-range `[start, end)` of `v`, as if it had `flags`/`uffd`.
+    fn of(v: &Vma, start: u8, end: u8, flags: VmFlags, uffd: bool) -> MergeRange {
+        MergeRange {
+            flags,
+            backing: v.backing,
+            uffd,
+            anon_vma: v.anon_vma,
+            forked: v.anon_forked,
+            pgoff: v.pgoff_of(start),
+            anon_pgoff: v.anon_pgoff_of(start),
+            len: end - start,
+        }
+    }
+    /// `needs_adjacent_anon_pgoff()` (v7.x): a MAP_PRIVATE file mapping.
+    fn cow_file(&self) -> bool {
+        matches!(self.backing, Backing::File(_))
+            && !self.flags.contains(VmFlags::SHARED)
+            && self.flags.contains(VmFlags::MAYWRITE)
+    }
+}
+
+/// `is_mergeable_anon_vma()` (mm/mmap.c; mm/vma.c from v6.12): may `tgt` absorb a
+/// range with this anon_vma? v6.1-v6.12: when either side has none, only if the
+/// target's anon_vma_chain is a single link (its own anon_vma, not a fork child's;
+/// a target without one has an empty chain, so that falls through); otherwise the
+/// two must be the same. v6.18 adds case 1: a range with an anon_vma may merge
+/// into a target without one (`dup_anon_vma()`) unless the range's VMA is a fork
+/// child.
+fn is_mergeable_anon_vma(k: Kernel, tgt: &Vma, r: &MergeRange) -> bool {
+    if k.anon_vma_merges_into_unfaulted() && tgt.anon_vma == 0 && r.anon_vma != 0 {
+        return !r.forked;
+    }
+    // (`tgt.anon_vma == 0` makes the chain empty, not singular.)
+    if r.anon_vma == 0 && tgt.anon_vma != 0 && !tgt.anon_forked {
+        return true;
+    }
+    r.anon_vma == tgt.anon_vma
+}
+
+/// `are_anon_vmas_compatible(prev, next)`: a three-way merge needs prev's and
+/// next's anon_vmas to be the same, or one of them absent.
+fn are_anon_vmas_compatible(prev: &Vma, next: &Vma) -> bool {
+    prev.anon_vma == 0 || next.anon_vma == 0 || prev.anon_vma == next.anon_vma
+}
+
+/// A merge survivor without an anon_vma takes the other's (`dup_anon_vma()`).
 fn adopt_anon_vma(dst: &mut Vma, src: &Vma) {
     if dst.anon_vma == 0 {
         dst.anon_vma = src.anon_vma;
@@ -69,51 +120,61 @@ fn adopt_anon_vma(dst: &mut Vma, src: &Vma) {
     }
 }
 
-/// `is_mergeable_vma()` + `is_mergeable_anon_vma()` (mm/mmap.c): flags equal
-/// ignoring VM_SOFTDIRTY, same file, same uffd ctx, compatible anon_vma.
-fn is_mergeable(v: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8) -> bool {
-    (v.flags ^ flags).difference(VmFlags::SOFTDIRTY).is_empty()
-        && v.backing == backing
-        && v.uffd == uffd
-        && is_mergeable_anon_vma(v, anon_vma)
+/// `is_mergeable_vma()` + `is_mergeable_anon_vma()`: flags equal ignoring
+/// VM_SOFTDIRTY, same file, same uffd ctx, compatible anon_vma.
+fn is_mergeable(k: Kernel, v: &Vma, r: &MergeRange) -> bool {
+    (v.flags ^ r.flags).difference(VmFlags::SOFTDIRTY).is_empty()
+        && v.backing == r.backing
+        && v.uffd == r.uffd
+        && is_mergeable_anon_vma(k, v, r)
 }
 
-/// `can_vma_merge_after()`: `prev` can grow up to cover a range starting at file offset `pgoff`.
-fn can_vma_merge_after(prev: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8, pgoff: u8) -> bool {
-    is_mergeable(prev, flags, backing, uffd, anon_vma) && prev.pgoff.wrapping_add(prev.end - prev.start) == pgoff
+/// `can_vma_merge_after()`: `prev` can grow up over the range: mergeable, file
+/// offsets contiguous, and on v7.x for MAP_PRIVATE files the anonymous offsets too.
+fn can_vma_merge_after(k: Kernel, prev: &Vma, r: &MergeRange) -> bool {
+    let len = prev.end - prev.start;
+    is_mergeable(k, prev, r)
+        && prev.pgoff.wrapping_add(len) == r.pgoff
+        && (!k.cow_file_merge_needs_anon_pgoff() || !r.cow_file() || prev.anon_pgoff.wrapping_add(len) == r.anon_pgoff)
 }
 
-/// `can_vma_merge_before()`: `next` can grow down to cover a range ending at file offset `end_pgoff`.
-fn can_vma_merge_before(next: &Vma, flags: VmFlags, backing: Backing, uffd: bool, anon_vma: u8, end_pgoff: u8) -> bool {
-    is_mergeable(next, flags, backing, uffd, anon_vma) && next.pgoff == end_pgoff
+/// `can_vma_merge_before()`: `next` can grow down over the range.
+fn can_vma_merge_before(k: Kernel, next: &Vma, r: &MergeRange) -> bool {
+    is_mergeable(k, next, r)
+        && r.pgoff.wrapping_add(r.len) == next.pgoff
+        && (!k.cow_file_merge_needs_anon_pgoff()
+            || !r.cow_file()
+            || r.anon_pgoff.wrapping_add(r.len) == next.anon_pgoff)
 }
 
-/// `vma_merge()` (mm/mmap.c, v6.1) for `[start, end)` inside VMA `i`, as if it had
-/// `flags`/`uffd`: grow `prev` and/or `next` over it. The survivor keeps its own
-/// `vm_flags` and `vm_page_prot`; the caller assigns flags afterwards. Returns the
+/// `vma_merge()` (mm/mmap.c, v6.1) / `vma_merge_existing_range()` (mm/vma.c, v6.12+)
+/// for `[start, end)` inside VMA `i`, as if it had `flags`/`uffd`: grow `prev` and/or
+/// `next` over it. The survivor keeps its own `vm_flags` and `vm_page_prot` (the
+/// caller assigns flags afterwards), except that on v7.x VM_SOFTDIRTY is sticky:
+/// the survivor gets the OR of the range's, prev's and next's bits. Returns the
 /// survivor's index.
-pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> Option<usize> {
+pub fn vma_merge(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> Option<usize> {
     let v = mm.vmas[i];
-    let pgoff = v.pgoff_of(start);
-    let len = end - start;
-    let prev_ok = start == v.start
-        && i > 0
-        && mm.vmas[i - 1].end == start
-        && can_vma_merge_after(&mm.vmas[i - 1], flags, v.backing, uffd, v.anon_vma, pgoff);
+    let r = MergeRange::of(&v, start, end, flags, uffd);
+    let prev_ok =
+        start == v.start && i > 0 && mm.vmas[i - 1].end == start && can_vma_merge_after(k, &mm.vmas[i - 1], &r);
     let next_ok = end == v.end
         && i + 1 < mm.vmas.len()
         && mm.vmas[i + 1].start == end
-        && can_vma_merge_before(&mm.vmas[i + 1], flags, v.backing, uffd, v.anon_vma, pgoff.wrapping_add(len));
+        && can_vma_merge_before(k, &mm.vmas[i + 1], &r);
+    let sticky = |survivor: &mut Vma, others: VmFlags| {
+        if k.sticky_softdirty_merges() && (others | flags).contains(VmFlags::SOFTDIRTY) {
+            survivor.flags.insert(VmFlags::SOFTDIRTY);
+        }
+    };
     if prev_ok {
-        // is_mergeable_anon_vma(prev->anon_vma, next->anon_vma, NULL)
-        let both = next_ok && {
-            let (p, n) = (mm.vmas[i - 1].anon_vma, mm.vmas[i + 1].anon_vma);
-            p == 0 || n == 0 || p == n
-        };
+        let both = next_ok && are_anon_vmas_compatible(&mm.vmas[i - 1], &mm.vmas[i + 1]);
         let mut new_end = end;
+        let mut removed = VmFlags::empty();
         if both {
             new_end = mm.vmas[i + 1].end;
             let next = mm.vmas.remove(i + 1);
+            removed = next.flags;
             adopt_anon_vma(&mut mm.vmas[i - 1], &next);
         }
         // Cases 1, 2, 5, 6, 7: prev grows over [start, end) (and next).
@@ -122,18 +183,22 @@ pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd
         } else {
             mm.vmas[i].start = end;
             mm.vmas[i].pgoff = v.pgoff_of(end);
+            mm.vmas[i].anon_pgoff = v.anon_pgoff_of(end);
         }
         let p = &mut mm.vmas[i - 1];
         p.end = new_end;
         adopt_anon_vma(p, &v);
+        sticky(p, removed);
         return Some(i - 1);
     }
     if next_ok {
         // Cases 3, 4, 8: next grows down over [start, end).
         let n = &mut mm.vmas[i + 1];
         n.start = start;
-        n.pgoff = pgoff;
+        n.pgoff = r.pgoff;
+        n.anon_pgoff = n.anon_pgoff.wrapping_sub(r.len);
         adopt_anon_vma(n, &v);
+        sticky(n, VmFlags::empty());
         if start == v.start {
             mm.vmas.remove(i);
             return Some(i);
@@ -145,16 +210,26 @@ pub fn vma_merge(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd
 }
 
 /// The common shape of mprotect_fixup / madvise_update_vma / mlock_fixup /
-/// userfaultfd_register: `vma_merge()` the sub-range `[start, end)` of VMA `i`,
-/// otherwise `split_vma()` at its edges. Returns the index of the VMA now
-/// covering exactly... the range (a survivor may cover more).
-fn merge_or_split(mm: &mut Mm, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> KResult<usize> {
-    if let Some(j) = vma_merge(mm, i, start, end, flags, uffd) {
+/// userfaultfd_register (`vma_modify_flags()`): `vma_merge()` the sub-range
+/// `[start, end)` of VMA `i`, otherwise `split_vma()` at its edges. Returns the
+/// index of the VMA now covering the range (a survivor may cover more).
+fn merge_or_split(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> KResult<usize> {
+    if let Some(j) = vma_merge(mm, k, i, start, end, flags, uffd) {
         return Ok(j);
     }
     split_vma(mm, start)?;
     split_vma(mm, end)?;
     Ok(mm.vma_index(start).expect("range still mapped"))
+}
+
+/// The flags a caller of `vma_modify_flags()` stores: its `newflags`, with (v7.x)
+/// the sticky VM_SOFTDIRTY the merge left on the survivor.
+fn merged_flags(k: Kernel, survivor: &Vma, newflags: VmFlags) -> VmFlags {
+    if k.sticky_softdirty_merges() {
+        newflags | (survivor.flags & VmFlags::SOFTDIRTY)
+    } else {
+        newflags
+    }
 }
 
 /// Assign `flags` to a VMA, recording who changed VM_SOFTDIRTY.
@@ -260,15 +335,31 @@ pub fn mmap_region(
         flags |= VmFlags::ACCOUNT;
     }
     do_munmap(s, p, addr, end)?;
+    let k = cfg.kernel;
     let mm = &mut s.procs[p];
     let next = mm.vmas.iter().position(|v| v.start == end);
     let prev = mm.vmas.iter().position(|v| v.end == addr);
     let expandable = kind != MapKind::SharedAnon;
-    let next_ok = expandable
-        && next.is_some_and(|n| can_vma_merge_before(&mm.vmas[n], flags, backing, false, 0, pgoff.wrapping_add(len)));
-    let next_anon = if next_ok { mm.vmas[next.unwrap()].anon_vma } else { 0 };
-    let prev_ok =
-        expandable && prev.is_some_and(|q| can_vma_merge_after(&mm.vmas[q], flags, backing, false, next_anon, pgoff));
+    // The new range: no uffd ctx, no anon_vma, anonymous page offset = address.
+    let r = MergeRange { flags, backing, uffd: false, anon_vma: 0, forked: false, pgoff, anon_pgoff: addr, len };
+    let (prev_ok, next_ok) = if k.mmap_merges_like_vma_merge_new_range() {
+        // vma_merge_new_range(): can_vma_merge_left(), then can_vma_merge_right()
+        // which also wants prev and next compatible when both merge.
+        let prev_ok = expandable && prev.is_some_and(|q| can_vma_merge_after(k, &mm.vmas[q], &r));
+        let next_ok = expandable
+            && next.is_some_and(|n| {
+                can_vma_merge_before(k, &mm.vmas[n], &r)
+                    && (!prev_ok || are_anon_vmas_compatible(&mm.vmas[prev.unwrap()], &mm.vmas[n]))
+            });
+        (prev_ok, next_ok)
+    } else {
+        // 6.1.y __mmap_region(): next first; prev is judged against next's anon_vma.
+        let next_ok = expandable && next.is_some_and(|n| can_vma_merge_before(k, &mm.vmas[n], &r));
+        let next_anon = if next_ok { mm.vmas[next.unwrap()].anon_vma } else { 0 };
+        let prev_ok = expandable
+            && prev.is_some_and(|q| can_vma_merge_after(k, &mm.vmas[q], &MergeRange { anon_vma: next_anon, ..r }));
+        (prev_ok, next_ok)
+    };
     let idx = if prev_ok {
         // vma_expand(prev, prev->vm_start, next or end): prev survives.
         let q = prev.unwrap();
@@ -285,6 +376,7 @@ pub fn mmap_region(
         let n = next.unwrap();
         mm.vmas[n].start = addr;
         mm.vmas[n].pgoff = pgoff;
+        mm.vmas[n].anon_pgoff = mm.vmas[n].anon_pgoff.wrapping_sub(len);
         n
     } else {
         let backing = match kind {
@@ -306,6 +398,7 @@ pub fn mmap_region(
             prot: vm_get_page_prot(flags),
             backing,
             pgoff,
+            anon_pgoff: addr,
             anon_vma: 0,
             anon_forked: false,
             uffd: false,
@@ -383,8 +476,9 @@ pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot:
         if newflags == old.flags {
             return Ok(());
         }
-        let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
+        let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, old.uffd)?;
         let mut v = mm.vmas[j];
+        let newflags = merged_flags(cfg.kernel, &v, newflags);
         set_flags(&mut v, newflags, Why::MprotectFixup, s.step);
         let try_write = if v.flags.contains(VmFlags::SHARED) {
             vma_wants_writenotify(s, cfg, &v, v.prot)
@@ -409,7 +503,7 @@ pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot:
 /// `madvise_update_vma()` (mm/madvise.c): merge or split and assign the new flags;
 /// `vm_page_prot` is **not** recomputed (a merge survivor keeps a stale prot while
 /// taking the target's VM_SOFTDIRTY). Holes are skipped (ENOMEM at the end).
-pub fn madvise_update_vma(s: &mut State, p: usize, start: u8, end: u8, adv: Advice) -> KResult<()> {
+pub fn madvise_update_vma(s: &mut State, k: Kernel, p: usize, start: u8, end: u8, adv: Advice) -> KResult<()> {
     for_each_piece(s, p, start, end, false, |s, p, a, b| {
         let step = s.step;
         let mm = &mut s.procs[p];
@@ -433,7 +527,8 @@ pub fn madvise_update_vma(s: &mut State, p: usize, start: u8, end: u8, adv: Advi
         if newflags == old.flags {
             return Ok(());
         }
-        let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
+        let j = merge_or_split(mm, k, i, a, b, newflags, old.uffd)?;
+        let newflags = merged_flags(k, &mm.vmas[j], newflags);
         set_flags(&mut mm.vmas[j], newflags, Why::MadviseUpdateVma, step);
         Ok(())
     })
@@ -455,7 +550,8 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
         if newflags == old.flags {
             return Ok(());
         }
-        let j = merge_or_split(mm, i, a, b, newflags, old.uffd)?;
+        let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, old.uffd)?;
+        let newflags = merged_flags(cfg.kernel, &mm.vmas[j], newflags);
         set_flags(&mut mm.vmas[j], newflags, Why::MlockFixup, step);
         Ok(())
     });
@@ -494,7 +590,7 @@ pub fn userfaultfd_register(s: &mut State, cfg: &Config, p: usize, start: u8, en
             return Ok(());
         }
         let newflags = old.flags | VmFlags::UFFD_WP;
-        let j = merge_or_split(mm, i, a, b, newflags, true)?;
+        let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, true)?;
         let mut v = s.procs[p].vmas[j];
         let newflags = uffd_target_flags(cfg, &v, newflags);
         note_flags(&mut v, newflags, Why::UffdRegister, s.step);
@@ -538,7 +634,7 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
     }
     let newflags = old.flags - VmFlags::UFFD_WP;
     let mm = &mut s.procs[p];
-    let j = merge_or_split(mm, i, a, b, newflags, false)?;
+    let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, false)?;
     let mut v = s.procs[p].vmas[j];
     let newflags = uffd_target_flags(cfg, &v, newflags);
     note_flags(&mut v, newflags, why, s.step);
@@ -554,20 +650,27 @@ pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()>
     for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister))
 }
 
-/// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` via mremap_to() and
-/// move_vma() (mm/mremap.c): unmap the target (even if the move then fails), `copy_vma()` (merge: the survivor keeps its own
-/// flags and prot; otherwise a copy of the source VMA), `move_ptes()`,
-/// `mremap_userfaultfd_prep()` (no EVENT_REMAP: the new VMA loses its uffd flags),
-/// then unmap the old range.
+/// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` (mm/mremap.c).
+///
+/// Up to v6.12 (`mremap_to()`): a VMA must contain `old` (EFAULT), the ranges must
+/// not overlap (EINVAL), then the whole destination is unmapped *before*
+/// `vma_to_resize()` checks that the old range lies in one VMA (EFAULT): a failing
+/// move still leaves the destination unmapped. Then [`move_vma`].
+///
+/// From v6.17 (v6.18 profile) a move goes through [`remap_move`].
 pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
     let end = old + len;
+    if cfg.kernel.mremap_moves_vma_by_vma() {
+        // check_mremap_params(): overlapping ranges are refused before any lookup.
+        if new < end && old < new + len {
+            return Err(Errno::Einval);
+        }
+        return remap_move(s, cfg, p, old, len, new);
+    }
     // The syscall: a VMA must contain the old address (vma_lookup)...
     if s.procs[p].vma_index(old).is_none() {
         return Err(Errno::Efault);
     }
-    // ...mremap_to(): no overlap, then the destination is unmapped *before*
-    // vma_to_resize() checks that the old range lies in one VMA (EFAULT): a
-    // failing move still leaves the destination unmapped.
     if new < end && old < new + len {
         return Err(Errno::Einval);
     }
@@ -576,18 +679,80 @@ pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) 
     if s.procs[p].vmas[i].end < end {
         return Err(Errno::Efault);
     }
+    move_vma(s, cfg, p, old, len, new)
+}
+
+/// `remap_move()` (mm/mremap.c, v6.17+): move every VMA of `[old, old + len)` in
+/// address order, each slice to the same place relative to the previous one (gaps
+/// are kept), through `mremap_to()` for that slice alone: its destination slice is
+/// unmapped, then [`move_vma`]. A hole at the start fails (EFAULT) before anything
+/// happens; later holes are skipped. A VMA that `vma_multi_allowed()` refuses
+/// (uffd-armed, or a file whose `get_unmapped_area` may not honour MAP_FIXED:
+/// ramfs) fails with EFAULT before anything if it is the first and does not cover
+/// the range, and after the earlier slices have moved if it is not the first.
+fn remap_move(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
+    let end = old + len;
+    let mut cursor = old;
+    let mut seen = false;
+    let mut last_end = 0;
+    let mut target = new;
+    // for_each_vma_range(): the next VMA past the previous one's end.
+    while let Some(v) = s.procs[p].vmas.iter().find(|v| v.end > cursor && v.start < end).copied() {
+        if !seen && old < v.start {
+            return Err(Errno::Efault);
+        }
+        let a = v.start.max(old);
+        let l = end.min(v.end) - a;
+        let offset = if seen { v.start - last_end } else { 0 };
+        last_end = v.end;
+        cursor = v.end;
+        let ramfs = matches!(v.backing, Backing::File(f) if s.file_kind(f) == FileKind::Ramfs);
+        let multi_allowed = !v.uffd && !v.uffd_wp() && !ramfs;
+        if !multi_allowed && (seen || v.end < end) {
+            return Err(Errno::Efault);
+        }
+        let d = target + offset;
+        // mremap_to() for this slice: unmap its destination, find the VMA again.
+        do_munmap(s, p, d, d + l)?;
+        if s.procs[p].vma_index(a).is_none() {
+            return Err(Errno::Efault);
+        }
+        move_vma(s, cfg, p, a, l, d)?;
+        seen = true;
+        target = d + l;
+    }
+    if seen {
+        Ok(())
+    } else {
+        Err(Errno::Efault)
+    }
+}
+
+/// `move_vma()` (mm/mremap.c) of `[old, old + len)`, which lies in one VMA, to
+/// `new`: `copy_vma()` (merge: the survivor keeps its own flags and prot, with the
+/// sticky VM_SOFTDIRTY on v7.x; otherwise a copy of the source VMA; v7.x never
+/// merges a source registered with a uffd lacking EVENT_REMAP), `move_ptes()`,
+/// `mremap_userfaultfd_prep()` (no EVENT_REMAP: the new VMA loses its uffd flags),
+/// then unmap the old range.
+fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
+    let k = cfg.kernel;
+    let end = old + len;
+    let i = s.procs[p].vma_index(old).expect("caller checked the source VMA");
     let src = s.procs[p].vmas[i];
-    // copy_vma(): an anonymous VMA never faulted (no anon_vma) takes the new
-    // address as its offset, to merge more easily; then try to merge.
+    // copy_vma(): a VMA never faulted (no anon_vma) takes the new address as its
+    // anonymous offset (and an anonymous one as its offset), to merge more easily.
     let pgoff = if src.is_anonymous() && src.anon_vma == 0 { new } else { src.pgoff_of(old) };
+    let anon_pgoff = if src.anon_vma == 0 { new } else { src.anon_pgoff_of(old) };
     let mut tmp = src;
     tmp.start = new;
     tmp.end = new + len;
     tmp.pgoff = pgoff;
+    tmp.anon_pgoff = anon_pgoff;
     let mm = &mut s.procs[p];
     let ni = insert_vma(mm, tmp)?;
-    let dst = vma_merge(mm, ni, new, new + len, src.flags, src.uffd).unwrap_or(ni);
-    let clear_uffd = cfg.kernel.mremap_clears_uffd_wp() && src.uffd;
+    let merge = !(k.copy_vma_skips_uffd_source() && src.uffd);
+    let dst = if merge { vma_merge(mm, k, ni, new, new + len, src.flags, src.uffd) } else { None }.unwrap_or(ni);
+    let clear_uffd = k.mremap_clears_uffd_wp() && src.uffd;
     super::pte::move_ptes(s, p, old, new, len, clear_uffd);
     // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP in the model.
     let mut d = s.procs[p].vmas[dst];

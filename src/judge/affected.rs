@@ -1,0 +1,255 @@
+//! `ptediff affected`: which kernels have a hole. For a reproducer, every kernel
+//! profile runs the program with the restore that kernel ships
+//! ([`Kernel::native_restore`]); the hole is **open** on a profile when that run
+//! reaches an unsafe PTE (a writable PTE a store must trap on, [`crate::oracle`])
+//! for one of the reasons of the reproducer's own finding, **closed** otherwise.
+//! Where `ptediff kernel-check` ran the reproducer on the real kernel of a profile,
+//! the real kernel **confirms** the profile (it did exactly what the profile
+//! predicted) or **contradicts** it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::check::check;
+use crate::corpus::{self, FileError};
+use crate::emit_c;
+use crate::kernel_check::ResultsDb;
+use crate::model::{self, Kernel, State};
+use crate::oracle::{first_unsafe, Reasons};
+use crate::Program;
+
+/// Where a native run first holds an unsafe PTE.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unsafe {
+    /// 1-based step; `ops + 1` is the end-of-program finish of pending migrations.
+    pub step: usize,
+    pub process: usize,
+    pub page: usize,
+    /// Must-trap reasons, e.g. `S` or `U+S`.
+    pub reasons: String,
+}
+
+/// The first unsafe PTE of the program run natively on `k` whose reasons meet
+/// `want` (any reason when `want` is empty).
+pub fn first_unsafe_on(program: &Program, k: Kernel, want: Reasons) -> Option<Unsafe> {
+    let cfg = emit_c::native(k);
+    let mut s = State::new();
+    let hit = |s: &State, step: usize| {
+        first_unsafe_matching(s, want).map(|(p, a, r)| Unsafe {
+            step,
+            process: p,
+            page: a as usize,
+            reasons: r.letters(),
+        })
+    };
+    for (i, op) in program.ops.iter().enumerate() {
+        model::step(&mut s, &cfg, op);
+        if let Some(u) = hit(&s, i + 1) {
+            return Some(u);
+        }
+    }
+    model::finish(&mut s, &cfg);
+    hit(&s, program.ops.len() + 1)
+}
+
+fn first_unsafe_matching(s: &State, want: Reasons) -> Option<(usize, u8, Reasons)> {
+    if want.is_empty() {
+        return first_unsafe(s);
+    }
+    for (p, mm) in s.procs.iter().enumerate() {
+        if !mm.alive {
+            continue;
+        }
+        for a in 0..mm.pt.len() as u8 {
+            let r = crate::oracle::unsafe_reasons(s, p, a);
+            if r.intersects(want) {
+                return Some((p, a, r));
+            }
+        }
+    }
+    None
+}
+
+/// What the real kernel of a profile said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Real {
+    /// The real kernel did what the profile predicts.
+    Confirmed { uname: String },
+    /// It did something else (a model error to fix).
+    Contradicted { uname: String, cell: String },
+    /// `emit-c` cannot realise the program deterministically.
+    NotRealizable { why: String },
+    /// Realizable, but kernel-check has no result for this program on this kernel.
+    NotRun,
+    /// The profile has no real kernel in the matrix (v6.1 release).
+    NoKernel,
+}
+
+impl Real {
+    fn short(&self) -> &'static str {
+        match self {
+            Real::Confirmed { .. } => " ✓",
+            Real::Contradicted { .. } => " ✗",
+            _ => "",
+        }
+    }
+}
+
+/// One profile's row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProfileStatus {
+    pub profile: &'static str,
+    pub open: bool,
+    /// Where the native run first holds an unsafe PTE (when open).
+    pub unsafe_at: Option<Unsafe>,
+    pub real: Real,
+}
+
+/// One reproducer's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Affected {
+    pub file: String,
+    /// `divergence`, `oracle`, or `none` (no finding under the file's own header;
+    /// listed because some profile holds an unsafe PTE).
+    pub kind: &'static str,
+    pub signature: Option<String>,
+    pub title: String,
+    /// The reasons judged: the finding's, or any.
+    pub reasons: String,
+    pub profiles: Vec<ProfileStatus>,
+}
+
+/// Judge one reproducer on every profile. `None` when the file has no harmful
+/// finding and no profile holds an unsafe PTE.
+pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Option<Affected> {
+    let out = check(&r.program, &r.pair);
+    let (kind, finding) = match (&out.divergence, &out.violation) {
+        (Some(d), _) if d.finding.signature.harmful() => ("divergence", Some(&d.finding)),
+        (_, Some(v)) => ("oracle", Some(&v.finding)),
+        _ => ("none", None),
+    };
+    let want = finding.map_or(Reasons::empty(), |f| reasons_of(&f.signature.verdict));
+    let name = path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
+    let realizable = emit_c::realizable(&r.program).err();
+    let recorded = results.get(&name, &r.program);
+    let profiles: Vec<ProfileStatus> = Kernel::ALL
+        .iter()
+        .map(|&k| {
+            let unsafe_at = first_unsafe_on(&r.program, k, want);
+            let real = if !emit_c::PROFILES.contains(&k) {
+                Real::NoKernel
+            } else if let Some(e) = &realizable {
+                Real::NotRealizable { why: e.0.clone() }
+            } else {
+                match recorded.and_then(|rec| rec.kernels.get(k.name())) {
+                    None => Real::NotRun,
+                    Some(res) if res.matches_own_profile => Real::Confirmed { uname: res.kernel.uname.clone() },
+                    Some(res) => Real::Contradicted { uname: res.kernel.uname.clone(), cell: res.cell.clone() },
+                }
+            };
+            ProfileStatus { profile: k.name(), open: unsafe_at.is_some(), unsafe_at, real }
+        })
+        .collect();
+    if finding.is_none() && !profiles.iter().any(|p| p.open) {
+        return None;
+    }
+    Some(Affected {
+        file: path.display().to_string(),
+        kind,
+        signature: finding.map(|f| f.signature.slug()),
+        title: finding.map_or_else(|| "no finding under its own header".to_string(), |f| f.title.clone()),
+        reasons: if want.is_empty() { "any".into() } else { want.letters() },
+        profiles,
+    })
+}
+
+/// The reasons in a verdict (`harmful-U+S`, `unsafe-S`); empty for `benign`.
+fn reasons_of(verdict: &str) -> Reasons {
+    let letters = verdict.strip_prefix("harmful-").or_else(|| verdict.strip_prefix("unsafe-")).unwrap_or("");
+    let mut r = Reasons::empty();
+    for l in letters.split('+') {
+        r |= match l {
+            "U" => Reasons::U,
+            "S" => Reasons::S,
+            "C" => Reasons::C,
+            "N" => Reasons::N,
+            "P" => Reasons::P,
+            _ => Reasons::empty(),
+        };
+    }
+    r
+}
+
+/// Judge every reproducer in `paths`; unreadable files are returned as errors.
+pub fn affected_all(paths: &[PathBuf], results: &ResultsDb) -> (Vec<Affected>, Vec<FileError>, usize) {
+    let (mut out, mut bad, mut quiet) = (Vec::new(), Vec::new(), 0);
+    for f in corpus::collect_files(paths) {
+        match corpus::load(&f) {
+            Err(e) => bad.push(e),
+            Ok(r) => match affected(&f, &r, results) {
+                Some(a) => out.push(a),
+                None => quiet += 1,
+            },
+        }
+    }
+    (out, bad, quiet)
+}
+
+/// The table: one row per reproducer, one column per profile.
+pub fn render(rows: &[Affected]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = write!(s, "| reproducer | finding |");
+    for k in Kernel::ALL {
+        let _ = write!(s, " {} |", k.name());
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "|---|---|{}", "---|".repeat(Kernel::ALL.len()));
+    for a in rows {
+        let name = Path::new(&a.file).file_stem().map_or(a.file.clone(), |f| f.to_string_lossy().into_owned());
+        let what = match a.kind {
+            "divergence" => format!("harmful {}", a.reasons),
+            "oracle" => format!("oracle {}", a.reasons),
+            _ => "unsafe (any)".to_string(),
+        };
+        let _ = write!(s, "| {name} | {what} |");
+        for p in &a.profiles {
+            let _ = write!(s, " {}{} |", if p.open { "open" } else { "closed" }, p.real.short());
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "\nopen: the kernel's own restore reaches a writable PTE a store must trap on (U uffd-wp, S soft-dirty,\n\
+         C COW, N writenotify, P mprotect); ✓ the real kernel did what the profile predicts (kernel-check),\n\
+         ✗ it did not; no mark: model only (not realizable, not run, or no real kernel for the profile)."
+    );
+    s
+}
+
+/// The detail of one reproducer.
+pub fn render_one(a: &Affected) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", a.file);
+    let _ = writeln!(s, "  {}", a.title);
+    if let Some(sig) = &a.signature {
+        let _ = writeln!(s, "  {} {sig}", a.kind);
+    }
+    for p in &a.profiles {
+        let at = p.unsafe_at.as_ref().map_or(String::new(), |u| {
+            format!(" (unsafe {} at step {}, p{} page {})", u.reasons, u.step, u.process, u.page)
+        });
+        let real = match &p.real {
+            Real::Confirmed { uname } => format!("confirmed by {uname}"),
+            Real::Contradicted { uname, cell } => format!("CONTRADICTED by {uname} ({cell})"),
+            Real::NotRealizable { why } => format!("model only: {why}"),
+            Real::NotRun => "model only: not run on the real kernel yet (ptediff kernel-check)".into(),
+            Real::NoKernel => "model only: no real kernel for this profile".into(),
+        };
+        let _ = writeln!(s, "  {:<7} {:<6}{at}; {real}", p.profile, if p.open { "open" } else { "closed" });
+    }
+    s
+}
