@@ -145,7 +145,8 @@ INITRD="$WORK/initramfs.cpio.gz"
 mkdir -p "$(dirname "$OUT_LOG")"
 : >"$OUT_LOG"
 APPEND="console=ttyS0 panic=-1 loglevel=4 numa_balancing=disable transparent_hugepage=never"
-say "booting $NAME ($(grep '^uname_r=' "$KDIR/version" | cut -d= -f2)) with ${NAMES[*]}; log: $OUT_LOG"
+if [[ ${#NAMES[@]} -le 8 ]]; then what="${NAMES[*]}"; else what="${#NAMES[@]} binaries"; fi
+say "booting $NAME ($(grep '^uname_r=' "$KDIR/version" | cut -d= -f2)) with $what; log: $OUT_LOG"
 start=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "$TIMEOUT" "$QEMU" \

@@ -116,7 +116,7 @@ pub struct Affected {
     pub kind: &'static str,
     pub signature: Option<String>,
     pub title: String,
-    /// The reasons judged: the finding's, or any.
+    /// The reasons judged: the finding's, or (kind `none`) those the unsafe PTEs had.
     pub reasons: String,
     pub profiles: Vec<ProfileStatus>,
 }
@@ -155,12 +155,17 @@ pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Opt
     if finding.is_none() && !profiles.iter().any(|p| p.open) {
         return None;
     }
+    // Without a finding of its own, the reasons any profile's unsafe PTE had.
+    let seen = profiles
+        .iter()
+        .filter_map(|p| p.unsafe_at.as_ref())
+        .fold(Reasons::empty(), |acc, u| acc | reasons_of(&format!("unsafe-{}", u.reasons)));
     Some(Affected {
         file: path.display().to_string(),
         kind,
         signature: finding.map(|f| f.signature.slug()),
         title: finding.map_or_else(|| "no finding under its own header".to_string(), |f| f.title.clone()),
-        reasons: if want.is_empty() { "any".into() } else { want.letters() },
+        reasons: if want.is_empty() { seen.letters() } else { want.letters() },
         profiles,
     })
 }
@@ -212,7 +217,7 @@ pub fn render(rows: &[Affected]) -> String {
         let what = match a.kind {
             "divergence" => format!("harmful {}", a.reasons),
             "oracle" => format!("oracle {}", a.reasons),
-            _ => "unsafe (any)".to_string(),
+            _ => format!("unsafe {}", a.reasons),
         };
         let _ = write!(s, "| {name} | {what} |");
         for p in &a.profiles {

@@ -258,6 +258,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
     let mut bins = Vec::new();
     let mut names = Vec::new();
     let mut hashes = BTreeMap::new();
+    let mut sources = Vec::new();
     for f in corpus::collect_files(&o.files) {
         let r = corpus::load(&f).map_err(|e| e.to_string())?;
         let name = f.file_stem().map_or("x".into(), |s| s.to_string_lossy().into_owned());
@@ -265,27 +266,15 @@ pub fn run(o: &Options) -> Result<usize, String> {
             Err(e) => println!("skip {}: not realizable: {e}", f.display()),
             Ok(c) => {
                 let src = o.work.join(format!("{name}.c"));
-                let bin = o.work.join(&name);
                 corpus::write_atomic(&src, c.as_bytes()).map_err(|e| format!("{}: {e}", src.display()))?;
-                let out = Command::new("gcc")
-                    .args(["-static", "-O1", "-pthread", "-o"])
-                    .arg(&bin)
-                    .arg(&src)
-                    .output()
-                    .map_err(|e| format!("gcc: {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "gcc failed on {}: {}",
-                        src.display(),
-                        String::from_utf8_lossy(&out.stderr).lines().take(5).collect::<Vec<_>>().join("\n")
-                    ));
-                }
                 hashes.insert(name.clone(), program_hash(&r.program));
-                bins.push(bin);
+                sources.push(src);
+                bins.push(o.work.join(&name));
                 names.push(name);
             }
         }
     }
+    compile_all(&sources, &bins)?;
     if bins.is_empty() {
         return Err("no realizable reproducer".into());
     }
@@ -401,6 +390,38 @@ pub fn run(o: &Options) -> Result<usize, String> {
         println!("results recorded in {}", p.display());
     }
     Ok(bad)
+}
+
+/// `gcc -static` every reproducer, on every core.
+fn compile_all(sources: &[PathBuf], bins: &[PathBuf]) -> Result<(), String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (Some(src), Some(bin)) = (sources.get(i), bins.get(i)) else { break };
+                let out = Command::new("gcc").args(["-static", "-O1", "-pthread", "-o"]).arg(bin).arg(src).output();
+                let err = match out {
+                    Err(e) => Some(format!("gcc: {e}")),
+                    Ok(o) if !o.status.success() => Some(format!(
+                        "gcc failed on {}: {}",
+                        src.display(),
+                        String::from_utf8_lossy(&o.stderr).lines().take(5).collect::<Vec<_>>().join("\n")
+                    )),
+                    Ok(_) => None,
+                };
+                if let Some(e) = err {
+                    errors.lock().expect("no panics while held").push(e);
+                }
+            });
+        }
+    });
+    match errors.into_inner().expect("no panics while held").into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Default folder of the scripts (next to the crate).
