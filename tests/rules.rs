@@ -1260,3 +1260,42 @@ fn mlock_populate_stops_at_prot_none_and_dirties_touched_pages() {
     );
     assert!(bits(&s, 0, 0).contains(PteBits::W), "dirtied by GUP, so not discarded");
 }
+
+// ---------------------------------------------------------------------------
+// The candidate clear_soft_dirty() fix (`+clear-refs-fix`)
+// ---------------------------------------------------------------------------
+
+/// clear_refs meeting a page under migration: every kernel keeps a writable
+/// migration entry writable, so the restore maps the page writable without SD (the
+/// clean case on every profile). With the fix the entry becomes readable and the
+/// restored PTE write-protected, so the next store faults and sets SD.
+#[test]
+fn clear_refs_fix_write_protects_a_writable_migration_entry() {
+    let t = "mmap(p0, 4, 1, rw-, memfd, shared, 4)\nread(p0, 4)\nmigrate_start(p0, 4)\nclear_refs(p0)\n";
+    for k in Kernel::ALL {
+        for (name, rw) in [("vm-page-prot", true), ("vm-page-prot+clear-refs-fix", false)] {
+            let c = Config::parse_variant(name, k).unwrap();
+            let mut s = run(t, &c);
+            match s.procs[0].pt[4] {
+                Entry::Migration { kind, .. } => assert_eq!(kind == MigKind::Write, rw, "{name} {k:?}"),
+                e => panic!("{e:?}"),
+            }
+            ptediff::model::finish(&mut s, &c);
+            let b = match s.procs[0].pt[4] {
+                Entry::Present { bits, .. } => bits,
+                e => panic!("{e:?}"),
+            };
+            assert_eq!(b.contains(PteBits::W), rw, "{name} {k:?}");
+            assert!(!b.contains(PteBits::SD));
+        }
+    }
+    // An anonymous page's entry becomes readable-exclusive (it stays exclusive).
+    let c = Config::parse_variant("vm-page-prot+clear-refs-fix", Kernel::V73).unwrap();
+    let s = run("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\nclear_refs(p0)\n", &c);
+    assert!(matches!(s.procs[0].pt[0], Entry::Migration { kind: MigKind::ReadExclusive, .. }));
+    assert_eq!(c.variant_name(), "vm-page-prot+clear-refs-fix");
+    assert_eq!(
+        Config::parse_variant("pre-fix+unuse-care+clear-refs-fix", Kernel::V61).unwrap().variant_name(),
+        "pre-fix+unuse-care+clear-refs-fix"
+    );
+}

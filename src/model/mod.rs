@@ -209,22 +209,38 @@ impl Kernel {
 
 pub const KERNEL_NAMES: &str = "v6.1, v6.1.y, v6.12, v6.18, v7.3";
 
+/// The `clear_soft_dirty()` variant (fs/proc/task_mmu.c): as every kernel up to
+/// v7.3 has it (a non-present entry only loses its soft-dirty bit, so a writable
+/// migration entry stays writable), or with the candidate fix that makes a
+/// writable migration entry readable, as `change_pte_range()` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClearRefs {
+    Kernel,
+    WrprotectMigration,
+}
+
 /// One side of the differential run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub restore: Restore,
     pub unuse: Unuse,
+    pub clear_refs: ClearRefs,
     pub kernel: Kernel,
 }
 
 impl Config {
     pub const fn new(restore: Restore) -> Config {
-        Config { restore, unuse: Unuse::V61, kernel: Kernel::V61 }
+        Config { restore, unuse: Unuse::V61, clear_refs: ClearRefs::Kernel, kernel: Kernel::V61 }
     }
 
     /// Parse a variant name: `pre-fix`, `full-restore`, `vm-page-prot`,
-    /// `stable-6.1.y`, each optionally followed by `+unuse-care`.
+    /// `stable-6.1.y`, each optionally followed by `+unuse-care` and/or
+    /// `+clear-refs-fix` (in that order).
     pub fn parse_variant(s: &str, kernel: Kernel) -> Option<Config> {
+        let (s, fix) = match s.strip_suffix("+clear-refs-fix") {
+            Some(b) => (b, true),
+            None => (s, false),
+        };
         let (base, care) = match s.strip_suffix("+unuse-care") {
             Some(b) => (b, true),
             None => (s, false),
@@ -236,26 +252,36 @@ impl Config {
             "stable-6.1.y" => Restore::Stable61y,
             _ => return None,
         };
-        Some(Config { restore, unuse: if care { Unuse::WithCare } else { Unuse::V61 }, kernel })
+        Some(Config {
+            restore,
+            unuse: if care { Unuse::WithCare } else { Unuse::V61 },
+            clear_refs: if fix { ClearRefs::WrprotectMigration } else { ClearRefs::Kernel },
+            kernel,
+        })
     }
 
     /// The variant's name (inverse of [`Config::parse_variant`]).
     pub fn variant_name(&self) -> String {
-        let base = match self.restore {
+        let mut name = match self.restore {
             Restore::PreFix => "pre-fix",
             Restore::FullRestore => "full-restore",
             Restore::VmPageProt => "vm-page-prot",
             Restore::Stable61y => "stable-6.1.y",
-        };
-        match self.unuse {
-            Unuse::V61 => base.to_string(),
-            Unuse::WithCare => format!("{base}+unuse-care"),
         }
+        .to_string();
+        if self.unuse == Unuse::WithCare {
+            name += "+unuse-care";
+        }
+        if self.clear_refs == ClearRefs::WrprotectMigration {
+            name += "+clear-refs-fix";
+        }
+        name
     }
 }
 
 /// Variant names accepted by `--variants`.
-pub const VARIANT_NAMES: &str = "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care)";
+pub const VARIANT_NAMES: &str =
+    "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care, then +clear-refs-fix)";
 
 fn range(addr: u8, len: u8) -> (u8, u8) {
     (addr, addr.saturating_add(len).min(NPAGES as u8))

@@ -2,7 +2,7 @@
 //! clear_refs (soft-dirty), folio_mkclean, move_ptes, and the rmap counters.
 
 use super::types::*;
-use super::{Config, Kernel};
+use super::{ClearRefs, Config, Kernel};
 use bitflags::bitflags;
 
 /// (write, soft-dirty, uffd-wp) state of an entry as provenance sees it: a
@@ -411,10 +411,14 @@ pub fn zap_pte_range(s: &mut State, p: usize, vma: &Vma, start: u8, end: u8, det
     }
 }
 
-/// `clear_refs_write()` with CLEAR_REFS_SOFT_DIRTY (fs/proc/task_mmu.c): VMAs with
-/// VM_SOFTDIRTY lose it and get `vma_set_page_prot()`; then `clear_soft_dirty()`
-/// on every PTE: present → W=0, SD=0 (no GUP pins modelled, so no pinned skip);
-/// swap-format entries → swpSD=0 (a writable migration entry stays writable).
+/// `clear_refs_write()` with CLEAR_REFS_SOFT_DIRTY (fs/proc/task_mmu.c, the same
+/// from v6.1 to v7.3): VMAs with VM_SOFTDIRTY lose it and get
+/// `vma_set_page_prot()`; then `clear_soft_dirty()` on every PTE: present → W=0,
+/// SD=0 (no GUP pins modelled, so no pinned skip); swap-format entries → swpSD=0,
+/// so a writable migration entry stays writable and its restore maps the page
+/// writable again. The `+clear-refs-fix` variant ([`ClearRefs::WrprotectMigration`])
+/// also makes a writable migration entry readable (readable-exclusive for anon),
+/// as `change_pte_range()` does.
 pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
     for i in 0..s.procs[p].vmas.len() {
         let mut v = s.procs[p].vmas[i];
@@ -433,7 +437,10 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
                     let n = bits - PteBits::W - PteBits::SD;
                     set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::ClearRefs);
                 }
-                Entry::Migration { kind, bits, folio } => {
+                Entry::Migration { mut kind, bits, folio } => {
+                    if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration {
+                        kind = if s.folio(folio).is_anon() { MigKind::ReadExclusive } else { MigKind::Read };
+                    }
                     let e = Entry::Migration { kind, bits: bits - SwpBits::SD, folio };
                     set_pte(s, p, addr, e, Why::ClearRefs);
                 }
