@@ -40,10 +40,12 @@ fn programs(seed: u64, n: usize) -> Vec<Program> {
 
 fn all_configs() -> Vec<Config> {
     let mut v = Vec::new();
-    for k in [Kernel::V61, Kernel::V61y, Kernel::V612] {
+    for k in Kernel::ALL {
         for r in [Restore::PreFix, Restore::FullRestore, Restore::VmPageProt, Restore::Stable61y] {
             for u in [model::Unuse::V61, model::Unuse::WithCare] {
-                v.push(Config { restore: r, unuse: u, kernel: k });
+                for c in [model::ClearRefs::Kernel, model::ClearRefs::WrprotectMigration] {
+                    v.push(Config { restore: r, unuse: u, clear_refs: c, kernel: k });
+                }
             }
         }
     }
