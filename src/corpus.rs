@@ -58,7 +58,8 @@ impl std::fmt::Display for FileError {
 impl std::error::Error for FileError {}
 
 /// Parse a reproducer's text. Header keys (in `#` comments): `variants: A vs B`,
-/// `kernel: v6.1|v6.1.y`, `expect: pass | diverges SIGNATURE`,
+/// `kernel: v6.1|v6.1.y|v6.12|v6.18|v7.3`, `contracts: all|none|U+S+C+N+P`
+/// (default all), `expect: pass | diverges SIGNATURE`,
 /// `expect-oracle: none | SIGNATURE`, `hits: N`.
 pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let mut names: Option<(String, String, usize)> = None;
@@ -66,6 +67,7 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let mut expect = None;
     let mut expect_oracle = None;
     let mut hits = 0;
+    let mut contracts = None;
     for (i, line) in text.lines().enumerate() {
         let Some(c) = line.find('#') else { continue };
         let comment = &line[c + 1..];
@@ -96,6 +98,14 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                 });
             }
             "expect-oracle" => expect_oracle = Some(if val == "none" { None } else { Some(val.to_string()) }),
+            "contracts" => match parse_contracts(val) {
+                Some(c) => contracts = Some(c),
+                None => {
+                    return err(format!(
+                        "unknown contracts `{val}` (expected `all`, `none` or letters joined by `+`: U uffd-wp, S soft-dirty, C COW, N writenotify, P mprotect)"
+                    ))
+                }
+            },
             "hits" => match val.parse() {
                 Ok(n) => hits = n,
                 Err(_) => return err(format!("expected a count, found `{val}`")),
@@ -119,8 +129,21 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
             Pair { a: parse(&a)?, b: parse(&b)? }
         }
     };
+    let mut pair = pair;
+    if let Some(c) = contracts {
+        pair.a.contracts = c;
+        pair.b.contracts = c;
+    }
     let program = text::parse(text)?;
     Ok(Reproducer { pair, expect, expect_oracle, hits, program })
+}
+
+/// `all`, `none`, or contract letters joined by `+` (`U+S`).
+pub fn parse_contracts(s: &str) -> Option<crate::model::ghost::Contract> {
+    match s {
+        "all" => Some(crate::model::ghost::Contract::all()),
+        _ => crate::model::ghost::Contract::parse(s),
+    }
 }
 
 /// Read and parse a reproducer file; errors name the file (and line:column).
@@ -167,6 +190,10 @@ pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, o: RenderOpts) 
     let (a, b) = pair.names();
     let _ = writeln!(s, "# variants: {a} vs {b}");
     let _ = writeln!(s, "# kernel: {}", pair.a.kernel.name());
+    if pair.a.contracts != crate::model::ghost::Contract::all() {
+        let c = pair.a.contracts;
+        let _ = writeln!(s, "# contracts: {}", if c.is_empty() { "none".into() } else { c.letters() });
+    }
     match &outcome.divergence {
         None => {
             let _ = writeln!(s, "# expect: pass");

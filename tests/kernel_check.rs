@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ptediff::emit_c::{emit_c, predict, realizable};
+use ptediff::emit_c::{emit_c, realizable};
 use ptediff::kernel_check::{parse_log, verdict};
 
 fn load(name: &str) -> ptediff::Program {
@@ -37,12 +37,18 @@ fn the_thread_scenario_predicts_the_measured_kernels() {
     // Measured (issue 4): the soft-dirty merge scenario's store faults on 6.1.192 and
     // does not on 6.12.95.
     let p = load("thread-softdirty-merge-migrate.ptd");
-    let finals = realizable(&p).unwrap();
-    assert_eq!(predict(&finals[0], 0, 0).unwrap().obs, "fault", "v6.1.y");
-    assert_eq!(predict(&finals[1], 0, 0).unwrap().obs, "writable", "v6.12");
+    let traces = realizable(&p).unwrap();
+    let probe = |i: usize| *traces[i].probe.iter().find(|o| o.process == 0 && o.page == 0).unwrap();
+    assert_eq!(probe(0).obs, "fault", "v6.1.y");
+    assert_eq!(probe(1).obs, "writable", "v6.12");
     let c = emit_c(&p, "softdirty").unwrap();
     assert!(c.contains("PTEDIFF-PREDICT %s v6.1.y p0 0 obs=fault"));
     assert!(c.contains("PTEDIFF-PREDICT %s v6.12 p0 0 obs=writable"));
+    // The contracts: page 0 owes the content written at step 2 (token 1) and, not
+    // written since clear_refs, no soft-dirty bit; page 1, mapped after it, does.
+    assert!(c.contains("PTEDIFF-OWED %s v6.12 p0 0 ld=1 sd=0 trap=none"), "{c}");
+    assert!(c.contains("PTEDIFF-OWED %s v6.12 p0 1 ld=0 sd=1 trap=none"), "{c}");
+    assert!(c.contains("PTEDIFF-OWED %s v6.12 pm 4 p0 mask=0002"), "{c}");
     assert!(c.contains("MAP_SHARED|MAP_FIXED, memfd, 1 * PAGE"), "the merging mmap maps file page 1");
 }
 
@@ -116,4 +122,44 @@ fn a_program_without_pages_matches_every_profile() {
     let (cell, details) = verdict(&m["f"]);
     assert_eq!(cell, "MISMATCH");
     assert!(details[0].contains("predicted nothing"), "{details:?}");
+}
+
+#[test]
+fn contract_breaks_are_read_from_observations_and_owed_values() {
+    use ptediff::kernel_check::contract_breaks;
+    let m = |v: &[(&str, &str)]| v.iter().map(|(k, x)| (k.to_string(), x.to_string())).collect();
+    let owed = m(&[
+        ("pm 5 p0", "mask=4002"),
+        ("ld 6 p0 3", "val=7|0"),
+        ("p0 1", "ld=0 sd=1 trap=none"),
+        ("p0 2", "ld=- sd=0 trap=uffd"),
+        ("p0 4", "ld=9 sd=0 trap=segv"),
+    ]);
+    let ok = m(&[
+        ("pm 5 p0", "mask=c003"),
+        ("ld 6 p0 3", "val=0"),
+        ("p0 1", "obs=writable sd=1 uw=0 present=1 ld=0 sd2=1"),
+        ("p0 2", "obs=uffd sd=0 uw=1 present=1 ld=5 sd2=1"),
+        ("p0 4", "obs=segv sd=0 uw=0 present=1 ld=9 sd2=0"),
+    ]);
+    assert!(contract_breaks(&ok, &owed).is_empty(), "{:?}", contract_breaks(&ok, &owed));
+    let bad = m(&[
+        ("pm 5 p0", "mask=0002"),
+        ("ld 6 p0 3", "val=6"),
+        ("p0 1", "obs=writable sd=1 uw=0 present=1 ld=0 sd2=0"),
+        ("p0 2", "obs=writable sd=0 uw=0 present=1 ld=5 sd2=1"),
+        ("p0 4", "obs=writable sd=0 uw=0 present=1 ld=8 sd2=1"),
+    ]);
+    let b = contract_breaks(&bad, &owed);
+    for want in [
+        "S p0 14 (pagemap after step 5)",
+        "C p0 3 (step 6 read 6, owed 7|0)",
+        "S p0 1 (probe store not soft-dirty)",
+        "U p0 2 (probe store writable)",
+        "P p0 4 (probe store writable)",
+        "C p0 4 (probe read 8, owed 9)",
+    ] {
+        assert!(b.iter().any(|x| x == want), "{want} not in {b:?}");
+    }
+    assert_eq!(b.len(), 6, "{b:?}");
 }

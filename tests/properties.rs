@@ -44,7 +44,13 @@ fn all_configs() -> Vec<Config> {
         for r in [Restore::PreFix, Restore::FullRestore, Restore::VmPageProt, Restore::Stable61y] {
             for u in [model::Unuse::V61, model::Unuse::WithCare] {
                 for c in [model::ClearRefs::Kernel, model::ClearRefs::WrprotectMigration] {
-                    v.push(Config { restore: r, unuse: u, clear_refs: c, kernel: k });
+                    v.push(Config {
+                        restore: r,
+                        unuse: u,
+                        clear_refs: c,
+                        kernel: k,
+                        contracts: model::ghost::Contract::all(),
+                    });
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! `ptediff affected`: which kernels have a hole. For a reproducer, every kernel
 //! profile runs the program with the restore that kernel ships
 //! ([`Kernel::native_restore`]); the hole is **open** on a profile when that run
-//! reaches an unsafe PTE (a writable PTE a store must trap on, [`crate::oracle`])
-//! for one of the reasons of the reproducer's own finding, **closed** otherwise.
+//! breaks a contract of the reproducer's own finding (its end-of-program probe
+//! included, [`crate::judge::contracts`]), **closed** otherwise. A latent finding
+//! (the write-trap proxy only) is open where the run reaches an unsafe PTE for
+//! one of its reasons ([`crate::oracle`]).
 //! Where `ptediff kernel-check` ran the reproducer on the real kernel of a profile,
 //! the real kernel **confirms** the profile (it did exactly what the profile
 //! predicted) or **contradicts** it.
@@ -14,7 +16,9 @@ use serde::Serialize;
 use crate::check::check;
 use crate::corpus::{self, FileError};
 use crate::emit_c;
+use crate::judge::contracts;
 use crate::kernel_check::ResultsDb;
+use crate::model::ghost::Contract;
 use crate::model::{self, Kernel, State};
 use crate::oracle::{first_unsafe, Reasons};
 use crate::Program;
@@ -31,7 +35,7 @@ pub struct Unsafe {
 }
 
 /// The first unsafe PTE of the program run natively on `k` whose reasons meet
-/// `want` (any reason when `want` is empty).
+/// `want` (any reason when `want` is empty): the write-trap proxy.
 pub fn first_unsafe_on(program: &Program, k: Kernel, want: Reasons) -> Option<Unsafe> {
     let cfg = emit_c::native(k);
     let mut s = State::new();
@@ -51,6 +55,39 @@ pub fn first_unsafe_on(program: &Program, k: Kernel, want: Reasons) -> Option<Un
     }
     model::finish(&mut s, &cfg);
     hit(&s, program.ops.len() + 1)
+}
+
+/// The first break of a contract in `want` when the program runs natively on `k`
+/// (its end-of-program probe included; step `ops + 1`), at page `at` if given.
+pub fn first_break_on(program: &Program, k: Kernel, want: Contract, at: Option<(usize, usize)>) -> Option<Unsafe> {
+    let cfg = emit_c::native(k);
+    let mut s = State::new();
+    for op in &program.ops {
+        model::step(&mut s, &cfg, op);
+    }
+    model::finish(&mut s, &cfg);
+    contracts::probe(&mut s, &cfg);
+    let b = s.ghost.breaks;
+    for c in Contract::ALL {
+        if want.contains(c) {
+            for p in 0..crate::model::MAX_PROCS {
+                for a in 0..crate::model::NPAGES {
+                    if b.broken(c, p, a) && at.is_none_or(|x| x == (p, a)) {
+                        return Some(Unsafe {
+                            step: b
+                                .first
+                                .filter(|f| f.contract == c)
+                                .map_or(program.ops.len() + 1, |f| f.step as usize),
+                            process: p,
+                            page: a,
+                            reasons: c.letters(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 fn first_unsafe_matching(s: &State, want: Reasons) -> Option<(usize, u8, Reasons)> {
@@ -121,58 +158,87 @@ pub struct Affected {
     pub profiles: Vec<ProfileStatus>,
 }
 
-/// Judge one reproducer on every profile. `None` when the file has no harmful
-/// finding and no profile holds an unsafe PTE.
-pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Option<Affected> {
+/// Judge one reproducer on every profile: a row for its harmful divergence and a
+/// row for its oracle violation (either may be absent); without either, a row if
+/// some profile reaches an unsafe PTE.
+pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Vec<Affected> {
     let out = check(&r.program, &r.pair);
-    let (kind, finding) = match (&out.divergence, &out.violation) {
-        (Some(d), _) if d.finding.signature.harmful() => ("divergence", Some(&d.finding)),
-        (_, Some(v)) => ("oracle", Some(&v.finding)),
-        _ => ("none", None),
-    };
-    let want = finding.map_or(Reasons::empty(), |f| reasons_of(&f.signature.verdict));
+    let mut findings = Vec::new();
+    if let Some(d) = out.divergence.as_ref().filter(|d| d.finding.signature.harmful()) {
+        findings.push(("divergence", Some(&d.finding)));
+    }
+    if let Some(v) = &out.violation {
+        findings.push(("oracle", Some(&v.finding)));
+    }
+    if findings.is_empty() {
+        findings.push(("none", None));
+    }
     let name = path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
     let realizable = emit_c::realizable(&r.program).err();
     let recorded = results.get(&name, &r.program);
-    let profiles: Vec<ProfileStatus> = Kernel::ALL
-        .iter()
-        .map(|&k| {
-            let unsafe_at = first_unsafe_on(&r.program, k, want);
-            let real = if !emit_c::PROFILES.contains(&k) {
-                Real::NoKernel
-            } else if let Some(e) = &realizable {
-                Real::NotRealizable { why: e.0.clone() }
-            } else {
-                match recorded.and_then(|rec| rec.kernels.get(k.name())) {
-                    None => Real::NotRun,
-                    Some(res) if res.matches_own_profile => Real::Confirmed { uname: res.kernel.uname.clone() },
-                    Some(res) => Real::Contradicted { uname: res.kernel.uname.clone(), cell: res.cell.clone() },
-                }
-            };
-            ProfileStatus { profile: k.name(), open: unsafe_at.is_some(), unsafe_at, real }
-        })
-        .collect();
-    if finding.is_none() && !profiles.iter().any(|p| p.open) {
-        return None;
+    let real_on = |k: Kernel| {
+        if !emit_c::PROFILES.contains(&k) {
+            Real::NoKernel
+        } else if let Some(e) = &realizable {
+            Real::NotRealizable { why: e.0.clone() }
+        } else {
+            match recorded.and_then(|rec| rec.kernels.get(k.name())) {
+                None => Real::NotRun,
+                Some(res) if res.matches_own_profile => Real::Confirmed { uname: res.kernel.uname.clone() },
+                Some(res) => Real::Contradicted { uname: res.kernel.uname.clone(), cell: res.cell.clone() },
+            }
+        }
+    };
+    let mut rows = Vec::new();
+    for (kind, finding) in findings {
+        let verdict = finding.map_or("", |f| f.signature.verdict.as_str());
+        let want = reasons_of(verdict);
+        // A finding judged by the contracts is judged by them on every profile, at
+        // its own page; a latent (proxy-only) one, or one without contracts, by
+        // the proxy.
+        let contracts_on = !r.pair.a.contracts.is_empty();
+        let by_contract =
+            contracts_on && (finding.is_none() || verdict.starts_with("harmful-") || verdict.starts_with("broken-"));
+        let want_c =
+            if finding.is_none() { r.pair.a.contracts } else { Contract::parse(&want.letters()).unwrap_or_default() };
+        let at = finding.map(|f| (f.process, f.page));
+        let profiles: Vec<ProfileStatus> = Kernel::ALL
+            .iter()
+            .map(|&k| {
+                let unsafe_at = if by_contract {
+                    first_break_on(&r.program, k, want_c, at)
+                } else {
+                    first_unsafe_on(&r.program, k, want)
+                };
+                ProfileStatus { profile: k.name(), open: unsafe_at.is_some(), unsafe_at, real: real_on(k) }
+            })
+            .collect();
+        if finding.is_none() && !profiles.iter().any(|p| p.open) {
+            continue;
+        }
+        // Without a finding of its own, the reasons any profile's unsafe PTE had.
+        let seen = profiles
+            .iter()
+            .filter_map(|p| p.unsafe_at.as_ref())
+            .fold(Reasons::empty(), |acc, u| acc | reasons_of(&format!("unsafe-{}", u.reasons)));
+        rows.push(Affected {
+            file: path.display().to_string(),
+            kind,
+            signature: finding.map(|f| f.signature.slug()),
+            title: finding.map_or_else(|| "no finding under its own header".to_string(), |f| f.title.clone()),
+            reasons: if want.is_empty() { seen.letters() } else { want.letters() },
+            profiles,
+        });
     }
-    // Without a finding of its own, the reasons any profile's unsafe PTE had.
-    let seen = profiles
-        .iter()
-        .filter_map(|p| p.unsafe_at.as_ref())
-        .fold(Reasons::empty(), |acc, u| acc | reasons_of(&format!("unsafe-{}", u.reasons)));
-    Some(Affected {
-        file: path.display().to_string(),
-        kind,
-        signature: finding.map(|f| f.signature.slug()),
-        title: finding.map_or_else(|| "no finding under its own header".to_string(), |f| f.title.clone()),
-        reasons: if want.is_empty() { seen.letters() } else { want.letters() },
-        profiles,
-    })
+    rows
 }
 
-/// The reasons in a verdict (`harmful-U+S`, `unsafe-S`); empty for `benign`.
+/// The reasons in a verdict (`harmful-U+S`, `harmful-S-via-clear-refs`,
+/// `broken-S`, `latent-S`, `unsafe-S`); empty for `benign`.
 fn reasons_of(verdict: &str) -> Reasons {
-    let letters = verdict.strip_prefix("harmful-").or_else(|| verdict.strip_prefix("unsafe-")).unwrap_or("");
+    let letters =
+        ["harmful-", "unsafe-", "broken-", "latent-"].iter().find_map(|p| verdict.strip_prefix(p)).unwrap_or("");
+    let letters = letters.split('-').next().unwrap_or("");
     let mut r = Reasons::empty();
     for l in letters.split('+') {
         r |= match l {
@@ -193,10 +259,13 @@ pub fn affected_all(paths: &[PathBuf], results: &ResultsDb) -> (Vec<Affected>, V
     for f in corpus::collect_files(paths) {
         match corpus::load(&f) {
             Err(e) => bad.push(e),
-            Ok(r) => match affected(&f, &r, results) {
-                Some(a) => out.push(a),
-                None => quiet += 1,
-            },
+            Ok(r) => {
+                let rows = affected(&f, &r, results);
+                if rows.is_empty() {
+                    quiet += 1;
+                }
+                out.extend(rows);
+            }
         }
     }
     (out, bad, quiet)
@@ -217,7 +286,7 @@ pub fn render(rows: &[Affected]) -> String {
         let what = match a.kind {
             "divergence" => format!("harmful {}", a.reasons),
             "oracle" => format!("oracle {}", a.reasons),
-            _ => format!("unsafe {}", a.reasons),
+            _ => format!("contract {}", a.reasons),
         };
         let _ = write!(s, "| {name} | {what} |");
         for p in &a.profiles {
@@ -227,8 +296,10 @@ pub fn render(rows: &[Affected]) -> String {
     }
     let _ = writeln!(
         s,
-        "\nopen: the kernel's own restore reaches a writable PTE a store must trap on (U uffd-wp, S soft-dirty,\n\
-         C COW, N writenotify, P mprotect); ✓ the real kernel did what the profile predicts (kernel-check),\n\
+        "\nopen: the kernel's own restore breaks the contract (U uffd-wp, S soft-dirty, C COW, N writenotify,\n\
+         P mprotect) at the finding's page, its end-of-program probe included (a latent finding: reaches a\n\
+         writable PTE a store must trap on); `contract`: a file without a finding under its own header that\n\
+         breaks a contract on some profile. ✓ the real kernel did what the profile predicts (kernel-check),\n\
          ✗ it did not; no mark: model only (not realizable, not run, or no real kernel for the profile)."
     );
     s

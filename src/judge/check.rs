@@ -14,6 +14,7 @@
 
 use serde::Serialize;
 
+use crate::model::ghost::{Breaks, Contract};
 use crate::model::StepResult;
 use crate::model::{
     self, Backing, Config, Entry, FileKind, MigKind, PteBits, State, SwpBits, VmFlags, Vma, Why, MAX_PROCS, NPAGES,
@@ -21,6 +22,8 @@ use crate::model::{
 };
 use crate::op::{Op, Program};
 use crate::oracle::{must_trap, unsafe_reasons, Reasons};
+
+use super::contracts;
 
 /// The two sides of a differential run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,10 +130,29 @@ impl<'p> Runner<'p> {
         self.b.as_ref().filter(|b| !self.identical && self.a != **b)
     }
 
-    /// Is there an oracle violation (unsafe PTE both sides agree on) right now?
+    /// Is there an oracle violation right now: a contract both sides broke at the
+    /// same page, or an unsafe PTE both sides agree on (the proxy)?
     #[inline]
     pub fn violation(&self) -> bool {
-        violation_now(&self.a, self.b()).is_some()
+        let b = self.b();
+        !contracts::common(&self.a.ghost.breaks, &b.ghost.breaks).is_empty() || violation_now(&self.a, b).is_some()
+    }
+
+    /// At the end of a program (after [`Runner::finish`]): would the
+    /// end-of-program probe break a contract on both sides? Probes clones, and
+    /// only when the probe can break something new.
+    pub fn end_violation(&self) -> bool {
+        if self.pair.a.contracts.is_empty() {
+            return false;
+        }
+        let b = self.b();
+        if !contracts::probe_can_break(&self.a) && !contracts::probe_can_break(b) {
+            return false;
+        }
+        let (mut x, mut y) = (self.a.clone(), b.clone());
+        contracts::probe(&mut x, &self.pair.a);
+        contracts::probe(&mut y, &self.pair.b);
+        !contracts::common(&x.ghost.breaks, &y.ghost.breaks).is_empty()
     }
 
     /// Both states, by value.
@@ -407,57 +429,185 @@ fn verdict_words(variant: &str, r: Reasons) -> String {
     format!("harmful: {variant} lets a write bypass {}", r.words())
 }
 
+/// The holes common to every variant that the model can patch, for causal
+/// verdicts: a divergence whose contract difference disappears when the hole is
+/// patched on both sides is harmful only through that hole.
+const COMMON_HOLES: [(&str, &str); 1] =
+    [("clear-refs", "clear_refs leaving a writable migration entry writable (common to every variant)")];
+
+/// The pair with hole `i` patched on both sides.
+fn patched(pair: &Pair, i: usize) -> Option<Pair> {
+    match i {
+        0 => {
+            let fix = crate::model::ClearRefs::WrprotectMigration;
+            if pair.a.clear_refs == fix || pair.b.clear_refs == fix {
+                return None;
+            }
+            Some(Pair { a: Config { clear_refs: fix, ..pair.a }, b: Config { clear_refs: fix, ..pair.b } })
+        }
+        _ => None,
+    }
+}
+
+/// Run a program to its end (pending migrations finished) and probe it: both
+/// sides' final states with every contract break.
+pub fn run_to_end(program: &Program, pair: &Pair) -> (State, State) {
+    let mut r = Runner::new(pair);
+    for op in &program.ops {
+        r.step(op);
+    }
+    r.finish();
+    let (mut a, mut b) = r.into_states();
+    contracts::probe(&mut a, &pair.a);
+    contracts::probe(&mut b, &pair.b);
+    (a, b)
+}
+
+/// The contract breaks one side has and the other does not, first side a's.
+fn contract_difference(a: &State, b: &State, pair: &Pair) -> Option<(String, Breaks)> {
+    let da = a.ghost.breaks.minus(&b.ghost.breaks);
+    if !da.is_empty() {
+        return Some((pair.a.variant_name(), da));
+    }
+    let db = b.ghost.breaks.minus(&a.ghost.breaks);
+    (!db.is_empty()).then(|| (pair.b.variant_name(), db))
+}
+
 /// The first divergence (with its verdict, from the divergence to the end of
 /// the program) or, for `Kind::Oracle`, the first oracle violation.
+///
+/// With contracts on (the default), a divergence is **harmful-X** when one side
+/// breaks contract X (during the run or in the end-of-program probe) where the
+/// other does not; **harmful-X-via-HOLE** when that difference disappears with a
+/// hole common to every variant patched on both sides; **latent-X** when only the
+/// write-trap proxy saw an unsafe PTE on one side; else **benign**. An oracle
+/// finding is **broken-X** when both sides break contract X at the same page, or
+/// **latent-X** when they only agree on an unsafe PTE. With contracts off the
+/// proxy decides alone (`harmful-X`, `unsafe-X`).
 pub fn analyze(program: &Program, pair: &Pair, kind: Kind) -> Option<Finding> {
+    match kind {
+        Kind::Oracle => analyze_oracle(program, pair),
+        Kind::Divergence => analyze_divergence(program, pair),
+    }
+}
+
+fn analyze_divergence(program: &Program, pair: &Pair) -> Option<Finding> {
     let mut r = Runner::new(pair);
     let n = program.ops.len();
     let mut found: Option<Finding> = None;
+    let mut proxy: Option<(String, Reasons)> = None;
     for step in 0..=n {
         let div = match program.ops.get(step) {
             Some(op) => r.step(op).1,
             None => r.finish(),
         };
-        match kind {
-            Kind::Oracle => {
-                if let Some((p, a, reasons)) = violation_now(&r.a, r.b()) {
-                    return Some(oracle_finding(&r.a, p, a, reasons, step));
-                }
+        if found.is_some() {
+            if proxy.is_none() {
+                proxy = harmful_now(&r.a, r.b(), pair);
             }
-            Kind::Divergence => {
-                if let Some(f) = &mut found {
-                    if f.signature.verdict == "benign" {
-                        if let Some((v, reasons)) = harmful_now(&r.a, r.b(), pair) {
-                            f.signature.verdict = format!("harmful-{}", reasons.letters());
-                            f.title = format!("{}; {}", f.title, verdict_words(&v, reasons));
-                        }
-                    }
-                } else if div {
-                    let (p, i) = differing_pages(&r.a, r.b())[0];
-                    let (mut sig, mut title) = divergence_at(&r.a, r.b(), pair, p, i);
-                    match harmful_now(&r.a, r.b(), pair) {
-                        Some((v, reasons)) => {
-                            sig.verdict = format!("harmful-{}", reasons.letters());
-                            title = format!("{title}; {}", verdict_words(&v, reasons));
-                        }
-                        None => sig.verdict = "benign".into(),
-                    }
-                    found = Some(Finding { step, signature: sig, title, process: p, page: i });
-                }
-            }
+        } else if div {
+            let (p, i) = differing_pages(&r.a, r.b())[0];
+            let (sig, title) = divergence_at(&r.a, r.b(), pair, p, i);
+            proxy = harmful_now(&r.a, r.b(), pair);
+            found = Some(Finding { step, signature: sig, title, process: p, page: i });
         }
     }
-    if let Some(f) = &mut found {
-        if f.signature.verdict == "benign" {
+    let mut f = found?;
+    if pair.a.contracts.is_empty() {
+        // The proxy alone.
+        match proxy {
+            Some((v, reasons)) => {
+                f.signature.verdict = format!("harmful-{}", reasons.letters());
+                f.title = format!("{}; {}", f.title, verdict_words(&v, reasons));
+            }
+            None => {
+                f.signature.verdict = "benign".into();
+                f.title += "; benign (the read-only side only costs a spurious fault)";
+            }
+        }
+        return Some(f);
+    }
+    let (mut a, mut b) = r.into_states();
+    contracts::probe(&mut a, &pair.a);
+    contracts::probe(&mut b, &pair.b);
+    if let Some((side, extra)) = contract_difference(&a, &b, pair) {
+        let c = extra.contracts();
+        let (_, bp, bpage) = extra.some_page().expect("a difference has a page");
+        f.signature.verdict = format!("harmful-{}", c.letters());
+        f.title = format!("{}; harmful: {side} breaks {} (p{bp} page {bpage})", f.title, c.words());
+        for (i, (name, what)) in COMMON_HOLES.iter().enumerate() {
+            let Some(fixed) = patched(pair, i) else { continue };
+            let (x, y) = run_to_end(program, &fixed);
+            if contract_difference(&x, &y, &fixed).is_none() {
+                f.signature.verdict += &format!("-via-{name}");
+                f.title += &format!(", only through {what}");
+                break;
+            }
+        }
+        return Some(f);
+    }
+    match proxy {
+        Some((v, reasons)) => {
+            f.signature.verdict = format!("latent-{}", reasons.letters());
+            f.title = format!(
+                "{}; latent: {v} holds a writable PTE a store must trap on ({}), but no contract breaks",
+                f.title,
+                reasons.words()
+            );
+        }
+        None => {
+            f.signature.verdict = "benign".into();
             f.title += "; benign (the read-only side only costs a spurious fault)";
         }
     }
-    found
+    Some(f)
 }
 
-fn oracle_finding(s: &State, p: usize, a: u8, reasons: Reasons, step: usize) -> Finding {
+fn analyze_oracle(program: &Program, pair: &Pair) -> Option<Finding> {
+    let mut r = Runner::new(pair);
+    let n = program.ops.len();
+    let contracts_on = !pair.a.contracts.is_empty();
+    let mut latent: Option<Finding> = None;
+    for step in 0..=n {
+        match program.ops.get(step) {
+            Some(op) => {
+                r.step(op);
+            }
+            None => {
+                r.finish();
+            }
+        }
+        if contracts_on {
+            let c = contracts::common(&r.a.ghost.breaks, &r.b().ghost.breaks);
+            if let Some((k, p, a)) = c.some_page() {
+                return Some(contract_finding(&r.a, c.contracts(), k, p, a as u8, step, false));
+            }
+        }
+        if latent.is_none() {
+            if let Some((p, a, reasons)) = violation_now(&r.a, r.b()) {
+                latent = Some(oracle_finding(&r.a, p, a, reasons, step, contracts_on));
+                if !contracts_on {
+                    return latent;
+                }
+            }
+        }
+    }
+    if contracts_on {
+        let (mut a, mut b) = r.into_states();
+        contracts::probe(&mut a, &pair.a);
+        contracts::probe(&mut b, &pair.b);
+        let c = contracts::common(&a.ghost.breaks, &b.ghost.breaks);
+        if let Some((k, p, page)) = c.some_page() {
+            return Some(contract_finding(&a, c.contracts(), k, p, page as u8, n, true));
+        }
+    }
+    latent
+}
+
+fn oracle_finding(s: &State, p: usize, a: u8, reasons: Reasons, step: usize, contracts_on: bool) -> Finding {
     let v = *s.procs[p].vma(a).expect("present PTE has a VMA");
     let w = s.procs[p].why[a as usize];
+    let verdict = if contracts_on { "latent" } else { "unsafe" };
     let sig = Signature {
         kind: Kind::Oracle,
         what: "oracle",
@@ -469,17 +619,61 @@ fn oracle_finding(s: &State, p: usize, a: u8, reasons: Reasons, step: usize) -> 
         softdirty_by: v.softdirty_by.why.name(),
         uffd_wp: false,
         softdirty_tracking: v.soft_dirty_enabled(),
-        verdict: format!("unsafe-{}", reasons.letters()),
+        verdict: format!("{verdict}-{}", reasons.letters()),
     };
     let sd = if v.flags.contains(VmFlags::SOFTDIRTY) { "VM_SOFTDIRTY set" } else { "VM_SOFTDIRTY clear" };
+    let tail = if contracts_on { "; latent: no contract breaks" } else { "" };
     let title = format!(
-        "both variants RW after {}; must trap: {}; {sd} by {}; vm_page_prot by {}; {}",
+        "both variants RW after {}; must trap: {}; {sd} by {}; vm_page_prot by {}; {}{tail}",
         w.w.describe(),
         reasons.words(),
         v.softdirty_by.describe(),
         v.prot_by.describe(),
         backing_class(s, &v)
     );
+    Finding { step, signature: sig, title, process: p, page: a as usize }
+}
+
+/// An oracle finding from a contract both sides broke (`k` at `(p, a)`; `all`
+/// every contract broken in common), during the run or (`at_end`) in the probe.
+fn contract_finding(s: &State, all: Contract, k: Contract, p: usize, a: u8, step: usize, at_end: bool) -> Finding {
+    let v = s.procs[p].vma(a).copied();
+    let w = s.procs[p].why[a as usize];
+    let present = matches!(s.procs[p].pt[a as usize], Entry::Present { .. });
+    let sig = Signature {
+        kind: Kind::Oracle,
+        what: "oracle",
+        permissive: all.letters(),
+        rw_by: if present { w.w.why.name() } else { "no-pte" },
+        ro_by: "-",
+        backing: v.map_or("none", |v| backing_class(s, &v)),
+        prot_by: v.map_or(Why::Unknown, |v| v.prot_by.why).name(),
+        softdirty_by: v.map_or(Why::Unknown, |v| v.softdirty_by.why).name(),
+        uffd_wp: false,
+        softdirty_tracking: v.is_some_and(|v| v.soft_dirty_enabled()),
+        verdict: format!("broken-{}", all.letters()),
+    };
+    let when = if at_end { "in the end-of-program probe".to_string() } else { format!("at step {}", step + 1) };
+    let mut title = format!(
+        "both variants break {} (p{p} page {a}, {} {when}); PTE {} by {}",
+        all.words(),
+        k.words(),
+        if matches!(s.procs[p].pt[a as usize], Entry::Present { bits, .. } if bits.contains(PteBits::W)) {
+            "RW"
+        } else {
+            "last changed"
+        },
+        w.w.describe()
+    );
+    if let Some(v) = v {
+        let sd = if v.flags.contains(VmFlags::SOFTDIRTY) { "VM_SOFTDIRTY set" } else { "VM_SOFTDIRTY clear" };
+        title += &format!(
+            "; {sd} by {}; vm_page_prot by {}; {}",
+            v.softdirty_by.describe(),
+            v.prot_by.describe(),
+            backing_class(s, &v)
+        );
+    }
     Finding { step, signature: sig, title, process: p, page: a as usize }
 }
 

@@ -1,6 +1,8 @@
-//! The judges: the differential check and signatures ([`check`]), the
-//! write-trap oracle ([`oracle`]) and which kernels have a hole ([`affected`]).
+//! The judges: the differential check and signatures ([`check`]), the user
+//! contracts and the end-of-program probe ([`contracts`]), the write-trap proxy
+//! ([`oracle`]) and which kernels have a hole ([`affected`]).
 
 pub mod affected;
 pub mod check;
+pub mod contracts;
 pub mod oracle;

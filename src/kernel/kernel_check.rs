@@ -19,15 +19,26 @@ use crate::corpus;
 use crate::emit_c::{emit_c, PROFILES};
 use crate::model::{Kernel, KERNEL_NAMES};
 
-/// Per reproducer and page: what was observed, and what each profile predicted.
+/// Per reproducer: what was observed, what each profile predicted, and what each
+/// profile says the contracts owe. Keys name an observation: `p0 3` (the probe of
+/// page 3 of p0), `pm 5 p0` (pagemap after step 5), `ld 4 p0 3` (the load of
+/// step 4).
 #[derive(Clone, Debug, Default)]
 pub struct Reproducer {
-    /// `p0 3` → observation line (`obs=... sd=... uw=... present=...`).
+    /// key → observation (`obs=... sd=... uw=... present=... ld=... sd2=...`, `mask=...`, `val=...`).
     pub observed: BTreeMap<String, String>,
-    /// profile → page → prediction.
+    /// profile → key → prediction.
     pub predicted: BTreeMap<String, BTreeMap<String, String>>,
+    /// profile → key → what is owed.
+    pub owed: BTreeMap<String, BTreeMap<String, String>>,
     pub ended: bool,
     pub error: Option<String>,
+}
+
+/// Split `k1 k2 ... v1=.. v2=..` into the key (words without `=`) and the value.
+fn key_value(words: &[&str]) -> (String, String) {
+    let i = words.iter().position(|w| w.contains('=')).unwrap_or(words.len());
+    (words[..i].join(" "), words[i..].join(" "))
 }
 
 /// Parse one kernel's console log into reproducer results.
@@ -41,16 +52,25 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
             ["PTEDIFF-BEGIN", name, ..] => {
                 out.entry(name.to_string()).or_default();
             }
-            ["PTEDIFF-PAGE", name, p, a, rest @ ..] => {
-                out.entry(name.to_string()).or_default().observed.insert(format!("{p} {a}"), rest.join(" "));
+            ["PTEDIFF-PAGE", name, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().observed.insert(k, v);
             }
-            ["PTEDIFF-PREDICT", name, k, p, a, rest @ ..] => {
-                out.entry(name.to_string())
-                    .or_default()
-                    .predicted
-                    .entry(k.to_string())
-                    .or_default()
-                    .insert(format!("{p} {a}"), rest.join(" "));
+            ["PTEDIFF-PM", name, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().observed.insert(format!("pm {k}"), v);
+            }
+            ["PTEDIFF-LD", name, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().observed.insert(format!("ld {k}"), v);
+            }
+            ["PTEDIFF-PREDICT", name, prof, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().predicted.entry(prof.to_string()).or_default().insert(k, v);
+            }
+            ["PTEDIFF-OWED", name, prof, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().owed.entry(prof.to_string()).or_default().insert(k, v);
             }
             ["PTEDIFF-END", name] => out.entry(name.to_string()).or_default().ended = true,
             ["PTEDIFF-END", name, "error", rest @ ..] => {
@@ -62,6 +82,71 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
         }
     }
     out
+}
+
+fn field<'a>(v: &'a str, name: &str) -> Option<&'a str> {
+    v.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|x| x.strip_prefix('=')))
+}
+
+/// Contract breaks in a set of observations (a real kernel's, or a profile's
+/// predictions) against what a profile says is owed: `S p0 14 (pagemap after
+/// step 5)`, `C p1 0 (step 7 read 3, owed 4)`, `U p0 2 (probe)`, ...
+pub fn contract_breaks(values: &BTreeMap<String, String>, owed: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, want) in owed {
+        let Some(got) = values.get(key) else { continue };
+        let k: Vec<&str> = key.split_whitespace().collect();
+        match k.as_slice() {
+            ["pm", step, p] => {
+                let parse = |v: &str| field(v, "mask").and_then(|m| u16::from_str_radix(m, 16).ok());
+                let (Some(g), Some(w)) = (parse(got), parse(want)) else { continue };
+                for a in 0..16 {
+                    if w & !g & (1 << a) != 0 {
+                        out.push(format!("S {p} {a} (pagemap after step {step})"));
+                    }
+                }
+            }
+            ["ld", step, p, a] if !load_owed(field(got, "val"), field(want, "val")) => {
+                out.push(format!(
+                    "C {p} {a} (step {step} read {}, owed {})",
+                    field(got, "val").unwrap_or("?"),
+                    field(want, "val").unwrap_or("?")
+                ));
+            }
+            [p, a] => {
+                let obs = field(got, "obs").unwrap_or("");
+                let stored = matches!(obs, "writable" | "fault" | "uffd");
+                if field(want, "sd") == Some("1") && field(got, "sd") == Some("0") {
+                    out.push(format!("S {p} {a} (probe pagemap)"));
+                } else if stored && field(got, "sd2") == Some("0") {
+                    out.push(format!("S {p} {a} (probe store not soft-dirty)"));
+                }
+                match field(want, "trap") {
+                    Some("uffd") if obs != "uffd" => out.push(format!("U {p} {a} (probe store {obs})")),
+                    Some("segv") if obs != "segv" => out.push(format!("P {p} {a} (probe store {obs})")),
+                    _ => {}
+                }
+                if !load_owed(field(got, "ld"), field(want, "ld")) {
+                    out.push(format!(
+                        "C {p} {a} (probe read {}, owed {})",
+                        field(got, "ld").unwrap_or("?"),
+                        field(want, "ld").unwrap_or("?")
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Did a load return what is owed (`-`: a fault, or nothing owed)?
+fn load_owed(got: Option<&str>, want: Option<&str>) -> bool {
+    let (Some(got), Some(want)) = (got, want) else { return true };
+    if got == "-" || want == "-" {
+        return true;
+    }
+    want.split('|').any(|w| w == got)
 }
 
 /// One cell of the matrix: `= <profiles that match>`, `MISMATCH`, an error, or
@@ -175,8 +260,14 @@ pub struct KernelResult {
     pub cell: String,
     /// The kernel did what its own profile predicted.
     pub matches_own_profile: bool,
-    /// Page → observation (`p0 3` → `obs=writable sd=0 uw=0 present=1`).
+    /// Page → observation (`p0 3` → `obs=writable sd=0 uw=0 present=1 ...`).
     pub observed: BTreeMap<String, String>,
+    /// Contracts the kernel broke, judged by its own profile's owed values.
+    #[serde(default)]
+    pub breaks: Vec<String>,
+    /// Contract breaks its own profile predicted.
+    #[serde(default)]
+    pub predicted_breaks: Vec<String>,
     /// When it ran (seconds since the epoch).
     pub at: u64,
 }
@@ -330,6 +421,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
     println!();
     let mut bad = 0;
     let mut notes = Vec::new();
+    let mut contract_rows = Vec::new();
     for n in &names {
         print!("| {n} |");
         let mut row_bad = false;
@@ -349,6 +441,13 @@ pub fn run(o: &Options) -> Result<usize, String> {
                     for d in details.iter().filter(|d| d.starts_with(&format!("{}:", k.name()))) {
                         notes.push(format!("{n} on {}: {d}", k.name()));
                     }
+                    let empty = BTreeMap::new();
+                    let owed = r.owed.get(k.name()).unwrap_or(&empty);
+                    let breaks = contract_breaks(&r.observed, owed);
+                    let predicted_breaks = contract_breaks(r.predicted.get(k.name()).unwrap_or(&empty), owed);
+                    if !breaks.is_empty() || !predicted_breaks.is_empty() {
+                        contract_rows.push((n.clone(), k.name(), breaks.clone(), predicted_breaks.clone()));
+                    }
                     if let Some(db) = &mut db {
                         if r.ended || failure.is_none() {
                             db.record(
@@ -360,6 +459,8 @@ pub fn run(o: &Options) -> Result<usize, String> {
                                     cell: cell.clone(),
                                     matches_own_profile: ok,
                                     observed: r.observed.clone(),
+                                    breaks,
+                                    predicted_breaks,
                                     at: now(),
                                 },
                             );
@@ -380,6 +481,17 @@ pub fn run(o: &Options) -> Result<usize, String> {
             println!("  {n}");
         }
     }
+    if !contract_rows.is_empty() {
+        println!();
+        println!("Contract breaks (what user space was owed, by the kernel's own profile):");
+        println!();
+        println!("| reproducer | kernel | the real kernel broke | its profile predicted |");
+        println!("|---|---|---|---|");
+        for (n, k, got, want) in &contract_rows {
+            let same = if got == want { "" } else { " ✗" };
+            println!("| {n} | {k} | {} | {}{same} |", join_or_none(got), join_or_none(want));
+        }
+    }
     for (k, c) in &columns {
         if let Column::Missing(e) = c {
             println!("  {}: {e}", k.name());
@@ -390,6 +502,14 @@ pub fn run(o: &Options) -> Result<usize, String> {
         println!("results recorded in {}", p.display());
     }
     Ok(bad)
+}
+
+fn join_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join("; ")
+    }
 }
 
 /// `gcc -static` every reproducer, on every core.

@@ -214,10 +214,15 @@ fn filemap_get_folio(s: &mut State, cfg: &Config, file: u8, index: u8) -> Option
         return Some(f);
     }
     let f = s.alloc_folio(FolioKind::File { file, index: idx as u8 })?;
+    // Read in: the data from disk or shmem's swap (zero if never written).
+    s.folios[f as usize].data = s.files[file as usize].stash[idx];
     let fl = &mut s.files[file as usize];
     if fl.swapped & (1 << idx) != 0 {
         fl.swapped &= !(1 << idx);
         s.folios[f as usize].flags.insert(FolioFlags::DIRTY);
+    } else if s.file_kind(file) != FileKind::Shmem {
+        // A page of a page_mkwrite file system comes in clean.
+        super::ghost::file_page_clean(s, file, idx as u8);
     }
     s.files[file as usize].cache[idx] = f;
     Some(f)
@@ -277,12 +282,14 @@ fn do_read_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, mar
 fn do_cow_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, marker: bool) -> Fault {
     anon_vma_prepare(s, cfg.kernel, p, vi);
     let v = s.procs[p].vmas[vi];
-    if filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)).is_none() {
+    let Some(page) = filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)) else {
         return Fault::Oom;
-    }
+    };
     let Some(new) = s.alloc_folio(FolioKind::Anon) else {
         return Fault::Oom;
     };
+    // copy_user_highpage(): the private copy starts as the file page.
+    s.folios[new as usize].data = s.folio(page).data;
     do_set_pte(s, cfg.kernel, p, &v, addr, new, true, marker);
     Fault::Retry
 }
@@ -294,6 +301,9 @@ fn do_shared_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, m
     let Some(f) = filemap_get_folio(s, cfg, vma_file(&v), v.pgoff_of(addr)) else {
         return Fault::Oom;
     };
+    if super::prot::has_page_mkwrite(s, &v) {
+        super::ghost::page_mkwrite(s, vma_file(&v), v.pgoff_of(addr));
+    }
     s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
     do_set_pte(s, cfg.kernel, p, &v, addr, f, true, marker);
     Fault::Retry
@@ -384,6 +394,9 @@ fn wp_page_reuse(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: F
 /// `wp_page_shared()` (mm/memory.c): `->page_mkwrite` if any (dirties the folio),
 /// reuse, `fault_dirty_shared_page`.
 fn wp_page_shared(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+    if super::prot::has_page_mkwrite(s, v) {
+        super::ghost::page_mkwrite(s, vma_file(v), v.pgoff_of(addr));
+    }
     s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
     wp_page_reuse(s, p, v, addr, bits, f)
 }
@@ -396,6 +409,8 @@ fn wp_page_copy(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, old: Fo
     let Some(new) = s.alloc_folio(FolioKind::Anon) else {
         return Fault::Oom;
     };
+    // __wp_page_copy_user(): the copy starts as the old page (zero page: zero).
+    s.folios[new as usize].data = if old == ZERO_PAGE { 0 } else { s.folio(old).data };
     let bits = maybe_mkwrite(pte_mkdirty(mk_pte(v.prot)), &v);
     page_add_rmap(s, new, true);
     set_pte(s, p, addr, Entry::Present { bits, folio: new }, Why::DoWpPage);
@@ -439,6 +454,8 @@ fn do_swap_page(
         let Some(n) = s.alloc_folio(FolioKind::Anon) else {
             return Fault::Oom;
         };
+        // swap_read_folio(): the data written to the slot.
+        s.folios[n as usize].data = s.slots[slot as usize].data;
         if k.swapin_skips_swap_cache() && s.slots[slot as usize].count == 1 {
             // "skip swapcache": a fresh folio nobody else can see.
             fresh = true;

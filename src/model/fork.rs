@@ -46,6 +46,7 @@ pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_
             }
         }
     }
+    super::ghost::forked(s, cfg, parent, child, event_fork);
     true
 }
 

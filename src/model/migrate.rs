@@ -86,7 +86,8 @@ pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
     let Pending { old, new } = s.pending.remove(idx);
     let of = *s.folio(old);
     let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE;
-    s.folios[new as usize] = Folio { kind: of.kind, flags: of.flags & keep, mapcount: 0, slot: of.slot };
+    // move_to_new_folio(): the data (and flags) are copied to the new folio.
+    s.folios[new as usize] = Folio { kind: of.kind, flags: of.flags & keep, mapcount: 0, slot: of.slot, data: of.data };
     match of.kind {
         FolioKind::File { file, index } => s.files[file as usize].cache[index as usize] = new,
         FolioKind::Anon if of.flags.contains(FolioFlags::SWAPCACHE) => s.slots[of.slot as usize].folio = new,

@@ -5,6 +5,7 @@
 
 pub mod fault;
 pub mod fork;
+pub mod ghost;
 pub mod invariants;
 pub mod migrate;
 pub mod prot;
@@ -226,11 +227,20 @@ pub struct Config {
     pub unuse: Unuse,
     pub clear_refs: ClearRefs,
     pub kernel: Kernel,
+    /// The user contracts checked on the ghost state ([`ghost`]); empty: none (no
+    /// ghost state is kept, the write-trap proxy judges alone). All by default.
+    pub contracts: ghost::Contract,
 }
 
 impl Config {
     pub const fn new(restore: Restore) -> Config {
-        Config { restore, unuse: Unuse::V61, clear_refs: ClearRefs::Kernel, kernel: Kernel::V61 }
+        Config {
+            restore,
+            unuse: Unuse::V61,
+            clear_refs: ClearRefs::Kernel,
+            kernel: Kernel::V61,
+            contracts: ghost::Contract::all(),
+        }
     }
 
     /// Parse a variant name: `pre-fix`, `full-restore`, `vm-page-prot`,
@@ -257,6 +267,7 @@ impl Config {
             unuse: if care { Unuse::WithCare } else { Unuse::V61 },
             clear_refs: if fix { ClearRefs::WrprotectMigration } else { ClearRefs::Kernel },
             kernel,
+            contracts: ghost::Contract::all(),
         })
     }
 
@@ -314,8 +325,22 @@ pub enum StepResult {
     Segv,
 }
 
-/// Apply one op to the state (the model's next-state function).
+/// Apply one op to the state (the model's next-state function). With contracts
+/// on, the ghost state follows and pagemap is checked after the op.
 pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
+    let r = step_op(s, cfg, op);
+    if !cfg.contracts.is_empty() {
+        if let (Op::Mmap { p, addr, len, .. }, StepResult::Ok) = (op, r) {
+            let (a, e) = range(*addr, *len);
+            ghost::mapped(s, cfg, *p as usize, a, e);
+        }
+        ghost::reconcile(s, cfg);
+        ghost::check_pagemap(s, cfg);
+    }
+    r
+}
+
+fn step_op(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
     s.step = s.step.wrapping_add(1);
     let ok = |b: bool| {
         if b {
@@ -389,8 +414,12 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
                 return StepResult::Failed;
             }
             let write = matches!(op, Op::Write { .. });
+            let before = ghost::before_access(s, cfg, p as usize, addr);
             match fault::user_access(s, cfg, p as usize, addr, write) {
-                fault::Access::Done => StepResult::Ok,
+                fault::Access::Done => {
+                    ghost::after_access(s, cfg, p as usize, addr, write, before);
+                    StepResult::Ok
+                }
                 fault::Access::UffdWp => StepResult::UffdWp,
                 fault::Access::Segv => StepResult::Segv,
                 fault::Access::Oom => StepResult::Failed,
@@ -401,6 +430,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
                 return StepResult::Failed;
             }
             pte::clear_refs_write(s, cfg, p as usize);
+            ghost::clear_refs(s, cfg, p as usize);
             StepResult::Ok
         }
         Op::UffdRegister { p, addr, len } => {
@@ -463,7 +493,7 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             if !alive(p) {
                 return StepResult::Failed;
             }
-            swap::shrink_folio(s, p as usize, addr);
+            swap::shrink_folio(s, cfg, p as usize, addr);
             StepResult::Ok
         }
         Op::Swapoff => {
@@ -502,11 +532,13 @@ fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) 
         if advice == Advice::DontNeed {
             // zap_page_range(): no ZAP_FLAG_DROP_MARKER, markers stay.
             pte::zap_pte_range(s, p, &v, x, y, pte::ZapDetails { drop_marker: false });
+            ghost::dontneed(s, cfg, p, &v, x, y);
         } else {
             if !v.is_anonymous() || v.flags.contains(VmFlags::SHARED) {
                 return StepResult::Failed;
             }
             swap::madvise_free(s, p, x, y);
+            ghost::lazyfree(s, cfg, p, x, y);
         }
     }
     StepResult::Ok
@@ -523,6 +555,7 @@ fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enab
             return false;
         }
         pte::uffd_wp_range(s, cfg, p, &v, a, e, enable);
+        ghost::write_protect(s, cfg, p, a, e, enable);
         return true;
     }
     let vmas: arrayvec::ArrayVec<Vma, MAX_VMAS> =
@@ -535,6 +568,7 @@ fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enab
             return false;
         }
         pte::uffd_wp_range(s, cfg, p, &v, a.max(v.start), e.min(v.end), enable);
+        ghost::write_protect(s, cfg, p, a.max(v.start), e.min(v.end), enable);
     }
     true
 }

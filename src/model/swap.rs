@@ -27,7 +27,7 @@ fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS *
 /// cache) or, if lazy-free and clean, are discarded; shmem folios move to shmem's
 /// swap (`shmem_writepage`); clean ext4 folios are dropped, dirty ones only unmapped
 /// (MADV_PAGEOUT reclaims as a task, not kswapd, and does not write them back).
-pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
+pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
     let f = match s.procs[p].pt[addr as usize] {
         Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
         _ => return,
@@ -45,6 +45,7 @@ pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
                     if !try_to_unmap_one_lazyfree(s, q as usize, a, f) {
                         return;
                     }
+                    super::ghost::discarded(s, cfg, q as usize, a);
                 }
                 put_anon_folio(s, f);
                 return;
@@ -64,6 +65,7 @@ pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
             }
             // pageout() + __remove_mapping(): written, dropped from the swap cache.
             let slot = s.folio(f).slot as usize;
+            s.slots[slot].data = s.folio(f).data;
             s.slots[slot].folio = NO_FOLIO;
             s.folios[f as usize] = Folio::default();
             if s.slots[slot].count == 0 {
@@ -84,7 +86,9 @@ pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
                 return;
             }
             if kind == FileKind::Shmem {
+                // shmem_writeout(): the data goes to shmem's swap.
                 s.files[file as usize].swapped |= 1 << index;
+                s.files[file as usize].stash[index as usize] = s.folio(f).data;
             }
             s.files[file as usize].cache[index as usize] = NO_FOLIO;
             s.folios[f as usize] = Folio::default();
@@ -197,6 +201,7 @@ pub fn swapoff(s: &mut State, cfg: &Config) {
             let Some(n) = s.alloc_folio(FolioKind::Anon) else {
                 return;
             };
+            s.folios[n as usize].data = s.slots[slot as usize].data;
             s.folios[n as usize].flags.insert(FolioFlags::SWAPCACHE);
             s.folios[n as usize].slot = slot;
             s.slots[slot as usize].folio = n;
@@ -232,6 +237,7 @@ pub fn swapoff(s: &mut State, cfg: &Config) {
             let Some(n) = s.alloc_folio(FolioKind::File { file: file as u8, index: idx as u8 }) else {
                 return;
             };
+            s.folios[n as usize].data = s.files[file].stash[idx];
             s.folios[n as usize].flags.insert(FolioFlags::DIRTY);
             s.files[file].cache[idx] = n;
             s.files[file].swapped &= !(1 << idx);
@@ -281,4 +287,8 @@ pub fn writeback(s: &mut State, p: usize, addr: u8) {
     }
     folio_mkclean(s, folio);
     s.folio_mut(folio).flags.remove(FolioFlags::DIRTY);
+    // The data is on disk now, and the page clean for writenotify.
+    let FolioKind::File { index, .. } = s.folio(folio).kind else { return };
+    s.files[file as usize].stash[index as usize] = s.folio(folio).data;
+    super::ghost::file_page_clean(s, file, index);
 }

@@ -21,6 +21,10 @@ pub const MAX_SLOTS: usize = 32;
 /// Migrations that may be in flight at once (between migrate_start and migrate_finish).
 pub const MAX_PENDING: usize = 4;
 
+/// A content token: what a page holds. 0 is zero-filled; every user store
+/// writes a fresh one (only while contracts are checked, see `super::ghost`).
+pub type Token = u16;
+
 /// Folio id: index into [`State::folios`]; [`ZERO_PAGE`] is the shared zero page.
 pub type FolioId = u8;
 /// The shared zero page (not a normal page: `vm_normal_page()` returns NULL).
@@ -181,11 +185,14 @@ pub struct File {
     pub cache: [FolioId; NPAGES],
     /// shmem: indices whose data lives in swap (value entries in the xarray).
     pub swapped: u16,
+    /// The data of each index outside the page cache (content tokens): on disk
+    /// (ext4), in shmem's swap (shmem), zero (never written).
+    pub stash: [Token; NPAGES],
 }
 
 impl File {
     pub const fn new(kind: FileKind, in_use: bool) -> File {
-        File { kind, in_use, cache: [NO_FOLIO; NPAGES], swapped: 0 }
+        File { kind, in_use, cache: [NO_FOLIO; NPAGES], swapped: 0, stash: [0; NPAGES] }
     }
 }
 
@@ -383,11 +390,19 @@ pub struct Mm {
     pub vmas: ArrayVec<Vma, MAX_VMAS>,
     pub pt: [Entry; NPAGES],
     pub why: [PteWhy; NPAGES],
+    /// What user space is owed at each page (never read by kernel code).
+    pub ghost: super::ghost::MmGhost,
 }
 
 impl Mm {
     pub fn new(alive: bool) -> Mm {
-        Mm { alive, vmas: ArrayVec::new(), pt: [Entry::None; NPAGES], why: [PteWhy::default(); NPAGES] }
+        Mm {
+            alive,
+            vmas: ArrayVec::new(),
+            pt: [Entry::None; NPAGES],
+            why: [PteWhy::default(); NPAGES],
+            ghost: super::ghost::MmGhost::default(),
+        }
     }
     /// find_vma() for an exact address: the VMA containing `addr`.
     pub fn vma_index(&self, addr: u8) -> Option<usize> {
@@ -420,6 +435,9 @@ pub struct Folio {
     pub mapcount: u8,
     /// Swap slot while in the swap cache.
     pub slot: u8,
+    /// What the page holds (a content token; 0 = zero-filled). The kernel copies
+    /// data where the model copies this: COW, migration, swap and file I/O.
+    pub data: Token,
 }
 
 impl Folio {
@@ -440,11 +458,13 @@ impl Folio {
 pub struct Slot {
     pub count: u8,
     pub folio: FolioId,
+    /// The data written to the slot (content token).
+    pub data: Token,
 }
 
 impl Default for Slot {
     fn default() -> Slot {
-        Slot { count: 0, folio: NO_FOLIO }
+        Slot { count: 0, folio: NO_FOLIO, data: 0 }
     }
 }
 
@@ -479,6 +499,8 @@ pub struct State {
     /// How often variant-specific code (a restore, unuse_pte) ran. Two models on
     /// the same kernel stay identical between such steps.
     pub variant_hits: u16,
+    /// Contract bookkeeping (never read by kernel code): see [`super::ghost`].
+    pub ghost: super::ghost::Ghost,
 }
 
 /// Index of the memfd (shmem) file.
@@ -512,6 +534,7 @@ impl State {
             step: 0,
             warned: false,
             variant_hits: 0,
+            ghost: super::ghost::Ghost::default(),
         }
     }
 

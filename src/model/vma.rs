@@ -302,6 +302,7 @@ fn reap_shmem_objects(s: &mut State) {
                 }
             }
             s.files[f] = File::new(FileKind::Shmem, false);
+            super::ghost::new_object(s, f as u8);
         }
     }
 }
@@ -387,6 +388,7 @@ pub fn mmap_region(
                     return Err(Errno::Enomem);
                 };
                 s.files[f] = File::new(FileKind::Shmem, true);
+                super::ghost::new_object(s, f as u8);
                 Backing::File(f as u8)
             }
             _ => backing,
@@ -754,6 +756,7 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
     let dst = if merge { vma_merge(mm, k, ni, new, new + len, src.flags, src.uffd) } else { None }.unwrap_or(ni);
     let clear_uffd = k.mremap_clears_uffd_wp() && src.uffd;
     super::pte::move_ptes(s, p, old, new, len, clear_uffd);
+    super::ghost::moved(s, cfg, p, old, new, len);
     // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP in the model.
     let mut d = s.procs[p].vmas[dst];
     if d.uffd {

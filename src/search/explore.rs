@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::{analyze, Kind, Pair, Runner, Signature};
-use crate::model::State;
+use crate::model::ghost::Expect;
+use crate::model::{State, Token};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 use crate::oracle::first_unsafe;
 
@@ -63,8 +64,33 @@ pub fn describe(alphabet: &[Op]) -> String {
     alphabet.iter().map(|o| format!("  {o}\n")).collect()
 }
 
-/// Hash of the semantic state (provenance, step counters and WARN flags excluded).
+/// Content tokens renamed in order of first appearance: two states that differ only
+/// in which fresh tokens their stores drew are the same state for every later
+/// contract check (which compares tokens for equality only).
+struct Canon {
+    seen: arrayvec::ArrayVec<Token, 256>,
+}
+
+impl Canon {
+    fn id(&mut self, t: Token) -> u16 {
+        if t == 0 {
+            return 0;
+        }
+        match self.seen.iter().position(|&x| x == t) {
+            Some(i) => i as u16 + 1,
+            None => {
+                let _ = self.seen.try_push(t);
+                self.seen.len() as u16
+            }
+        }
+    }
+}
+
+/// Hash of the semantic state: provenance, step counters, WARN flags and the
+/// contract breaks already reported are excluded; the ghost state a later
+/// contract check reads is included, its content tokens canonically renamed.
 fn hash_state<H: Hasher>(s: &State, h: &mut H) {
+    let mut c = Canon { seen: arrayvec::ArrayVec::new() };
     for mm in &s.procs {
         mm.alive.hash(h);
         if !mm.alive {
@@ -72,12 +98,37 @@ fn hash_state<H: Hasher>(s: &State, h: &mut H) {
         }
         mm.pt.hash(h);
         for v in &mm.vmas {
-            (v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_vma, v.anon_forked, v.uffd).hash(h);
+            (v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_pgoff, v.anon_vma, v.anon_forked, v.uffd)
+                .hash(h);
+        }
+        (mm.ghost.changed, mm.ghost.user_wp).hash(h);
+        for e in &mm.ghost.expect {
+            match *e {
+                Expect::Private { token, file, index, maybe_zero } => {
+                    (1u8, c.id(token), file, index, maybe_zero).hash(h)
+                }
+                e => e.hash(h),
+            }
         }
     }
-    s.folios.hash(h);
-    s.files.hash(h);
-    s.slots.hash(h);
+    for f in &s.folios {
+        (f.kind, f.flags, f.mapcount, f.slot, c.id(f.data)).hash(h);
+    }
+    for f in &s.files {
+        (f.kind, f.in_use, f.cache, f.swapped).hash(h);
+        for &t in &f.stash {
+            c.id(t).hash(h);
+        }
+    }
+    for sl in &s.slots {
+        (sl.count, sl.folio, c.id(sl.data)).hash(h);
+    }
+    for file in &s.ghost.file {
+        for &t in file {
+            c.id(t).hash(h);
+        }
+    }
+    s.ghost.wn_clean.hash(h);
     s.pending.hash(h);
 }
 
@@ -199,7 +250,12 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                                         // The program could end here: finish pending migrations.
                                         diverged = n.clone().finish();
                                     }
-                                    let violation = opts.oracle && first_unsafe(&n.a).is_some();
+                                    let violation = opts.oracle
+                                        && (first_unsafe(&n.a).is_some() || n.violation() || {
+                                            let mut end = n.clone();
+                                            end.finish();
+                                            end.violation() || end.end_violation()
+                                        });
                                     let fp = fingerprint(&n.a, n.distinct_b());
                                     let mut p = path.clone();
                                     p.push(i as u8);

@@ -1,0 +1,242 @@
+//! The contract judge: what user space relies on, checked on the model's ghost
+//! state ([`crate::model::ghost`]) during a run and by an end-of-program probe.
+//!
+//! During the run the model checks every user load (content, C), every user store
+//! (uffd-wp U, writenotify N, permission P) and, after every op, pagemap's
+//! soft-dirty bit against "changed since the last clear_refs" (S). At the end,
+//! [`probe`] does what `emit-c`'s probe does on a real kernel: in every process,
+//! for every mapped page, a load, a store and a pagemap read, a uffd-wp message
+//! being answered by un-protecting the page (as the C handler thread does).
+
+use crate::model::ghost::{self, Breaks, Contract};
+use crate::model::{fault, Config, Entry, PteBits, State, Token, MAX_PROCS, NPAGES};
+use crate::op::Op;
+
+/// Every contract.
+pub const ALL: Contract = Contract::all();
+
+/// What the end-of-program probe saw at one page (as `emit-c`'s probe prints it
+/// on a real kernel), and what user space was owed there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeObs {
+    pub process: u8,
+    pub page: u8,
+    /// Pagemap before the page's load and store: bits 63, 55, 57.
+    pub present: bool,
+    pub sd: bool,
+    pub uw: bool,
+    /// The load's value (`None`: SIGSEGV).
+    pub ld: Option<Token>,
+    /// The store: `writable` (no fault), `fault`, `uffd` (a uffd-wp message, then
+    /// the handler un-protected the page), `segv`.
+    pub obs: &'static str,
+    /// Pagemap bit 55 after the store.
+    pub sd_after: bool,
+    pub owed: Owed,
+}
+
+/// What user space is owed at a probed page (the contracts, from the ghost state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owed {
+    /// The load returns this (`None`: nothing owed, no mapping), or zero too when
+    /// `or_zero` (after MADV_FREE).
+    pub ld: Option<Token>,
+    pub or_zero: bool,
+    /// Pagemap bit 55 must be 1 before the store (changed since clear_refs).
+    pub sd: bool,
+    /// The store must trap: `uffd` (write-protected by the user), `segv` (no
+    /// write permission), or `none`.
+    pub trap: &'static str,
+}
+
+impl ProbeObs {
+    /// `obs=writable sd=0 uw=0 present=1 ld=3 sd2=1` (the C probe's line).
+    pub fn render(&self) -> String {
+        let ld = self.ld.map_or("-".to_string(), |t| t.to_string());
+        format!(
+            "obs={} sd={} uw={} present={} ld={ld} sd2={}",
+            self.obs, self.sd as u8, self.uw as u8, self.present as u8, self.sd_after as u8
+        )
+    }
+}
+
+impl Owed {
+    /// `ld=3|0 sd=1 trap=uffd`.
+    pub fn render(&self) -> String {
+        let ld = match (self.ld, self.or_zero) {
+            (None, _) => "-".to_string(),
+            (Some(t), true) => format!("{t}|0"),
+            (Some(t), false) => t.to_string(),
+        };
+        format!("ld={ld} sd={} trap={}", self.sd as u8, self.trap)
+    }
+}
+
+/// The token the probe's store writes at `(p, page)` (the C probe writes the same).
+pub fn probe_token(p: usize, page: u8) -> Token {
+    0x8000 | (p as Token) << 8 | page as Token
+}
+
+fn owed_at(s: &State, p: usize, a: u8) -> Owed {
+    let mm = &s.procs[p];
+    let (ld, or_zero) = match mm.ghost.expect[a as usize] {
+        ghost::Expect::Unmapped => (None, false),
+        ghost::Expect::Private { token, maybe_zero, .. } => (Some(token), maybe_zero),
+        ghost::Expect::File { file, index, .. } => (Some(s.ghost.file[file as usize][index as usize]), false),
+    };
+    let trap = match mm.vma(a) {
+        None => "segv",
+        Some(v) if !v.flags.contains(crate::model::VmFlags::WRITE) || v.pkey_exec_only() => "segv",
+        Some(_) if mm.ghost.user_wp & (1 << a) != 0 => "uffd",
+        Some(_) => "none",
+    };
+    Owed { ld, or_zero, sd: mm.ghost.changed & (1 << a) != 0, trap }
+}
+
+/// The end-of-program probe on `s` (a clone: it writes to every page), as
+/// `emit-c`'s probe does it on a real kernel: per live process, pagemap of all
+/// pages, then for every page a load, a store (a uffd-wp message answered by
+/// un-protecting the page and retrying) and pagemap again. Contract breaks go to
+/// the ghost state; the observations are returned.
+pub fn probe(s: &mut State, cfg: &Config) -> Vec<ProbeObs> {
+    let mut out = Vec::new();
+    s.step = s.step.wrapping_add(1);
+    for p in 0..MAX_PROCS {
+        if !s.procs[p].alive {
+            continue;
+        }
+        let pm_sd = ghost::pagemap_softdirty(&s.procs[p]);
+        let before: Vec<(bool, bool)> = (0..NPAGES).map(|a| pagemap_bits(s, p, a)).collect();
+        let owed: Vec<Owed> = (0..NPAGES as u8).map(|a| owed_at(s, p, a)).collect();
+        for a in 0..NPAGES as u8 {
+            let ld = {
+                let b = ghost::before_access(s, cfg, p, a);
+                if fault::user_access(s, cfg, p, a, false) == fault::Access::Done {
+                    ghost::after_access(s, cfg, p, a, false, b);
+                    ghost::loaded(s, p, a)
+                } else {
+                    None
+                }
+            };
+            let no_fault = matches!(s.procs[p].pt[a as usize],
+                Entry::Present { bits, .. } if bits.contains(PteBits::W) && !bits.contains(PteBits::PROTNONE));
+            let b = ghost::before_access(s, cfg, p, a);
+            s.ghost.next = probe_token(p, a).wrapping_sub(1);
+            let mut r = fault::user_access(s, cfg, p, a, true);
+            let mut obs = match r {
+                fault::Access::Segv | fault::Access::Oom => "segv",
+                fault::Access::UffdWp => "uffd",
+                fault::Access::Done if no_fault => "writable",
+                fault::Access::Done => "fault",
+            };
+            if r == fault::Access::UffdWp {
+                let op = Op::UffdUnwp { p: p as u8, addr: a, len: 1 };
+                crate::model::step(s, cfg, &op);
+                s.ghost.next = probe_token(p, a).wrapping_sub(1);
+                r = fault::user_access(s, cfg, p, a, true);
+                if r != fault::Access::Done {
+                    obs = "segv";
+                }
+            }
+            if r == fault::Access::Done {
+                ghost::after_access(s, cfg, p, a, true, b);
+                if cfg.contracts.is_empty() {
+                    // Without contracts the ghost does not write tokens: do it here.
+                    if let Entry::Present { folio, .. } = s.procs[p].pt[a as usize] {
+                        if folio != crate::model::ZERO_PAGE {
+                            s.folio_mut(folio).data = probe_token(p, a);
+                        }
+                    }
+                }
+            }
+            let sd_after = ghost::pagemap_softdirty(&s.procs[p]) & (1 << a) != 0;
+            let (present, uw) = before[a as usize];
+            out.push(ProbeObs {
+                process: p as u8,
+                page: a,
+                present,
+                sd: pm_sd & (1 << a) != 0,
+                uw,
+                ld,
+                obs,
+                sd_after,
+                owed: owed[a as usize],
+            });
+        }
+    }
+    ghost::check_pagemap(s, cfg);
+    out
+}
+
+/// Pagemap bits 63 (present) and 57 (uffd-wp) of `(p, a)`.
+fn pagemap_bits(s: &State, p: usize, a: usize) -> (bool, bool) {
+    match s.procs[p].pt[a] {
+        Entry::Present { bits, .. } => (true, bits.contains(PteBits::UW)),
+        Entry::Swap { bits, .. } | Entry::Migration { bits, .. } => (false, bits.contains(crate::model::SwpBits::UW)),
+        Entry::Marker => (false, true),
+        Entry::None => (false, false),
+    }
+}
+
+/// Can the probe break a contract the run has not broken yet? Only through a
+/// page a store reaches without a fault while the store is owed a trap (the
+/// write-trap reasons, a user write protection, a clean writenotify page), or a
+/// load that would read other content than user space is owed. Engines skip the
+/// probe otherwise; `analyze` always runs it.
+pub fn probe_can_break(s: &State) -> bool {
+    for (p, mm) in s.procs.iter().enumerate() {
+        if !mm.alive {
+            continue;
+        }
+        for a in 0..NPAGES as u8 {
+            match mm.pt[a as usize] {
+                Entry::Present { bits, .. } => {
+                    if bits.contains(PteBits::W)
+                        && (!crate::oracle::must_trap(s, p, a).is_empty() || mm.ghost.user_wp & (1 << a) != 0)
+                    {
+                        return true;
+                    }
+                    if let Some(got) = ghost::loaded(s, p, a) {
+                        if !ghost::load_ok(s, p, a, got) {
+                            return true;
+                        }
+                    }
+                }
+                Entry::None | Entry::Marker => {}
+                // A fault will bring in data the load checks: let the probe look.
+                Entry::Swap { .. } | Entry::Migration { .. } => return true,
+            }
+        }
+    }
+    // Non-present file pages read their data from the page cache or the stash.
+    s.procs.iter().enumerate().any(|(p, mm)| {
+        mm.alive
+            && mm.vmas.iter().any(|v| {
+                matches!(v.backing, crate::model::Backing::File(_))
+                    && (v.start..v.end).any(|a| {
+                        matches!(mm.pt[a as usize], Entry::None | Entry::Marker)
+                            && !matches!(mm.ghost.expect[a as usize], ghost::Expect::Private { .. })
+                            && file_content_differs(s, p, a)
+                    })
+            })
+    })
+}
+
+fn file_content_differs(s: &State, p: usize, a: u8) -> bool {
+    let mm = &s.procs[p];
+    let Some(v) = mm.vma(a) else { return false };
+    let crate::model::Backing::File(f) = v.backing else { return false };
+    let idx = v.pgoff_of(a) as usize % NPAGES;
+    let c = s.files[f as usize].cache[idx];
+    let data = if c == crate::model::NO_FOLIO { s.files[f as usize].stash[idx] } else { s.folio(c).data };
+    !ghost::load_ok(s, p, a, data)
+}
+
+/// Breaks both states have (an oracle violation of the contracts).
+pub fn common(a: &Breaks, b: &Breaks) -> Breaks {
+    let mut out = Breaks::default();
+    for i in 0..out.mask.len() {
+        out.mask[i] = a.mask[i] & b.mask[i];
+    }
+    out
+}

@@ -1,0 +1,395 @@
+//! `ptediff emit-c`: a program as one standalone C reproducer (kselftest style,
+//! libc + kernel UAPI headers only) that runs it on a real kernel and prints what
+//! the kernel did next to what each kernel profile of the model predicts, and what
+//! user space is owed (the contracts, [`crate::judge::contracts`]).
+//!
+//! Processes are real processes driven over pipes by a controller; every process
+//! has its own userfaultfd (opened on first use) with a handler thread. Every
+//! store writes a 16-bit content token (the model's), every load prints what it
+//! read, and after each op the process that ran it prints pagemap's soft-dirty
+//! bits. At the end each process reads `/proc/self/pagemap` (bits 55 soft-dirty,
+//! 57 uffd-wp, 63 present) for all pages, then for every page loads, stores (a
+//! uffd-wp message means `uffd`, a minor or major fault `fault`, SIGSEGV `segv`,
+//! none of these `writable`) and reads bit 55 again. Output lines:
+//!
+//! ```text
+//! PTEDIFF-BEGIN name
+//! PTEDIFF-PM name 3 p0 mask=0001              pagemap bit 55 after step 3
+//! PTEDIFF-LD name 4 p0 0 val=1                the load of step 4
+//! PTEDIFF-PAGE name p0 3 obs=writable sd=1 uw=0 present=1 ld=1 sd2=1
+//! PTEDIFF-PREDICT name v6.12 <the same key> <value>   per profile
+//! PTEDIFF-OWED name v6.12 <the same key> <value>      what the contracts owe
+//! PTEDIFF-END name
+//! ```
+
+use std::fmt::Write as _;
+
+use crate::judge::contracts::{self, ProbeObs};
+use crate::model::ghost::{self, Expect};
+use crate::model::{self, Config, Entry, Kernel, State, StepResult, Token, MAX_PROCS, NPAGES};
+use crate::op::{FileName, Op, Program, Target};
+
+/// Profiles whose predictions a reproducer carries: the kernel's own restore.
+pub const PROFILES: [Kernel; 4] = [Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73];
+
+/// Why a program cannot be turned into a deterministic C reproducer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unrealizable(pub String);
+
+impl std::fmt::Display for Unrealizable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The configuration a kernel profile runs as (its own restore, every contract).
+pub fn native(k: Kernel) -> Config {
+    Config { kernel: k, ..Config::new(k.native_restore()) }
+}
+
+/// One profile's run of a program: every observation the C program makes (key →
+/// value, keys as in the output lines), what the contracts owe there, and the
+/// final state.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub kernel: Kernel,
+    pub predicted: Vec<(String, String)>,
+    pub owed: Vec<(String, String)>,
+    pub probe: Vec<ProbeObs>,
+    pub last: State,
+}
+
+fn owed_load(s: &State, p: usize, a: u8) -> String {
+    match s.procs[p].ghost.expect[a as usize] {
+        Expect::Unmapped => "val=-".into(),
+        Expect::Private { token, maybe_zero: true, .. } => format!("val={token}|0"),
+        Expect::Private { token, .. } => format!("val={token}"),
+        Expect::File { file, index, .. } => format!("val={}", s.ghost.file[file as usize][index as usize]),
+    }
+}
+
+/// Check that every op of the program can be realised deterministically, under
+/// every profile; returns each profile's trace.
+pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
+    let mut traces = Vec::new();
+    for k in PROFILES {
+        let cfg = native(k);
+        let mut s = State::new();
+        let (mut predicted, mut owed) = (Vec::new(), Vec::new());
+        for (i, op) in program.ops.iter().enumerate() {
+            let n = i + 1;
+            let refuse = |why: &str| Err(Unrealizable(format!("step {n} `{op}`: {why}")));
+            match *op {
+                Op::MigrateStart { .. } | Op::MigrateFinish { .. } => {
+                    return refuse("user space cannot hold a migration between unmap and restore")
+                }
+                Op::NumaHint { .. } => return refuse("NUMA hinting scans cannot be triggered on demand"),
+                Op::Writeback { .. } => return refuse("writeback needs an ext4 file, which the test system lacks"),
+                Op::Mmap { target: Target::File { file: FileName::Ext4, .. }, .. } => {
+                    return refuse("ext4 files are not available in the test system")
+                }
+                Op::Fork { event_fork: true, .. } => {
+                    return refuse("UFFD_FEATURE_EVENT_FORK hands the child's uffd to the parent; not supported")
+                }
+                Op::Pageout { p, addr } => {
+                    // MADV_PAGEOUT leaves pages mapped more than once alone.
+                    if let Entry::Present { folio, .. } = s.procs[p as usize].pt[addr as usize] {
+                        if folio != model::ZERO_PAGE && s.folio(folio).mapcount > 1 {
+                            return refuse("MADV_PAGEOUT skips a page mapped more than once");
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let runs = op_runs(&s, op);
+            match model::step(&mut s, &cfg, op) {
+                StepResult::UffdWp => return refuse("the store blocks on uffd-wp until a handler resolves it"),
+                StepResult::Segv => return refuse("the access raises SIGSEGV"),
+                _ => {}
+            }
+            if !s.pending.is_empty() {
+                return refuse("a migration is left in flight");
+            }
+            // What the process that ran the op prints after it.
+            if let (true, Some(q)) = (runs, slot_of(op)) {
+                let q = q as usize;
+                if let Op::Read { addr, .. } = *op {
+                    let got = ghost::loaded(&s, q, addr).map_or("-".to_string(), |t| t.to_string());
+                    predicted.push((format!("ld {n} p{q} {addr}"), format!("val={got}")));
+                    owed.push((format!("ld {n} p{q} {addr}"), owed_load(&s, q, addr)));
+                }
+                if s.procs[q].alive && !matches!(op, Op::Exit { .. }) {
+                    let mm = &s.procs[q];
+                    predicted.push((format!("pm {n} p{q}"), format!("mask={:04x}", ghost::pagemap_softdirty(mm))));
+                    owed.push((format!("pm {n} p{q}"), format!("mask={:04x}", mm.ghost.changed)));
+                }
+            }
+        }
+        let mut last = s.clone();
+        let probe = contracts::probe(&mut last, &cfg);
+        for o in &probe {
+            predicted.push((format!("p{} {}", o.process, o.page), o.render()));
+            owed.push((format!("p{} {}", o.process, o.page), o.owed.render()));
+        }
+        traces.push(Trace { kernel: k, predicted, owed, probe, last: s });
+    }
+    Ok(traces)
+}
+
+/// Does the C program run `op` (a process that exists; a fork into a free slot)?
+fn op_runs(s: &State, op: &Op) -> bool {
+    match *op {
+        Op::Fork { parent, child, .. } => {
+            s.procs[parent as usize].alive && !s.procs[child as usize].alive && parent != child
+        }
+        _ => slot_of(op).is_none_or(|sl| s.procs[sl as usize].alive),
+    }
+}
+
+/// The content token each op's store writes (the model hands them out in order).
+fn store_tokens(program: &Program) -> Vec<Token> {
+    let cfg = native(PROFILES[0]);
+    let mut s = State::new();
+    program
+        .ops
+        .iter()
+        .map(|op| {
+            model::step(&mut s, &cfg, op);
+            if matches!(op, Op::Write { .. }) {
+                s.ghost.next
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+fn c_prot(p: crate::op::Prot) -> String {
+    let mut v = Vec::new();
+    if p.read() {
+        v.push("PROT_READ");
+    }
+    if p.write() {
+        v.push("PROT_WRITE");
+    }
+    if p.exec() {
+        v.push("PROT_EXEC");
+    }
+    if v.is_empty() {
+        "PROT_NONE".into()
+    } else {
+        v.join("|")
+    }
+}
+
+/// The slot an op runs in (`None`: the controller).
+fn slot_of(op: &Op) -> Option<u8> {
+    match *op {
+        Op::Fork { parent, .. } => Some(parent),
+        Op::Swapoff => None,
+        Op::Mmap { p, .. }
+        | Op::Munmap { p, .. }
+        | Op::Mprotect { p, .. }
+        | Op::Madvise { p, .. }
+        | Op::Mlock { p, .. }
+        | Op::Munlock { p, .. }
+        | Op::Mremap { p, .. }
+        | Op::Read { p, .. }
+        | Op::Write { p, .. }
+        | Op::ClearRefs { p }
+        | Op::UffdRegister { p, .. }
+        | Op::UffdUnregister { p, .. }
+        | Op::UffdWp { p, .. }
+        | Op::UffdUnwp { p, .. }
+        | Op::UffdClose { p }
+        | Op::Exit { p }
+        | Op::Migrate { p, .. }
+        | Op::MigrateStart { p, .. }
+        | Op::MigrateFinish { p, .. }
+        | Op::Pageout { p, .. }
+        | Op::Writeback { p, .. }
+        | Op::NumaHint { p, .. } => Some(p),
+    }
+}
+
+fn c_len(addr: u8, len: u8) -> u8 {
+    (addr + len).min(NPAGES as u8) - addr
+}
+
+/// The C statement(s) of one op, run in its process.
+fn c_op(op: &Op, step: usize, token: Token) -> String {
+    match *op {
+        Op::Mmap { addr, len, prot, target, .. } => {
+            let n = c_len(addr, len);
+            let (flags, fd, off) = match target {
+                Target::Anon => ("MAP_PRIVATE|MAP_ANONYMOUS".to_string(), "-1".to_string(), 0),
+                Target::SharedAnon => ("MAP_SHARED|MAP_ANONYMOUS".to_string(), "-1".to_string(), 0),
+                Target::File { file, shared, pgoff } => {
+                    let fd = if file == FileName::Ramfs { "ramfd" } else { "memfd" };
+                    let m = if shared { "MAP_SHARED" } else { "MAP_PRIVATE" };
+                    (m.to_string(), fd.to_string(), pgoff)
+                }
+            };
+            format!(
+                "r = (long)mmap(PG({addr}), {n} * PAGE, {}, {flags}|MAP_FIXED, {fd}, {off} * PAGE); if (r == -1L) r = -errno;",
+                c_prot(prot)
+            )
+        }
+        Op::Munmap { addr, len, .. } => format!("r = munmap(PG({addr}), {} * PAGE);", c_len(addr, len)),
+        Op::Mprotect { addr, len, prot, .. } => {
+            format!("r = mprotect(PG({addr}), {} * PAGE, {});", c_len(addr, len), c_prot(prot))
+        }
+        Op::Madvise { addr, len, advice, .. } => {
+            format!("r = madvise(PG({addr}), {} * PAGE, {});", c_len(addr, len), advice.name())
+        }
+        Op::Mlock { addr, len, .. } => format!("r = mlock(PG({addr}), {} * PAGE);", c_len(addr, len)),
+        Op::Munlock { addr, len, .. } => format!("r = munlock(PG({addr}), {} * PAGE);", c_len(addr, len)),
+        Op::Mremap { addr, len, new, .. } => format!(
+            "r = (long)mremap(PG({addr}), {n} * PAGE, {n} * PAGE, MREMAP_MAYMOVE|MREMAP_FIXED, PG({new})); if (r == -1L) r = -errno;",
+            n = c_len(addr, len)
+        ),
+        Op::Read { p, addr } => format!(
+            "r = *(volatile uint16_t *)PG({addr}); printf(\"PTEDIFF-LD %s {step} p{p} {addr} val=%ld\\n\", NAME, r);"
+        ),
+        Op::Write { addr, .. } => format!("*(volatile uint16_t *)PG({addr}) = {token}; r = 0;"),
+        Op::ClearRefs { .. } => "r = clear_refs();".into(),
+        Op::UffdRegister { addr, len, .. } => format!("r = uffd_register(PG({addr}), {});", c_len(addr, len)),
+        Op::UffdUnregister { addr, len, .. } => format!("r = uffd_unregister(PG({addr}), {});", c_len(addr, len)),
+        Op::UffdWp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), {}, 1);", c_len(addr, len)),
+        Op::UffdUnwp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), {}, 0);", c_len(addr, len)),
+        Op::UffdClose { .. } => "r = uffd_close();".into(),
+        Op::Fork { child, .. } => format!("r = do_fork({child});"),
+        Op::Exit { .. } => "ack(0); _exit(0);".into(),
+        Op::Migrate { addr, .. } => format!("r = migrate(PG({addr}));"),
+        Op::Pageout { addr, .. } => format!("r = madvise(PG({addr}), PAGE, 21 /* MADV_PAGEOUT */);"),
+        Op::Swapoff => "r = swap_cycle();".into(),
+        Op::MigrateStart { .. } | Op::MigrateFinish { .. } | Op::Writeback { .. } | Op::NumaHint { .. } => {
+            unreachable!("refused by realizable()")
+        }
+    }
+}
+
+const PRELUDE: &str = include_str!("prelude.c");
+
+const SERVE: &str = r#"
+static void serve(int slot);
+
+UNUSED static long do_fork(int child) {
+	pid_t pid = fork();
+	if (pid < 0) return -errno;
+	if (pid == 0) {
+		/* No UFFD_FEATURE_EVENT_FORK: the child's VMAs lose their registration.
+		 * The handler thread did not survive the fork; drop the inherited fds. */
+		if (uffd >= 0) {
+			close(uffd);
+			close(uffd_stop[0]);
+			close(uffd_stop[1]);
+		}
+		uffd = -1;
+		serve(child);
+	}
+	return 0;
+}
+
+static void serve(int slot) {
+	MYSLOT = slot;
+	for (;;) {
+		int i;
+		if (read(cmdp[slot][0], &i, sizeof i) != sizeof i) _exit(0);
+		if (i == -1) {
+			probe(slot);
+			ack(0);
+			continue;
+		}
+		if (i == -2) _exit(0);
+		run_op(i);
+	}
+}
+
+static void send(int slot, int i) {
+	char c;
+	if (write(cmdp[slot][1], &i, sizeof i) != sizeof i) fail("command pipe");
+	if (read(ackp[0][0], &c, 1) != 1) fail("ack pipe");
+}
+
+int main(int argc, char **argv) {
+	NAME = argc > 1 ? argv[1] : strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("PTEDIFF-BEGIN %s\n", NAME);
+	memfd = memfd_create("ptediff", 0);
+	if (memfd < 0 || ftruncate(memfd, NPAGES * PAGE)) fail("memfd");
+	ramfd = open("/mnt/ramfs/ptediff", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (ramfd >= 0 && ftruncate(ramfd, NPAGES * PAGE)) fail("ramfs file");
+	for (int s = 0; s < 3; s++)
+		if (pipe(cmdp[s])) fail("pipe");
+	if (pipe(ackp[0])) fail("pipe");
+	pid_t p0 = fork();
+	if (p0 < 0) fail("fork");
+	if (p0 == 0) serve(0);
+	/* The controller: one op at a time, in the process that runs it. */
+"#;
+
+/// Generate the C reproducer. `name` labels the output lines.
+pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
+    let traces = realizable(program)?;
+    let tokens = store_tokens(program);
+    let mut c = String::new();
+    let _ = writeln!(c, "/* Generated by `ptediff emit-c` from {name}. Build: gcc -static -O1 -pthread.");
+    let _ = writeln!(c, " * Program:");
+    for op in &program.ops {
+        let _ = writeln!(c, " *   {op}");
+    }
+    let _ = writeln!(c, " */");
+    c.push_str(PRELUDE);
+    // Per-op functions; every op run in a process is followed by its pagemap line.
+    let _ =
+        writeln!(c, "\nstatic long do_fork(int child);\nstatic void run_op(int i) {{\n\tlong r = 0;\n\tswitch (i) {{");
+    for (i, op) in program.ops.iter().enumerate() {
+        let _ = writeln!(c, "\tcase {i}: /* {op} */\n\t\t{}\n\t\tbreak;", c_op(op, i + 1, tokens[i]));
+    }
+    let _ = writeln!(c, "\t}}\n\t(void)r;\n\tpm_line(i + 1);\n\tack(r);\n}}");
+    c.push_str(SERVE);
+    // Ops on a process that does not exist (or a fork into a taken slot) fail in
+    // the model without doing anything; there is nobody to send them to.
+    let mut sim = State::new();
+    let cfg = native(PROFILES[0]);
+    for (i, op) in program.ops.iter().enumerate() {
+        match slot_of(op) {
+            _ if !op_runs(&sim, op) => {
+                let _ = writeln!(c, "\t/* {op}: no such process, nothing to do */");
+            }
+            Some(sl) => {
+                let _ = writeln!(c, "\tsend({sl}, {i});");
+            }
+            None => {
+                let _ = writeln!(c, "\t{{ long r; {} (void)r; }}", c_op(op, i + 1, 0));
+            }
+        }
+        model::step(&mut sim, &cfg, op);
+    }
+    for p in 0..MAX_PROCS {
+        if sim.procs[p].alive {
+            let _ = writeln!(c, "\tsend({p}, -1);");
+        }
+    }
+    // Predictions and what is owed, per profile.
+    for t in &traces {
+        for (key, v) in &t.predicted {
+            let _ = writeln!(c, "\tprintf(\"PTEDIFF-PREDICT %s {} {key} {v}\\n\", NAME);", t.kernel.name());
+        }
+        for (key, v) in &t.owed {
+            let _ = writeln!(c, "\tprintf(\"PTEDIFF-OWED %s {} {key} {v}\\n\", NAME);", t.kernel.name());
+        }
+    }
+    c.push_str(
+        r#"	for (int s = 0; s < 3; s++) {
+		int q = -2;
+		if (write(cmdp[s][1], &q, sizeof q) < 0) { }
+	}
+	printf("PTEDIFF-END %s\n", NAME);
+	return 0;
+}
+"#,
+    );
+    Ok(c)
+}
