@@ -51,6 +51,9 @@ enum Cmd {
         /// Kernel profile: v6.1, v6.1.y, v6.12, v6.18 or v7.3.
         #[arg(long, default_value = "v6.1")]
         kernel: String,
+        /// Contracts judged: all, none (the write-trap proxy alone) or letters like U+S.
+        #[arg(long, default_value = "all")]
+        contracts: String,
         /// Longest generated program.
         #[arg(long, default_value_t = 32)]
         max_ops: usize,
@@ -95,6 +98,9 @@ enum Cmd {
         /// Do not look for oracle violations.
         #[arg(long)]
         no_oracle: bool,
+        /// Contracts judged: all, none (the write-trap proxy alone) or letters like U+S.
+        #[arg(long, default_value = "all")]
+        contracts: String,
         /// Print the alphabet and exit.
         #[arg(long)]
         alphabet: bool,
@@ -226,8 +232,20 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Fuzz { seconds, seed, variants, kernel, max_ops, out, programs, oracle, realizable, fail_on_finding } => {
-            let pair = match parse_pair(&variants, &kernel) {
+        Cmd::Fuzz {
+            seconds,
+            seed,
+            variants,
+            kernel,
+            contracts,
+            max_ops,
+            out,
+            programs,
+            oracle,
+            realizable,
+            fail_on_finding,
+        } => {
+            let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
             };
@@ -314,8 +332,8 @@ pub fn main() -> ExitCode {
             }
         }
         Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
-        Cmd::Explore { depth, variants, kernel, threads, no_oracle, alphabet } => {
-            let pair = match parse_pair(&variants, &kernel) {
+        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet } => {
+            let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
             };
@@ -363,6 +381,16 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Judge `pair` by these contracts (`all`, `none`, `U+S`, ...).
+fn with_contracts(mut pair: Pair, contracts: &str) -> Result<Pair, String> {
+    let c = corpus::parse_contracts(contracts).ok_or_else(|| {
+        format!("unknown contracts `{contracts}` (all, none, or letters joined by `+`: U uffd-wp, S soft-dirty, C COW, N writenotify, P mprotect)")
+    })?;
+    pair.a.contracts = c;
+    pair.b.contracts = c;
+    Ok(pair)
 }
 
 fn kind_of(oracle: bool) -> Kind {

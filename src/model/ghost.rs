@@ -243,17 +243,19 @@ pub fn new_object(s: &mut State, f: u8) {
     s.ghost.wn_clean[f as usize] = 0;
 }
 
-/// After every op: pages without a VMA owe nothing, and pages whose VMA is not
-/// registered for uffd-wp any more are not write-protected (unregister, close,
-/// mremap and fork without the uffd events, a new mapping).
-pub fn reconcile(s: &mut State, cfg: &Config) {
+/// After an op that changes process `p`'s layout or uffd registration: pages
+/// without a VMA owe nothing, and pages whose VMA is not registered for uffd-wp
+/// any more are not write-protected (unregister, close, mremap and fork without
+/// the uffd events, a new mapping).
+pub fn reconcile(s: &mut State, cfg: &Config, p: usize) {
     if cfg.contracts.is_empty() {
         return;
     }
-    for mm in s.procs.iter_mut() {
+    {
+        let mm = &mut s.procs[p];
         if !mm.alive {
             mm.ghost = MmGhost::default();
-            continue;
+            return;
         }
         let (mut mapped, mut wp) = (0u16, 0u16);
         for v in &mm.vmas {
@@ -503,21 +505,45 @@ pub fn pagemap_softdirty(mm: &Mm) -> u16 {
     out
 }
 
-/// After every op: pagemap must report every changed page soft-dirty.
+/// After every op: pagemap must report every changed page soft-dirty. Only the
+/// changed pages not yet reported are looked at.
 pub fn check_pagemap(s: &mut State, cfg: &Config) {
     if cfg.contracts.is_empty() {
         return;
     }
     for p in 0..MAX_PROCS {
         let mm = &s.procs[p];
-        if !mm.alive || mm.ghost.changed == 0 {
+        if !mm.alive {
             continue;
         }
-        let missing = mm.ghost.changed & !pagemap_softdirty(mm);
-        for a in 0..NPAGES as u8 {
-            if missing & bit(a) != 0 && !s.ghost.breaks.broken(Contract::S, p, a as usize) {
+        let broken = (s.ghost.breaks.mask[Contract::S.index()] >> (p * NPAGES)) as u16;
+        let mut todo = mm.ghost.changed & !broken;
+        if todo == 0 {
+            continue;
+        }
+        // VM_SOFTDIRTY covers whole VMAs: most changed pages are new mappings.
+        for v in &mm.vmas {
+            if v.flags.contains(VmFlags::SOFTDIRTY) {
+                todo &= !((((1u32 << v.end) - 1) & !((1u32 << v.start) - 1)) as u16);
+            }
+        }
+        while todo != 0 {
+            let a = todo.trailing_zeros() as u8;
+            todo &= todo - 1;
+            if !page_softdirty(&s.procs[p], a) {
                 broke(s, cfg, Contract::S, p, a);
             }
         }
     }
+}
+
+/// Pagemap's soft-dirty bit of one page (see [`pagemap_softdirty`]).
+#[inline]
+pub fn page_softdirty(mm: &Mm, a: u8) -> bool {
+    let pte = match mm.pt[a as usize] {
+        Entry::Present { bits, .. } => bits.contains(PteBits::SD),
+        Entry::Migration { bits, .. } | Entry::Swap { bits, .. } => bits.contains(SwpBits::SD),
+        Entry::Marker | Entry::None => false,
+    };
+    pte || mm.vma(a).is_some_and(|v| v.flags.contains(VmFlags::SOFTDIRTY))
 }

@@ -334,7 +334,17 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             let (a, e) = range(*addr, *len);
             ghost::mapped(s, cfg, *p as usize, a, e);
         }
-        ghost::reconcile(s, cfg);
+        // Layouts and uffd registrations change only here.
+        match *op {
+            Op::Mmap { p, .. }
+            | Op::Munmap { p, .. }
+            | Op::Mremap { p, .. }
+            | Op::UffdUnregister { p, .. }
+            | Op::UffdClose { p }
+            | Op::Exit { p } => ghost::reconcile(s, cfg, p as usize),
+            Op::Fork { child, .. } => ghost::reconcile(s, cfg, child as usize),
+            _ => {}
+        }
         ghost::check_pagemap(s, cfg);
     }
     r

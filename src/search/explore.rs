@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{analyze, Kind, Pair, Runner, Signature};
 use crate::model::ghost::Expect;
-use crate::model::{State, Token};
+use crate::model::{Entry, State, Token};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 use crate::oracle::first_unsafe;
 
@@ -68,82 +68,166 @@ pub fn describe(alphabet: &[Op]) -> String {
 /// in which fresh tokens their stores drew are the same state for every later
 /// contract check (which compares tokens for equality only).
 struct Canon {
-    seen: arrayvec::ArrayVec<Token, 256>,
+    seen: arrayvec::ArrayVec<Token, 128>,
 }
 
 impl Canon {
-    fn id(&mut self, t: Token) -> u16 {
+    #[inline]
+    fn id(&mut self, t: Token) -> u8 {
         if t == 0 {
             return 0;
         }
         match self.seen.iter().position(|&x| x == t) {
-            Some(i) => i as u16 + 1,
+            Some(i) => i as u8 + 1,
             None => {
                 let _ = self.seen.try_push(t);
-                self.seen.len() as u16
+                self.seen.len() as u8
             }
         }
     }
 }
 
-/// Hash of the semantic state: provenance, step counters, WARN flags and the
-/// contract breaks already reported are excluded; the ghost state a later
-/// contract check reads is included, its content tokens canonically renamed.
-fn hash_state<H: Hasher>(s: &State, h: &mut H) {
+#[inline]
+fn entry_bytes(e: &Entry, out: &mut Vec<u8>) {
+    match *e {
+        Entry::None => out.push(0),
+        Entry::Present { bits, folio } => out.extend_from_slice(&[1, bits.bits(), folio]),
+        Entry::Migration { kind, bits, folio } => out.extend_from_slice(&[2, kind as u8, bits.bits(), folio]),
+        Entry::Swap { bits, slot } => out.extend_from_slice(&[3, bits.bits(), slot]),
+        Entry::Marker => out.push(4),
+    }
+}
+
+/// The semantic state as bytes: provenance, step counters, WARN flags and the
+/// contract breaks already reported are left out; the ghost state a later contract
+/// check reads is in, its content tokens canonically renamed.
+fn state_bytes(s: &State, out: &mut Vec<u8>) {
     let mut c = Canon { seen: arrayvec::ArrayVec::new() };
     for mm in &s.procs {
-        mm.alive.hash(h);
+        out.push(mm.alive as u8);
         if !mm.alive {
             continue;
         }
-        mm.pt.hash(h);
-        for v in &mm.vmas {
-            (v.start, v.end, v.flags, v.prot, v.backing, v.pgoff, v.anon_pgoff, v.anon_vma, v.anon_forked, v.uffd)
-                .hash(h);
+        for e in &mm.pt {
+            entry_bytes(e, out);
         }
-        (mm.ghost.changed, mm.ghost.user_wp).hash(h);
+        out.push(mm.vmas.len() as u8);
+        for v in &mm.vmas {
+            let f = v.flags.bits().to_le_bytes();
+            let backing = match v.backing {
+                crate::model::Backing::Anon => 0xff,
+                crate::model::Backing::File(f) => f,
+            };
+            out.extend_from_slice(&[
+                v.start,
+                v.end,
+                f[0],
+                f[1],
+                v.prot.bits(),
+                backing,
+                v.pgoff,
+                v.anon_pgoff,
+                v.anon_vma,
+                v.anon_forked as u8 | (v.uffd as u8) << 1,
+            ]);
+        }
+        out.extend_from_slice(&mm.ghost.changed.to_le_bytes());
+        out.extend_from_slice(&mm.ghost.user_wp.to_le_bytes());
         for e in &mm.ghost.expect {
             match *e {
+                Expect::Unmapped => out.push(0),
                 Expect::Private { token, file, index, maybe_zero } => {
-                    (1u8, c.id(token), file, index, maybe_zero).hash(h)
+                    out.extend_from_slice(&[1 | (maybe_zero as u8) << 1, c.id(token), file, index])
                 }
-                e => e.hash(h),
+                Expect::File { file, index, shared } => out.extend_from_slice(&[4 | shared as u8, file, index]),
             }
         }
     }
     for f in &s.folios {
-        (f.kind, f.flags, f.mapcount, f.slot, c.id(f.data)).hash(h);
+        let (k, file, index) = match f.kind {
+            crate::model::FolioKind::Free => {
+                out.push(0);
+                continue;
+            }
+            crate::model::FolioKind::Anon => (1, 0, 0),
+            crate::model::FolioKind::File { file, index } => (2, file, index),
+        };
+        out.extend_from_slice(&[k, file, index, f.flags.bits(), f.mapcount, f.slot, c.id(f.data)]);
     }
     for f in &s.files {
-        (f.kind, f.in_use, f.cache, f.swapped).hash(h);
+        out.extend_from_slice(&[f.kind as u8, f.in_use as u8]);
+        if !f.in_use {
+            continue;
+        }
+        out.extend_from_slice(&f.cache);
+        out.extend_from_slice(&f.swapped.to_le_bytes());
         for &t in &f.stash {
-            c.id(t).hash(h);
+            out.push(c.id(t));
         }
     }
     for sl in &s.slots {
-        (sl.count, sl.folio, c.id(sl.data)).hash(h);
-    }
-    for file in &s.ghost.file {
-        for &t in file {
-            c.id(t).hash(h);
+        if sl.in_use() {
+            out.extend_from_slice(&[1, sl.count, sl.folio, c.id(sl.data)]);
+        } else {
+            out.push(0);
         }
     }
-    s.ghost.wn_clean.hash(h);
-    s.pending.hash(h);
+    for (file, wn) in s.ghost.file.iter().zip(s.ghost.wn_clean) {
+        for &t in file {
+            out.push(c.id(t));
+        }
+        out.extend_from_slice(&wn.to_le_bytes());
+    }
+    for m in &s.pending {
+        out.extend_from_slice(&[m.old, m.new]);
+    }
+}
+
+/// A key of the violations a node holds (0: none): the unsafe PTEs (proxy), the
+/// contracts both sides broke, and whether the end-of-program probe would break
+/// one on both sides if the program ended here.
+fn violations(n: &Runner) -> u64 {
+    let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
+    let mut any = false;
+    if let Some((p, a, r)) = first_unsafe(&n.a) {
+        (p, a, r).hash(&mut h);
+        any = true;
+    }
+    let common = crate::judge::contracts::common(&n.a.ghost.breaks, &n.b().ghost.breaks);
+    if !common.is_empty() {
+        common.mask.hash(&mut h);
+        any = true;
+    }
+    let mut end = n.clone();
+    end.finish();
+    if end.violation() || end.end_violation() {
+        true.hash(&mut h);
+        any = true;
+    }
+    if any {
+        h.finish() | 1
+    } else {
+        0
+    }
 }
 
 /// Fingerprint of a pair of states (`b = None`: identical to `a`).
 fn fingerprint(a: &State, b: Option<&State>) -> u64 {
-    let mut h = ahash::RandomState::with_seeds(0x5054_4544, 0x4946_4600, 0x6d6d, 0x6578_706c).build_hasher();
-    hash_state(a, &mut h);
-    match b {
-        None => 0u8.hash(&mut h),
-        Some(b) => {
-            1u8.hash(&mut h);
-            hash_state(b, &mut h);
-        }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    h.finish()
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        state_bytes(a, &mut buf);
+        if let Some(b) = b {
+            buf.push(0xee);
+            state_bytes(b, &mut buf);
+        }
+        let mut h = ahash::RandomState::with_seeds(0x5054_4544, 0x4946_4600, 0x6d6d, 0x6578_706c).build_hasher();
+        h.write(&buf);
+        h.finish()
+    })
 }
 
 /// Options of a run.
@@ -243,6 +327,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                                 for &i in path {
                                     node.step(&alphabet[i as usize]);
                                 }
+                                let parent = if opts.oracle { violations(&node) } else { 0 };
                                 for (i, op) in alphabet.iter().enumerate() {
                                     let mut n = node.clone();
                                     let mut diverged = n.step(op).1;
@@ -250,12 +335,10 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                                         // The program could end here: finish pending migrations.
                                         diverged = n.clone().finish();
                                     }
-                                    let violation = opts.oracle
-                                        && (first_unsafe(&n.a).is_some() || n.violation() || {
-                                            let mut end = n.clone();
-                                            end.finish();
-                                            end.violation() || end.end_violation()
-                                        });
+                                    // A hit is a violation the parent did not already have
+                                    // (a kept violation was analyzed where it appeared).
+                                    let v = if opts.oracle { violations(&n) } else { 0 };
+                                    let violation = v != 0 && v != parent;
                                     let fp = fingerprint(&n.a, n.distinct_b());
                                     let mut p = path.clone();
                                     p.push(i as u8);

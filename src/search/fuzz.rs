@@ -310,7 +310,7 @@ fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: 
 
 fn finish_one(r: &mut Runner, oracle: bool) -> Hit {
     let divergence = r.finish();
-    Hit { divergence, violation: oracle && r.violation() }
+    Hit { divergence, violation: oracle && (r.violation() || r.end_violation()) }
 }
 
 /// Run a program on both sides, feeding coverage; stop at the first hit.
