@@ -163,3 +163,45 @@ fn contract_breaks_are_read_from_observations_and_owed_values() {
     }
     assert_eq!(b.len(), 6, "{b:?}");
 }
+
+#[test]
+fn race_reproducers_compile_and_their_results_are_judged() {
+    use ptediff::emit_c::race::{emit_race, window};
+    let p = load("oracle-clear-refs-writable-migration-entry.ptd");
+    let w = window(&p).unwrap();
+    assert_eq!((w.start, w.finish, w.page), (2, 4, 4));
+    let c = emit_race(&p, "race", 100, 1).unwrap();
+    assert!(c.contains("PTEDIFF-RACE-PREDICT %s v7.3 window=S before=none after=none"), "{c}");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("race.c");
+    std::fs::write(&src, c).unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-fsyntax-only", "-Wall", "-Werror", "-pthread"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Programs race mode cannot run say why.
+    for (text, why) in [
+        ("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\n", "no migration window"),
+        ("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nmigrate_start(p0, 0)\n", "one process"),
+        (
+            "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\nmigrate_finish(p0, 0)\nmigrate_start(p0, 0)\n",
+            "one migration window",
+        ),
+    ] {
+        let e = window(&ptediff::text::parse(text).unwrap()).unwrap_err();
+        assert!(e.0.contains(why), "{text}: {e}");
+    }
+    // The matrix cell, from the kernel's own profile.
+    let log = "PTEDIFF-BEGIN r\nPTEDIFF-RACE r rounds=100 hits=30 migrations=90 seed=7 seconds=8.0 v6.1.y=0 v6.12=12 v7.3=0\n\
+PTEDIFF-RACE-PREDICT r v6.1.y window=none before=none after=none\nPTEDIFF-RACE-PREDICT r v6.12 window=S before=none after=none\n\
+PTEDIFF-RACE-PREDICT r v7.3 window=S before=none after=none\nPTEDIFF-RACE-FIRST r v6.12 round=3 S p0 4\nPTEDIFF-END r\n";
+    let m = parse_log(log);
+    let race = m["r"].race.as_ref().unwrap();
+    assert_eq!(race.cell("v6.12"), ("confirmed 12/100 rounds (30 window hits)".to_string(), true));
+    assert_eq!(race.cell("v7.3"), ("not observed in 100 rounds (30 window hits)".to_string(), true));
+    assert_eq!(race.cell("v6.1.y"), ("none in 100 rounds, as predicted".to_string(), true));
+    let log = log.replace("v6.1.y=0", "v6.1.y=2");
+    assert!(!parse_log(&log)["r"].race.as_ref().unwrap().cell("v6.1.y").1, "violations no placement allows");
+}

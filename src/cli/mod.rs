@@ -111,6 +111,16 @@ enum Cmd {
         /// Write it here (atomically) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A race reproducer for a program with a migration window (rounds of the
+        /// window's ops racing move_pages); by default only when the program needs it.
+        #[arg(long)]
+        race: bool,
+        /// Race reproducer budget: rounds.
+        #[arg(long, default_value_t = 20000)]
+        rounds: u32,
+        /// Race reproducer budget: seconds.
+        #[arg(long, default_value_t = 8)]
+        race_seconds: u32,
     },
     /// Build the C reproducers, boot real kernels under QEMU, and print the observed-vs-predicted matrix.
     KernelCheck {
@@ -125,6 +135,12 @@ enum Cmd {
         /// Results file the run is recorded in (read by `ptediff affected`).
         #[arg(long, default_value = "target/kernel-check/results.json")]
         results: PathBuf,
+        /// Race reproducers (programs with a migration window): rounds per file.
+        #[arg(long, default_value_t = 20000)]
+        race_rounds: u32,
+        /// Race reproducers: seconds per file (the guest allows 20 s per binary).
+        #[arg(long, default_value_t = 8)]
+        race_seconds: u32,
     },
     /// Which kernel profiles have each hole (harmful divergence, oracle violation) of
     /// these reproducers, and whether the real kernels confirm it.
@@ -290,13 +306,21 @@ pub fn main() -> ExitCode {
             println!("{} programs in {}", progs.len(), out.display());
             ExitCode::SUCCESS
         }
-        Cmd::EmitC { file, out } => {
+        Cmd::EmitC { file, out, race, rounds, race_seconds } => {
             let r = match corpus::load(&file) {
                 Ok(r) => r,
                 Err(e) => return usage(&e.to_string()),
             };
             let name = file.file_stem().map_or("reproducer".into(), |s| s.to_string_lossy().into_owned());
-            match crate::emit_c::emit_c(&r.program, &name) {
+            let emitted = match crate::emit_c::emit_c(&r.program, &name) {
+                Ok(c) if !race => Ok(c),
+                // A migration window: race for it.
+                Ok(_) | Err(_) if race || crate::emit_c::race::window(&r.program).is_ok() => {
+                    crate::emit_c::race::emit_race(&r.program, &name, rounds, race_seconds)
+                }
+                e => e,
+            };
+            match emitted {
                 Err(e) => {
                     eprintln!("ptediff: {}: cannot be realised on a real kernel: {e}", file.display());
                     ExitCode::from(1)
@@ -313,7 +337,7 @@ pub fn main() -> ExitCode {
                 },
             }
         }
-        Cmd::KernelCheck { paths, kernels, work, results } => {
+        Cmd::KernelCheck { paths, kernels, work, results, race_rounds, race_seconds } => {
             let o = crate::kernel_check::Options {
                 files: paths,
                 kernels: kernels.split(',').map(|s| s.trim().to_string()).collect(),
@@ -321,6 +345,8 @@ pub fn main() -> ExitCode {
                 scripts: crate::kernel_check::default_scripts(),
                 root: crate::kernel_check::default_root(),
                 results: Some(results),
+                race_rounds,
+                race_seconds,
             };
             match crate::kernel_check::run(&o) {
                 Ok(0) => ExitCode::SUCCESS,

@@ -116,6 +116,8 @@ pub enum Real {
     Confirmed { uname: String },
     /// It did something else (a model error to fix).
     Contradicted { uname: String, cell: String },
+    /// A race reproducer did not hit the window's violation in its rounds.
+    NotObserved { uname: String, cell: String },
     /// `emit-c` cannot realise the program deterministically.
     NotRealizable { why: String },
     /// Realizable, but kernel-check has no result for this program on this kernel.
@@ -129,6 +131,7 @@ impl Real {
         match self {
             Real::Confirmed { .. } => " ✓",
             Real::Contradicted { .. } => " ✗",
+            Real::NotObserved { .. } => " ?",
             _ => "",
         }
     }
@@ -174,7 +177,7 @@ pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Vec
         findings.push(("none", None));
     }
     let name = path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
-    let realizable = emit_c::realizable(&r.program).err();
+    let realizable = emit_c::realizable(&r.program).err().filter(|_| emit_c::race::window(&r.program).is_err());
     let recorded = results.get(&name, &r.program);
     let real_on = |k: Kernel| {
         if !emit_c::PROFILES.contains(&k) {
@@ -184,6 +187,9 @@ pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Vec
         } else {
             match recorded.and_then(|rec| rec.kernels.get(k.name())) {
                 None => Real::NotRun,
+                Some(res) if res.matches_own_profile && res.cell.starts_with("not observed") => {
+                    Real::NotObserved { uname: res.kernel.uname.clone(), cell: res.cell.clone() }
+                }
                 Some(res) if res.matches_own_profile => Real::Confirmed { uname: res.kernel.uname.clone() },
                 Some(res) => Real::Contradicted { uname: res.kernel.uname.clone(), cell: res.cell.clone() },
             }
@@ -321,6 +327,7 @@ pub fn render_one(a: &Affected) -> String {
         let real = match &p.real {
             Real::Confirmed { uname } => format!("confirmed by {uname}"),
             Real::Contradicted { uname, cell } => format!("CONTRADICTED by {uname} ({cell})"),
+            Real::NotObserved { uname, cell } => format!("{uname}: {cell}"),
             Real::NotRealizable { why } => format!("model only: {why}"),
             Real::NotRun => "model only: not run on the real kernel yet (ptediff kernel-check)".into(),
             Real::NoKernel => "model only: no real kernel for this profile".into(),

@@ -31,8 +31,47 @@ pub struct Reproducer {
     pub predicted: BTreeMap<String, BTreeMap<String, String>>,
     /// profile → key → what is owed.
     pub owed: BTreeMap<String, BTreeMap<String, String>>,
+    /// A race reproducer's result (`emit-c` race mode).
+    pub race: Option<Race>,
     pub ended: bool,
     pub error: Option<String>,
+}
+
+/// What a race reproducer reported: rounds run, rounds that saw the window open,
+/// and per profile the rounds that broke a contract it owes, with the model's
+/// predictions (the contracts broken with the migration in the window, before
+/// it, after it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Race {
+    pub rounds: u64,
+    pub hits: u64,
+    pub migrations: u64,
+    pub seed: u64,
+    pub seconds: String,
+    pub violations: BTreeMap<String, u64>,
+    /// profile → (window, before, after) contract letters (`none` for none).
+    pub predicted: BTreeMap<String, (String, String, String)>,
+    /// profile → the first violating round, described.
+    pub first: BTreeMap<String, String>,
+}
+
+impl Race {
+    /// The cell for a kernel whose own profile is `k`: `confirmed V/R`, `not
+    /// observed in R rounds`, `none in R rounds` or `contradicted V/R`, and
+    /// whether the kernel did what the profile allows.
+    pub fn cell(&self, k: &str) -> (String, bool) {
+        let v = self.violations.get(k).copied().unwrap_or(0);
+        let none = ("none".to_string(), "none".to_string(), "none".to_string());
+        let (win, bef, aft) = self.predicted.get(k).unwrap_or(&none);
+        let possible = [win, bef, aft].iter().any(|x| x.as_str() != "none");
+        let hits = format!("{} window hits", self.hits);
+        match (v > 0, possible) {
+            (true, true) => (format!("confirmed {v}/{} rounds ({hits})", self.rounds), true),
+            (true, false) => (format!("CONTRADICTED {v}/{} rounds", self.rounds), false),
+            (false, true) if win != "none" => (format!("not observed in {} rounds ({hits})", self.rounds), true),
+            (false, _) => (format!("none in {} rounds, as predicted", self.rounds), true),
+        }
+    }
 }
 
 /// Split `k1 k2 ... v1=.. v2=..` into the key (words without `=`) and the value.
@@ -71,6 +110,34 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
             ["PTEDIFF-OWED", name, prof, rest @ ..] => {
                 let (k, v) = key_value(rest);
                 out.entry(name.to_string()).or_default().owed.entry(prof.to_string()).or_default().insert(k, v);
+            }
+            ["PTEDIFF-RACE", name, rest @ ..] => {
+                let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);
+                for w in rest {
+                    let Some((k, v)) = w.split_once('=') else { continue };
+                    let n = v.parse::<u64>().unwrap_or(0);
+                    match k {
+                        "rounds" => r.rounds = n,
+                        "hits" => r.hits = n,
+                        "migrations" => r.migrations = n,
+                        "seed" => r.seed = n,
+                        "seconds" => r.seconds = v.to_string(),
+                        prof => {
+                            r.violations.insert(prof.to_string(), n);
+                        }
+                    }
+                }
+            }
+            ["PTEDIFF-RACE-PREDICT", name, prof, rest @ ..] => {
+                let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);
+                let f = |key: &str| {
+                    rest.iter().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or("none").to_string()
+                };
+                r.predicted.insert(prof.to_string(), (f("window"), f("before"), f("after")));
+            }
+            ["PTEDIFF-RACE-FIRST", name, prof, rest @ ..] => {
+                let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);
+                r.first.insert(prof.to_string(), rest.join(" "));
             }
             ["PTEDIFF-END", name] => out.entry(name.to_string()).or_default().ended = true,
             ["PTEDIFF-END", name, "error", rest @ ..] => {
@@ -268,6 +335,9 @@ pub struct KernelResult {
     /// Contract breaks its own profile predicted.
     #[serde(default)]
     pub predicted_breaks: Vec<String>,
+    /// A race reproducer's rounds, window hits and violations.
+    #[serde(default)]
+    pub race: Option<Race>,
     /// When it ran (seconds since the epoch).
     pub at: u64,
 }
@@ -328,6 +398,9 @@ pub struct Options {
     pub root: PathBuf,
     /// Where results are recorded (None: not recorded).
     pub results: Option<PathBuf>,
+    /// Race reproducers' budget per file: rounds and seconds.
+    pub race_rounds: u32,
+    pub race_seconds: u32,
 }
 
 /// What happened to one kernel's column.
@@ -353,7 +426,12 @@ pub fn run(o: &Options) -> Result<usize, String> {
     for f in corpus::collect_files(&o.files) {
         let r = corpus::load(&f).map_err(|e| e.to_string())?;
         let name = f.file_stem().map_or("x".into(), |s| s.to_string_lossy().into_owned());
-        match emit_c(&r.program, &name) {
+        // A program with a migration window races for it; the rest is exact.
+        let emitted = emit_c(&r.program, &name).or_else(|e| match crate::emit_c::race::window(&r.program) {
+            Ok(_) => crate::emit_c::race::emit_race(&r.program, &name, o.race_rounds, o.race_seconds),
+            Err(w) => Err(crate::emit_c::Unrealizable(format!("{e} (race mode: {w})"))),
+        });
+        match emitted {
             Err(e) => println!("skip {}: not realizable: {e}", f.display()),
             Ok(c) => {
                 let src = o.work.join(format!("{name}.c"));
@@ -431,13 +509,19 @@ pub fn run(o: &Options) -> Result<usize, String> {
                 Column::Ran { info, log, failure } => {
                     let r = log.get(n).cloned().unwrap_or_default();
                     let (mut cell, details) = verdict(&r);
+                    // Which profile should have matched: the one named after the kernel.
+                    let mut ok = cell.starts_with("= ") && cell[2..].split(", ").any(|p| p == k.name());
+                    if let (Some(race), true, None) = (&r.race, r.ended, &r.error) {
+                        (cell, ok) = race.cell(k.name());
+                        if let Some(first) = race.first.get(k.name()) {
+                            notes.push(format!("{n} on {}: first violation: {first}", k.name()));
+                        }
+                    }
                     if cell == "did not finish" {
                         if let Some(f) = failure {
                             cell = if log.contains_key(n) { format!("did not finish ({f})") } else { f.clone() };
                         }
                     }
-                    // Which profile should have matched: the one named after the kernel.
-                    let ok = cell.starts_with("= ") && cell[2..].split(", ").any(|p| p == k.name());
                     for d in details.iter().filter(|d| d.starts_with(&format!("{}:", k.name()))) {
                         notes.push(format!("{n} on {}: {d}", k.name()));
                     }
@@ -461,6 +545,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
                                     observed: r.observed.clone(),
                                     breaks,
                                     predicted_breaks,
+                                    race: r.race.clone(),
                                     at: now(),
                                 },
                             );

@@ -22,6 +22,8 @@
 //! PTEDIFF-END name
 //! ```
 
+pub mod race;
+
 use std::fmt::Write as _;
 
 use crate::judge::contracts::{self, ProbeObs};
@@ -183,7 +185,7 @@ fn c_prot(p: crate::op::Prot) -> String {
 }
 
 /// The slot an op runs in (`None`: the controller).
-fn slot_of(op: &Op) -> Option<u8> {
+pub(crate) fn slot_of(op: &Op) -> Option<u8> {
     match *op {
         Op::Fork { parent, .. } => Some(parent),
         Op::Swapoff => None,
@@ -217,7 +219,7 @@ fn c_len(addr: u8, len: u8) -> u8 {
 }
 
 /// The C statement(s) of one op, run in its process.
-fn c_op(op: &Op, step: usize, token: Token) -> String {
+pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> String {
     match *op {
         Op::Mmap { addr, len, prot, target, .. } => {
             let n = c_len(addr, len);
@@ -269,7 +271,7 @@ fn c_op(op: &Op, step: usize, token: Token) -> String {
     }
 }
 
-const PRELUDE: &str = include_str!("prelude.c");
+pub(crate) const PRELUDE: &str = include_str!("prelude.c");
 
 const SERVE: &str = r#"
 static void serve(int slot);

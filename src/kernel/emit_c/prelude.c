@@ -38,7 +38,7 @@
 static const char *NAME;
 static int MYSLOT;
 static int memfd = -1, ramfd = -1;
-static int cmdp[3][2], ackp[3][2];
+UNUSED static int cmdp[3][2], ackp[3][2];
 static int uffd = -1;
 static int uffd_stop[2] = { -1, -1 };
 static pthread_t uffd_thread;
@@ -50,7 +50,7 @@ static void fail(const char *what) {
 	_exit(1);
 }
 
-static void ack(long r) {
+UNUSED static void ack(long r) {
 	char c = r < 0;
 	if (write(ackp[0][1], &c, 1) != 1) fail("ack");
 	(void)r;
@@ -164,7 +164,7 @@ static void catch_segv(void) {
 }
 
 /* Pagemap bit 55 (soft-dirty) of the 16 pages, after an op of this process. */
-static void pm_line(int step) {
+UNUSED static void pm_line(int step) {
 	int fd = open("/proc/self/pagemap", O_RDONLY);
 	unsigned mask = 0;
 	for (int i = 0; i < NPAGES; i++)
@@ -177,7 +177,7 @@ static void pm_line(int step) {
  * every page a load (the content token), one store of a token of its own (a
  * store that raises SIGSEGV reports segv, a uffd-wp message uffd, a minor or
  * major fault fault, none writable) and pagemap bit 55 again. */
-static void probe(int slot) {
+UNUSED static void probe(int slot) {
 	catch_segv();
 	int fd = open("/proc/self/pagemap", O_RDONLY);
 	uint64_t pm[NPAGES];
