@@ -564,6 +564,23 @@ fn analyze_divergence(program: &Program, pair: &Pair) -> Option<Finding> {
 }
 
 fn analyze_oracle(program: &Program, pair: &Pair) -> Option<Finding> {
+    let mut f = oracle_violation(program, pair)?;
+    if f.signature.verdict.starts_with("broken-") {
+        // Is the violation a known hole common to every variant?
+        for (i, (name, what)) in COMMON_HOLES.iter().enumerate() {
+            let Some(fixed) = patched(pair, i) else { continue };
+            let gone = oracle_violation(program, &fixed).is_none_or(|g| !g.signature.verdict.starts_with("broken-"));
+            if gone {
+                f.signature.verdict += &format!("-via-{name}");
+                f.title += &format!("; only through {what}");
+                break;
+            }
+        }
+    }
+    Some(f)
+}
+
+fn oracle_violation(program: &Program, pair: &Pair) -> Option<Finding> {
     let mut r = Runner::new(pair);
     let n = program.ops.len();
     let contracts_on = !pair.a.contracts.is_empty();

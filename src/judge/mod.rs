@@ -1,8 +1,10 @@
 //! The judges: the differential check and signatures ([`check`]), the user
 //! contracts and the end-of-program probe ([`contracts`]), the write-trap proxy
-//! ([`oracle`]) and which kernels have a hole ([`affected`]).
+//! ([`oracle`]), root causes ([`causes`]) and which kernels have a hole
+//! ([`affected`]).
 
 pub mod affected;
+pub mod causes;
 pub mod check;
 pub mod contracts;
 pub mod oracle;
