@@ -82,6 +82,7 @@ fn owed_at(s: &State, p: usize, a: u8) -> Owed {
     let (ld, or_zero) = match mm.ghost.expect[a as usize] {
         ghost::Expect::Unmapped => (None, false),
         ghost::Expect::Private { token, maybe_zero, .. } => (Some(token), maybe_zero),
+        ghost::Expect::File { shared: false, .. } => (None, false),
         ghost::Expect::File { file, index, .. } => (Some(s.ghost.file[file as usize][index as usize]), false),
     };
     let trap = match mm.vma(a) {

@@ -34,8 +34,9 @@ pub enum Expect {
     /// refaults after MADV_DONTNEED (`file == NO_ORIGIN`: none, zero-fill);
     /// `maybe_zero` after MADV_FREE (the kernel may discard it until the next store).
     Private { token: Token, file: u8, index: u8, maybe_zero: bool },
-    /// The current content of a file page (a shared mapping, or a private one
-    /// before its first store).
+    /// The current content of a file page (a shared mapping), or (`!shared`) a
+    /// private mapping's page before its first store, which owes no content:
+    /// whether it sees later changes of the file is unspecified.
     File { file: u8, index: u8, shared: bool },
 }
 
@@ -281,8 +282,17 @@ pub fn moved(s: &mut State, cfg: &Config, p: usize, old: u8, new: u8, len: u8) {
     if cfg.contracts.is_empty() {
         return;
     }
+    // The source pages' content moved away: should their VMA survive (the
+    // kernel keeps it when it cannot split it, and carries on), they read as
+    // freshly mapped.
+    let fresh_src: Vec<(u8, Option<Expect>)> =
+        (old..old + len).map(|o| (o, s.procs[p].vma(o).map(|v| fresh(v, o)))).collect();
     let g = &mut s.procs[p].ghost;
     let (e, c) = (g.expect, g.changed);
+    for (o, f) in fresh_src {
+        g.expect[o as usize] = f.unwrap_or(Expect::Unmapped);
+        g.changed &= !bit(o);
+    }
     for i in 0..len {
         let (o, n) = (old + i, new + i);
         g.expect[n as usize] = e[o as usize];
@@ -314,8 +324,11 @@ pub fn forked(s: &mut State, cfg: &Config, parent: usize, child: usize, event_fo
 }
 
 /// MADV_DONTNEED zapped `[start, end)` of `v`: private content reverts to zero or
-/// to the file page behind it; anonymous VMAs lose the write protection (no
-/// markers without UFFD_FEATURE_WP_UNPOPULATED), shmem keeps it.
+/// to the file page behind it, as it was before any store, so it is no longer
+/// "changed" (pagemap reports it absent, which a checkpointer reads as that);
+/// anonymous VMAs lose the write protection (no markers without
+/// UFFD_FEATURE_WP_UNPOPULATED), shmem keeps it. A shared page keeps its content
+/// (and stays changed) in the page cache.
 pub fn dontneed(s: &mut State, cfg: &Config, p: usize, v: &Vma, start: u8, end: u8) {
     if cfg.contracts.is_empty() {
         return;
@@ -328,6 +341,9 @@ pub fn dontneed(s: &mut State, cfg: &Config, p: usize, v: &Vma, start: u8, end: 
             } else {
                 Expect::File { file, index, shared: false }
             };
+        }
+        if !v.flags.contains(VmFlags::SHARED) {
+            g.changed &= !bit(a);
         }
         if v.is_anonymous() {
             g.user_wp &= !bit(a);
@@ -349,10 +365,12 @@ pub fn lazyfree(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
     }
 }
 
-/// A lazy-free page was discarded: it is zero now, and no longer protected.
+/// A lazy-free page was discarded: it is zero now (absent, as after
+/// MADV_DONTNEED), no longer changed and no longer protected.
 pub fn discarded(s: &mut State, cfg: &Config, p: usize, a: u8) {
     if !cfg.contracts.is_empty() {
         s.procs[p].ghost.user_wp &= !bit(a);
+        s.procs[p].ghost.changed &= !bit(a);
     }
 }
 
@@ -363,17 +381,24 @@ pub fn clear_refs(s: &mut State, cfg: &Config, p: usize) {
     }
 }
 
-/// UFFDIO_WRITEPROTECT applied to `[start, end)` (on or off).
+/// UFFDIO_WRITEPROTECT applied to `[start, end)` (on or off). Write protection
+/// covers what the ioctl can protect: every page of a shmem VMA (a none PTE gets a
+/// marker), but only populated pages of an anonymous one (without
+/// UFFD_FEATURE_WP_UNPOPULATED a none PTE stays unprotected, as documented).
 pub fn write_protect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, on: bool) {
     if cfg.contracts.is_empty() {
         return;
     }
-    let m = (((1u32 << end) - 1) & !((1u32 << start) - 1)) as u16;
-    let g = &mut s.procs[p].ghost;
-    if on {
-        g.user_wp |= m;
-    } else {
-        g.user_wp &= !m;
+    for a in start..end {
+        let mm = &s.procs[p];
+        let populated = !mm.pt[a as usize].is_none();
+        let anon = mm.vma(a).is_some_and(|v| v.is_anonymous());
+        let g = &mut s.procs[p].ghost;
+        if !on {
+            g.user_wp &= !bit(a);
+        } else if populated || !anon {
+            g.user_wp |= bit(a);
+        }
     }
 }
 
@@ -427,6 +452,10 @@ pub fn load_ok(s: &State, p: usize, a: u8, got: Token) -> bool {
     match s.procs[p].ghost.expect[a as usize] {
         Expect::Unmapped => true,
         Expect::Private { token, maybe_zero, .. } => got == token || maybe_zero && got == 0,
+        // A private mapping may see later changes of the file until its page is
+        // copied, and the kernel may copy it without a store (a FOLL_WRITE GUP
+        // from mlock): POSIX leaves it unspecified, so nothing is owed there.
+        Expect::File { shared: false, .. } => true,
         Expect::File { file, index, .. } => got == s.ghost.file[file as usize][index as usize],
     }
 }

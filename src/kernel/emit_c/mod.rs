@@ -66,6 +66,7 @@ fn owed_load(s: &State, p: usize, a: u8) -> String {
         Expect::Unmapped => "val=-".into(),
         Expect::Private { token, maybe_zero: true, .. } => format!("val={token}|0"),
         Expect::Private { token, .. } => format!("val={token}"),
+        Expect::File { shared: false, .. } => "val=-".into(),
         Expect::File { file, index, .. } => format!("val={}", s.ghost.file[file as usize][index as usize]),
     }
 }
