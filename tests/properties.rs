@@ -50,6 +50,7 @@ fn all_configs() -> Vec<Config> {
                         clear_refs: c,
                         kernel: k,
                         contracts: model::ghost::Contract::all(),
+                        patches: model::Patches::empty(),
                     });
                 }
             }

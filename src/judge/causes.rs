@@ -5,9 +5,10 @@
 //! run, seed and folder):
 //!
 //! 1. A finding whose harm disappears when a hole common to every variant is
-//!    patched in the model on both sides (its verdict ends in `-via-HOLE`, e.g.
-//!    `-via-clear-refs`) has that hole as its cause, whatever made the page
-//!    writable, whichever variant, whichever mapping.
+//!    patched in the model on both sides (its verdict ends in `-via-HOLE`:
+//!    `-via-clear-refs`, `-via-vma-merge`) has that hole as its cause, whatever
+//!    made the page writable, whichever mapping: one cause for the hole's oracle
+//!    violations, one per variant for divergences harmful only through it.
 //! 2. Otherwise the cause is its kind and verdict class (harmful / latent /
 //!    benign divergence; broken / latent oracle violation) with the contracts,
 //!    the permissive variant (divergences), and the mechanism: `vma-merge` when
@@ -50,6 +51,9 @@ fn hole_title(hole: &str) -> String {
         "clear-refs" => "clear_refs leaves a writable migration entry writable; the restore maps the page writable \
                          and not soft-dirty, so later stores are lost to soft-dirty (every variant, every kernel)"
             .into(),
+        "vma-merge" => "a VMA merge hands the survivor VM_SOFTDIRTY-clear flags (mlock, madvise, mprotect, uffd, \
+                        mremap): pages changed since clear_refs read clean (until v6.19's sticky VM_SOFTDIRTY)"
+            .into(),
         h => format!("the hole `{h}`"),
     }
 }
@@ -82,8 +86,18 @@ fn contract_words(letters: &str) -> String {
 /// The cause of a finding with this signature.
 pub fn cause_of(sig: &Signature) -> Cause {
     let (class, letters, via) = parse_verdict(&sig.verdict);
+    let variant = sig.permissive.split(':').next().unwrap_or("").to_string();
     if let Some(hole) = via {
-        return Cause { key: format!("hole.{hole}"), title: hole_title(hole), harmful: true };
+        return match sig.kind {
+            Kind::Oracle => Cause { key: format!("hole.{hole}"), title: hole_title(hole), harmful: true },
+            // A variant whose harm the hole alone makes possible stays apart from
+            // the hole's own violations.
+            Kind::Divergence => Cause {
+                key: format!("hole.{hole}.{variant}"),
+                title: format!("{variant} breaks {} only through: {}", contract_words(letters), hole_title(hole)),
+                harmful: true,
+            },
+        };
     }
     let mechanism = if letters.contains('S') && MERGE_CALLERS.contains(&sig.softdirty_by) {
         "vma-merge".to_string()
@@ -97,7 +111,6 @@ pub fn cause_of(sig: &Signature) -> Cause {
         "no-pte" => "the page has no PTE".to_string(),
         m => format!("{m} made the page writable"),
     };
-    let variant = sig.permissive.split(':').next().unwrap_or("").to_string();
     match (sig.kind, class) {
         (Kind::Divergence, "harmful") => Cause {
             key: format!("harmful.{letters}.{variant}.{mechanism}"),

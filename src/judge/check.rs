@@ -432,10 +432,12 @@ fn verdict_words(variant: &str, r: Reasons) -> String {
 /// The holes common to every variant that the model can patch, for causal
 /// verdicts: a divergence whose contract difference disappears when the hole is
 /// patched on both sides is harmful only through that hole.
-const COMMON_HOLES: [(&str, &str); 1] =
-    [("clear-refs", "clear_refs leaving a writable migration entry writable (common to every variant)")];
+const COMMON_HOLES: [(&str, &str); 2] = [
+    ("clear-refs", "clear_refs leaving a writable migration entry writable (common to every variant)"),
+    ("vma-merge", "a VMA merge handing the survivor VM_SOFTDIRTY-clear flags (fixed in v6.19 by sticky VM_SOFTDIRTY)"),
+];
 
-/// The pair with hole `i` patched on both sides.
+/// The pair with hole `i` patched on both sides (None: already patched).
 fn patched(pair: &Pair, i: usize) -> Option<Pair> {
     match i {
         0 => {
@@ -444,6 +446,16 @@ fn patched(pair: &Pair, i: usize) -> Option<Pair> {
                 return None;
             }
             Some(Pair { a: Config { clear_refs: fix, ..pair.a }, b: Config { clear_refs: fix, ..pair.b } })
+        }
+        1 => {
+            if pair.a.sticky_softdirty_merges() && pair.b.sticky_softdirty_merges() {
+                return None;
+            }
+            let p = crate::model::Patches::STICKY_SOFTDIRTY;
+            Some(Pair {
+                a: Config { patches: pair.a.patches | p, ..pair.a },
+                b: Config { patches: pair.b.patches | p, ..pair.b },
+            })
         }
         _ => None,
     }

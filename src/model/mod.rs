@@ -230,6 +230,25 @@ pub struct Config {
     /// The user contracts checked on the ghost state ([`ghost`]); empty: none (no
     /// ghost state is kept, the write-trap proxy judges alone). All by default.
     pub contracts: ghost::Contract,
+    /// Holes patched in the model for a counterfactual re-run (never a variant
+    /// of its own: `check` sets them to ask "is the harm this hole's?").
+    pub patches: Patches,
+}
+
+bitflags::bitflags! {
+    /// Counterfactual patches of holes common to every variant.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Patches: u8 {
+        /// VMA merges OR VM_SOFTDIRTY (v6.19's sticky flags) on every profile.
+        const STICKY_SOFTDIRTY = 1 << 0;
+    }
+}
+
+impl Config {
+    /// Do VMA merges OR VM_SOFTDIRTY (v6.19+, or patched for a counterfactual)?
+    pub fn sticky_softdirty_merges(&self) -> bool {
+        self.kernel.sticky_softdirty_merges() || self.patches.contains(Patches::STICKY_SOFTDIRTY)
+    }
 }
 
 impl Config {
@@ -240,6 +259,7 @@ impl Config {
             clear_refs: ClearRefs::Kernel,
             kernel: Kernel::V61,
             contracts: ghost::Contract::all(),
+            patches: Patches::empty(),
         }
     }
 
@@ -268,6 +288,7 @@ impl Config {
             clear_refs: if fix { ClearRefs::WrprotectMigration } else { ClearRefs::Kernel },
             kernel,
             contracts: ghost::Contract::all(),
+            patches: Patches::empty(),
         })
     }
 
@@ -530,7 +551,7 @@ fn step_op(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
 /// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
 fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> StepResult {
     if !matches!(advice, Advice::DontNeed | Advice::Free) {
-        let r = vma::madvise_update_vma(s, cfg.kernel, p, a, e, advice);
+        let r = vma::madvise_update_vma(s, cfg, p, a, e, advice);
         return if r.is_ok() { StepResult::Ok } else { StepResult::Failed };
     }
     let vmas: Vec<Vma> = s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();

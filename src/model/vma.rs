@@ -153,7 +153,17 @@ fn can_vma_merge_before(k: Kernel, next: &Vma, r: &MergeRange) -> bool {
 /// caller assigns flags afterwards), except that on v7.x VM_SOFTDIRTY is sticky:
 /// the survivor gets the OR of the range's, prev's and next's bits. Returns the
 /// survivor's index.
-pub fn vma_merge(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> Option<usize> {
+#[allow(clippy::too_many_arguments)]
+pub fn vma_merge(
+    mm: &mut Mm,
+    k: Kernel,
+    sticky_sd: bool,
+    i: usize,
+    start: u8,
+    end: u8,
+    flags: VmFlags,
+    uffd: bool,
+) -> Option<usize> {
     let v = mm.vmas[i];
     let r = MergeRange::of(&v, start, end, flags, uffd);
     let prev_ok =
@@ -163,7 +173,7 @@ pub fn vma_merge(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: Vm
         && mm.vmas[i + 1].start == end
         && can_vma_merge_before(k, &mm.vmas[i + 1], &r);
     let sticky = |survivor: &mut Vma, others: VmFlags| {
-        if k.sticky_softdirty_merges() && (others | flags).contains(VmFlags::SOFTDIRTY) {
+        if sticky_sd && (others | flags).contains(VmFlags::SOFTDIRTY) {
             survivor.flags.insert(VmFlags::SOFTDIRTY);
         }
     };
@@ -213,8 +223,16 @@ pub fn vma_merge(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: Vm
 /// userfaultfd_register (`vma_modify_flags()`): `vma_merge()` the sub-range
 /// `[start, end)` of VMA `i`, otherwise `split_vma()` at its edges. Returns the
 /// index of the VMA now covering the range (a survivor may cover more).
-fn merge_or_split(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: VmFlags, uffd: bool) -> KResult<usize> {
-    if let Some(j) = vma_merge(mm, k, i, start, end, flags, uffd) {
+fn merge_or_split(
+    mm: &mut Mm,
+    cfg: &Config,
+    i: usize,
+    start: u8,
+    end: u8,
+    flags: VmFlags,
+    uffd: bool,
+) -> KResult<usize> {
+    if let Some(j) = vma_merge(mm, cfg.kernel, cfg.sticky_softdirty_merges(), i, start, end, flags, uffd) {
         return Ok(j);
     }
     split_vma(mm, start)?;
@@ -224,8 +242,8 @@ fn merge_or_split(mm: &mut Mm, k: Kernel, i: usize, start: u8, end: u8, flags: V
 
 /// The flags a caller of `vma_modify_flags()` stores: its `newflags`, with (v7.x)
 /// the sticky VM_SOFTDIRTY the merge left on the survivor.
-fn merged_flags(k: Kernel, survivor: &Vma, newflags: VmFlags) -> VmFlags {
-    if k.sticky_softdirty_merges() {
+fn merged_flags(cfg: &Config, survivor: &Vma, newflags: VmFlags) -> VmFlags {
+    if cfg.sticky_softdirty_merges() {
         newflags | (survivor.flags & VmFlags::SOFTDIRTY)
     } else {
         newflags
@@ -478,9 +496,9 @@ pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot:
         if newflags == old.flags {
             return Ok(());
         }
-        let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, old.uffd)?;
+        let j = merge_or_split(mm, cfg, i, a, b, newflags, old.uffd)?;
         let mut v = mm.vmas[j];
-        let newflags = merged_flags(cfg.kernel, &v, newflags);
+        let newflags = merged_flags(cfg, &v, newflags);
         set_flags(&mut v, newflags, Why::MprotectFixup, s.step);
         let try_write = if v.flags.contains(VmFlags::SHARED) {
             vma_wants_writenotify(s, cfg, &v, v.prot)
@@ -505,7 +523,7 @@ pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot:
 /// `madvise_update_vma()` (mm/madvise.c): merge or split and assign the new flags;
 /// `vm_page_prot` is **not** recomputed (a merge survivor keeps a stale prot while
 /// taking the target's VM_SOFTDIRTY). Holes are skipped (ENOMEM at the end).
-pub fn madvise_update_vma(s: &mut State, k: Kernel, p: usize, start: u8, end: u8, adv: Advice) -> KResult<()> {
+pub fn madvise_update_vma(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, adv: Advice) -> KResult<()> {
     for_each_piece(s, p, start, end, false, |s, p, a, b| {
         let step = s.step;
         let mm = &mut s.procs[p];
@@ -529,8 +547,8 @@ pub fn madvise_update_vma(s: &mut State, k: Kernel, p: usize, start: u8, end: u8
         if newflags == old.flags {
             return Ok(());
         }
-        let j = merge_or_split(mm, k, i, a, b, newflags, old.uffd)?;
-        let newflags = merged_flags(k, &mm.vmas[j], newflags);
+        let j = merge_or_split(mm, cfg, i, a, b, newflags, old.uffd)?;
+        let newflags = merged_flags(cfg, &mm.vmas[j], newflags);
         set_flags(&mut mm.vmas[j], newflags, Why::MadviseUpdateVma, step);
         Ok(())
     })
@@ -552,8 +570,8 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
         if newflags == old.flags {
             return Ok(());
         }
-        let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, old.uffd)?;
-        let newflags = merged_flags(cfg.kernel, &mm.vmas[j], newflags);
+        let j = merge_or_split(mm, cfg, i, a, b, newflags, old.uffd)?;
+        let newflags = merged_flags(cfg, &mm.vmas[j], newflags);
         set_flags(&mut mm.vmas[j], newflags, Why::MlockFixup, step);
         Ok(())
     });
@@ -592,7 +610,7 @@ pub fn userfaultfd_register(s: &mut State, cfg: &Config, p: usize, start: u8, en
             return Ok(());
         }
         let newflags = old.flags | VmFlags::UFFD_WP;
-        let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, true)?;
+        let j = merge_or_split(mm, cfg, i, a, b, newflags, true)?;
         let mut v = s.procs[p].vmas[j];
         let newflags = uffd_target_flags(cfg, &v, newflags);
         note_flags(&mut v, newflags, Why::UffdRegister, s.step);
@@ -636,7 +654,7 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
     }
     let newflags = old.flags - VmFlags::UFFD_WP;
     let mm = &mut s.procs[p];
-    let j = merge_or_split(mm, cfg.kernel, i, a, b, newflags, false)?;
+    let j = merge_or_split(mm, cfg, i, a, b, newflags, false)?;
     let mut v = s.procs[p].vmas[j];
     let newflags = uffd_target_flags(cfg, &v, newflags);
     note_flags(&mut v, newflags, why, s.step);
@@ -753,7 +771,12 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
     let mm = &mut s.procs[p];
     let ni = insert_vma(mm, tmp)?;
     let merge = !(k.copy_vma_skips_uffd_source() && src.uffd);
-    let dst = if merge { vma_merge(mm, k, ni, new, new + len, src.flags, src.uffd) } else { None }.unwrap_or(ni);
+    let dst = if merge {
+        vma_merge(mm, k, cfg.sticky_softdirty_merges(), ni, new, new + len, src.flags, src.uffd)
+    } else {
+        None
+    }
+    .unwrap_or(ni);
     let clear_uffd = k.mremap_clears_uffd_wp() && src.uffd;
     super::pte::move_ptes(s, p, old, new, len, clear_uffd);
     super::ghost::moved(s, cfg, p, old, new, len);
