@@ -11,7 +11,9 @@
 //!    violations, one per variant for divergences harmful only through it.
 //! 2. Otherwise the cause is its kind and verdict class (harmful / latent /
 //!    benign divergence; broken / latent oracle violation) with the contracts,
-//!    the permissive variant (divergences), and the mechanism: `vma-merge` when
+//!    the permissive variant (divergences), and for harmful and broken findings
+//!    the mechanism (latent ones, the proxy's early warnings, are not split by
+//!    it; benign ones by the function alone): `vma-merge` when
 //!    a soft-dirty break's VMA got its VM_SOFTDIRTY from a merge (mlock,
 //!    madvise, mprotect, uffd (un)register, copy_vma), `no-pte` when the broken
 //!    page has no PTE, else the kernel function that made the PTE writable.
@@ -50,6 +52,10 @@ fn hole_title(hole: &str) -> String {
     match hole {
         "clear-refs" => "clear_refs leaves a writable migration entry writable; the restore maps the page writable \
                          and not soft-dirty, so later stores are lost to soft-dirty (every variant, every kernel)"
+            .into(),
+        "uffd-wp-writenotify" => "a v6.1 shmem VMA registered for uffd-wp keeps a writable vm_page_prot, so \
+                                  mprotect, NUMA hinting, migration restore and faults map write-protected pages \
+                                  writable (fixed by B1 51d3d5eb74ff in v6.2-rc4 and 6.1.y)"
             .into(),
         "vma-merge" => "a VMA merge hands the survivor VM_SOFTDIRTY-clear flags (mlock, madvise, mprotect, uffd, \
                         mremap): pages changed since clear_refs read clean (until v6.19's sticky VM_SOFTDIRTY)"
@@ -118,7 +124,7 @@ pub fn cause_of(sig: &Signature) -> Cause {
             harmful: true,
         },
         (Kind::Divergence, "latent") => Cause {
-            key: format!("latent.{letters}.{variant}.{mechanism}"),
+            key: format!("latent.{letters}.{variant}"),
             title: format!(
                 "{variant} holds a writable PTE a store must trap on ({}), no contract breaks: {mech_words}",
                 contract_words(letters)
@@ -139,7 +145,7 @@ pub fn cause_of(sig: &Signature) -> Cause {
             harmful: true,
         },
         (Kind::Oracle, c) => Cause {
-            key: format!("{c}.oracle.{letters}.{mechanism}"),
+            key: format!("{c}.oracle.{letters}"),
             title: format!(
                 "every variant holds a writable PTE a store must trap on ({}), no contract breaks: {mech_words}",
                 contract_words(letters)

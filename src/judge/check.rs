@@ -432,9 +432,10 @@ fn verdict_words(variant: &str, r: Reasons) -> String {
 /// The holes common to every variant that the model can patch, for causal
 /// verdicts: a divergence whose contract difference disappears when the hole is
 /// patched on both sides is harmful only through that hole.
-const COMMON_HOLES: [(&str, &str); 2] = [
+const COMMON_HOLES: [(&str, &str); 3] = [
     ("clear-refs", "clear_refs leaving a writable migration entry writable (common to every variant)"),
     ("vma-merge", "a VMA merge handing the survivor VM_SOFTDIRTY-clear flags (fixed in v6.19 by sticky VM_SOFTDIRTY)"),
+    ("uffd-wp-writenotify", "v6.1 shmem VMAs registered for uffd-wp keeping a writable vm_page_prot (fixed by B1)"),
 ];
 
 /// The pair with hole `i` patched on both sides (None: already patched).
@@ -447,11 +448,18 @@ fn patched(pair: &Pair, i: usize) -> Option<Pair> {
             }
             Some(Pair { a: Config { clear_refs: fix, ..pair.a }, b: Config { clear_refs: fix, ..pair.b } })
         }
-        1 => {
-            if pair.a.sticky_softdirty_merges() && pair.b.sticky_softdirty_merges() {
+        1 | 2 => {
+            let (p, has) = if i == 1 {
+                (
+                    crate::model::Patches::STICKY_SOFTDIRTY,
+                    pair.a.sticky_softdirty_merges() && pair.b.sticky_softdirty_merges(),
+                )
+            } else {
+                (crate::model::Patches::UFFD_WRITENOTIFY, pair.a.b1_uffd_writenotify() && pair.b.b1_uffd_writenotify())
+            };
+            if has {
                 return None;
             }
-            let p = crate::model::Patches::STICKY_SOFTDIRTY;
             Some(Pair {
                 a: Config { patches: pair.a.patches | p, ..pair.a },
                 b: Config { patches: pair.b.patches | p, ..pair.b },

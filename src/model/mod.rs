@@ -241,6 +241,8 @@ bitflags::bitflags! {
     pub struct Patches: u8 {
         /// VMA merges OR VM_SOFTDIRTY (v6.19's sticky flags) on every profile.
         const STICKY_SOFTDIRTY = 1 << 0;
+        /// B1 (uffd-wp VMAs want writenotify, v6.2-rc4 and 6.1.y) on v6.1 too.
+        const UFFD_WRITENOTIFY = 1 << 1;
     }
 }
 
@@ -248,6 +250,10 @@ impl Config {
     /// Do VMA merges OR VM_SOFTDIRTY (v6.19+, or patched for a counterfactual)?
     pub fn sticky_softdirty_merges(&self) -> bool {
         self.kernel.sticky_softdirty_merges() || self.patches.contains(Patches::STICKY_SOFTDIRTY)
+    }
+    /// Do uffd-wp VMAs want writenotify (B1, or patched for a counterfactual)?
+    pub fn b1_uffd_writenotify(&self) -> bool {
+        self.kernel.b1_uffd_writenotify() || self.patches.contains(Patches::UFFD_WRITENOTIFY)
     }
 }
 

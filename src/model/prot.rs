@@ -58,7 +58,7 @@ pub fn vma_wants_writenotify(s: &State, cfg: &Config, vma: &Vma, prot: PageProt)
         return true;
     }
     // 5. (B1, 6.1.y / v6.2-rc4+) userfaultfd-wp needs them too.
-    if cfg.kernel.b1_uffd_writenotify() && vma.uffd_wp() {
+    if cfg.b1_uffd_writenotify() && vma.uffd_wp() {
         return true;
     }
     // 6. VM_PFNMAP: not modelled. 7. Dirty accounting on a writeback BDI.
@@ -86,7 +86,7 @@ pub fn vma_set_page_prot(s: &State, cfg: &Config, vma: &mut Vma, why: Why) {
 pub fn userfaultfd_set_vm_flags(s: &State, cfg: &Config, vma: &mut Vma, flags: VmFlags, why: Why) {
     let flip = (vma.flags ^ flags).contains(VmFlags::UFFD_WP);
     vma.flags = flags;
-    if cfg.kernel.b1_uffd_writenotify() && flip && flags.contains(VmFlags::SHARED) {
+    if cfg.b1_uffd_writenotify() && flip && flags.contains(VmFlags::SHARED) {
         vma_set_page_prot(s, cfg, vma, why);
     }
 }
