@@ -166,10 +166,35 @@ pub fn gen_op_with(rng: &mut SmallRng, s: &State, realizable: bool) -> Op {
     }
 }
 
+/// A whole VMA of `p` (start, length up to 4), so an op that changes its flags can
+/// merge it with a neighbour: the kernel merges only ranges that reach a VMA's
+/// edges, which a random page and length rarely do.
+fn pick_whole_vma(rng: &mut SmallRng, s: &State, p: u8) -> Option<(u8, u8)> {
+    let mm = &s.procs[p as usize];
+    if mm.vmas.is_empty() {
+        return None;
+    }
+    let v = mm.vmas[rng.gen_range(0..mm.vmas.len())];
+    Some((v.start, (v.end - v.start).min(4)))
+}
+
 fn gen_op_inner(rng: &mut SmallRng, s: &State) -> Op {
     let kind = pick_kind(rng);
     let p = alive_proc(rng, s);
     let len = if rng.gen_ratio(3, 4) { 1 } else { rng.gen_range(1..=4) };
+    // Ops that change VMA flags take a whole VMA half of the time.
+    if matches!(kind, 2..=5 | 10 | 11) && rng.gen_ratio(1, 2) {
+        if let Some((addr, len)) = pick_whole_vma(rng, s, p) {
+            return match kind {
+                2 => Op::Mprotect { p, addr, len, prot: pick_prot(rng) },
+                3 => Op::Madvise { p, addr, len, advice: Advice::ALL[rng.gen_range(0..8)] },
+                4 => Op::Mlock { p, addr, len },
+                5 => Op::Munlock { p, addr, len },
+                10 => Op::UffdRegister { p, addr, len },
+                _ => Op::UffdUnregister { p, addr, len },
+            };
+        }
+    }
     match kind {
         0 => {
             // Often right next to an existing VMA, so merges happen.
@@ -251,7 +276,7 @@ impl Coverage {
     }
 }
 
-fn feature(op: &Op, r: StepResult, s: &State) -> u32 {
+fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
     let (p, addr) = match *op {
         Op::Mmap { p, addr, .. }
         | Op::Munmap { p, addr, .. }
@@ -284,7 +309,14 @@ fn feature(op: &Op, r: StepResult, s: &State) -> u32 {
         Entry::Marker => 150,
     };
     let vc: u32 = mm.vma(addr).map_or(0, |v| 1 + (v.flags.bits() as u32 & 0xff) + ((v.prot.bits() as u32) << 8));
-    let h = (op.kind() as u32) ^ ((r as u32) << 5) ^ (ec << 7) ^ vc.wrapping_mul(0x9e37_79b1);
+    // Is the VMA's vm_page_prot what vma_set_page_prot() would compute now? A stale
+    // one (left by a merge, an unregister, ...) is where restores and faults go wrong.
+    let stale = mm.vma(addr).is_some_and(|v| {
+        let mut w = *v;
+        model::prot::vma_set_page_prot(s, cfg, &mut w, model::Why::Unknown);
+        w.prot != v.prot
+    }) as u32;
+    let h = (op.kind() as u32) ^ ((r as u32) << 5) ^ (ec << 7) ^ vc.wrapping_mul(0x9e37_79b1) ^ (stale << 31);
     h.wrapping_mul(0x85eb_ca6b) >> 16
 }
 
@@ -304,7 +336,7 @@ impl Hit {
 #[inline]
 fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     let (res, divergence) = r.step(op);
-    *new_cov |= cov.mark(feature(op, res, &r.a));
+    *new_cov |= cov.mark(feature(op, res, &r.a, &r.pair.a));
     Hit { divergence, violation: oracle && r.violation() }
 }
 
@@ -313,16 +345,22 @@ fn finish_one(r: &mut Runner, oracle: bool) -> Hit {
     Hit { divergence, violation: oracle && (r.violation() || r.end_violation()) }
 }
 
-/// Run a program on both sides, feeding coverage; stop at the first hit.
+/// Run a program on both sides, feeding coverage. A divergence does not end the
+/// run: its harm may come later (`analyze` judges the whole program); an oracle
+/// violation does.
 fn run(r: &mut Runner, program: &Program, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     r.reset();
+    let mut hit = Hit::default();
     for op in &program.ops {
         let h = step_one(r, op, oracle, cov, new_cov);
-        if h.any() {
-            return h;
+        hit.divergence |= h.divergence;
+        if h.violation {
+            hit.violation = true;
+            return hit;
         }
     }
-    finish_one(r, oracle)
+    let h = finish_one(r, oracle);
+    Hit { divergence: hit.divergence || h.divergence, violation: h.violation }
 }
 
 /// Generate a fresh program against the live state of side a, checking as it goes
@@ -338,16 +376,19 @@ fn generate(
     let oracle = opts.oracle;
     r.reset();
     let mut ops = Vec::with_capacity(n);
+    let mut hit = Hit::default();
     for _ in 0..n {
         let op = gen_op_with(rng, &r.a, opts.realizable);
         let h = step_one(r, &op, oracle, cov, new_cov);
         ops.push(op);
-        if h.any() {
-            return (Program::new(ops), h);
+        hit.divergence |= h.divergence;
+        if h.violation {
+            hit.violation = true;
+            return (Program::new(ops), hit);
         }
     }
     let h = finish_one(r, oracle);
-    (Program::new(ops), h)
+    (Program::new(ops), Hit { divergence: hit.divergence || h.divergence, violation: h.violation })
 }
 
 /// Mutate a program: replace, insert, delete or splice ops (new ops are generated
@@ -434,10 +475,18 @@ pub fn fuzz(
         };
         stats.programs += 1;
         stats.steps += prog.ops.len() as u64;
-        if !hit.any() {
-            if new_cov && pool.len() < 4096 {
-                pool.push(prog);
+        // A program that reached something new joins the pool (a divergent one
+        // too: what follows a divergence decides its harm); a full pool makes room
+        // at random, so the engine keeps learning.
+        if new_cov && !hit.violation {
+            if pool.len() < 4096 {
+                pool.push(prog.clone());
+            } else {
+                let i = rng.gen_range(0..pool.len());
+                pool[i] = prog.clone();
             }
+        }
+        if !hit.any() {
             continue;
         }
         let kinds = [(hit.divergence, Kind::Divergence), (hit.violation, Kind::Oracle)];
