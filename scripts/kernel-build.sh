@@ -18,7 +18,9 @@
 # The kernel is `make tinyconfig` plus what the QEMU guest of kernel-check-run.sh
 # needs (SMP, ACPI NUMA, migration, soft-dirty, userfaultfd-wp, pagemap, shmem,
 # memfd, swap, zram with its default compressor built in, serial console,
-# initramfs). Every option of the fragment must survive `olddefconfig`, or the
+# initramfs) and what Debian's kernels have that the reproducers can tell apart
+# (protection keys; NUMA balancing, off at run time, whose protnone fault path a
+# 6.1 uffd-wp PAGE_NONE PTE takes). Every option of the fragment must survive `olddefconfig`, or the
 # build stops naming the ones that did not.
 #
 # Cached and incremental: one build tree per profile under
@@ -104,6 +106,7 @@ CONFIG_ACPI=y
 CONFIG_NUMA=y
 CONFIG_ACPI_NUMA=y
 CONFIG_MIGRATION=y
+CONFIG_NUMA_BALANCING=y
 CONFIG_MULTIUSER=y
 CONFIG_FUTEX=y
 CONFIG_EPOLL=y
@@ -297,7 +300,7 @@ if [[ -n $PATCH && ! -f $BUILD/applied.patch ]]; then
     patch -p1 -s -f --no-backup-if-mismatch <"$PATCH" >"$BUILD/patch.log" 2>&1 ||
         die "$PATCH failed to apply after a clean dry run (see $BUILD/patch.log); remove $BUILD and rerun"
     cp "$PATCH" "$BUILD/applied.patch.tmp" && mv "$BUILD/applied.patch.tmp" "$BUILD/applied.patch"
-    printf '%s\n' "$(basename "$PATCH")" >"$BUILD/applied.name"
+    printf '%s (%s)\n' "$NAME" "$PATCH" >"$BUILD/applied.name"
 fi
 
 # ------------------------------------------------------------------ config
