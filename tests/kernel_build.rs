@@ -71,6 +71,38 @@ fn the_candidate_fix_exists_for_every_kernel() {
 }
 
 #[test]
+fn the_window_holders_share_one_interface() {
+    // The module for Debian's kernels, the test patch for built kernels and the probe
+    // all use /sys/module/ptediff_window/parameters/{tgid,delay_ms,holds}.
+    let module = std::fs::read_to_string(root().join("scripts/window-module/ptediff_window.c")).unwrap();
+    for p in ["module_param(tgid, int, 0644)", "module_param(delay_ms, uint, 0644)", "module_param(holds, uint, 0444)"]
+    {
+        assert!(module.contains(p), "module lacks {p}");
+    }
+    assert!(std::fs::read_to_string(root().join("scripts/window-module/Kbuild")).unwrap().contains("ptediff_window.o"));
+    for k in ptediff::emit_c::PROFILES {
+        let p = root().join("patches/debug-migration-window").join(format!("{}.patch", k.name()));
+        check_patch(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("+++ b/mm/migrate.c"), "{}", p.display());
+        assert!(text.contains("+#define MODULE_PARAM_PREFIX \"ptediff_window.\""), "{}", p.display());
+        for n in ["tgid", "delay_ms", "holds"] {
+            assert!(text.contains(&format!("+module_param_named({n}, ptediff_window_{n},")), "{}: {n}", p.display());
+        }
+        assert!(text.contains("+\t\tptediff_window_hold();"), "{}", p.display());
+    }
+    let probe = std::fs::read_to_string(root().join("scripts/window-module/window-probe.c")).unwrap();
+    assert!(probe.contains("\"/sys/module/ptediff_window/parameters/%s\""));
+    let out = Command::new("bash").arg(root().join("scripts/window-module.sh")).arg("v9").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown kernel 'v9'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn plus_suffix_names_map_to_their_profile() {
     assert_eq!(profile_of("v7.3+fix").unwrap(), Kernel::V73);
     assert_eq!(profile_of("v6.1.y+base").unwrap(), Kernel::V61y);
