@@ -220,6 +220,7 @@ fn kernel_test_builds_both_runs_both_and_reports_what_changed() {
     let o = kernel_build::Options {
         kernel: "7.3".into(),
         patch: patch.clone(),
+        with: Vec::new(),
         name: None,
         files: files.clone(),
         work: dir.path().join("work"),
@@ -242,6 +243,20 @@ fn kernel_test_builds_both_runs_both_and_reports_what_changed() {
     let o2 = kernel_build::Options { name: Some("other".into()), files: files[..1].to_vec(), ..o };
     let out = kernel_build::run(&o2).unwrap();
     assert_eq!((out.patched.as_str(), out.changes.len()), ("v7.3+other", 0));
+    // --with: both builds carry it, under their own names
+    let hook = dir.path().join("hook.patch");
+    std::fs::write(&hook, "--- a/g\n+++ b/g\n@@ -1 +1 @@\n-c\n+d\n").unwrap();
+    let o3 = kernel_build::Options { with: vec![hook.clone()], ..o2 };
+    let out = kernel_build::run(&o3).unwrap();
+    assert_eq!((out.base.as_str(), out.patched.as_str()), ("v7.3+hook", "v7.3+hook.other"));
+    let combined = dir.path().join("work/v7.3+hook.other");
+    assert_eq!(
+        std::fs::read_to_string(combined.join("base.patch")).unwrap(),
+        "--- a/g\n+++ b/g\n@@ -1 +1 @@\n-c\n+d\n\n"
+    );
+    let both = std::fs::read_to_string(combined.join("patched.patch")).unwrap();
+    assert!(both.starts_with("--- a/g") && both.ends_with("+b\n") && both.contains("--- a/f"), "{both}");
+    let o2 = kernel_build::Options { with: Vec::new(), ..o3 };
     let broken = dir.path().join("broken.patch");
     std::fs::write(&broken, "--- a/f\n+++ b/f\n").unwrap();
     let e = kernel_build::run(&kernel_build::Options { patch: broken, name: None, ..o2 }).unwrap_err();

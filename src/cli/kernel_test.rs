@@ -22,6 +22,11 @@ pub struct Args {
     /// The patch (unified diff, applied with `patch -p1` to the Debian source).
     #[arg(long)]
     patch: PathBuf,
+    /// A patch for both builds (repeatable), e.g. patches/debug-migration-window/v7.3.patch
+    /// to hold migrations open for race reproducers; the kernels are then
+    /// PROFILE+<with> and PROFILE+<with>.<name>.
+    #[arg(long)]
+    with: Vec<PathBuf>,
     /// Kernel name suffix of the patched build (default: the patch file name
     /// without .patch/.diff); the kernels are PROFILE+base and PROFILE+NAME.
     #[arg(long)]
@@ -38,6 +43,7 @@ pub fn cmd_kernel_test(a: Args) -> ExitCode {
     let o = kernel_build::Options {
         kernel: a.kernel,
         patch: a.patch,
+        with: a.with,
         name: a.name,
         files: a.paths,
         work: a.work,

@@ -4,7 +4,8 @@
 //! `scripts/kernel-build.sh` (unpatched, `v7.3+base`, and with the patch,
 //! `v7.3+<name>`; one cached build tree per profile, so a second patch rebuilds
 //! only what the two patches touch), runs `kernel-check` on both, and lists the
-//! reproducers whose result changed between the two builds.
+//! reproducers whose result changed between the two builds. `--with` patches
+//! (a test hook such as patches/debug-migration-window) go into both builds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,9 @@ pub struct Options {
     /// A profile with a Debian source: v6.1.y, v6.12, v6.18, v7.3.
     pub kernel: String,
     pub patch: PathBuf,
+    /// Patches applied to both builds (e.g. patches/debug-migration-window): the
+    /// base is `PROFILE+<with>`, the patched build `PROFILE+<with>.<name>`.
+    pub with: Vec<PathBuf>,
     /// Kernel name suffix (default: from the patch file name).
     pub name: Option<String>,
     pub files: Vec<PathBuf>,
@@ -211,8 +215,32 @@ pub fn run(o: &Options) -> Result<Outcome, String> {
     if names.is_empty() {
         return Err("no realizable reproducer".into());
     }
-    let base = build(&o.scripts, &o.root, profile, None)?;
-    let patched = build(&o.scripts, &o.root, profile, Some((&o.patch, &name)))?;
+    let (base, patched) = if o.with.is_empty() {
+        (build(&o.scripts, &o.root, profile, None)?, build(&o.scripts, &o.root, profile, Some((&o.patch, &name)))?)
+    } else {
+        // Both builds carry the --with patches: the base is them alone, the patched
+        // build them and the patch, each as one combined patch file.
+        let mut with_names = Vec::new();
+        let mut with_text = Vec::new();
+        for w in &o.with {
+            check_patch(w)?;
+            with_names.push(patch_name(w)?);
+            with_text.extend(std::fs::read(w).map_err(|e| format!("{}: {e}", w.display()))?);
+            with_text.push(b'\n');
+        }
+        let base_name = with_names.join(".");
+        let patched_name = format!("{base_name}.{name}");
+        let dir = o.work.join(format!("{profile}+{patched_name}"));
+        let (bp, pp) = (dir.join("base.patch"), dir.join("patched.patch"));
+        corpus::write_atomic(&bp, &with_text).map_err(|e| format!("{}: {e}", bp.display()))?;
+        let mut all = with_text.clone();
+        all.extend(std::fs::read(&o.patch).map_err(|e| format!("{}: {e}", o.patch.display()))?);
+        corpus::write_atomic(&pp, &all).map_err(|e| format!("{}: {e}", pp.display()))?;
+        (
+            build(&o.scripts, &o.root, profile, Some((&bp, &base_name)))?,
+            build(&o.scripts, &o.root, profile, Some((&pp, &patched_name)))?,
+        )
+    };
     let work = o.work.join(&patched);
     let results = work.join("results.json");
     match std::fs::remove_file(&results) {
