@@ -2,10 +2,12 @@
 //! `+suffix` kernel names, the changed-rows logic, and the whole command against
 //! stand-in scripts (no kernel build, no QEMU) — always.
 //!
-//! The real thing (build Debian's 7.3 source with tinyconfig with and without the
-//! candidate clear_refs fix, boot both under QEMU, run the corpus) takes about
-//! 5 minutes on a fresh 2-core machine (3-7 minutes of kernel build, seconds for
-//! the patched rebuild, two 20-second boots), so it runs only when `CI` is set or
+//! The real thing builds one kernel, Debian's 7.3 source with tinyconfig and the
+//! migration-window test hook, then the same with the candidate clear_refs fix,
+//! boots both under QEMU with the corpus and with the window probe (the hole is
+//! hit in nearly every round unpatched and never patched). On a fresh 2-core
+//! machine that is about 8 minutes (download and unpack 1, kernel build 4-7, the
+//! patched rebuild seconds, four boots 1-2), so it runs only when `CI` is set or
 //! `PTEDIFF_KERNEL_BUILD=1`; otherwise it says it skipped.
 
 use std::collections::BTreeMap;
@@ -324,8 +326,20 @@ fn clear_refs_in_migration_window(program: &ptediff::Program) -> bool {
     false
 }
 
+/// One `PROBE-RESULT` line of window-probe.c: (rounds, hits, confirmed).
+fn probe_result(log: &str) -> (u32, u32, u32) {
+    let line = log.lines().find(|l| l.contains("PROBE-RESULT")).unwrap_or_else(|| panic!("no PROBE-RESULT in\n{log}"));
+    let field = |k: &str| -> u32 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+    };
+    (field("rounds"), field("hits"), field("confirmed"))
+}
+
 #[test]
-fn candidate_fix_on_a_real_7_3_build_changes_nothing_else() {
+fn candidate_fix_on_a_real_7_3_build_changes_nothing_else_and_closes_the_hole() {
     if !wanted() {
         eprintln!("kernel build + boot skipped: set PTEDIFF_KERNEL_BUILD=1 (CI runs it)");
         return;
@@ -337,10 +351,13 @@ fn candidate_fix_on_a_real_7_3_build_changes_nothing_else() {
         .status()
         .expect("bash");
     assert!(st.success(), "scripts/kernel-check-setup.sh failed");
+    // Both builds carry the migration-window hook (idle unless a test sets it).
     let work = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ptediff"))
         .current_dir(root())
-        .args(["kernel-test", "--kernel", "v7.3", "--patch"])
+        .args(["kernel-test", "--kernel", "v7.3", "--with"])
+        .arg(root().join("patches/debug-migration-window/v7.3.patch"))
+        .arg("--patch")
         .arg(root().join(FIX).join("v7.3.patch"))
         .arg("--work")
         .arg(work.path())
@@ -350,20 +367,49 @@ fn candidate_fix_on_a_real_7_3_build_changes_nothing_else() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let name = "v7.3+clear-refs-wrprotect-migration-entry";
-    assert!(stdout.contains("| v7.3+base (7.3.") && stdout.contains(&format!("| {name} (7.3.")), "{stdout}");
+    let base = "v7.3+debug-migration-window";
+    let name = "v7.3+debug-migration-window.clear-refs-wrprotect-migration-entry";
+    assert!(stdout.contains(&format!("| {base} (7.3.")) && stdout.contains(&format!("| {name} (7.3.")), "{stdout}");
     // Every reproducer ran on both; the fix changes only programs with clear_refs in
     // a migration window.
     let db = ResultsDb::load(&work.path().join(name).join("results.json")).unwrap();
     assert!(db.reproducers.len() >= 40, "{} reproducers recorded", db.reproducers.len());
     let summary = stdout.lines().rev().find(|l| l.contains("ran on both")).expect("a summary line");
     for (rname, rec) in &db.reproducers {
-        let (a, b) = (&rec.kernels["v7.3+base"], &rec.kernels[name]);
+        let (a, b) = (&rec.kernels[base], &rec.kernels[name]);
         if a.observed != b.observed {
             let p = ptediff::corpus::load(&root().join("corpus").join(format!("{rname}.ptd"))).unwrap().program;
             assert!(clear_refs_in_migration_window(&p), "{rname} changed: {summary}\n{stdout}");
         }
         // the tinyconfig build behaves like Debian's 7.3 kernel: its own profile matches
-        assert!(a.matches_own_profile, "{rname} on v7.3+base: {}", a.cell);
+        assert!(a.matches_own_profile, "{rname} on {base}: {}", a.cell);
     }
+    // The hole itself: with the window held open, clear_refs meets the writable
+    // migration entry in (nearly) every round; unpatched the page comes back
+    // writable and clean, patched never.
+    let probe = work.path().join("window-probe");
+    let st = Command::new("gcc")
+        .args(["-static", "-O1", "-pthread", "-DHOLD_MS=20", "-DROUNDS=50", "-DBUDGET_S=8", "-o"])
+        .arg(&probe)
+        .arg(root().join("scripts/window-module/window-probe.c"))
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "window-probe.c does not compile");
+    let mut results = Vec::new();
+    for k in [base, name] {
+        let log = work.path().join(format!("probe-{k}.log"));
+        let st = Command::new("bash")
+            .arg(root().join("scripts/kernel-check-run.sh"))
+            .arg(k)
+            .arg(&log)
+            .arg(&probe)
+            .status()
+            .expect("bash");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(st.success(), "{k}: window-probe did not run:\n{text}");
+        results.push(probe_result(&text));
+    }
+    let ((r0, h0, c0), (r1, h1, c1)) = (results[0], results[1]);
+    assert!(r0 >= 20 && h0 * 10 >= r0 * 9 && c0 * 10 >= r0 * 9, "{base}: {r0} rounds, {h0} hits, {c0} in window");
+    assert!(r1 >= 20 && h1 == 0 && c1 * 10 >= r1 * 9, "{name}: {r1} rounds, {h1} hits, {c1} in window");
 }
