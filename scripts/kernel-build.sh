@@ -211,12 +211,19 @@ private_apt_init() {
 POOL_6_18_VERSION=6.18.15-1~bpo13+1
 POOL_6_18_SHA256=1638c9e5f4307c722231d8000e30cd2fa2fb71f55e081ff9eecfd0a756955c18
 
-cached_deb() { ls "$DEBS/${SRCPKG}_"*_all.deb 2>/dev/null | sort -V | tail -n1; }
+# the pinned version if there is a pin, else the newest one downloaded
+cached_deb() {
+    if [[ -n $PIN ]]; then
+        ls "$DEBS/${SRCPKG}_${PIN}_all.deb" 2>/dev/null || true
+    else
+        ls "$DEBS/${SRCPKG}_"*_all.deb 2>/dev/null | sort -V | tail -n1
+    fi
+}
 
 fetch_deb() {
     local deb
     deb=$(cached_deb)
-    if [[ -n $deb && ( -z $PIN || $(dpkg-deb -f "$deb" Version) == "$PIN" ) ]]; then
+    if [[ -n $deb ]]; then
         echo "$deb"
         return
     fi
