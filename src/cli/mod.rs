@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod kernel;
+mod kernel_test;
 
 use crate::check::{analyze, check, Kind, Pair};
 use crate::corpus::{self, FindingsDb, RenderOpts, Verdict};
@@ -142,6 +143,8 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         race_seconds: u32,
     },
+    /// Build a profile's Debian kernel with and without a patch, run kernel-check on both, print what changed.
+    KernelTest(kernel_test::Args),
     /// Which kernel profiles have each hole (harmful divergence, oracle violation) of
     /// these reproducers, and whether the real kernels confirm it.
     Affected {
@@ -358,6 +361,7 @@ pub fn main() -> ExitCode {
             }
         }
         Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
+        Cmd::KernelTest(a) => kernel_test::cmd_kernel_test(a),
         Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet } => {
             let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,

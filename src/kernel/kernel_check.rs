@@ -4,7 +4,10 @@
 //!
 //! Kernel names are profile names (`v6.1.y`, `v6.12`, `v6.18`, `v7.3`): the kernel
 //! folder `target/kernel-check/kernels/<name>/` holds the Debian kernel that
-//! profile was read from (`scripts/kernel-check-setup.sh`). A kernel that is
+//! profile was read from (`scripts/kernel-check-setup.sh`). A name with a
+//! `+suffix` (`v7.3+base`, `v7.3+fix`) is a kernel built from that profile's
+//! Debian source (`scripts/kernel-build.sh`, `ptediff kernel-test`) and is judged
+//! against the profile before the `+`. A kernel that is
 //! missing, or whose boot fails or times out, marks its column; the other kernels
 //! still run. Every run is recorded in a results file (`results.json`) that
 //! `ptediff affected` reads to say which real kernels confirm a hole.
@@ -257,10 +260,15 @@ pub fn verdict(r: &Reproducer) -> (String, Vec<String>) {
     }
 }
 
-/// The profile a kernel name stands for (only profiles with a Debian kernel).
+/// The profile a kernel name stands for (only profiles with a Debian kernel);
+/// `v7.3+fix` stands for `v7.3`.
 pub fn profile_of(name: &str) -> Result<Kernel, String> {
     let known = || PROFILES.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
-    let k = Kernel::parse(name)
+    let base = match name.split_once('+') {
+        Some((b, suffix)) if !suffix.is_empty() => b,
+        _ => name,
+    };
+    let k = Kernel::parse(base)
         .ok_or_else(|| format!("unknown kernel `{name}` (kernels: {}; profiles: {KERNEL_NAMES})", known()))?;
     if !PROFILES.contains(&k) {
         return Err(format!("profile `{name}` has no real kernel to run (kernels: {})", known()));
@@ -273,12 +281,32 @@ pub fn default_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kernel-check")
 }
 
+/// The folder name of a kernel: its profile's own name, plus the `+suffix` if any
+/// (`7.3+fix` → `v7.3+fix`).
+pub fn kernel_name(name: &str) -> Result<(String, Kernel), String> {
+    let k = profile_of(name)?;
+    Ok(match name.split_once('+') {
+        Some((_, suffix)) => (format!("{}+{suffix}", k.name()), k),
+        None => (k.name().to_string(), k),
+    })
+}
+
 /// Check that a kernel folder is complete; the error says what fixes it.
 pub fn kernel_ready(root: &Path, k: Kernel) -> Result<KernelInfo, String> {
-    let dir = root.join("kernels").join(k.name());
-    let fix = "run `sudo bash scripts/kernel-check-setup.sh`";
+    kernel_ready_named(root, k.name())
+}
+
+/// [`kernel_ready`] by folder name (a profile, or `profile+suffix` for a kernel
+/// built by `scripts/kernel-build.sh`).
+pub fn kernel_ready_named(root: &Path, name: &str) -> Result<KernelInfo, String> {
+    let dir = root.join("kernels").join(name);
+    let fix = match name.split_once('+') {
+        None => "run `sudo bash scripts/kernel-check-setup.sh`".to_string(),
+        Some((p, "base")) => format!("run `bash scripts/kernel-build.sh {p}`"),
+        Some((p, _)) => format!("run `bash scripts/kernel-build.sh {p} PATCH` (or `ptediff kernel-test`)"),
+    };
     if !dir.is_dir() {
-        return Err(format!("kernel {} is not set up ({} is missing): {fix}", k.name(), dir.display()));
+        return Err(format!("kernel {name} is not set up ({} is missing): {fix}", dir.display()));
     }
     let missing: Vec<&str> = [".complete", "vmlinuz", "config", "version", "modules/load-order"]
         .into_iter()
@@ -286,8 +314,7 @@ pub fn kernel_ready(root: &Path, k: Kernel) -> Result<KernelInfo, String> {
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "kernel {} in {} is half-unpacked (no {}): remove the folder and {fix}",
-            k.name(),
+            "kernel {name} in {} is half-unpacked (no {}): remove the folder and {fix}",
             dir.display(),
             missing.join(", ")
         ));
@@ -417,7 +444,7 @@ fn now() -> u64 {
 /// which some kernel did not do what its profile predicted (or did not run), or
 /// an error message for bad input.
 pub fn run(o: &Options) -> Result<usize, String> {
-    let kernels: Vec<Kernel> = o.kernels.iter().map(|k| profile_of(k)).collect::<Result<_, _>>()?;
+    let kernels: Vec<(String, Kernel)> = o.kernels.iter().map(|k| kernel_name(k)).collect::<Result<_, _>>()?;
     std::fs::create_dir_all(&o.work).map_err(|e| format!("{}: {e}", o.work.display()))?;
     let mut bins = Vec::new();
     let mut names = Vec::new();
@@ -447,20 +474,21 @@ pub fn run(o: &Options) -> Result<usize, String> {
     if bins.is_empty() {
         return Err("no realizable reproducer".into());
     }
-    let mut columns: Vec<(Kernel, Column)> = Vec::new();
-    for &k in &kernels {
-        let info = match kernel_ready(&o.root, k) {
+    let mut columns: Vec<(&str, Kernel, Column)> = Vec::new();
+    for (name, k) in &kernels {
+        let (name, k) = (name.as_str(), *k);
+        let info = match kernel_ready_named(&o.root, name) {
             Ok(i) => i,
             Err(e) => {
                 println!("warning: {e}");
-                columns.push((k, Column::Missing(e)));
+                columns.push((name, k, Column::Missing(e)));
                 continue;
             }
         };
-        let log = o.work.join(format!("{}.log", k.name()));
+        let log = o.work.join(format!("{name}.log"));
         let out = Command::new("bash")
             .arg(o.scripts.join("kernel-check-run.sh"))
-            .arg(k.name())
+            .arg(name)
             .arg(&log)
             .args(&bins)
             .stdout(std::process::Stdio::inherit())
@@ -473,10 +501,10 @@ pub fn run(o: &Options) -> Result<usize, String> {
         let failure = (!out.status.success()).then(|| {
             let why = stderr.lines().rev().find(|l| l.contains("FAIL") || l.contains("ERROR")).unwrap_or("failed");
             let why = if why.contains("timeout") { "timed out" } else { "boot failed" };
-            println!("warning: the {} boot did not finish cleanly (see {})", k.name(), log.display());
+            println!("warning: the {name} boot did not finish cleanly (see {})", log.display());
             why.to_string()
         });
-        columns.push((k, Column::Ran { info, log: parse_log(&text), failure }));
+        columns.push((name, k, Column::Ran { info, log: parse_log(&text), failure }));
     }
     let mut db = match &o.results {
         Some(p) => Some(ResultsDb::load(p)?),
@@ -485,10 +513,10 @@ pub fn run(o: &Options) -> Result<usize, String> {
     // The matrix.
     println!();
     print!("| reproducer |");
-    for (k, c) in &columns {
+    for (name, _, c) in &columns {
         match c {
-            Column::Ran { info, .. } => print!(" {} ({}) |", k.name(), info.uname),
-            Column::Missing(_) => print!(" {} |", k.name()),
+            Column::Ran { info, .. } => print!(" {name} ({}) |", info.uname),
+            Column::Missing(_) => print!(" {name} |"),
         }
     }
     println!();
@@ -503,7 +531,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
     for n in &names {
         print!("| {n} |");
         let mut row_bad = false;
-        for (k, col) in &columns {
+        for (name, k, col) in &columns {
             let (cell, ok) = match col {
                 Column::Missing(_) => ("not set up".to_string(), false),
                 Column::Ran { info, log, failure } => {
@@ -523,21 +551,21 @@ pub fn run(o: &Options) -> Result<usize, String> {
                         }
                     }
                     for d in details.iter().filter(|d| d.starts_with(&format!("{}:", k.name()))) {
-                        notes.push(format!("{n} on {}: {d}", k.name()));
+                        notes.push(format!("{n} on {name}: {d}"));
                     }
                     let empty = BTreeMap::new();
                     let owed = r.owed.get(k.name()).unwrap_or(&empty);
                     let breaks = contract_breaks(&r.observed, owed);
                     let predicted_breaks = contract_breaks(r.predicted.get(k.name()).unwrap_or(&empty), owed);
                     if !breaks.is_empty() || !predicted_breaks.is_empty() {
-                        contract_rows.push((n.clone(), k.name(), breaks.clone(), predicted_breaks.clone()));
+                        contract_rows.push((n.clone(), name.to_string(), breaks.clone(), predicted_breaks.clone()));
                     }
                     if let Some(db) = &mut db {
                         if r.ended || failure.is_none() {
                             db.record(
                                 n,
                                 &hashes[n],
-                                k.name(),
+                                name,
                                 KernelResult {
                                     kernel: info.clone(),
                                     cell: cell.clone(),
@@ -577,9 +605,9 @@ pub fn run(o: &Options) -> Result<usize, String> {
             println!("| {n} | {k} | {} | {}{same} |", join_or_none(got), join_or_none(want));
         }
     }
-    for (k, c) in &columns {
+    for (name, _, c) in &columns {
         if let Column::Missing(e) = c {
-            println!("  {}: {e}", k.name());
+            println!("  {name}: {e}");
         }
     }
     if let (Some(db), Some(p)) = (&db, &o.results) {
