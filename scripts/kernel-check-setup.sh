@@ -8,6 +8,7 @@
 #   config               the kernel's build config
 #   modules/*.ko         decompressed modules needed for zram (with deps)
 #   modules/load-order   module file names, dependencies first
+#   modules/ptediff_window.ko  (v6.1.y, v6.12) the race reproducers' window holder
 #   version              uname -r string, package name and package version
 #
 # Idempotent: installed packages and already unpacked kernels are skipped.
@@ -111,7 +112,7 @@ installed() {
 }
 
 # ------------------------------------------------------------- what is needed
-HOST_PKGS=(busybox-static cpio xz-utils zstd kmod gzip gcc libc6-dev)
+HOST_PKGS=(busybox-static cpio xz-utils zstd kmod gzip gcc libc6-dev make)
 missing=()
 for p in "${HOST_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 need_qemu=1
@@ -313,6 +314,19 @@ fetch_kernel() {
 
 mkdir -p "$KERNELS"
 for n in "${WANT_KERNELS[@]}"; do fetch_kernel "$n"; done
+
+# The ptediff_window test module, with which race reproducers hold their
+# migration window open (timing only: idle until a reproducer names itself), for
+# the kernels whose Debian header packages build it on this machine (v6.1.y,
+# v6.12; about 7 s each). v6.18 and v7.3 need a kernel-build.sh tree for it;
+# their race reproducers widen the window with filler pages instead (from v6.3
+# migration unmaps a batch before it restores any: 100 % of rounds measured).
+# KERNEL_CHECK_WINDOW_MODULE=0 skips it.
+if [[ ${KERNEL_CHECK_WINDOW_MODULE:-1} != 0 ]]; then
+    wm=()
+    for n in "${WANT_KERNELS[@]}"; do case $n in v6.1.y | v6.12) wm+=("$n") ;; esac; done
+    if ((${#wm[@]})); then "$ROOT/scripts/window-module.sh" "${wm[@]}"; fi
+fi
 
 say "done. kernels:"
 for n in "${WANT_KERNELS[@]}"; do

@@ -175,12 +175,31 @@ fn race_reproducers_compile_and_their_results_are_judged() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("race.c");
     std::fs::write(&src, c).unwrap();
+    let bin = dir.path().join("race");
     let out = std::process::Command::new("gcc")
-        .args(["-fsyntax-only", "-Wall", "-Werror", "-pthread"])
+        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(&bin)
         .arg(&src)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Bounded: it ends by itself in its budget (on this machine without a
+    // second NUMA node nothing migrates; without soft-dirty it says so).
+    let t = std::time::Instant::now();
+    let out =
+        std::process::Command::new("timeout").arg("30").arg(&bin).args(["race", "40", "2", "7"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(t.elapsed().as_secs() < 25, "{text}");
+    let r = &parse_log(&text)["race"];
+    assert!(r.ended, "{text}");
+    match &r.error {
+        Some(e) => assert!(e.contains("soft-dirty"), "{text}"),
+        None => {
+            let race = r.race.as_ref().unwrap();
+            assert_eq!((race.rounds, race.seed, race.window.as_str()), (40, 7, "batch"), "{text}");
+            assert_eq!(race.predicted["v6.12"], ("S".into(), "none".into(), "none".into()));
+        }
+    }
     // Programs race mode cannot run say why.
     for (text, why) in [
         ("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\n", "no migration window"),
@@ -204,4 +223,12 @@ PTEDIFF-RACE-PREDICT r v7.3 window=S before=none after=none\nPTEDIFF-RACE-FIRST 
     assert_eq!(race.cell("v6.1.y"), ("none in 100 rounds, as predicted".to_string(), true));
     let log = log.replace("v6.1.y=0", "v6.1.y=2");
     assert!(!parse_log(&log)["r"].race.as_ref().unwrap().cell("v6.1.y").1, "violations no placement allows");
+    // Polling reproducers say how the window was kept open and how often the
+    // window's ops ran inside it.
+    let log = log.replace("hits=30 ", "raced=100 hits=99 confirmed=97 window=held ");
+    let race = parse_log(&log)["r"].race.clone().unwrap();
+    assert_eq!((race.raced, race.confirmed, race.window.as_str()), (100, 97, "held"));
+    assert_eq!(race.violations.len(), 3, "{:?}", race.violations);
+    assert_eq!(race.cell("v6.12"), ("confirmed 12/100 rounds (97 inside the window, held)".to_string(), true));
+    assert_eq!(race.cell("v6.18"), ("none in 100 rounds (97 inside the window, held), as predicted".to_string(), true));
 }

@@ -48,7 +48,18 @@ pub struct Reproducer {
 pub struct Race {
     pub rounds: u64,
     pub hits: u64,
+    /// Rounds whose page was present to migrate.
+    #[serde(default)]
+    pub raced: u64,
+    /// Rounds where the migration entry was still there after the window's ops.
+    #[serde(default)]
+    pub confirmed: u64,
+    /// How the window was kept open: `held` (test module) or `batch` (fillers).
+    #[serde(default)]
+    pub window: String,
     pub migrations: u64,
+    /// The seed that chose where in the window each round started.
+    #[serde(default)]
     pub seed: u64,
     pub seconds: String,
     pub violations: BTreeMap<String, u64>,
@@ -67,12 +78,17 @@ impl Race {
         let none = ("none".to_string(), "none".to_string(), "none".to_string());
         let (win, bef, aft) = self.predicted.get(k).unwrap_or(&none);
         let possible = [win, bef, aft].iter().any(|x| x.as_str() != "none");
-        let hits = format!("{} window hits", self.hits);
+        let hits = if self.window.is_empty() {
+            format!("{} window hits", self.hits)
+        } else {
+            format!("{} inside the window, {}", self.confirmed, self.window)
+        };
         match (v > 0, possible) {
             (true, true) => (format!("confirmed {v}/{} rounds ({hits})", self.rounds), true),
             (true, false) => (format!("CONTRADICTED {v}/{} rounds", self.rounds), false),
             (false, true) if win != "none" => (format!("not observed in {} rounds ({hits})", self.rounds), true),
-            (false, _) => (format!("none in {} rounds, as predicted", self.rounds), true),
+            (false, _) if self.window.is_empty() => (format!("none in {} rounds, as predicted", self.rounds), true),
+            (false, _) => (format!("none in {} rounds ({hits}), as predicted", self.rounds), true),
         }
     }
 }
@@ -122,6 +138,9 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
                     match k {
                         "rounds" => r.rounds = n,
                         "hits" => r.hits = n,
+                        "raced" => r.raced = n,
+                        "confirmed" => r.confirmed = n,
+                        "window" => r.window = v.to_string(),
                         "migrations" => r.migrations = n,
                         "seed" => r.seed = n,
                         "seconds" => r.seconds = v.to_string(),

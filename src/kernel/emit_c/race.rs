@@ -1,25 +1,39 @@
 //! `emit-c` race mode: a program with a migration window (`migrate_start` ...
 //! `migrate_finish`, or the end of the program) becomes a C program that realises
 //! the window on a real kernel by racing. Round after round it runs the program
-//! in one process: the ops before the window, then the window's ops while a
-//! migrator thread moves the page back and forth between the two NUMA nodes
-//! (`move_pages`), then the ops after it and the contract probe of every page
-//! (pagemap, a load, a store, pagemap again). Every round starts from scratch
-//! (the address range unmapped, the files emptied).
+//! in one process (the main thread on CPU 1): the ops before the window; then a
+//! mover thread on CPU 0 moves the page to the other NUMA node (`move_pages`)
+//! while the main thread polls pagemap until the page is a migration entry and
+//! runs the window's ops; then the ops after it and the contract probe of every
+//! page (pagemap, a load, a store, pagemap again). Every round starts from
+//! scratch (the address range unmapped, the files emptied).
+//!
+//! Two ways keep the window open long enough (measured on the four kernels,
+//! 400 rounds: a blind delay hits 7–13 % of rounds):
+//! - `window=held`: the `ptediff_window` test module (scripts/window-module.sh)
+//!   or a kernel built with patches/debug-migration-window is loaded; the
+//!   reproducer asks it to hold each restore of its own migrations 20 ms
+//!   (99.8–100 % of rounds on all four);
+//! - `window=batch`: otherwise 511 filler pages move in the same call after the
+//!   window page; from v6.3 migrate_pages() unmaps the whole batch before it
+//!   restores any, so the entry stays while the others are unmapped and copied
+//!   (100 % on v6.12, v6.18, v7.3; about 1 % on v6.1.y, which migrates one
+//!   folio at a time).
 //!
 //! It prints, per profile, how many rounds broke a contract the profile owes:
 //!
 //! ```text
-//! PTEDIFF-RACE name rounds=20000 hits=5120 seed=1234 seconds=8.1 v6.1.y=0 v6.12=5347 v6.18=5300 v7.3=5301
+//! PTEDIFF-RACE name rounds=400 raced=400 hits=400 confirmed=398 migrations=400 window=held seed=1234 seconds=8.0 v6.1.y=400 v6.12=400 v6.18=400 v7.3=400
 //! PTEDIFF-RACE-FIRST name v6.12 round=3 S p0 4 (probe store not soft-dirty)
 //! PTEDIFF-RACE-PREDICT name v6.12 window=S before=none after=none
 //! ```
 //!
-//! `hits` counts rounds where a pagemap sample taken around the window's ops saw
-//! the page non-present with the swap bit (a migration entry): the window was
-//! open then (a lower bound). The predictions are the contract breaks of the
-//! model with the migration where the program puts it (`window`), completed
-//! before the window's ops (`before`), and after them (`after`).
+//! `raced` counts rounds whose page was present to migrate, `hits` those where
+//! the poll saw the migration entry before the window's ops, `confirmed` those
+//! where it was still there after them (the ops ran inside the window). The
+//! predictions are the contract breaks of the model with the migration where
+//! the program puts it (`window`), completed before the window's ops
+//! (`before`), and after them (`after`).
 
 use std::fmt::Write as _;
 
@@ -144,7 +158,8 @@ fn tokens(program: &Program) -> Vec<Token> {
 }
 
 /// Generate the race reproducer (`rounds` and `seconds` bound it; both can be
-/// overridden on its command line: `NAME ROUNDS SECONDS SEED`).
+/// overridden on its command line: `NAME ROUNDS SECONDS SEED`; the seed picks
+/// how far into the window each round's ops start).
 pub fn emit_race(program: &Program, name: &str, rounds: u32, seconds: u32) -> Result<String, Unrealizable> {
     let w = window(program)?;
     let toks = tokens(program);
@@ -234,12 +249,28 @@ fn race_op(op: &Op, step: usize, token: Token) -> String {
 }
 
 const RACE_MAIN: &str = r#"
+#include <sched.h>
 #include <time.h>
 
-static volatile int window_open, migrator_busy, migrator_quit;
+#define NFILL 511
+#define HOLD_MS 20
+
+/* Rounds handed to the mover and finished by it. */
+static volatile long go_round, moved_round;
+static volatile int mover_quit;
 static volatile long migrations;
-/* Mean duration of one move_pages() call, in ns (exponentially averaged). */
-static volatile long move_ns = 200000;
+/* Where the window page goes this round, and how many pages move with it. */
+static volatile int dest_node, nmove;
+static char *fill;
+static void *move_list[1 + NFILL];
+static int move_to[1 + NFILL], move_status[1 + NFILL];
+
+static void pin(int cpu) {
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	sched_setaffinity(0, sizeof s, &s);
+}
 
 static long now_ns(void) {
 	struct timespec t;
@@ -247,45 +278,66 @@ static long now_ns(void) {
 	return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
-/* The migrator: while the window is open, move the page to the other node.
- * migrator_busy says a move may be under way; it is raised before the window is
- * checked again (with full barriers on both sides), so once the main thread has
- * closed the window and seen the migrator idle, no move starts. */
-static void *migrator(void *arg) {
+/* The ptediff_window test module (scripts/window-module.sh) or a kernel built
+ * with patches/debug-migration-window: hold each restore of this process's
+ * migrations `delay_ms`, so the migration entry stays while the window's ops run. */
+static int window_param(const char *name, long v) {
+	char path[96], b[32];
+	snprintf(path, sizeof path, "/sys/module/ptediff_window/parameters/%s", name);
+	int fd = open(path, O_WRONLY);
+	if (fd < 0) return -errno;
+	int l = snprintf(b, sizeof b, "%ld", v);
+	int rc = write(fd, b, l) == l ? 0 : -EIO;
+	close(fd);
+	return rc;
+}
+
+/* The mover (on CPU 0): one move_pages() per round, the window page first and
+ * then the filler pages. From v6.3 migrate_pages() unmaps a whole batch before
+ * it copies and restores any of it, so the window page's migration entry stays
+ * while the other 511 are unmapped and copied. */
+static void *mover(void *arg) {
 	(void)arg;
-	for (;;) {
-		if (migrator_quit) return NULL;
-		if (!window_open) {
-			migrator_busy = 0;
-			continue;
-		}
-		migrator_busy = 1;
+	pin(0);
+	for (long r = 1;; r++) {
+		while (go_round < r)
+			if (mover_quit) return NULL;
 		__sync_synchronize();
-		if (!window_open) {
-			migrator_busy = 0;
-			continue;
-		}
-		/* One move_pages() per move: the page alternates between the nodes. */
-		static int node;
-		void *pages[1] = { PG(WINDOW_PAGE) };
-		int to[1] = { node = !node }, status[1] = { -1 };
-		long t = now_ns();
-		if (syscall(SYS_move_pages, 0, 1, pages, to, status, 4 /* MPOL_MF_MOVE_ALL */) == 0 && status[0] >= 0) {
+		for (int i = 0; i < nmove; i++) move_to[i] = dest_node, move_status[i] = -1;
+		if (syscall(SYS_move_pages, 0, nmove, move_list, move_to, move_status, 4 /* MPOL_MF_MOVE_ALL */) == 0 &&
+		    move_status[0] == dest_node)
 			migrations++;
-			move_ns = (move_ns * 7 + (now_ns() - t)) / 8;
-		}
+		__sync_synchronize();
+		moved_round = r;
 	}
 }
 
-static void close_window(void) {
-	window_open = 0;
-	__sync_synchronize();
-	while (migrator_busy) {}
-}
-
+/* The window page is a migration entry: not present, with the swap bit. */
 static int window_seen(int fd) {
 	uint64_t e = pagemap(fd, WINDOW_PAGE);
 	return (e >> 62 & 1) && !(e >> 63 & 1);
+}
+
+/* The node a page is on (negative: not present). */
+static int node_of(void *a) {
+	void *pages[1] = { a };
+	int status[1] = { -1 };
+	if (syscall(SYS_move_pages, 0, 1, pages, NULL, status, 0)) return -errno;
+	return status[0];
+}
+
+/* Soft-dirty works here (CONFIG_MEM_SOFT_DIRTY): a store after clear_refs
+ * marks the page. Without it every soft-dirty contract would read as broken. */
+static int soft_dirty_tracked(int pmfd) {
+	char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return 0;
+	p[0] = 1;
+	clear_refs();
+	p[0] = 2;
+	uint64_t e = 0;
+	int ok = pread(pmfd, &e, 8, ((uintptr_t)p / PAGE) * 8) == 8 && (e >> 55 & 1);
+	munmap(p, PAGE);
+	return ok;
 }
 
 /* Back to nothing: the range unmapped, the files emptied. */
@@ -361,42 +413,77 @@ int main(int argc, char **argv) {
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_NODEFER;
 	sigaction(SIGSEGV, &sa, NULL);
-	pthread_t mt;
-	if (pthread_create(&mt, NULL, migrator, NULL)) fail("migrator thread");
 	int pmfd = open("/proc/self/pagemap", O_RDONLY);
-	long count[NPROF] = { 0 }, hits = 0, rounds = 0;
+	if (pmfd < 0) fail("pagemap");
+	/* Every probe store is judged by soft-dirty. */
+	if (!soft_dirty_tracked(pmfd)) {
+		printf("PTEDIFF-END %s error this kernel does not track soft-dirty (CONFIG_MEM_SOFT_DIRTY)\n", NAME);
+		return 0;
+	}
+	pin(1);
+	/* The window is held open by the test module where it is loaded; otherwise
+	 * 511 filler pages ride along in each move (outside the 16-page space). */
+	int held = window_param("tgid", getpid()) == 0 && window_param("delay_ms", HOLD_MS) == 0;
+	int nfill = held ? 0 : NFILL;
+	if (nfill) {
+		fill = mmap(NULL, nfill * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (fill == MAP_FAILED) fail("filler pages");
+		for (int i = 0; i < nfill; i++) {
+			fill[i * PAGE] = 1;
+			move_list[1 + i] = fill + i * PAGE;
+		}
+	}
+	move_list[0] = PG(WINDOW_PAGE);
+	pthread_t mt;
+	if (pthread_create(&mt, NULL, mover, NULL)) fail("mover thread");
+	long count[NPROF] = { 0 }, hits = 0, confirmed = 0, raced = 0, rounds = 0;
 	char first[NPROF * 128];
 	memset(first, 0, sizeof first);
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	long t0 = now_ns();
 	double secs = 0;
 	for (; rounds < max_rounds && secs < max_secs; rounds++) {
 		reset();
 		for (int i = 0; i < W_START; i++) run_op(i);
-		window_open = 1;
-		/* The window's ops at a random moment of the migrator's loop (xorshift):
-		 * a head start of up to two mean move_pages() durations. */
-		seed ^= seed << 13; seed ^= seed >> 17; seed ^= seed << 5;
-		long until = now_ns() + (long)(seed % 2048) * move_ns / 1024;
-		while (now_ns() < until) {}
-		int hit = pmfd >= 0 && window_seen(pmfd);
-		for (int i = W_START + 1; i < W_FINISH; i++) {
-			run_op(i);
-			hit |= pmfd >= 0 && window_seen(pmfd);
+		/* Race only a page that is there to migrate (the model's window on an
+		 * absent page is empty). */
+		int node = node_of(PG(WINDOW_PAGE));
+		if (node >= 0) {
+			dest_node = !node;
+			if (nfill) {
+				/* The fillers join the window page's node first, so that all of
+				 * them move in the racing call. */
+				for (int i = 0; i < nfill; i++) move_to[1 + i] = node, move_status[1 + i] = -1;
+				syscall(SYS_move_pages, 0, nfill, move_list + 1, move_to + 1, move_status + 1, 4);
+			}
+			nmove = 1 + nfill;
+			raced++;
+			__sync_synchronize();
+			go_round = raced;
+			/* The window's ops once the migration entry is in place. */
+			int seen = 0;
+			while (!(seen = window_seen(pmfd)) && moved_round < raced) {}
+			hits += seen;
+			/* A random point of the window (xorshift): up to 64 us in. */
+			seed ^= seed << 13; seed ^= seed >> 17; seed ^= seed << 5;
+			for (long until = now_ns() + (long)(seed % 64) * 1000; seen && now_ns() < until;) {}
+			for (int i = W_START + 1; i < W_FINISH; i++) run_op(i);
+			confirmed += seen && window_seen(pmfd);
+			while (moved_round < raced) {}
+		} else {
+			for (int i = W_START + 1; i < W_FINISH; i++) run_op(i);
 		}
-		close_window();
 		for (int i = W_FINISH + 1; i < N_OPS; i++) run_op(i);
-		hits += hit;
 		int broke = judge((int)rounds, first, sizeof first);
 		for (int k = 0; k < NPROF; k++)
 			if (broke & (1 << k)) count[k]++;
 		if (uffd >= 0) uffd_close();
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+		secs = (now_ns() - t0) / 1e9;
 	}
-	migrator_quit = 1;
+	mover_quit = 1;
 	pthread_join(mt, NULL);
-	printf("PTEDIFF-RACE %s rounds=%ld hits=%ld migrations=%ld seed=%u seconds=%.1f", NAME, rounds, hits, migrations, seed0, secs);
+	if (held) window_param("delay_ms", 0);
+	printf("PTEDIFF-RACE %s rounds=%ld raced=%ld hits=%ld confirmed=%ld migrations=%ld window=%s seed=%u seconds=%.1f", NAME,
+	       rounds, raced, hits, confirmed, migrations, held ? "held" : "batch", seed0, secs);
 	for (int k = 0; k < NPROF; k++) printf(" %s=%ld", PROF[k], count[k]);
 	printf("\n");
 	for (int k = 0; k < NPROF; k++)
