@@ -196,7 +196,8 @@ fn race_reproducers_compile_and_their_results_are_judged() {
         Some(e) => assert!(e.contains("soft-dirty"), "{text}"),
         None => {
             let race = r.race.as_ref().unwrap();
-            assert_eq!((race.rounds, race.seed, race.window.as_str()), (40, 7, "batch"), "{text}");
+            assert_eq!((race.rounds, race.seed), (40, 7), "{text}");
+            assert!(matches!(race.window.as_str(), "batch" | "plain"), "{text}");
             assert_eq!(race.predicted["v6.12"], ("S".into(), "none".into(), "none".into()));
         }
     }

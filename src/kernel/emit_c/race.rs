@@ -17,8 +17,9 @@
 //! - `window=batch`: otherwise 511 filler pages move in the same call after the
 //!   window page; from v6.3 migrate_pages() unmaps the whole batch before it
 //!   restores any, so the entry stays while the others are unmapped and copied
-//!   (100 % on v6.12, v6.18, v7.3; about 1 % on v6.1.y, which migrates one
-//!   folio at a time).
+//!   (100 % on v6.12, v6.18, v7.3);
+//! - `window=plain`: before v6.3 (one folio at a time) without the module, the
+//!   page alone, moved back and forth until the poll catches it (up to 20 ms).
 //!
 //! It prints, per profile, how many rounds broke a contract the profile owes:
 //!
@@ -250,6 +251,7 @@ fn race_op(op: &Op, step: usize, token: Token) -> String {
 
 const RACE_MAIN: &str = r#"
 #include <sched.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #define NFILL 511
@@ -295,7 +297,11 @@ static int window_param(const char *name, long v) {
 /* The mover (on CPU 0): one move_pages() per round, the window page first and
  * then the filler pages. From v6.3 migrate_pages() unmaps a whole batch before
  * it copies and restores any of it, so the window page's migration entry stays
- * while the other 511 are unmapped and copied. */
+ * while the other 511 are unmapped and copied. Without fillers or a holder
+ * (`plain`) it moves the page back and forth until the round's window closes,
+ * so that the poll has many migrations to catch. */
+static volatile long stop_round;
+static volatile int plain;
 static void *mover(void *arg) {
 	(void)arg;
 	pin(0);
@@ -303,10 +309,14 @@ static void *mover(void *arg) {
 		while (go_round < r)
 			if (mover_quit) return NULL;
 		__sync_synchronize();
-		for (int i = 0; i < nmove; i++) move_to[i] = dest_node, move_status[i] = -1;
-		if (syscall(SYS_move_pages, 0, nmove, move_list, move_to, move_status, 4 /* MPOL_MF_MOVE_ALL */) == 0 &&
-		    move_status[0] == dest_node)
-			migrations++;
+		int to = dest_node;
+		do {
+			for (int i = 0; i < nmove; i++) move_to[i] = to, move_status[i] = -1;
+			if (syscall(SYS_move_pages, 0, nmove, move_list, move_to, move_status, 4 /* MPOL_MF_MOVE_ALL */) == 0 &&
+			    move_status[0] == to)
+				migrations++;
+			to = !to;
+		} while (plain && stop_round < r);
 		__sync_synchronize();
 		moved_round = r;
 	}
@@ -424,7 +434,14 @@ int main(int argc, char **argv) {
 	/* The window is held open by the test module where it is loaded; otherwise
 	 * 511 filler pages ride along in each move (outside the 16-page space). */
 	int held = window_param("tgid", getpid()) == 0 && window_param("delay_ms", HOLD_MS) == 0;
-	int nfill = held ? 0 : NFILL;
+	/* Before v6.3 migration takes one folio at a time: fillers only delay the
+	 * poll there, the page alone is caught more often. */
+	struct utsname u;
+	int major = 0, minor = 0;
+	if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
+	int batched = major > 6 || (major == 6 && minor >= 3);
+	int nfill = held || !batched ? 0 : NFILL;
+	plain = !held && !nfill;
 	if (nfill) {
 		fill = mmap(NULL, nfill * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (fill == MAP_FAILED) fail("filler pages");
@@ -459,15 +476,18 @@ int main(int argc, char **argv) {
 			raced++;
 			__sync_synchronize();
 			go_round = raced;
-			/* The window's ops once the migration entry is in place. */
+			/* The window's ops once the migration entry is in place (plain:
+			 * within 20 ms of polling). */
 			int seen = 0;
-			while (!(seen = window_seen(pmfd)) && moved_round < raced) {}
+			long poll_until = now_ns() + 20000000L;
+			while (!(seen = window_seen(pmfd)) && moved_round < raced && (!plain || now_ns() < poll_until)) {}
 			hits += seen;
 			/* A random point of the window (xorshift): up to 64 us in. */
 			seed ^= seed << 13; seed ^= seed >> 17; seed ^= seed << 5;
-			for (long until = now_ns() + (long)(seed % 64) * 1000; seen && now_ns() < until;) {}
+			for (long until = now_ns() + (long)(seed % 64) * 1000; seen && !plain && now_ns() < until;) {}
 			for (int i = W_START + 1; i < W_FINISH; i++) run_op(i);
 			confirmed += seen && window_seen(pmfd);
+			stop_round = raced;
 			while (moved_round < raced) {}
 		} else {
 			for (int i = W_START + 1; i < W_FINISH; i++) run_op(i);
@@ -483,7 +503,7 @@ int main(int argc, char **argv) {
 	pthread_join(mt, NULL);
 	if (held) window_param("delay_ms", 0);
 	printf("PTEDIFF-RACE %s rounds=%ld raced=%ld hits=%ld confirmed=%ld migrations=%ld window=%s seed=%u seconds=%.1f", NAME,
-	       rounds, raced, hits, confirmed, migrations, held ? "held" : "batch", seed0, secs);
+	       rounds, raced, hits, confirmed, migrations, held ? "held" : nfill ? "batch" : "plain", seed0, secs);
 	for (int k = 0; k < NPROF; k++) printf(" %s=%ld", PROF[k], count[k]);
 	printf("\n");
 	for (int k = 0; k < NPROF; k++)
