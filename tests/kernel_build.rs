@@ -168,6 +168,22 @@ fn changed_rows_are_the_reproducers_whose_observations_differ() {
     assert_eq!(got["crashed"].patched, "did not run");
     let table = render_changes(&c, 3, "v7.3+base", "v7.3+fix");
     assert!(table.starts_with("4 of 3 reproducer(s) changed"), "{table}");
+    // Race reproducers: other round counts are no change, another kind of cell is.
+    let race = |cell: &str, rounds: u64, v: u64| {
+        let mut r = result(cell, &[]);
+        let mut race = ptediff::kernel_check::Race { rounds, ..Default::default() };
+        race.violations.insert("v7.3".into(), v);
+        r.race = Some(race);
+        r
+    };
+    let mut db = ResultsDb::default();
+    db.record("held", "h", "v7.3+base", race("confirmed 316/316 rounds (316 inside the window, held)", 316, 316));
+    db.record("held", "h", "v7.3+fix", race("not observed in 299 rounds (299 inside the window, held)", 299, 0));
+    db.record("noise", "h", "v7.3+base", race("confirmed 316/316 rounds (316 inside the window, held)", 316, 316));
+    db.record("noise", "h", "v7.3+fix", race("confirmed 200/201 rounds (201 inside the window, held)", 201, 200));
+    let c = changes(&db, &["held".to_string(), "noise".to_string()], "v7.3+base", "v7.3+fix");
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].pages, ["rounds breaking a contract: 316/316 → 0/299"]);
     assert!(table.contains("| closed | = v7.3 | MISMATCH | p0 0: obs=writable"), "{table}");
     assert_eq!(
         render_changes(&[], 44, "v7.3+base", "v7.3+fix"),

@@ -29,7 +29,7 @@ use crate::op::Program;
 #[command(
     name = "ptediff",
     version,
-    about = "Differential fuzzing of Linux remove_migration_pte() restore variants on a v6.1 mm model"
+    about = "Differential fuzzing of Linux remove_migration_pte() restore variants on a kernel-faithful mm model (profiles v6.1 to v7.3)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,7 +46,7 @@ enum Cmd {
         /// PRNG seed (default: from the clock).
         #[arg(long)]
         seed: Option<u64>,
-        /// The two variants, `A,B` (names: pre-fix, full-restore, vm-page-prot, stable-6.1.y; optional +unuse-care).
+        /// The two variants, `A,B` (names: pre-fix, full-restore, vm-page-prot, stable-6.1.y; optional +unuse-care and +clear-refs-fix).
         #[arg(long, default_value = "full-restore,vm-page-prot")]
         variants: String,
         /// Kernel profile: v6.1, v6.1.y, v6.12, v6.18 or v7.3.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::corpus;
-use crate::emit_c::{emit_c, PROFILES};
+use crate::emit_c::PROFILES;
 use crate::kernel_check::{self, kernel_ready_named, profile_of, KernelResult, ResultsDb};
 
 /// The kernel name suffix of a patch: its file name without `.patch`/`.diff`,
@@ -110,9 +110,21 @@ pub struct Change {
     pub pages: Vec<String>,
 }
 
+/// What of a result must stay the same for a reproducer to be unchanged: the
+/// cell of an exact reproducer; for a race reproducer the kind of its cell
+/// (`confirmed`, `not observed in`, `none in`, `CONTRADICTED`: round counts
+/// vary from run to run).
+fn cell_kind(r: &KernelResult) -> &str {
+    match &r.race {
+        Some(_) => r.cell.split(|c: char| c.is_ascii_digit()).next().unwrap_or("").trim(),
+        None => &r.cell,
+    }
+}
+
 /// The reproducers (of `names`) whose recorded result differs between kernels
 /// `base` and `patched`: a different observation on some page, a different
-/// cell, or a result on only one of them.
+/// cell (for a race reproducer: a different kind of cell, with the violation
+/// counts shown), or a result on only one of them.
 pub fn changes(db: &ResultsDb, names: &[String], base: &str, patched: &str) -> Vec<Change> {
     let mut out = Vec::new();
     for n in names {
@@ -120,6 +132,7 @@ pub fn changes(db: &ResultsDb, names: &[String], base: &str, patched: &str) -> V
         let a = rec.and_then(|r| r.kernels.get(base));
         let b = rec.and_then(|r| r.kernels.get(patched));
         let cell = |r: Option<&KernelResult>| r.map_or("did not run".to_string(), |r| r.cell.clone());
+        let kind = |r: Option<&KernelResult>| r.map(|r| cell_kind(r).to_string());
         let empty = BTreeMap::new();
         let (oa, ob) = (a.map_or(&empty, |r| &r.observed), b.map_or(&empty, |r| &r.observed));
         let mut pages: Vec<String> = oa
@@ -139,7 +152,16 @@ pub fn changes(db: &ResultsDb, names: &[String], base: &str, patched: &str) -> V
             let show = |s: String| if s.is_empty() { "none".to_string() } else { s };
             pages.push(format!("contract breaks: {} → {}", show(breaks(a)), show(breaks(b))));
         }
-        if a.is_none() || b.is_none() || !pages.is_empty() || cell(a) != cell(b) {
+        if let (Some(ra), Some(rb)) = (a.and_then(|r| r.race.as_ref()), b.and_then(|r| r.race.as_ref())) {
+            if kind(a) != kind(b) {
+                let v = |r: &crate::kernel_check::Race, k: &str| {
+                    let p = profile_of(k).map_or("", |p| p.name());
+                    format!("{}/{}", r.violations.get(p).copied().unwrap_or(0), r.rounds)
+                };
+                pages.push(format!("rounds breaking a contract: {} → {}", v(ra, base), v(rb, patched)));
+            }
+        }
+        if a.is_none() || b.is_none() || !pages.is_empty() || kind(a) != kind(b) {
             out.push(Change { reproducer: n.clone(), base: cell(a), patched: cell(b), pages });
         }
     }
@@ -213,7 +235,7 @@ pub fn run(o: &Options) -> Result<Outcome, String> {
     for f in corpus::collect_files(&o.files) {
         let r = corpus::load(&f).map_err(|e| e.to_string())?;
         let name = f.file_stem().map_or("x".into(), |s| s.to_string_lossy().into_owned());
-        if emit_c(&r.program, &name).is_ok() {
+        if kernel_check::emit_any(&r.program, &name, 1, 1).is_ok() {
             names.push(name);
         }
     }

@@ -19,8 +19,9 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::corpus;
-use crate::emit_c::{emit_c, PROFILES};
+use crate::emit_c::{emit_c, Unrealizable, PROFILES};
 use crate::model::{Kernel, KERNEL_NAMES};
+use crate::Program;
 
 /// Per reproducer: what was observed, what each profile predicted, and what each
 /// profile says the contracts owe. Keys name an observation: `p0 3` (the probe of
@@ -459,6 +460,15 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The C reproducer kernel-check runs for a program: the exact one, or for a
+/// program with a migration window a race reproducer; why neither, otherwise.
+pub fn emit_any(program: &Program, name: &str, rounds: u32, seconds: u32) -> Result<String, Unrealizable> {
+    emit_c(program, name).or_else(|e| match crate::emit_c::race::window(program) {
+        Ok(_) => crate::emit_c::race::emit_race(program, name, rounds, seconds),
+        Err(w) => Err(Unrealizable(format!("{e} (race mode: {w})"))),
+    })
+}
+
 /// Emit, build and run; print the matrix. Returns the number of reproducers for
 /// which some kernel did not do what its profile predicted (or did not run), or
 /// an error message for bad input.
@@ -472,12 +482,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
     for f in corpus::collect_files(&o.files) {
         let r = corpus::load(&f).map_err(|e| e.to_string())?;
         let name = f.file_stem().map_or("x".into(), |s| s.to_string_lossy().into_owned());
-        // A program with a migration window races for it; the rest is exact.
-        let emitted = emit_c(&r.program, &name).or_else(|e| match crate::emit_c::race::window(&r.program) {
-            Ok(_) => crate::emit_c::race::emit_race(&r.program, &name, o.race_rounds, o.race_seconds),
-            Err(w) => Err(crate::emit_c::Unrealizable(format!("{e} (race mode: {w})"))),
-        });
-        match emitted {
+        match emit_any(&r.program, &name, o.race_rounds, o.race_seconds) {
             Err(e) => println!("skip {}: not realizable: {e}", f.display()),
             Ok(c) => {
                 let src = o.work.join(format!("{name}.c"));

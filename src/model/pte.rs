@@ -413,12 +413,7 @@ pub fn zap_pte_range(s: &mut State, p: usize, vma: &Vma, start: u8, end: u8, det
 
 /// `clear_refs_write()` with CLEAR_REFS_SOFT_DIRTY (fs/proc/task_mmu.c, the same
 /// from v6.1 to v7.3): VMAs with VM_SOFTDIRTY lose it and get
-/// `vma_set_page_prot()`; then `clear_soft_dirty()` on every PTE: present → W=0,
-/// SD=0 (no GUP pins modelled, so no pinned skip); swap-format entries → swpSD=0,
-/// so a writable migration entry stays writable and its restore maps the page
-/// writable again. The `+clear-refs-fix` variant ([`ClearRefs::WrprotectMigration`])
-/// also makes a writable migration entry readable (readable-exclusive for anon),
-/// as `change_pte_range()` does.
+/// `vma_set_page_prot()`; then [`clear_soft_dirty`] on every PTE of every VMA.
 pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
     for i in 0..s.procs[p].vmas.len() {
         let mut v = s.procs[p].vmas[i];
@@ -432,25 +427,37 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
     for i in 0..s.procs[p].vmas.len() {
         let v = s.procs[p].vmas[i];
         for addr in v.start..v.end {
-            match s.procs[p].pt[addr as usize] {
-                Entry::Present { bits, folio } => {
-                    let n = bits - PteBits::W - PteBits::SD;
-                    set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::ClearRefs);
-                }
-                Entry::Migration { mut kind, bits, folio } => {
-                    if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration {
-                        kind = if s.folio(folio).is_anon() { MigKind::ReadExclusive } else { MigKind::Read };
-                    }
-                    let e = Entry::Migration { kind, bits: bits - SwpBits::SD, folio };
-                    set_pte(s, p, addr, e, Why::ClearRefs);
-                }
-                Entry::Swap { bits, slot } => {
-                    let e = Entry::Swap { bits: bits - SwpBits::SD, slot };
-                    set_pte(s, p, addr, e, Why::ClearRefs);
-                }
-                Entry::Marker | Entry::None => {}
-            }
+            clear_soft_dirty(s, cfg, p, addr);
         }
+    }
+}
+
+/// `clear_soft_dirty()` (fs/proc/task_mmu.c; v6.1, v6.1.y, v6.12, v6.18, v7.3
+/// alike): a present PTE becomes read-only and clean (no GUP pins are modelled,
+/// so no pinned skip); a swap-format entry (swap, migration) only loses its
+/// soft-dirty bit, so a writable migration entry stays writable and
+/// `remove_migration_pte()` maps the page writable again: the clear_refs
+/// migration-window hole. The `+clear-refs-fix` variant
+/// ([`ClearRefs::WrprotectMigration`]) also makes a writable migration entry
+/// readable (readable-exclusive for anon), as `change_pte_range()` does.
+pub fn clear_soft_dirty(s: &mut State, cfg: &Config, p: usize, addr: u8) {
+    match s.procs[p].pt[addr as usize] {
+        Entry::Present { bits, folio } => {
+            let n = bits - PteBits::W - PteBits::SD;
+            set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::ClearRefs);
+        }
+        Entry::Migration { mut kind, bits, folio } => {
+            if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration {
+                kind = if s.folio(folio).is_anon() { MigKind::ReadExclusive } else { MigKind::Read };
+            }
+            let e = Entry::Migration { kind, bits: bits - SwpBits::SD, folio };
+            set_pte(s, p, addr, e, Why::ClearRefs);
+        }
+        Entry::Swap { bits, slot } => {
+            let e = Entry::Swap { bits: bits - SwpBits::SD, slot };
+            set_pte(s, p, addr, e, Why::ClearRefs);
+        }
+        Entry::Marker | Entry::None => {}
     }
 }
 
