@@ -1299,3 +1299,48 @@ fn clear_refs_fix_write_protects_a_writable_migration_entry() {
         "pre-fix+unuse-care+clear-refs-fix"
     );
 }
+
+/// MADV_FREE of a swapped-out page frees the swap entry (madvise_free_pte_range(),
+/// mm/madvise.c): the PTE is none and the page reads zero from now on, so like
+/// MADV_DONTNEED it no longer counts as changed since clear_refs (a tracker sees
+/// a page that is neither present nor swapped: zero).
+#[test]
+fn madvise_free_of_a_swap_entry_discards_the_page() {
+    let c = cfg();
+    let mut s = run("mmap(p0, 11, 1, rw-, anon)\nclear_refs(p0)\nwrite(p0, 11)\npageout(p0, 11)\n", &c);
+    assert!(matches!(s.procs[0].pt[11], Entry::Swap { .. }));
+    assert_ne!(s.procs[0].ghost.changed & (1 << 11), 0, "the store after clear_refs changed the page");
+    assert_eq!(more(&mut s, "madvise(p0, 11, 1, MADV_FREE)", &c), [StepResult::Ok]);
+    assert_eq!(s.procs[0].pt[11], Entry::None);
+    assert_eq!(s.procs[0].ghost.changed & (1 << 11), 0);
+}
+
+/// dup_mmap() with UFFD_FEATURE_EVENT_FORK copies write protection with the
+/// PTEs; a VM_WIPEONFORK VMA starts empty in the child, and an empty anonymous
+/// page carries no protection: the child owes no uffd-wp message there.
+#[test]
+fn wipeonfork_child_pages_are_not_write_protected() {
+    let c = cfg();
+    let s = run(
+        "mmap(p0, 12, 1, rw-, anon)\nuffd_register(p0, 12, 1)\nread(p0, 12)\nuffd_wp(p0, 12, 1)\n\
+         madvise(p0, 12, 1, MADV_WIPEONFORK)\np1 = fork(p0, event_fork)\n",
+        &c,
+    );
+    assert_ne!(s.procs[0].ghost.user_wp & (1 << 12), 0, "the parent keeps its protection");
+    assert_eq!(s.procs[1].pt[12], Entry::None);
+    assert_eq!(s.procs[1].ghost.user_wp & (1 << 12), 0);
+}
+
+/// The merge hole's counterfactual (sticky VM_SOFTDIRTY patched into v6.1): a
+/// uffd register merge keeps the survivor's VM_SOFTDIRTY although v6.1 assigns
+/// the target's flags; without the patch the page loses it.
+#[test]
+fn sticky_softdirty_counterfactual_covers_uffd_register_merges() {
+    let text = "mmap(p0, 0, 2, rw-, anon)\nmmap(p0, 2, 1, rw-, anon)\nuffd_register(p0, 0, 2)\nclear_refs(p0)\n\
+                mmap(p0, 0, 1, rw-, anon)\nuffd_register(p0, 0, 3)\n";
+    let plain = cfg_k(Kernel::V61);
+    let sticky = Config { patches: ptediff::model::Patches::STICKY_SOFTDIRTY, ..plain };
+    let sd = |c: &Config| run(text, c).procs[0].vma(0).unwrap().flags.contains(VmFlags::SOFTDIRTY);
+    assert!(!sd(&plain));
+    assert!(sd(&sticky));
+}

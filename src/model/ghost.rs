@@ -303,7 +303,9 @@ pub fn moved(s: &mut State, cfg: &Config, p: usize, old: u8, new: u8, len: u8) {
 
 /// `dup_mmap()`: the child sees what the parent sees (a wiped VMA reads zero); its
 /// soft-dirty baseline is the fork; it keeps the parent's write protection only
-/// with UFFD_FEATURE_EVENT_FORK.
+/// with UFFD_FEATURE_EVENT_FORK, and only where a PTE carries it: a
+/// VM_WIPEONFORK VMA (private anonymous) starts empty, and an empty anonymous
+/// page is not write-protected (no markers without UFFD_FEATURE_WP_UNPOPULATED).
 pub fn forked(s: &mut State, cfg: &Config, parent: usize, child: usize, event_fork: bool) {
     if cfg.contracts.is_empty() {
         return;
@@ -313,6 +315,7 @@ pub fn forked(s: &mut State, cfg: &Config, parent: usize, child: usize, event_fo
         if v.flags.contains(VmFlags::WIPEONFORK) {
             for a in v.start..v.end {
                 g.expect[a as usize] = fresh(v, a);
+                g.user_wp &= !bit(a);
             }
         }
     }

@@ -574,7 +574,7 @@ fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) 
             if !v.is_anonymous() || v.flags.contains(VmFlags::SHARED) {
                 return StepResult::Failed;
             }
-            swap::madvise_free(s, p, x, y);
+            swap::madvise_free(s, cfg, p, x, y);
             ghost::lazyfree(s, cfg, p, x, y);
         }
     }

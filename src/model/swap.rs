@@ -151,16 +151,18 @@ fn fo_dec(s: &mut State, f: FolioId) {
     fo.mapcount = fo.mapcount.saturating_sub(1);
 }
 
-/// `madvise_free_pte_range()` (mm/madvise.c) over `[start, end)` of a private anon
-/// VMA: swap entries are freed; for each page: a dirty or swap-cache folio mapped
-/// more than once is skipped, else the swap cache is dropped and the folio cleaned;
-/// the PTE loses A and D (W kept) and the folio becomes lazy-free.
-pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
+/// `madvise_free_pte_range()` (mm/madvise.c, v6.1 to v7.3) over `[start, end)` of
+/// a private anon VMA: swap entries are freed (the page reads zero from now on, as
+/// after MADV_DONTNEED); for each page: a dirty or swap-cache folio mapped more
+/// than once is skipped, else the swap cache is dropped and the folio cleaned; the
+/// PTE loses A and D (W kept) and the folio becomes lazy-free.
+pub fn madvise_free(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
     for addr in start..end {
         match s.procs[p].pt[addr as usize] {
             Entry::Swap { slot, .. } => {
                 s.procs[p].pt[addr as usize] = Entry::None;
                 swap_free(s, slot);
+                super::ghost::discarded(s, cfg, p, addr);
             }
             Entry::Present { bits, folio } if folio != ZERO_PAGE => {
                 let fo = *s.folio(folio);

@@ -624,12 +624,14 @@ pub fn userfaultfd_register(s: &mut State, cfg: &Config, p: usize, start: u8, en
 /// The flags a uffd (un)register assigns to the VMA that now covers the range:
 /// v6.1 assigns the target's flags (a merge survivor takes the target's
 /// VM_SOFTDIRTY); v6.12 (`userfaultfd_set_ctx`/`userfaultfd_reset_ctx`) replaces
-/// only the uffd bits of the survivor's own flags.
+/// only the uffd bits of the survivor's own flags. With the sticky VM_SOFTDIRTY
+/// patched into an older profile (the counterfactual of the merge hole), the
+/// survivor keeps the bit the merge left on it there too.
 fn uffd_target_flags(cfg: &Config, survivor: &Vma, target: VmFlags) -> VmFlags {
     if cfg.kernel.uffd_merge_keeps_survivor_flags() {
         (survivor.flags - VmFlags::UFFD_WP) | (target & VmFlags::UFFD_WP)
     } else {
-        target
+        merged_flags(cfg, survivor, target)
     }
 }
 

@@ -319,6 +319,13 @@ int main(int argc, char **argv) {
 	NAME = argc > 1 ? argv[1] : strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("PTEDIFF-BEGIN %s\n", NAME);
+	/* Every process and thread on CPU 0: the per-CPU LRU batches (new folios,
+	 * lazy-free moves) are then drained by the next madvise whichever process
+	 * runs it, as the model assumes (it has no per-CPU state). */
+	cpu_set_t cpu0;
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	sched_setaffinity(0, sizeof cpu0, &cpu0);
 	memfd = memfd_create("ptediff", 0);
 	if (memfd < 0 || ftruncate(memfd, NPAGES * PAGE)) fail("memfd");
 	ramfd = open("/mnt/ramfs/ptediff", O_RDWR | O_CREAT | O_TRUNC, 0600);
