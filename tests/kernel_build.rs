@@ -393,7 +393,11 @@ fn candidate_fix_on_a_real_7_3_build_changes_nothing_else_and_closes_the_hole() 
     // a migration window.
     let db = ResultsDb::load(&work.path().join(name).join("results.json")).unwrap();
     assert!(db.reproducers.len() >= 40, "{} reproducers recorded", db.reproducers.len());
-    let summary = stdout.lines().rev().find(|l| l.contains("ran on both")).expect("a summary line");
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("ran on both") || l.contains("reproducer(s) changed between"))
+        .expect("a summary line");
     for (rname, rec) in &db.reproducers {
         let (a, b) = (&rec.kernels[base], &rec.kernels[name]);
         if a.observed != b.observed {
