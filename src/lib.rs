@@ -10,13 +10,15 @@
 //!   [`minimize`].
 //! - [`kernel`]: the real-kernel side: C reproducers ([`emit_c`]) and QEMU runs
 //!   ([`kernel_check`]).
-//! - [`corpus`]: reproducer files with expected outcomes, replay, the findings database.
+//! - [`corpus`]: reproducer files with expected outcomes, replay.
+//! - [`findings`]: the findings database (any number of writers, mergeable).
 //! - [`explain`], [`bench`]: traces and measurements; [`cli`]: the command line.
 
 pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod explain;
+pub mod findings;
 pub mod judge;
 pub mod kernel;
 pub mod model;
