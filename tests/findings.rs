@@ -1,6 +1,8 @@
 //! The findings database with many writers: per-run hit counters, the folder
 //! lock, `findings.json` derived from the files, `ptediff merge` (idempotent),
-//! concurrent `fuzz` processes, SIGKILL and Ctrl-C, the workers of `fuzz --jobs`.
+//! concurrent `fuzz` processes, SIGKILL and Ctrl-C, the workers of `fuzz --jobs`
+//! and the libFuzzer target's side (without cargo-fuzz; tests/cargo_fuzz.rs runs
+//! the real thing).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -8,10 +10,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use ptediff::check::{Kind, Pair};
+use ptediff::check::{analyze, Kind, Pair};
 use ptediff::corpus::{self, RenderOpts};
 use ptediff::findings::{self, FindingsDb};
 use ptediff::fuzz::{self, Options};
+use ptediff::search::libfuzzer::{PanicOn, Target};
 use ptediff::text::parse;
 use ptediff::Program;
 
@@ -492,4 +495,76 @@ fn fuzz_jobs_splits_the_program_budget_and_reports_every_hit() {
     });
     assert_eq!(st.programs, 30_001);
     assert!(found > 0 && hits > 0, "found {found}, hits {hits}");
+}
+
+// ---------------------------------------------------------------------------
+// The libFuzzer target's side
+// ---------------------------------------------------------------------------
+
+#[test]
+fn target_records_every_finding_and_minimizes_each_signature_once() {
+    let t = tempfile::tempdir().unwrap();
+    let (pair, p) = softdirty();
+    let mut tg = Target::new(pair, t.path(), &corpus_dir(), PanicOn::None, false).unwrap();
+    let raw = longer(&longer(&p));
+    assert_eq!(tg.check(&raw).unwrap(), None);
+    let names = ptd_names(t.path());
+    assert_eq!(names.len(), 1);
+    let f = t.path().join(format!("{}.ptd", names.iter().next().unwrap()));
+    assert!(corpus::load(&f).unwrap().program.ops.len() <= p.ops.len(), "minimized");
+    let version = |f: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(f).unwrap();
+        (m.ino(), m.modified().unwrap())
+    };
+    let written = version(&f);
+    for _ in 0..50 {
+        assert_eq!(tg.check(&raw).unwrap(), None);
+    }
+    assert_eq!(version(&f), written, "a known finding rewrote its file");
+    tg.db.commit().unwrap();
+    assert_eq!(corpus::load(&f).unwrap().hits, 51);
+    // A second process (a -fork job) knows it from the folder.
+    let mut tg2 = Target::new(pair, t.path(), &corpus_dir(), PanicOn::None, false).unwrap();
+    tg2.check(&raw).unwrap();
+    tg2.db.commit().unwrap();
+    assert_eq!(corpus::load(&f).unwrap().hits, 52);
+    assert_consistent(t.path());
+}
+
+#[test]
+fn target_panics_only_as_asked() {
+    let empty = tempfile::tempdir().unwrap();
+    let benign = softdirty();
+    let h = load(STALE_PROT);
+    let harmful = (h.pair, h.program);
+    assert!(analyze(&harmful.1, &harmful.0, Kind::Divergence).unwrap().signature.harmful());
+    let run = |on: PanicOn, corpus: &Path, (pair, p): &(Pair, Program)| {
+        let t = tempfile::tempdir().unwrap();
+        let mut tg = Target::new(*pair, t.path(), corpus, on, false).unwrap();
+        [tg.check(p).unwrap().is_some(), tg.check(p).unwrap().is_some()]
+    };
+    // Without a corpus both are new.
+    assert_eq!(run(PanicOn::None, empty.path(), &benign), [false, false]);
+    assert_eq!(run(PanicOn::New, empty.path(), &benign), [true, false], "new once, then known");
+    assert_eq!(run(PanicOn::Harmful, empty.path(), &benign), [false, false]);
+    assert_eq!(run(PanicOn::Harmful, empty.path(), &harmful), [true, false]);
+    assert_eq!(run(PanicOn::Any, empty.path(), &benign), [true, true]);
+    // Signatures of the corpus never count as new.
+    assert_eq!(run(PanicOn::New, &corpus_dir(), &benign), [false, false]);
+    assert_eq!(run(PanicOn::Harmful, &corpus_dir(), &harmful), [false, false]);
+}
+
+#[test]
+fn target_records_oracle_violations_when_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let r = load("oracle-mprotect-uffd-wp-shmem.ptd");
+    let mut tg = Target::new(r.pair, t.path(), &corpus_dir(), PanicOn::None, true).unwrap();
+    tg.check(&r.program).unwrap();
+    let names = ptd_names(t.path());
+    assert!(names.iter().any(|n| n.starts_with("oracle.U")), "{names:?}");
+    let t2 = tempfile::tempdir().unwrap();
+    let mut off = Target::new(r.pair, t2.path(), &corpus_dir(), PanicOn::None, false).unwrap();
+    off.check(&r.program).unwrap();
+    assert!(ptd_names(t2.path()).is_empty());
 }
