@@ -46,6 +46,15 @@ pub enum PanicOn {
 }
 
 impl PanicOn {
+    pub fn name(self) -> &'static str {
+        match self {
+            PanicOn::None => "none",
+            PanicOn::New => "new",
+            PanicOn::Harmful => "harmful",
+            PanicOn::Any => "any",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<PanicOn> {
         Some(match s {
             "none" => PanicOn::None,
@@ -212,7 +221,7 @@ impl Target {
                     corpus::render(&self.pair, &out, &small, RenderOpts { report: true, ..Default::default() })
                 );
                 let what = if kind == Kind::Oracle { "oracle violation" } else { "divergence" };
-                stop = Some(format!("ptediff: {what} {slug} (PTEDIFF_PANIC_ON={:?})", self.panic_on));
+                stop = Some(format!("ptediff: {what} {slug} (PTEDIFF_PANIC_ON={})", self.panic_on.name()));
             }
         }
         if self.last_commit.elapsed() >= COMMIT_EVERY && self.db.dirty() {
