@@ -429,6 +429,24 @@ fn ctrl_c_stops_cleanly_with_the_summary() {
 }
 
 #[test]
+fn fail_on_finding_exits_3_only_for_signatures_new_to_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        bin()
+            .args(["fuzz", "--jobs", "1", "--seed", "7", "--programs", "20000", "--fail-on-finding", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    // The same seeded run again finds the same signatures: nothing new.
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(", 0 new;"), "{}", show(&o));
+}
+
+#[test]
 fn fuzz_rejects_zero_jobs() {
     let o = bin().args(["fuzz", "--jobs", "0", "--programs", "1"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
