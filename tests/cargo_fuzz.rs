@@ -8,7 +8,8 @@
 //! build), so it runs when `CI` is set (`.ci/run` installs cargo-fuzz) or
 //! `PTEDIFF_CARGO_FUZZ=1`, and only if `cargo fuzz` is installed; otherwise it
 //! says why and passes. The copy lives in `target/cargo-fuzz-clone/` and keeps
-//! its build folders between runs.
+//! its build folders (and the files' time stamps) between runs, so only the
+//! first run builds everything.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,6 +80,9 @@ fn fresh_copy() -> PathBuf {
         let to = dest.join(name);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&from, &to).unwrap();
+        // Keep the time stamp, so that cargo does not rebuild unchanged sources.
+        let mtime = std::fs::metadata(&from).unwrap().modified().unwrap();
+        std::fs::File::options().write(true).open(&to).unwrap().set_modified(mtime).unwrap();
     }
     dest
 }
