@@ -37,9 +37,19 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
     (st.programs, st.programs as f64 / st.elapsed.as_secs_f64())
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// Programs/s of `ptediff fuzz --jobs N` (default options, the default pair)
-/// during `secs` seconds, writing to a fresh temporary findings folder.
-pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64), String> {
+/// during `secs` seconds, writing to a fresh temporary findings folder, and the
+/// cores it really had (CPU time / wall time: less than N means other load).
+pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64, f64), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     let mut db = FindingsDb::open(dir.path()).map_err(|e| e.to_string())?;
     let opts = Options {
@@ -53,11 +63,13 @@ pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64), String> {
         realizable: false,
     };
     let stop = AtomicBool::new(false);
+    let cpu = cpu_time();
     let s = campaign::run(&opts, jobs, &mut db, &stop, |_| {});
+    let cores = (cpu_time() - cpu).as_secs_f64() / s.stats.elapsed.as_secs_f64();
     if s.write_errors > 0 {
         return Err("findings could not be written".into());
     }
-    Ok((s.stats.programs, s.stats.programs as f64 / s.stats.elapsed.as_secs_f64()))
+    Ok((s.stats.programs, s.stats.programs as f64 / s.stats.elapsed.as_secs_f64(), cores))
 }
 
 /// Seconds until the engine (seed `seed`) first reports `slug`, or None within `limit`.
@@ -159,7 +171,7 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
         let mut one = None;
         for j in jobs {
             match fuzz_jobs_rate(j, secs) {
-                Ok((n, rate)) => {
+                Ok((n, rate, used)) => {
                     let speedup = match one {
                         None => {
                             one = Some(rate);
@@ -168,7 +180,7 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
                         Some(r1) => format!(", {:.2}x --jobs 1", rate / r1),
                     };
                     println!(
-                        "| `fuzz --jobs {j}` ({cores} cores), full-restore vs vm-page-prot, up to 32 ops, findings written | {rate:.0} programs/s ({n} programs{speedup}) |"
+                        "| `fuzz --jobs {j}` ({cores} cores), full-restore vs vm-page-prot, up to 32 ops, findings written | {rate:.0} programs/s ({n} programs{speedup}; CPU {used:.2} cores) |"
                     );
                 }
                 Err(e) => println!("| `fuzz --jobs {j}` | not measured: {e} |"),
