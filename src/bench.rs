@@ -163,27 +163,41 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
         println!("| engine, {ops}-op programs, full-restore vs vm-page-prot (1 core, incl. minimization) | {rate:.0} programs/s ({n} programs) |");
     }
     {
+        // Alternate the job counts over three rounds and take medians, so that a
+        // burst of other load does not fall on one of them only.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut jobs = vec![1, 2];
         if cores > 2 {
             jobs.push(cores);
         }
-        let mut one = None;
-        for j in jobs {
-            match fuzz_jobs_rate(j, secs) {
-                Ok((n, rate, used)) => {
-                    let speedup = match one {
-                        None => {
-                            one = Some(rate);
-                            String::new()
-                        }
-                        Some(r1) => format!(", {:.2}x --jobs 1", rate / r1),
-                    };
+        let mut runs: Vec<Vec<(u64, f64, f64)>> = vec![Vec::new(); jobs.len()];
+        let mut error = None;
+        for _round in 0..3 {
+            for (k, &j) in jobs.iter().enumerate() {
+                match fuzz_jobs_rate(j, secs) {
+                    Ok(r) => runs[k].push(r),
+                    Err(e) => error = Some(e),
+                }
+            }
+        }
+        match error {
+            Some(e) => println!("| `fuzz --jobs N` | not measured: {e} |"),
+            None => {
+                let med = |k: usize| {
+                    let rate = median(runs[k].iter().map(|r| r.1).collect());
+                    let used = median(runs[k].iter().map(|r| r.2).collect());
+                    (rate, used)
+                };
+                let (one, _) = med(0);
+                for (k, &j) in jobs.iter().enumerate() {
+                    let (rate, used) = med(k);
+                    let all: Vec<String> = runs[k].iter().map(|r| format!("{:.0}k", r.1 / 1e3)).collect();
+                    let speedup = if k == 0 { String::new() } else { format!("{:.2}x --jobs 1; ", rate / one) };
                     println!(
-                        "| `fuzz --jobs {j}` ({cores} cores), full-restore vs vm-page-prot, up to 32 ops, findings written | {rate:.0} programs/s ({n} programs{speedup}; CPU {used:.2} cores) |"
+                        "| `fuzz --jobs {j}` ({cores} cores), full-restore vs vm-page-prot, up to 32 ops, findings written (median of 3) | {rate:.0} programs/s ({speedup}runs {}; CPU {used:.2} cores) |",
+                        all.join(", ")
                     );
                 }
-                Err(e) => println!("| `fuzz --jobs {j}` | not measured: {e} |"),
             }
         }
     }
