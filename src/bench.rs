@@ -3,6 +3,9 @@
 //! - engine throughput: programs/s of the built-in engine on one core for
 //!   fixed-length programs (identical variants, so nothing is minimized, and the
 //!   default pair, which includes finding and minimizing);
+//! - `fuzz --jobs N` throughput: the whole `ptediff fuzz` path (workers sharing
+//!   through the hub, the one writer committing to a fresh findings folder) for
+//!   1 and 2 workers (and all cores, if more), and the speed-up over 1;
 //! - time from an empty start until each corpus divergence is first found (median
 //!   over seeds 1..=N);
 //! - minimization time per finding.
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{signature_of, Pair};
 use crate::corpus::{self, Expect};
+use crate::findings::{campaign, FindingsDb};
 use crate::fuzz::{self as engine, Options};
 use crate::minimize::minimize;
 use crate::model::{Config, Restore};
@@ -31,6 +35,41 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
     let stop = AtomicBool::new(false);
     let (_, st) = engine::fuzz(&opts, &stop, |_, _| {}, |_, _| {});
     (st.programs, st.programs as f64 / st.elapsed.as_secs_f64())
+}
+
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Programs/s of `ptediff fuzz --jobs N` (default options, the default pair)
+/// during `secs` seconds, writing to a fresh temporary findings folder, and the
+/// cores it really had (CPU time / wall time: less than N means other load).
+pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64, f64), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
+    let mut db = FindingsDb::open(dir.path()).map_err(|e| e.to_string())?;
+    let opts = Options {
+        pair: Pair::default(),
+        seed: 1,
+        max_ops: 32,
+        time: Duration::from_secs_f64(secs),
+        max_programs: None,
+        fixed_len: false,
+        oracle: false,
+        realizable: false,
+    };
+    let stop = AtomicBool::new(false);
+    let cpu = cpu_time();
+    let s = campaign::run(&opts, jobs, &mut db, &stop, |_| {});
+    let cores = (cpu_time() - cpu).as_secs_f64() / s.stats.elapsed.as_secs_f64();
+    if s.write_errors > 0 {
+        return Err("findings could not be written".into());
+    }
+    Ok((s.stats.programs, s.stats.programs as f64 / s.stats.elapsed.as_secs_f64(), cores))
 }
 
 /// Seconds until the engine (seed `seed`) first reports `slug`, or None within `limit`.
@@ -71,12 +110,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// libFuzzer's exec/s on the `differential` target (identical variants, so it
-/// never stops on a finding), if `cargo fuzz` is installed: `-s none` on stable.
-pub fn libfuzzer_exec_per_sec(fuzz_dir: &std::path::Path, secs: u64) -> Result<f64, String> {
+/// libFuzzer's exec/s on the `differential` target for the pair `variants`
+/// (findings go to a temporary folder; the target never stops on them), if
+/// `cargo fuzz` is installed: `-s none` on stable.
+pub fn libfuzzer_exec_per_sec(fuzz_dir: &std::path::Path, variants: &str, secs: u64) -> Result<f64, String> {
+    let findings = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     let out = std::process::Command::new("cargo")
         .current_dir(fuzz_dir)
-        .env("PTEDIFF_VARIANTS", "vm-page-prot,vm-page-prot")
+        .env("PTEDIFF_VARIANTS", variants)
+        .env("PTEDIFF_FINDINGS", findings.path())
+        .env("PTEDIFF_PANIC_ON", "none")
         .args([
             "fuzz",
             "run",
@@ -118,6 +161,45 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
         println!("| engine, {ops}-op programs, identical variants (1 core) | {rate:.0} programs/s ({n} programs) |");
         let (n, rate) = throughput(Pair::default(), ops, secs);
         println!("| engine, {ops}-op programs, full-restore vs vm-page-prot (1 core, incl. minimization) | {rate:.0} programs/s ({n} programs) |");
+    }
+    {
+        // Alternate the job counts over three rounds and take medians, so that a
+        // burst of other load does not fall on one of them only.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut jobs = vec![1, 2];
+        if cores > 2 {
+            jobs.push(cores);
+        }
+        let mut runs: Vec<Vec<(u64, f64, f64)>> = vec![Vec::new(); jobs.len()];
+        let mut error = None;
+        for _round in 0..3 {
+            for (k, &j) in jobs.iter().enumerate() {
+                match fuzz_jobs_rate(j, secs) {
+                    Ok(r) => runs[k].push(r),
+                    Err(e) => error = Some(e),
+                }
+            }
+        }
+        match error {
+            Some(e) => println!("| `fuzz --jobs N` | not measured: {e} |"),
+            None => {
+                let med = |k: usize| {
+                    let rate = median(runs[k].iter().map(|r| r.1).collect());
+                    let used = median(runs[k].iter().map(|r| r.2).collect());
+                    (rate, used)
+                };
+                let (one, _) = med(0);
+                for (k, &j) in jobs.iter().enumerate() {
+                    let (rate, used) = med(k);
+                    let all: Vec<String> = runs[k].iter().map(|r| format!("{:.0}k", r.1 / 1e3)).collect();
+                    let speedup = if k == 0 { String::new() } else { format!("{:.2}x --jobs 1; ", rate / one) };
+                    println!(
+                        "| `fuzz --jobs {j}` ({cores} cores), full-restore vs vm-page-prot, up to 32 ops, findings written (median of 3) | {rate:.0} programs/s ({speedup}runs {}; CPU {used:.2} cores) |",
+                        all.join(", ")
+                    );
+                }
+            }
+        }
     }
     // Minimization time over divergent programs from the engine.
     let mut times = Vec::new();
@@ -175,9 +257,14 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
     }
     if libfuzzer {
         let dir = corpus_dir.parent().unwrap_or(std::path::Path::new(".")).join("fuzz");
-        match libfuzzer_exec_per_sec(&dir, secs.ceil() as u64) {
-            Ok(r) => println!("| libFuzzer `-s none`, identical variants, -max_len=128 (1 core) | {r:.0} exec/s |"),
-            Err(e) => println!("| libFuzzer | not measured: {e} |"),
+        for (what, variants) in [
+            ("identical variants", "vm-page-prot,vm-page-prot"),
+            ("full-restore vs vm-page-prot, findings recorded", "full-restore,vm-page-prot"),
+        ] {
+            match libfuzzer_exec_per_sec(&dir, variants, secs.ceil() as u64) {
+                Ok(r) => println!("| libFuzzer `-s none`, {what}, -max_len=128 (1 core) | {r:.0} exec/s |"),
+                Err(e) => println!("| libFuzzer | not measured: {e} |"),
+            }
         }
     }
     for f in corpus::collect_files(&[corpus_dir.to_path_buf()]) {

@@ -1,15 +1,13 @@
 //! Reproducer files (`.ptd`): a header of `# key: value` comments stating the
-//! variants, kernel and expected outcome, then the program text. Replay, atomic
-//! writes and the findings database live here.
+//! variants, kernel and expected outcome, then the program text. Replay and
+//! atomic writes live here; the findings database is [`crate::findings`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
-use crate::check::{check, Kind, Outcome, PageDiff, Pair};
+use crate::check::{check, Outcome, Pair};
 use crate::model::{Config, Kernel, VARIANT_NAMES};
 use crate::op::Program;
 use crate::text::{self, ParseError};
@@ -31,9 +29,16 @@ pub struct Reproducer {
     pub expect: Option<Expect>,
     /// `# expect-oracle: none | SIGNATURE` (absent: violations are reported, not checked)
     pub expect_oracle: Option<Option<String>>,
-    /// `# hits: N` (findings database)
+    /// `# hits: N` (findings database; the sum of `runs` in files that have them)
     pub hits: u64,
+    /// `# hits from run ID: N` lines (findings database: each run's own count).
+    pub runs: BTreeMap<String, u64>,
     pub program: Program,
+}
+
+/// Is `id` a run id (`[A-Za-z0-9._-]+`)?
+pub fn valid_run_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// An error in a file, with its location.
@@ -60,7 +65,7 @@ impl std::error::Error for FileError {}
 /// Parse a reproducer's text. Header keys (in `#` comments): `variants: A vs B`,
 /// `kernel: v6.1|v6.1.y|v6.12|v6.18|v7.3`, `contracts: all|none|U+S+C+N+P`
 /// (default all), `expect: pass | diverges SIGNATURE`,
-/// `expect-oracle: none | SIGNATURE`, `hits: N`.
+/// `expect-oracle: none | SIGNATURE`, `hits: N`, `hits from run ID: N`.
 pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let mut names: Option<(String, String, usize)> = None;
     let mut kernel = Kernel::V61;
@@ -68,6 +73,7 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let mut expect_oracle = None;
     let mut hits = 0;
     let mut contracts = None;
+    let mut runs = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let Some(c) = line.find('#') else { continue };
         let comment = &line[c + 1..];
@@ -110,6 +116,24 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                 Ok(n) => hits = n,
                 Err(_) => return err(format!("expected a count, found `{val}`")),
             },
+            k if k.starts_with("hits from run ") => {
+                let id = k["hits from run ".len()..].trim();
+                if !valid_run_id(id) {
+                    return Err(ParseError {
+                        line: i + 1,
+                        col: c + 1,
+                        msg: format!("expected `# hits from run ID: N` with ID of [A-Za-z0-9._-], found run `{id}`"),
+                    });
+                }
+                match val.parse::<u64>() {
+                    // The same run twice (a hand-merged file): its larger count.
+                    Ok(n) => {
+                        let e = runs.entry(id.to_string()).or_insert(0);
+                        *e = n.max(*e);
+                    }
+                    Err(_) => return err(format!("expected a count, found `{val}`")),
+                }
+            }
             _ => {}
         }
     }
@@ -135,7 +159,10 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
         pair.b.contracts = c;
     }
     let program = text::parse(text)?;
-    Ok(Reproducer { pair, expect, expect_oracle, hits, program })
+    if !runs.is_empty() {
+        hits = runs.values().sum();
+    }
+    Ok(Reproducer { pair, expect, expect_oracle, hits, runs, program })
 }
 
 /// `all`, `none`, or contract letters joined by `+` (`U+S`).
@@ -166,6 +193,8 @@ pub struct RenderOpts<'a> {
     pub note: Option<&'a str>,
     /// `# hits:` (findings database).
     pub hits: Option<u64>,
+    /// `# hits from run ID: N` lines after the program (findings database).
+    pub runs: Option<&'a BTreeMap<String, u64>>,
     /// State `# expect-oracle:` (findings of `--oracle`, corpus exports).
     pub expect_oracle: bool,
     /// Append the full report as comments.
@@ -221,14 +250,26 @@ pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, o: RenderOpts) 
         }
     }
     s.push_str(&program.to_string());
+    if let Some(runs) = o.runs {
+        if !runs.is_empty() {
+            let _ =
+                writeln!(s, "# hits per run below (each run counts its own; merging keeps each run's largest count)");
+        }
+        for (id, n) in runs {
+            let _ = writeln!(s, "# hits from run {id}: {n}");
+        }
+    }
     s
 }
+
+/// Name prefix of [`write_atomic`]'s temporary files (a killed writer may leave one).
+pub const TMP_PREFIX: &str = ".ptediff-";
 
 /// Write `contents` to `path` atomically (temp file in the same folder, then rename).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(TMP_PREFIX).suffix(".tmp").tempfile_in(dir)?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -312,146 +353,4 @@ pub fn collect_files(args: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// One object of `findings.json`.
-#[derive(Clone, Debug, Serialize)]
-pub struct FindingRecord {
-    pub signature: String,
-    pub title: String,
-    pub kind: Kind,
-    pub verdict: String,
-    pub harmful: bool,
-    pub variants: (String, String),
-    pub kernel: String,
-    pub file: String,
-    pub first_step: usize,
-    pub first_op: String,
-    pub pages: Vec<PageDiff>,
-    pub program: String,
-    pub ops: usize,
-    pub hits: u64,
-}
-
-/// A findings folder as a small database: one `<signature>.ptd` per signature
-/// (the shortest program seen, with its hit count), and `findings.json`. Opening
-/// an existing folder keeps everything in it; nothing is ever dropped.
-pub struct FindingsDb {
-    pub dir: PathBuf,
-    pub records: BTreeMap<String, FindingRecord>,
-    /// Files in the folder that could not be read (reported, left alone).
-    pub unreadable: Vec<FileError>,
-}
-
-impl FindingsDb {
-    /// Open (or create) a findings folder, loading what is already there.
-    pub fn open(dir: &Path) -> std::io::Result<FindingsDb> {
-        std::fs::create_dir_all(dir)?;
-        let mut db = FindingsDb { dir: dir.to_path_buf(), records: BTreeMap::new(), unreadable: Vec::new() };
-        for f in collect_files(&[dir.to_path_buf()]) {
-            match load(&f) {
-                Ok(r) => {
-                    let out = check(&r.program, &r.pair);
-                    let kind = if r.expect_oracle.as_ref().is_some_and(|o| o.is_some()) && out.divergence.is_none() {
-                        Kind::Oracle
-                    } else {
-                        Kind::Divergence
-                    };
-                    if let Some(rec) = record_of(&r.pair, &out, &r.program, kind, &f, r.hits.max(1)) {
-                        db.records.insert(rec.signature.clone(), rec);
-                    }
-                }
-                Err(e) => db.unreadable.push(e),
-            }
-        }
-        Ok(db)
-    }
-
-    /// Add one hit of a finding: a new signature gets a file; a known one counts
-    /// the hit and keeps the shorter program. Returns true for a new signature.
-    pub fn add(&mut self, pair: &Pair, program: &Program, kind: Kind, hits: u64) -> std::io::Result<bool> {
-        let out = check(program, pair);
-        let Some(slug) = report_of(&out, kind).map(|r| r.finding.signature.slug()) else {
-            return Ok(false);
-        };
-        let path = self.dir.join(format!("{slug}.ptd"));
-        let (is_new, keep_new, total) = match self.records.get(&slug) {
-            None => (true, true, hits),
-            Some(old) => (false, program.ops.len() < old.ops, old.hits + hits),
-        };
-        if keep_new {
-            let Some(rec) = record_of(pair, &out, program, kind, &path, total) else {
-                return Ok(false);
-            };
-            self.records.insert(slug.clone(), rec);
-        } else if let Some(rec) = self.records.get_mut(&slug) {
-            rec.hits = total;
-        }
-        let rec = &self.records[&slug];
-        let prog = crate::text::parse(&rec.program).expect("stored program text parses");
-        let text = render(
-            pair,
-            &check(&prog, pair),
-            &prog,
-            RenderOpts { hits: Some(rec.hits), expect_oracle: kind == Kind::Oracle, report: true, note: None },
-        );
-        write_atomic(&path, text.as_bytes())?;
-        self.write_json()?;
-        Ok(is_new)
-    }
-
-    /// Rewrite `findings.json` atomically.
-    pub fn write_json(&self) -> std::io::Result<()> {
-        let v: Vec<&FindingRecord> = self.records.values().collect();
-        let json = serde_json::to_vec_pretty(&v).expect("findings serialise");
-        write_atomic(&self.dir.join("findings.json"), &json)
-    }
-
-    /// Records, harmful first, then by hits.
-    pub fn sorted(&self) -> Vec<&FindingRecord> {
-        let mut v: Vec<&FindingRecord> = self.records.values().collect();
-        // Harmful divergences, then oracle violations, then benign divergences.
-        let rank = |r: &FindingRecord| match (r.kind, r.harmful) {
-            (Kind::Divergence, true) => 0,
-            (Kind::Oracle, _) => 1,
-            (Kind::Divergence, false) => 2,
-        };
-        v.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.hits.cmp(&a.hits)).then(a.signature.cmp(&b.signature)));
-        v
-    }
-}
-
-fn report_of(out: &Outcome, kind: Kind) -> Option<&crate::check::Report> {
-    match kind {
-        Kind::Divergence => out.divergence.as_ref(),
-        Kind::Oracle => out.violation.as_ref(),
-    }
-}
-
-fn record_of(
-    pair: &Pair,
-    out: &Outcome,
-    program: &Program,
-    kind: Kind,
-    path: &Path,
-    hits: u64,
-) -> Option<FindingRecord> {
-    let r = report_of(out, kind)?;
-    let sig = &r.finding.signature;
-    Some(FindingRecord {
-        signature: sig.slug(),
-        title: r.finding.title.clone(),
-        kind,
-        verdict: sig.verdict.clone(),
-        harmful: kind == Kind::Oracle || sig.harmful(),
-        variants: pair.names(),
-        kernel: pair.a.kernel.name().into(),
-        file: path.display().to_string(),
-        first_step: r.finding.step + 1,
-        first_op: r.op.clone(),
-        pages: r.pages.clone(),
-        program: program.to_string(),
-        ops: program.ops.len(),
-        hits,
-    })
 }

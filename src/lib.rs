@@ -10,13 +10,15 @@
 //!   [`minimize`].
 //! - [`kernel`]: the real-kernel side: C reproducers ([`emit_c`]) and QEMU runs
 //!   ([`kernel_check`]).
-//! - [`corpus`]: reproducer files with expected outcomes, replay, the findings database.
+//! - [`corpus`]: reproducer files with expected outcomes, replay.
+//! - [`findings`]: the findings database (any number of writers, mergeable).
 //! - [`explain`], [`bench`]: traces and measurements; [`cli`]: the command line.
 
 pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod explain;
+pub mod findings;
 pub mod judge;
 pub mod kernel;
 pub mod model;
@@ -44,24 +46,16 @@ pub fn fuzz_input(data: &[u8]) -> Program {
     Program::from_bytes(data)
 }
 
-/// The libFuzzer target body: check the default pair (or `PTEDIFF_VARIANTS=A,B`
-/// and `PTEDIFF_KERNEL`); on a divergence print the minimized reproducer and panic.
+/// The libFuzzer target's setup (`fuzz_target!(init: ...)`): read the
+/// environment and open the findings folder; a bad setting exits with status 2
+/// and a message naming it (before any input runs).
+pub fn fuzz_init() {
+    search::libfuzzer::init();
+}
+
+/// The libFuzzer target body: judge the program under the pair of
+/// `PTEDIFF_VARIANTS` / `PTEDIFF_KERNEL`, record every finding in the findings
+/// folder, and panic only as `PTEDIFF_PANIC_ON` asks (see [`search::libfuzzer`]).
 pub fn fuzz_check(program: &Program) {
-    static PAIR: std::sync::OnceLock<Pair> = std::sync::OnceLock::new();
-    let pair = PAIR.get_or_init(|| {
-        let kernel =
-            std::env::var("PTEDIFF_KERNEL").ok().and_then(|k| model::Kernel::parse(&k)).unwrap_or(model::Kernel::V61);
-        let names = std::env::var("PTEDIFF_VARIANTS").unwrap_or_else(|_| "full-restore,vm-page-prot".into());
-        let (a, b) = names.split_once(',').expect("PTEDIFF_VARIANTS=A,B");
-        Pair {
-            a: model::Config::parse_variant(a, kernel).expect("known variant"),
-            b: model::Config::parse_variant(b, kernel).expect("known variant"),
-        }
-    });
-    if let Some(sig) = check::signature_of(program, pair) {
-        let small = minimize::minimize(program, pair, &sig);
-        let out = check(&small, pair);
-        eprintln!("{}", corpus::render(pair, &out, &small, corpus::RenderOpts { report: true, ..Default::default() }));
-        panic!("ptediff: divergence {sig}");
-    }
+    search::libfuzzer::fuzz_check(program);
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ptediff::check::{analyze, check, signature_of, Kind, Pair};
-use ptediff::corpus::{self, FindingsDb};
+use ptediff::corpus;
+use ptediff::findings::FindingsDb;
 use ptediff::model::{step, Config, Entry, Kernel, PteBits, Restore, State, StepResult, VmFlags};
 use ptediff::oracle::{must_trap, unsafe_reasons, Reasons};
 use ptediff::text::parse;

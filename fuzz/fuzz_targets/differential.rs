@@ -1,4 +1,5 @@
-//! libFuzzer target: one differential check of two restore variants per input.
+//! libFuzzer target: one differential check of two restore variants per input,
+//! recorded in the same findings database as `ptediff fuzz`.
 //!
 //! Input formats (decoded by `ptediff::fuzz_input`):
 //! - starts with `#`: a text program in the corpus format (`# variants: ...` header,
@@ -6,17 +7,25 @@
 //!   `.ptd` files in `corpus/` can seed libFuzzer directly;
 //! - anything else: the compact byte encoding (`ptediff encode` writes it).
 //!
-//! Environment, read once by `ptediff::fuzz_check`:
-//! - `PTEDIFF_VARIANTS=A,B` — the pair to compare (default `full-restore,vm-page-prot`);
-//! - `PTEDIFF_KERNEL` — `v6.1` (default) or `v6.1.y`.
+//! Environment, read once per process by `ptediff::fuzz_init` (see
+//! `ptediff::search::libfuzzer`): `PTEDIFF_VARIANTS=A,B`, `PTEDIFF_KERNEL`,
+//! `PTEDIFF_FINDINGS` (default: the repository's `findings/`),
+//! `PTEDIFF_PANIC_ON=none|new|harmful|any` (default `none`: record everything,
+//! never stop), `PTEDIFF_ORACLE=1`.
 //!
-//! On a divergence the minimized reproducer is printed to stderr and the target
-//! panics, so libFuzzer saves the input under `fuzz/artifacts/differential/`.
+//! Every finding is minimized once and written to the findings folder; the target
+//! panics (libFuzzer then saves the input under `fuzz/artifacts/differential/`)
+//! only as `PTEDIFF_PANIC_ON` asks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let p = ptediff::fuzz_input(data);
-    ptediff::fuzz_check(&p);
-});
+fuzz_target!(
+    init: {
+        ptediff::fuzz_init();
+    },
+    |data: &[u8]| {
+        let p = ptediff::fuzz_input(data);
+        ptediff::fuzz_check(&p);
+    }
+);

@@ -4,7 +4,7 @@
 //! - 1: replay: at least one file did not meet its expectation (MISMATCH);
 //!   minimize/export: the program has no finding of the requested kind;
 //! - 2: bad input (unreadable or malformed file, bad arguments, unwritable output);
-//! - 3: fuzz with `--fail-on-finding`: something was found.
+//! - 3: fuzz with `--fail-on-finding`: something new was found.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod findings;
 mod kernel;
 mod kernel_test;
 
 use crate::check::{analyze, check, Kind, Pair};
-use crate::corpus::{self, FindingsDb, RenderOpts, Verdict};
-use crate::fuzz::{self as engine, Found, Stats};
+use crate::corpus::{self, RenderOpts, Verdict};
+use crate::fuzz as engine;
 use crate::minimize::minimize;
 use crate::model::{Config, Kernel, VARIANT_NAMES};
 use crate::op::Program;
@@ -40,6 +41,9 @@ struct Cli {
 enum Cmd {
     /// Search for divergences with the built-in engine; write each minimized finding to --out.
     Fuzz {
+        /// Worker threads (default: all cores). They share coverage, the mutation pool and known signatures.
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Wall-clock budget.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
@@ -58,7 +62,7 @@ enum Cmd {
         /// Longest generated program.
         #[arg(long, default_value_t = 32)]
         max_ops: usize,
-        /// Findings folder (a database: existing findings are kept and counted).
+        /// Findings folder (a database any number of runs may share: existing findings are kept and counted).
         #[arg(long, default_value = "findings")]
         out: PathBuf,
         /// Stop after this many programs.
@@ -177,6 +181,14 @@ enum Cmd {
     },
     /// Table of a findings folder: title, verdict, variants, hits, length, file; harmful first.
     Triage { dir: PathBuf },
+    /// Combine findings folders (from several machines) into --out; merging again changes nothing.
+    Merge {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The folder to merge into (created if missing; may be one of DIRS).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a corpus entry for a reproducer (minimized, with its expected outcome and verdict).
     Export {
         file: PathBuf,
@@ -252,6 +264,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Fuzz {
+            jobs,
             seconds,
             seed,
             variants,
@@ -281,7 +294,12 @@ pub fn main() -> ExitCode {
                 oracle,
                 realizable,
             };
-            cmd_fuzz(&opts, &out, fail_on_finding)
+            let jobs = match jobs {
+                Some(0) => return usage("--jobs takes a number of workers, at least 1"),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            findings::cmd_fuzz(&opts, jobs, &out, fail_on_finding)
         }
         Cmd::Replay { paths, verbose, bless } => cmd_replay(&paths, verbose, bless),
         Cmd::Explain { file, json } => match corpus::load(&file) {
@@ -296,7 +314,8 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Cmd::Triage { dir } => cmd_triage(&dir),
+        Cmd::Triage { dir } => findings::cmd_triage(&dir),
+        Cmd::Merge { dirs, out } => findings::cmd_merge(&dirs, &out),
         Cmd::Sample { count, max_ops, seed, out } => {
             let progs = crate::fuzz::sample_realizable(seed, count, max_ops);
             let pair = Pair::default();
@@ -444,93 +463,6 @@ fn usage(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn cmd_fuzz(opts: &engine::Options, out: &Path, fail_on_finding: bool) -> ExitCode {
-    let stop = stop_on_ctrl_c();
-    let mut db = match FindingsDb::open(out) {
-        Ok(db) => db,
-        Err(e) => return usage(&format!("{}: {e}", out.display())),
-    };
-    for e in &db.unreadable {
-        eprintln!("ptediff: warning: {e} (left as it is)");
-    }
-    let (na, nb) = opts.pair.names();
-    eprintln!(
-        "ptediff fuzz: {na} vs {nb} on {}, seed {}, up to {} ops, {} s{}, findings in {} ({} already there)",
-        opts.pair.a.kernel.name(),
-        opts.seed,
-        opts.max_ops,
-        opts.time.as_secs(),
-        if opts.oracle { ", oracle on" } else { "" },
-        out.display(),
-        db.records.len()
-    );
-    let mut write_error = false;
-    let mut new = 0;
-    let (found, stats) = engine::fuzz(
-        opts,
-        &stop,
-        |f: &Found, st: &Stats| match db.add(&opts.pair, &f.program, f.signature.kind, 1) {
-            Ok(is_new) => {
-                if is_new {
-                    new += 1;
-                    eprintln!("[{:>6.1}s] new: {} ({} ops)", st.elapsed.as_secs_f64(), f.title, f.program.ops.len());
-                }
-            }
-            Err(e) => {
-                eprintln!("ptediff: cannot write finding to {}: {e}", out.display());
-                write_error = true;
-            }
-        },
-        |st, n| {
-            let rate = st.programs as f64 / st.elapsed.as_secs_f64().max(1e-9);
-            eprintln!(
-                "[{:>6.1}s] {} programs ({:.0}/s), {} findings this run, pool {}",
-                st.elapsed.as_secs_f64(),
-                st.programs,
-                rate,
-                n,
-                st.pool
-            );
-        },
-    );
-    // Record the remaining hits of every finding.
-    for f in &found {
-        if f.hits > 1 {
-            if let Err(e) = db.add(&opts.pair, &f.program, f.signature.kind, f.hits - 1) {
-                eprintln!("ptediff: cannot write findings to {}: {e}", out.display());
-                write_error = true;
-            }
-        }
-    }
-    let rate = stats.programs as f64 / stats.elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "{} programs in {:.1} s ({:.0} programs/s): {} distinct findings this run, {} new; {} in {}",
-        stats.programs,
-        stats.elapsed.as_secs_f64(),
-        rate,
-        found.len(),
-        new,
-        db.records.len(),
-        out.display()
-    );
-    for f in &found {
-        println!(
-            "  {:>8} hits  first at {:>6.2}s  {:>2} ops  {}",
-            f.hits,
-            f.at.as_secs_f64(),
-            f.program.ops.len(),
-            f.title
-        );
-    }
-    if write_error {
-        return ExitCode::from(2);
-    }
-    if fail_on_finding && new > 0 {
-        return ExitCode::from(3);
-    }
-    ExitCode::SUCCESS
-}
-
 fn cmd_replay(paths: &[PathBuf], verbose: bool, bless: bool) -> ExitCode {
     let files = corpus::collect_files(paths);
     let (mut ok, mut mismatch, mut bad) = (0, 0, 0);
@@ -647,39 +579,6 @@ fn cmd_explore(opts: &crate::explore::Options) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-fn cmd_triage(dir: &Path) -> ExitCode {
-    if !dir.is_dir() {
-        return usage(&format!("{}: not a folder", dir.display()));
-    }
-    let db = match FindingsDb::open(dir) {
-        Ok(db) => db,
-        Err(e) => return usage(&format!("{}: {e}", dir.display())),
-    };
-    println!("| verdict | hits | ops | variants | title | file |");
-    println!("|---|---|---|---|---|---|");
-    for r in db.sorted() {
-        let file = Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
-        println!(
-            "| {} | {} | {} | {} vs {} | {} | {} |",
-            r.verdict, r.hits, r.ops, r.variants.0, r.variants.1, r.title, file
-        );
-    }
-    for e in &db.unreadable {
-        println!("unreadable: {e}");
-    }
-    let harmful = db.records.values().filter(|r| r.harmful).count();
-    println!(
-        "{} findings ({harmful} harmful or oracle violations), {} unreadable",
-        db.records.len(),
-        db.unreadable.len()
-    );
-    if db.unreadable.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    }
 }
 
 fn minimized(file: &Path, kind: Kind) -> Result<(crate::corpus::Reproducer, Program), ExitCode> {

@@ -1,9 +1,13 @@
 //! The built-in fuzz engine (stable toolchain, no libFuzzer): state-aware random
 //! generation plus mutation of programs that reached new model behaviour, every
-//! divergence minimized and deduplicated by signature.
+//! divergence minimized and deduplicated by signature. [`fuzz_jobs`] runs one
+//! [`Worker`] per core; they share coverage, the mutation pool and the known
+//! signatures through a [`Hub`] in batches, and send findings and hit counts to
+//! the calling thread, the one writer of the findings folder.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -431,88 +435,359 @@ fn mutate(
     Program::new(ops)
 }
 
-/// Run the engine until time, program count, or `stop`. `on_found` is called for
-/// each new signature (already minimized); `on_progress` about once a second.
-pub fn fuzz(
-    opts: &Options,
-    stop: &AtomicBool,
-    mut on_found: impl FnMut(&Found, &Stats),
-    mut on_progress: impl FnMut(&Stats, usize),
-) -> (Vec<Found>, Stats) {
-    let mut rng = SmallRng::seed_from_u64(opts.seed);
-    let mut cov = Coverage::new();
-    let mut pool: Vec<Program> = Vec::new();
-    let mut found: HashMap<Signature, usize> = HashMap::new();
-    let mut list: Vec<Found> = Vec::new();
-    let mut stats = Stats::default();
-    let start = Instant::now();
-    let mut next_report = Duration::from_secs(1);
-    let mut runner = Runner::new(&opts.pair);
-    loop {
-        if stats.programs % 256 == 0 {
-            stats.elapsed = start.elapsed();
-            if stats.elapsed >= opts.time || stop.load(Ordering::Relaxed) {
-                break;
-            }
-            if stats.elapsed >= next_report {
-                next_report += Duration::from_secs(1);
-                stats.pool = pool.len();
-                on_progress(&stats, list.len());
-            }
+/// What the workers of one run share: coverage features, the mutation pool and
+/// the known signatures. A worker exchanges them in batches (every
+/// [`SYNC_EVERY`]), never per program, so the lock is taken a few dozen times a
+/// second in all.
+#[derive(Default)]
+pub struct Hub {
+    inner: Mutex<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    cov: Vec<u64>,
+    /// Pool entries with the worker that found them.
+    pool: Vec<(usize, Program)>,
+    /// Signature -> length of the shortest program known.
+    known: HashMap<Signature, usize>,
+    /// Bumped when `known` changes.
+    known_version: u64,
+}
+
+/// How often a worker exchanges with the hub (and reports its hits).
+pub const SYNC_EVERY: Duration = Duration::from_millis(50);
+
+/// Largest mutation pool (per worker, and shared).
+const POOL_CAP: usize = 4096;
+
+/// A finding or a better program for one, from a worker.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub found: Found,
+    /// The first time this worker (or the run, once synced) saw the signature;
+    /// otherwise a shorter program for a known one.
+    pub first: bool,
+}
+
+/// One engine thread: its own generator, model pair, coverage and pool.
+pub struct Worker<'a> {
+    id: usize,
+    opts: &'a Options,
+    rng: SmallRng,
+    runner: Runner<'a>,
+    cov: Coverage,
+    pool: Vec<Program>,
+    /// Pool entries found here since the last sync.
+    fresh: Vec<Program>,
+    /// How much of the hub's pool this worker has looked at.
+    hub_cursor: usize,
+    hub_known_version: u64,
+    /// Signature -> shortest program length known.
+    known: HashMap<Signature, usize>,
+    /// Signatures known to the hub already.
+    published: HashMap<Signature, usize>,
+    /// Hits of known signatures since the last [`take_hits`](Self::take_hits).
+    hits: HashMap<Signature, u64>,
+    pub stats: Stats,
+    start: Instant,
+}
+
+impl<'a> Worker<'a> {
+    /// Worker `id` (0 uses `opts.seed` itself, so one worker repeats a seeded run).
+    pub fn new(opts: &'a Options, id: usize, start: Instant) -> Worker<'a> {
+        let seed = if id == 0 { opts.seed } else { opts.seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) };
+        Worker {
+            id,
+            opts,
+            rng: SmallRng::seed_from_u64(seed),
+            runner: Runner::new(&opts.pair),
+            cov: Coverage::new(),
+            pool: Vec::new(),
+            fresh: Vec::new(),
+            hub_cursor: 0,
+            hub_known_version: 0,
+            known: HashMap::new(),
+            published: HashMap::new(),
+            hits: HashMap::new(),
+            stats: Stats::default(),
+            start,
         }
-        if opts.max_programs.is_some_and(|m| stats.programs >= m) {
-            break;
-        }
+    }
+
+    /// Generate or mutate one program and judge it; findings (new signatures and
+    /// shorter programs for known ones, minimized) go to `emit`.
+    pub fn one(&mut self, emit: &mut impl FnMut(Event)) {
+        let opts = self.opts;
         let mut new_cov = false;
-        let (prog, hit) = if pool.is_empty() || rng.gen_ratio(1, 2) {
-            let n = if opts.fixed_len { opts.max_ops.max(1) } else { rng.gen_range(1..=opts.max_ops.max(1)) };
-            generate(&mut rng, &mut runner, n, opts, &mut cov, &mut new_cov)
+        let (prog, hit) = if self.pool.is_empty() || self.rng.gen_ratio(1, 2) {
+            let n = if opts.fixed_len { opts.max_ops.max(1) } else { self.rng.gen_range(1..=opts.max_ops.max(1)) };
+            generate(&mut self.rng, &mut self.runner, n, opts, &mut self.cov, &mut new_cov)
         } else {
-            let base = &pool[rng.gen_range(0..pool.len())];
-            let m = mutate(&mut rng, &opts.pair, base, &pool, opts.max_ops.max(1), opts.realizable);
-            let hit = run(&mut runner, &m, opts.oracle, &mut cov, &mut new_cov);
+            let base = &self.pool[self.rng.gen_range(0..self.pool.len())];
+            let m = mutate(&mut self.rng, &opts.pair, base, &self.pool, opts.max_ops.max(1), opts.realizable);
+            let hit = run(&mut self.runner, &m, opts.oracle, &mut self.cov, &mut new_cov);
             (m, hit)
         };
-        stats.programs += 1;
-        stats.steps += prog.ops.len() as u64;
+        self.stats.programs += 1;
+        self.stats.steps += prog.ops.len() as u64;
         // A program that reached something new joins the pool (a divergent one
         // too: what follows a divergence decides its harm); a full pool makes room
         // at random, so the engine keeps learning.
         if new_cov && !hit.violation {
-            if pool.len() < 4096 {
-                pool.push(prog.clone());
+            self.fresh.push(prog.clone());
+            if self.pool.len() < POOL_CAP {
+                self.pool.push(prog.clone());
             } else {
-                let i = rng.gen_range(0..pool.len());
-                pool[i] = prog.clone();
+                let i = self.rng.gen_range(0..self.pool.len());
+                self.pool[i] = prog.clone();
             }
         }
         if !hit.any() {
-            continue;
+            return;
         }
         let kinds = [(hit.divergence, Kind::Divergence), (hit.violation, Kind::Oracle)];
         for kind in kinds.iter().filter(|k| k.0).map(|k| k.1) {
             let Some(f) = analyze(&prog, &opts.pair, kind) else {
                 continue;
             };
-            if let Some(&i) = found.get(&f.signature) {
-                list[i].hits += 1;
+            let best = self.known.get(&f.signature).copied();
+            // A known signature: minimize only a program that is already shorter.
+            if best.is_some_and(|b| prog.ops.len() >= b) {
+                *self.hits.entry(f.signature).or_insert(0) += 1;
                 continue;
             }
             let program = minimize(&prog, &opts.pair, &f.signature);
             if opts.realizable && crate::emit_c::realizable(&program).is_err() {
                 continue;
             }
+            if best.is_some_and(|b| program.ops.len() >= b) {
+                *self.hits.entry(f.signature).or_insert(0) += 1;
+                continue;
+            }
             let title = analyze(&program, &opts.pair, kind).map_or(f.title.clone(), |g| g.title);
-            let fd = Found { signature: f.signature.clone(), title, program, hits: 1, at: start.elapsed() };
-            found.insert(f.signature, list.len());
-            stats.elapsed = start.elapsed();
-            on_found(&fd, &stats);
-            list.push(fd);
+            self.known.insert(f.signature.clone(), program.ops.len());
+            self.stats.elapsed = self.start.elapsed();
+            let found = Found { signature: f.signature, title, program, hits: 1, at: self.stats.elapsed };
+            emit(Event { found, first: best.is_none() });
         }
     }
-    stats.elapsed = start.elapsed();
-    stats.pool = pool.len();
-    (list, stats)
+
+    /// Signatures this worker knows (found here or learnt from the hub).
+    pub fn known(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Size of this worker's mutation pool (its own entries and the hub's).
+    pub fn pool_len(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Hits of known signatures since the last call.
+    pub fn take_hits(&mut self) -> Vec<(Signature, u64)> {
+        self.hits.drain().collect()
+    }
+
+    /// Exchange with the hub: give and take coverage, new pool entries and known
+    /// signatures. One lock per call.
+    pub fn sync(&mut self, hub: &Hub) {
+        let mut h = hub.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if h.cov.is_empty() {
+            h.cov = self.cov.seen.clone();
+        } else {
+            for (g, l) in h.cov.iter_mut().zip(self.cov.seen.iter_mut()) {
+                *g |= *l;
+                *l = *g;
+            }
+        }
+        for p in self.fresh.drain(..) {
+            if h.pool.len() < POOL_CAP {
+                h.pool.push((self.id, p));
+            }
+        }
+        for (from, p) in &h.pool[self.hub_cursor..] {
+            if *from != self.id && self.pool.len() < POOL_CAP {
+                self.pool.push(p.clone());
+            }
+        }
+        self.hub_cursor = h.pool.len();
+        let mut changed = false;
+        for (sig, &n) in &self.known {
+            if self.published.get(sig).is_some_and(|&p| p <= n) {
+                continue;
+            }
+            let e = h.known.entry(sig.clone()).or_insert(usize::MAX);
+            if n < *e {
+                *e = n;
+                changed = true;
+            }
+            self.published.insert(sig.clone(), n);
+        }
+        if changed {
+            h.known_version += 1;
+        }
+        if h.known_version != self.hub_known_version {
+            for (sig, &n) in &h.known {
+                let e = self.known.entry(sig.clone()).or_insert(n);
+                *e = n.min(*e);
+                self.published.insert(sig.clone(), *e);
+            }
+            self.hub_known_version = h.known_version;
+        }
+        self.stats.pool = self.pool.len();
+    }
+}
+
+/// Run the engine on this thread until time, program count, or `stop`.
+/// `on_found` is called for each new signature (already minimized);
+/// `on_progress` about once a second.
+pub fn fuzz(
+    opts: &Options,
+    stop: &AtomicBool,
+    mut on_found: impl FnMut(&Found, &Stats),
+    mut on_progress: impl FnMut(&Stats, usize),
+) -> (Vec<Found>, Stats) {
+    let start = Instant::now();
+    let mut w = Worker::new(opts, 0, start);
+    let mut found: HashMap<Signature, usize> = HashMap::new();
+    let mut list: Vec<Found> = Vec::new();
+    let mut next_report = Duration::from_secs(1);
+    loop {
+        if w.stats.programs.is_multiple_of(256) {
+            w.stats.elapsed = start.elapsed();
+            if w.stats.elapsed >= opts.time || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if w.stats.elapsed >= next_report {
+                next_report += Duration::from_secs(1);
+                w.stats.pool = w.pool.len();
+                on_progress(&w.stats, list.len());
+            }
+        }
+        if opts.max_programs.is_some_and(|m| w.stats.programs >= m) {
+            break;
+        }
+        let mut events = Vec::new();
+        w.one(&mut |e| events.push(e));
+        for e in events {
+            match found.get(&e.found.signature) {
+                Some(&i) => {
+                    list[i].hits += 1;
+                    list[i].program = e.found.program;
+                }
+                None => {
+                    on_found(&e.found, &w.stats);
+                    found.insert(e.found.signature.clone(), list.len());
+                    list.push(e.found);
+                }
+            }
+        }
+    }
+    for (sig, n) in w.take_hits() {
+        if let Some(&i) = found.get(&sig) {
+            list[i].hits += n;
+        }
+    }
+    w.stats.elapsed = start.elapsed();
+    w.stats.pool = w.pool.len();
+    (list, w.stats)
+}
+
+/// What [`fuzz_jobs`] reports to the thread that called it.
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// A new signature or a shorter program for one (one hit).
+    Found(Event),
+    /// Hits of known signatures, batched.
+    Hits(Vec<(Signature, u64)>),
+    /// Once a second: the sum over workers.
+    Progress(Stats),
+}
+
+/// Run `jobs` workers on their own threads, sharing through a [`Hub`], until
+/// time, program count (split between them) or `stop`. The calling thread
+/// receives every message in `on_message` (it is the one writer of the
+/// findings); the returned stats are the sums.
+pub fn fuzz_jobs(opts: &Options, jobs: usize, stop: &AtomicBool, mut on_message: impl FnMut(Message)) -> Stats {
+    let jobs = jobs.max(1);
+    let start = Instant::now();
+    let hub = Hub::default();
+    let (tx, rx) = mpsc::channel::<(usize, Stats, Vec<Message>)>();
+    std::thread::scope(|scope| {
+        for id in 0..jobs {
+            let tx = tx.clone();
+            let hub = &hub;
+            let quota = opts.max_programs.map(|m| m / jobs as u64 + u64::from((id as u64) < m % jobs as u64));
+            scope.spawn(move || {
+                let mut w = Worker::new(opts, id, start);
+                let mut out = Vec::new();
+                let mut next_sync = SYNC_EVERY;
+                loop {
+                    if w.stats.programs.is_multiple_of(256) {
+                        let now = start.elapsed();
+                        let done = now >= opts.time || stop.load(Ordering::Relaxed);
+                        if done || now >= next_sync {
+                            next_sync = now + SYNC_EVERY;
+                            w.stats.elapsed = now;
+                            w.sync(hub);
+                            let hits = w.take_hits();
+                            if !hits.is_empty() {
+                                out.push(Message::Hits(hits));
+                            }
+                            if tx.send((id, w.stats.clone(), std::mem::take(&mut out))).is_err() {
+                                return;
+                            }
+                        }
+                        if done {
+                            return;
+                        }
+                    }
+                    if quota.is_some_and(|q| w.stats.programs >= q) {
+                        w.stats.elapsed = start.elapsed();
+                        let mut last = std::mem::take(&mut out);
+                        let hits = w.take_hits();
+                        if !hits.is_empty() {
+                            last.push(Message::Hits(hits));
+                        }
+                        let _ = tx.send((id, w.stats.clone(), last));
+                        return;
+                    }
+                    // Findings leave at once (a finding is never held back).
+                    w.one(&mut |e| out.push(Message::Found(e)));
+                    if out.iter().any(|m| matches!(m, Message::Found(_))) {
+                        let _ = tx.send((id, w.stats.clone(), std::mem::take(&mut out)));
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut per: Vec<Stats> = vec![Stats::default(); jobs];
+        let mut next_report = Duration::from_secs(1);
+        let total = |per: &[Stats]| Stats {
+            programs: per.iter().map(|s| s.programs).sum(),
+            steps: per.iter().map(|s| s.steps).sum(),
+            elapsed: start.elapsed(),
+            pool: per.iter().map(|s| s.pool).max().unwrap_or(0),
+        };
+        loop {
+            let wait = next_report.saturating_sub(start.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok((id, st, msgs)) => {
+                    per[id] = st;
+                    for m in msgs {
+                        on_message(m);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if start.elapsed() >= next_report {
+                next_report = start.elapsed() + Duration::from_secs(1);
+                on_message(Message::Progress(total(&per)));
+            }
+        }
+        total(&per)
+    })
 }
 
 /// `count` random programs of up to `max_ops` ops that `emit-c` accepts.

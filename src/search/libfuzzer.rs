@@ -1,0 +1,285 @@
+//! The libFuzzer target (`fuzz/`, `cargo fuzz run differential`) as another
+//! engine of the findings database: every divergence (and, with
+//! `PTEDIFF_ORACLE=1`, every oracle violation) is recorded in the same folder
+//! `ptediff fuzz` writes, and the target panics (so libFuzzer stops and saves an
+//! artifact) only on what `PTEDIFF_PANIC_ON` asks for.
+//!
+//! A hit of a signature the folder already has costs one `analyze` and a counter
+//! increment; only a new signature, or a program shorter than the folder's, is
+//! minimized and written at once. Counted hits are written every few seconds
+//! and when the process exits normally (`-runs`, `-max_total_time`, the end of
+//! a `-fork` job); a Ctrl-C (`_Exit`) loses at most those few seconds of counts,
+//! never a finding.
+//!
+//! Environment (read once per process):
+//! - `PTEDIFF_VARIANTS=A,B` (default `full-restore,vm-page-prot`), `PTEDIFF_KERNEL`
+//!   (default `v6.1`);
+//! - `PTEDIFF_FINDINGS=DIR` (default: `findings/` at the top of the repository
+//!   the target was built from, which is where `ptediff fuzz` run from there
+//!   writes, whatever the current directory of `cargo fuzz run` is);
+//! - `PTEDIFF_PANIC_ON=none|new|harmful|any` (default `none`): `new` panics on a
+//!   signature the folder did not have, `harmful` only on a new harmful
+//!   divergence or oracle violation, `any` on every divergence; signatures of
+//!   the corpus (`PTEDIFF_CORPUS`, default the repository's `corpus/`) never
+//!   count as new;
+//! - `PTEDIFF_ORACLE=1`: also record oracle violations.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::check::{analyze, check, Kind, Pair};
+use crate::corpus::{self, Expect, RenderOpts};
+use crate::findings::{self, FindingsDb};
+use crate::minimize::minimize;
+use crate::model::{Config, Kernel, KERNEL_NAMES, VARIANT_NAMES};
+use crate::op::Program;
+
+/// When the target panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicOn {
+    None,
+    New,
+    Harmful,
+    Any,
+}
+
+impl PanicOn {
+    pub fn name(self) -> &'static str {
+        match self {
+            PanicOn::None => "none",
+            PanicOn::New => "new",
+            PanicOn::Harmful => "harmful",
+            PanicOn::Any => "any",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PanicOn> {
+        Some(match s {
+            "none" => PanicOn::None,
+            "new" => PanicOn::New,
+            "harmful" => PanicOn::Harmful,
+            "any" => PanicOn::Any,
+            _ => return None,
+        })
+    }
+}
+
+/// How often counted hits are written.
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+/// The repository this crate was built from (where `findings/` and `corpus/` are).
+pub fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default findings folder: the repository's `findings/` if the repository
+/// is still there, else `findings/` in the current directory.
+pub fn default_findings_dir() -> PathBuf {
+    if repo_dir().join("Cargo.toml").is_file() {
+        repo_dir().join("findings")
+    } else {
+        PathBuf::from("findings")
+    }
+}
+
+/// The target's state in one process.
+pub struct Target {
+    pub pair: Pair,
+    pub oracle: bool,
+    pub panic_on: PanicOn,
+    pub db: FindingsDb,
+    /// Bucket -> length of the best program known (the folder's at start, and this process's).
+    known: HashMap<String, usize>,
+    /// Signatures the corpus states for this pair.
+    corpus: HashSet<String>,
+    last_commit: Instant,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Signatures stated by the reproducers in `dir` for `pair` (unreadable files are skipped).
+pub fn corpus_signatures(dir: &Path, pair: &Pair) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for f in corpus::collect_files(&[dir.to_path_buf()]) {
+        let Ok(r) = corpus::load(&f) else { continue };
+        if r.pair != *pair {
+            continue;
+        }
+        if let Some(Expect::Diverges(s)) = r.expect {
+            out.insert(s);
+        }
+        if let Some(Some(s)) = r.expect_oracle {
+            out.insert(s);
+        }
+    }
+    out
+}
+
+impl Target {
+    /// Read the environment and open the findings folder.
+    pub fn from_env() -> Result<Target, String> {
+        let kname = env("PTEDIFF_KERNEL").unwrap_or_else(|| "v6.1".into());
+        let kernel = Kernel::parse(&kname)
+            .ok_or_else(|| format!("PTEDIFF_KERNEL=`{kname}`: unknown kernel (known: {KERNEL_NAMES})"))?;
+        let names = env("PTEDIFF_VARIANTS").unwrap_or_else(|| "full-restore,vm-page-prot".into());
+        let (a, b) = names.split_once(',').ok_or_else(|| format!("PTEDIFF_VARIANTS=`{names}`: expected `A,B`"))?;
+        let variant = |n: &str| {
+            Config::parse_variant(n.trim(), kernel)
+                .ok_or_else(|| format!("PTEDIFF_VARIANTS: unknown variant `{n}` (known: {VARIANT_NAMES})"))
+        };
+        let pair = Pair { a: variant(a)?, b: variant(b)? };
+        let p = env("PTEDIFF_PANIC_ON").unwrap_or_else(|| "none".into());
+        let panic_on =
+            PanicOn::parse(&p).ok_or_else(|| format!("PTEDIFF_PANIC_ON=`{p}`: expected none, new, harmful or any"))?;
+        let oracle = match env("PTEDIFF_ORACLE").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(v) => return Err(format!("PTEDIFF_ORACLE=`{v}`: expected 0 or 1")),
+        };
+        let dir = env("PTEDIFF_FINDINGS").map_or_else(default_findings_dir, PathBuf::from);
+        let corpus_dir = env("PTEDIFF_CORPUS").map_or_else(|| repo_dir().join("corpus"), PathBuf::from);
+        let t = Target::new(pair, &dir, &corpus_dir, panic_on, oracle)?;
+        let (na, nb) = pair.names();
+        eprintln!(
+            "ptediff target: {na} vs {nb} on {}{}; findings in {} ({} there), run {}; panics on: {p} ({} corpus signatures never count as new)",
+            kernel.name(),
+            if oracle { ", oracle on" } else { "" },
+            dir.display(),
+            t.known.len(),
+            t.db.run,
+            t.corpus.len()
+        );
+        Ok(t)
+    }
+
+    /// A target writing to `findings_dir`, taking the corpus signatures from `corpus_dir`.
+    pub fn new(
+        pair: Pair,
+        findings_dir: &Path,
+        corpus_dir: &Path,
+        panic_on: PanicOn,
+        oracle: bool,
+    ) -> Result<Target, String> {
+        let db = FindingsDb::open_as(findings_dir, &findings::new_run_id("libfuzzer"))
+            .map_err(|e| format!("findings folder (PTEDIFF_FINDINGS): {e}"))?;
+        let corpus = corpus_signatures(corpus_dir, &pair);
+        let known = findings::known_lengths(&db);
+        Ok(Target { pair, oracle, panic_on, db, known, corpus, last_commit: Instant::now() })
+    }
+
+    /// Judge one input: record its findings; the panic message, if the target should panic.
+    pub fn check(&mut self, program: &Program) -> Result<Option<String>, String> {
+        let mut stop = None;
+        let kinds: &[Kind] = if self.oracle { &[Kind::Divergence, Kind::Oracle] } else { &[Kind::Divergence] };
+        for &kind in kinds {
+            let Some(f) = analyze(program, &self.pair, kind) else { continue };
+            let slug = f.signature.slug();
+            let best = self.known.get(&slug).copied();
+            let mut created = false;
+            let mut recorded = None;
+            if best.is_some_and(|b| program.ops.len() >= b) {
+                self.db.count(&slug, 1);
+            } else {
+                let small = minimize(program, &self.pair, &f.signature);
+                if best.is_some_and(|b| small.ops.len() >= b) {
+                    self.db.count(&slug, 1);
+                } else {
+                    self.known.insert(slug.clone(), small.ops.len());
+                    self.db.hit(&self.pair, &small, kind, 1);
+                    let c = self.db.commit().map_err(|e| format!("cannot record a finding: {e}"))?;
+                    self.last_commit = Instant::now();
+                    created = c.created.contains(&slug);
+                    let path = self.db.dir.join(format!("{slug}.ptd"));
+                    let title = analyze(&small, &self.pair, kind).map_or(f.title.clone(), |g| g.title);
+                    eprintln!(
+                        "ptediff target: {} {} ({} ops) -> {}",
+                        if created { "new finding" } else { "shorter program" },
+                        title,
+                        small.ops.len(),
+                        path.display()
+                    );
+                    recorded = Some(small);
+                }
+            }
+            let fresh = created && !self.corpus.contains(&slug);
+            let harmful = kind == Kind::Oracle || f.signature.harmful();
+            let panic = match self.panic_on {
+                PanicOn::None => false,
+                PanicOn::New => fresh,
+                PanicOn::Harmful => fresh && harmful,
+                PanicOn::Any => true,
+            };
+            if panic && stop.is_none() {
+                let small = recorded.unwrap_or_else(|| minimize(program, &self.pair, &f.signature));
+                let out = check(&small, &self.pair);
+                eprintln!(
+                    "{}",
+                    corpus::render(&self.pair, &out, &small, RenderOpts { report: true, ..Default::default() })
+                );
+                let what = if kind == Kind::Oracle { "oracle violation" } else { "divergence" };
+                stop = Some(format!("ptediff: {what} {slug} (PTEDIFF_PANIC_ON={})", self.panic_on.name()));
+            }
+        }
+        if self.last_commit.elapsed() >= COMMIT_EVERY && self.db.dirty() {
+            self.db.commit().map_err(|e| format!("cannot record hits: {e}"))?;
+            self.last_commit = Instant::now();
+        }
+        Ok(stop)
+    }
+}
+
+static TARGET: Mutex<Option<Target>> = Mutex::new(None);
+
+/// Write counted hits when the process exits normally.
+extern "C" fn commit_at_exit() {
+    if let Ok(mut g) = TARGET.try_lock() {
+        if let Some(t) = g.as_mut() {
+            if let Err(e) = t.db.commit() {
+                eprintln!("ptediff target: cannot record hits: {e}");
+            }
+        }
+    }
+}
+
+fn fatal(msg: &str) -> ! {
+    // A configuration or write error is not a finding: no panic (libFuzzer would
+    // save the input as a crash), a clear message and exit status 2.
+    eprintln!("ptediff target: {msg}");
+    std::process::exit(2)
+}
+
+fn init_locked(g: &mut Option<Target>) {
+    if g.is_some() {
+        return;
+    }
+    match Target::from_env() {
+        Ok(t) => *g = Some(t),
+        Err(e) => fatal(&e),
+    }
+    // SAFETY: registers a plain function; it only takes the mutex with try_lock.
+    unsafe {
+        libc::atexit(commit_at_exit);
+    }
+}
+
+/// Read the environment and open the findings folder (once per process).
+pub fn init() {
+    init_locked(&mut TARGET.lock().unwrap_or_else(|e| e.into_inner()));
+}
+
+/// The libFuzzer target body (see the module documentation).
+pub fn fuzz_check(program: &Program) {
+    let mut g = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+    init_locked(&mut g);
+    let r = g.as_mut().expect("initialised").check(program);
+    drop(g);
+    match r {
+        Ok(Some(msg)) => panic!("{msg}"),
+        Ok(None) => {}
+        Err(e) => fatal(&e),
+    }
+}
