@@ -72,7 +72,8 @@ pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64, f64), String>
     Ok((s.stats.programs, s.stats.programs as f64 / s.stats.elapsed.as_secs_f64(), cores))
 }
 
-/// Seconds until the engine (seed `seed`) first reports `slug`, or None within `limit`.
+/// Seconds until the engine (seed `seed`; the oracle on for an `oracle.` slug)
+/// first reports `slug`, or None within `limit`.
 pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Option<f64> {
     let opts = Options {
         pair,
@@ -81,7 +82,7 @@ pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Optio
         time: limit,
         max_programs: None,
         fixed_len: false,
-        oracle: false,
+        oracle: slug.starts_with("oracle."),
         realizable: false,
     };
     let stop = AtomicBool::new(false);
@@ -149,19 +150,51 @@ pub fn libfuzzer_exec_per_sec(fuzz_dir: &std::path::Path, variants: &str, secs: 
 }
 
 /// Run every benchmark and print a table.
-pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration, libfuzzer: bool) {
+pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration, libfuzzer: bool, find_only: bool) {
     let same = Pair { a: Config::new(Restore::VmPageProt), b: Config::new(Restore::VmPageProt) };
     println!("## ptediff bench ({} s per throughput run, {seeds} seeds, {} s cap per search)", secs, limit.as_secs());
     println!();
     println!("| measurement | value |");
     println!("|---|---|");
-    {
-        let ops = 32usize;
-        let (n, rate) = throughput(same, ops, secs);
-        println!("| engine, {ops}-op programs, identical variants (1 core) | {rate:.0} programs/s ({n} programs) |");
-        let (n, rate) = throughput(Pair::default(), ops, secs);
-        println!("| engine, {ops}-op programs, full-restore vs vm-page-prot (1 core, incl. minimization) | {rate:.0} programs/s ({n} programs) |");
+    if !find_only {
+        throughput_rows(same, secs);
+        jobs_rows(secs);
+        minimize_and_explore_rows();
+        if libfuzzer {
+            libfuzzer_rows(corpus_dir, secs);
+        }
     }
+    find_rows(corpus_dir, seeds, limit);
+}
+
+/// Engine throughput: identical variants, the default pair, the default pair
+/// with contracts off (issue: contracts on must keep >= 70 %), and the default
+/// pair on v7.3 (profiles must stay within 10 % of v6.1).
+fn throughput_rows(same: Pair, secs: f64) {
+    let ops = 32usize;
+    let (n, rate) = throughput(same, ops, secs);
+    println!("| engine, {ops}-op programs, identical variants (1 core) | {rate:.0} programs/s ({n} programs) |");
+    let (n, on) = throughput(Pair::default(), ops, secs);
+    println!("| engine, {ops}-op programs, full-restore vs vm-page-prot, v6.1, contracts on (1 core, incl. minimization) | {on:.0} programs/s ({n} programs) |");
+    let mut off = Pair::default();
+    off.a.contracts = crate::model::ghost::Contract::empty();
+    off.b.contracts = crate::model::ghost::Contract::empty();
+    let (n, rate) = throughput(off, ops, secs);
+    println!(
+        "| engine, same pair, contracts off | {rate:.0} programs/s ({n} programs); contracts on run at {:.0} % of it |",
+        100.0 * on / rate
+    );
+    let mut v73 = Pair::default();
+    v73.a.kernel = crate::model::Kernel::V73;
+    v73.b.kernel = crate::model::Kernel::V73;
+    let (n, rate) = throughput(v73, ops, secs);
+    println!(
+        "| engine, same pair on v7.3, contracts on | {rate:.0} programs/s ({n} programs); {:+.1} % against v6.1 |",
+        100.0 * (rate - on) / on
+    );
+}
+
+fn jobs_rows(secs: f64) {
     {
         // Alternate the job counts over three rounds and take medians, so that a
         // burst of other load does not fall on one of them only.
@@ -201,6 +234,9 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
             }
         }
     }
+}
+
+fn minimize_and_explore_rows() {
     // Minimization time over divergent programs from the engine.
     let mut times = Vec::new();
     let pair = Pair::default();
@@ -255,7 +291,10 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
             r.transitions as f64 / t
         );
     }
-    if libfuzzer {
+}
+
+fn libfuzzer_rows(corpus_dir: &std::path::Path, secs: f64) {
+    {
         let dir = corpus_dir.parent().unwrap_or(std::path::Path::new(".")).join("fuzz");
         for (what, variants) in [
             ("identical variants", "vm-page-prot,vm-page-prot"),
@@ -267,34 +306,45 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
             }
         }
     }
+}
+
+/// Time to first find of every corpus divergence and oracle violation.
+fn find_rows(corpus_dir: &std::path::Path, seeds: u64, limit: Duration) {
     for f in corpus::collect_files(&[corpus_dir.to_path_buf()]) {
         let Ok(r) = corpus::load(&f) else { continue };
-        let Some(Expect::Diverges(slug)) = r.expect else {
-            continue;
-        };
-        let mut found = Vec::new();
-        let mut missed = 0;
-        for seed in 1..=seeds {
-            match time_to_find(r.pair, &slug, seed, limit) {
-                Some(t) => found.push(t),
-                None => missed += 1,
-            }
+        let mut wanted = Vec::new();
+        if let Some(Expect::Diverges(slug)) = &r.expect {
+            wanted.push(slug.clone());
+        }
+        if let Some(Some(slug)) = &r.expect_oracle {
+            wanted.push(slug.clone());
         }
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        if found.len() as u64 * 2 > seeds {
-            let mut all = found.clone();
-            all.extend(std::iter::repeat_n(f64::INFINITY, missed));
-            println!(
-                "| time to first find `{name}` (median of {seeds} seeds; found by {}/{seeds}) | {:.3} s |",
-                found.len(),
-                median(all)
-            );
-        } else {
-            println!(
-                "| time to first find `{name}` | not found by most seeds within {} s ({}/{seeds}) |",
-                limit.as_secs(),
-                found.len()
-            );
+        for slug in wanted {
+            let what = if slug.starts_with("oracle.") { "oracle violation" } else { "divergence" };
+            let mut found = Vec::new();
+            for seed in 1..=seeds {
+                if let Some(t) = time_to_find(r.pair, &slug, seed, limit) {
+                    found.push(t);
+                }
+            }
+            let missed = seeds as usize - found.len();
+            if found.len() * 2 > seeds as usize {
+                let mut all = found.clone();
+                all.extend(std::iter::repeat_n(f64::INFINITY, missed));
+                println!(
+                    "| time to first find `{name}` ({what}; median of {seeds} seeds; found by {}/{seeds} within {} s) | {:.3} s |",
+                    found.len(),
+                    limit.as_secs(),
+                    median(all)
+                );
+            } else {
+                println!(
+                    "| time to first find `{name}` ({what}) | not found by most seeds within {} s ({}/{seeds}) |",
+                    limit.as_secs(),
+                    found.len()
+                );
+            }
         }
     }
 }

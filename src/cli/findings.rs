@@ -89,7 +89,7 @@ pub fn cmd_fuzz(opts: &engine::Options, jobs: usize, out: &Path, fail_on_finding
     ExitCode::SUCCESS
 }
 
-pub fn cmd_triage(dir: &Path) -> ExitCode {
+pub fn cmd_triage(dir: &Path, buckets: bool) -> ExitCode {
     if !dir.is_dir() {
         return usage(&format!("{}: not a folder", dir.display()));
     }
@@ -97,23 +97,55 @@ pub fn cmd_triage(dir: &Path) -> ExitCode {
         Ok(db) => db,
         Err(e) => return usage(&format!("{}: {e}", dir.display())),
     };
-    println!("| verdict | hits | ops | variants | title | file |");
+    let file_name = |r: &findings::FindingRecord| {
+        Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned())
+    };
+    let groups = findings::by_cause(&db.records);
+    println!("| cause | harm | buckets | hits | shortest reproducer | what happens |");
     println!("|---|---|---|---|---|---|");
-    for r in db.sorted() {
-        let file = Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
+    for g in &groups {
+        let s = g.shortest();
         println!(
-            "| {} | {} | {} | {} vs {} | {} | {} |",
-            r.verdict, r.hits, r.ops, r.variants.0, r.variants.1, r.title, file
+            "| {} | {} | {} | {} | {} ({} ops) | {} |",
+            g.cause.key,
+            if g.cause.harmful { "harmful" } else { "-" },
+            g.findings.len(),
+            g.hits,
+            file_name(s),
+            s.ops,
+            g.cause.title
         );
+    }
+    if buckets {
+        for g in &groups {
+            println!("\n### {}\n", g.cause.key);
+            println!("| verdict | hits | ops | variants | title | file |");
+            println!("|---|---|---|---|---|---|");
+            for r in &g.findings {
+                println!(
+                    "| {} | {} | {} | {} vs {} | {} | {} |",
+                    r.verdict,
+                    r.hits,
+                    r.ops,
+                    r.variants.0,
+                    r.variants.1,
+                    r.title,
+                    file_name(r)
+                );
+            }
+        }
     }
     for e in &db.unreadable {
         println!("unreadable: {e}");
     }
     let harmful = db.records.values().filter(|r| r.harmful).count();
+    let harmful_causes = groups.iter().filter(|g| g.cause.harmful).count();
     println!(
-        "{} findings ({harmful} harmful or oracle violations), {} unreadable",
+        "{} findings ({harmful} harmful) in {} causes ({harmful_causes} harmful), {} unreadable{}",
         db.records.len(),
-        db.unreadable.len()
+        groups.len(),
+        db.unreadable.len(),
+        if buckets || groups.is_empty() { "" } else { "; --buckets lists the findings of each cause" }
     );
     if db.unreadable.is_empty() {
         ExitCode::SUCCESS

@@ -179,8 +179,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Table of a findings folder: title, verdict, variants, hits, length, file; harmful first.
-    Triage { dir: PathBuf },
+    /// Root causes of a findings folder, harmful first: one line each (buckets, hits, shortest reproducer).
+    Triage {
+        dir: PathBuf,
+        /// Also list each cause's findings (verdict, hits, length, variants, title, file).
+        #[arg(long)]
+        buckets: bool,
+    },
     /// Combine findings folders (from several machines) into --out; merging again changes nothing.
     Merge {
         #[arg(required = true)]
@@ -231,6 +236,9 @@ enum Cmd {
         /// Also measure libFuzzer exec/s (needs `cargo install cargo-fuzz`; builds fuzz/ on first use).
         #[arg(long)]
         libfuzzer: bool,
+        /// Only the time-to-first-find rows (of --corpus).
+        #[arg(long)]
+        find_only: bool,
     },
     /// Turn text programs into libFuzzer seed bytes (one file per input, named after it).
     Encode {
@@ -314,7 +322,7 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Cmd::Triage { dir } => findings::cmd_triage(&dir),
+        Cmd::Triage { dir, buckets } => findings::cmd_triage(&dir, buckets),
         Cmd::Merge { dirs, out } => findings::cmd_merge(&dirs, &out),
         Cmd::Sample { count, max_ops, seed, out } => {
             let progs = crate::fuzz::sample_realizable(seed, count, max_ops);
@@ -425,8 +433,8 @@ pub fn main() -> ExitCode {
             }
         }
         Cmd::Encode { paths, out } => cmd_encode(&paths, &out),
-        Cmd::Bench { seconds, seeds, limit, corpus, libfuzzer } => {
-            crate::bench::run(&corpus, seconds, seeds, Duration::from_secs(limit), libfuzzer);
+        Cmd::Bench { seconds, seeds, limit, corpus, libfuzzer, find_only } => {
+            crate::bench::run(&corpus, seconds, seeds, Duration::from_secs(limit), libfuzzer, find_only);
             ExitCode::SUCCESS
         }
     }

@@ -33,6 +33,7 @@ use serde::Serialize;
 
 use crate::check::{check, Kind, Outcome, PageDiff, Pair, Report};
 use crate::corpus::{self, FileError, RenderOpts};
+use crate::judge::causes::{cause_of, Cause};
 use crate::op::Program;
 
 pub mod campaign;
@@ -68,7 +69,11 @@ pub struct FindingRecord {
     pub title: String,
     pub kind: Kind,
     pub verdict: String,
+    /// Its cause is harmful: a harmful divergence or a broken contract (latent
+    /// findings and spurious faults are not).
     pub harmful: bool,
+    /// The root cause (`ptediff triage` groups by its key; see `judge::causes`).
+    pub cause: Cause,
     pub variants: (String, String),
     pub kernel: String,
     pub file: String,
@@ -165,12 +170,14 @@ fn record_of(
 ) -> Option<FindingRecord> {
     let r = report_of(out, kind)?;
     let sig = &r.finding.signature;
+    let cause = cause_of(sig);
     Some(FindingRecord {
         signature: sig.slug(),
         title: r.finding.title.clone(),
         kind,
         verdict: sig.verdict.clone(),
-        harmful: kind == Kind::Oracle || sig.harmful(),
+        harmful: cause.harmful,
+        cause,
         variants: pair.names(),
         kernel: pair.a.kernel.name().into(),
         file: path.display().to_string(),
@@ -313,6 +320,37 @@ pub fn sorted(records: &BTreeMap<String, FindingRecord>) -> Vec<&FindingRecord> 
         (Kind::Divergence, false) => 2,
     };
     v.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.hits.cmp(&a.hits)).then(a.signature.cmp(&b.signature)));
+    v
+}
+
+/// The findings of one root cause.
+pub struct CauseGroup<'a> {
+    pub cause: &'a Cause,
+    /// Harmful and oracle findings first, then by hits (as [`sorted`]).
+    pub findings: Vec<&'a FindingRecord>,
+    pub hits: u64,
+}
+
+impl CauseGroup<'_> {
+    /// The shortest reproducer (fewest ops, then name).
+    pub fn shortest(&self) -> &FindingRecord {
+        self.findings.iter().min_by(|a, b| a.ops.cmp(&b.ops).then(a.signature.cmp(&b.signature))).unwrap()
+    }
+}
+
+/// Findings grouped by root cause: harmful causes first, then by hits.
+pub fn by_cause(records: &BTreeMap<String, FindingRecord>) -> Vec<CauseGroup<'_>> {
+    let mut groups: BTreeMap<&str, CauseGroup<'_>> = BTreeMap::new();
+    for r in sorted(records) {
+        let g =
+            groups.entry(r.cause.key.as_str()).or_insert(CauseGroup { cause: &r.cause, findings: Vec::new(), hits: 0 });
+        g.findings.push(r);
+        g.hits += r.hits;
+    }
+    let mut v: Vec<CauseGroup<'_>> = groups.into_values().collect();
+    v.sort_by(|a, b| {
+        b.cause.harmful.cmp(&a.cause.harmful).then(b.hits.cmp(&a.hits)).then(a.cause.key.cmp(&b.cause.key))
+    });
     v
 }
 

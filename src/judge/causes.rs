@@ -4,24 +4,33 @@
 //! The rule, from a finding's signature alone (so a cause is the same in every
 //! run, seed and folder):
 //!
-//! 1. A finding whose harm disappears when a hole common to every variant is
-//!    patched in the model on both sides (its verdict ends in `-via-HOLE`:
-//!    `-via-clear-refs`, `-via-vma-merge`) has that hole as its cause, whatever
-//!    made the page writable, whichever mapping: one cause for the hole's oracle
-//!    violations, one per variant for divergences harmful only through it.
-//! 2. Otherwise the cause is its kind and verdict class (harmful / latent /
-//!    benign divergence; broken / latent oracle violation) with the contracts,
-//!    the permissive variant (divergences), and for harmful and broken findings
-//!    the mechanism (latent ones, the proxy's early warnings, are not split by
-//!    it; benign ones by the function alone): `vma-merge` when
-//!    a soft-dirty break's VMA got its VM_SOFTDIRTY from a merge (mlock,
-//!    madvise, mprotect, uffd (un)register, copy_vma), `no-pte` when the broken
-//!    page has no PTE, else the kernel function that made the PTE writable.
-//!    What made the other side read-only, the mapping class and who set
-//!    `vm_page_prot` only split buckets, never causes.
+//! 1. **A hole.** A finding whose harm disappears when a hole common to every
+//!    variant is patched in the model on both sides (its verdict ends in
+//!    `-via-HOLE`: `-via-clear-refs`, `-via-vma-merge`,
+//!    `-via-uffd-wp-writenotify`) has that hole as its cause: its oracle
+//!    violations and every divergence harmful only through it, whatever made
+//!    the page writable, whichever variant happened to sit on it, whichever
+//!    mapping.
+//! 2. **Harmful divergences**: the contracts broken, the variant that breaks
+//!    them (the writable side, or the one named by `-on-VARIANT`) and the
+//!    mechanism: `vma-merge` when a soft-dirty break's VMA got its
+//!    VM_SOFTDIRTY from a merge (mlock, madvise, mprotect, uffd (un)register,
+//!    copy_vma), `no-pte` when the page has no PTE, `keeps-uffd-wp` when the
+//!    breaking side kept uffd-wp the other side dropped, else the kernel
+//!    function that made its PTE writable (or read-only, or the entry class).
+//! 3. **Broken oracle contracts** (every variant): the contracts and the
+//!    mechanism as above.
+//! 4. **Latent** findings (the proxy's early warnings: an unsafe PTE but no
+//!    contract breaks): one cause per contract set, divergences apart from
+//!    oracle violations. **Benign** divergences (a spurious fault at most): one
+//!    cause per writable variant.
+//!
+//! What made the other side read-only, the mapping class, who set
+//! `vm_page_prot` and (for benign ones) the function only split buckets, never
+//! causes.
 //!
 //! Distinct harmful mechanisms never share a cause: they differ in the hole, the
-//! contract, the variant or the function that made the page writable.
+//! contract, the breaking variant or the mechanism.
 
 use serde::Serialize;
 
@@ -64,14 +73,19 @@ fn hole_title(hole: &str) -> String {
     }
 }
 
-/// Split `harmful-S-via-clear-refs` into (`harmful`, `S`, Some(`clear-refs`)).
-fn parse_verdict(v: &str) -> (&str, &str, Option<&str>) {
+/// Split `harmful-S-on-full-restore-via-clear-refs` into (`harmful`, `S`,
+/// Some(`full-restore`), Some(`clear-refs`)).
+fn parse_verdict(v: &str) -> (&str, &str, Option<&str>, Option<&str>) {
     let (class, rest) = v.split_once('-').unwrap_or((v, ""));
-    let (letters, via) = match rest.split_once("-via-") {
+    let (rest, via) = match rest.split_once("-via-") {
         Some((l, h)) => (l, Some(h)),
         None => (rest, None),
     };
-    (class, letters, via)
+    let (letters, on) = match rest.split_once("-on-") {
+        Some((l, side)) => (l, Some(side)),
+        None => (rest, None),
+    };
+    (class, letters, on, via)
 }
 
 fn contract_words(letters: &str) -> String {
@@ -89,66 +103,94 @@ fn contract_words(letters: &str) -> String {
         .join(", ")
 }
 
+/// The entry class of `side` in an entry signature's `A:class-vs-B:class`.
+fn entry_class<'a>(permissive: &'a str, side: &str) -> Option<&'a str> {
+    let (a, b) = permissive.split_once("-vs-")?;
+    [a, b].into_iter().find_map(|x| x.split_once(':').filter(|(v, _)| *v == side).map(|(_, c)| c))
+}
+
+/// How the breaking side came to break, from the signature: a merge handed its
+/// VMA VM_SOFTDIRTY-clear flags, it has no PTE, it kept uffd-wp where the other
+/// side dropped it, or the kernel function that made its PTE writable.
+fn mechanism(sig: &Signature, letters: &str, breaker: &str, on_other_side: bool) -> (String, String) {
+    if letters.contains('S') && MERGE_CALLERS.contains(&sig.softdirty_by) {
+        return ("vma-merge".into(), "a VMA merge handed the page's VMA VM_SOFTDIRTY-clear flags".into());
+    }
+    if sig.rw_by == "no-pte" {
+        return ("no-pte".into(), "the page has no PTE".into());
+    }
+    let keeps_uffd_wp = match sig.what {
+        "W" => on_other_side && sig.uffd_wp,
+        "entry" => entry_class(&sig.permissive, breaker) == Some("marker"),
+        _ => false,
+    };
+    if keeps_uffd_wp {
+        return (
+            "keeps-uffd-wp".into(),
+            "it keeps the page's uffd-wp (a read-only PTE or a marker) where the other side dropped it".into(),
+        );
+    }
+    match sig.what {
+        "W" if on_other_side => (format!("read-only-{}", sig.ro_by), format!("{} made its PTE read-only", sig.ro_by)),
+        "entry" => {
+            let class = entry_class(&sig.permissive, breaker).unwrap_or("-");
+            (format!("entry-{class}"), format!("its entry is {class} where the other side's differs"))
+        }
+        _ => (sig.rw_by.to_string(), format!("{} made the page writable", sig.rw_by)),
+    }
+}
+
 /// The cause of a finding with this signature.
 pub fn cause_of(sig: &Signature) -> Cause {
-    let (class, letters, via) = parse_verdict(&sig.verdict);
-    let variant = sig.permissive.split(':').next().unwrap_or("").to_string();
+    let (class, letters, on, via) = parse_verdict(&sig.verdict);
+    // The variant named first: the writable side (W), side a (entry).
+    let first = sig.permissive.split(':').next().unwrap_or("").to_string();
     if let Some(hole) = via {
-        return match sig.kind {
-            Kind::Oracle => Cause { key: format!("hole.{hole}"), title: hole_title(hole), harmful: true },
-            // A variant whose harm the hole alone makes possible stays apart from
-            // the hole's own violations.
-            Kind::Divergence => Cause {
-                key: format!("hole.{hole}.{variant}"),
-                title: format!("{variant} breaks {} only through: {}", contract_words(letters), hole_title(hole)),
-                harmful: true,
-            },
-        };
+        // Which variant happened to sit on the hole is incidental: the hole is
+        // common to every variant, and patching it removes the difference.
+        return Cause { key: format!("hole.{hole}"), title: hole_title(hole), harmful: true };
     }
-    let mechanism = if letters.contains('S') && MERGE_CALLERS.contains(&sig.softdirty_by) {
-        "vma-merge".to_string()
-    } else if sig.rw_by == "no-pte" {
-        "no-pte".to_string()
-    } else {
-        sig.rw_by.to_string()
-    };
-    let mech_words = match mechanism.as_str() {
-        "vma-merge" => "a VMA merge handed the page's VMA VM_SOFTDIRTY-clear flags".to_string(),
-        "no-pte" => "the page has no PTE".to_string(),
-        m => format!("{m} made the page writable"),
-    };
     match (sig.kind, class) {
-        (Kind::Divergence, "harmful") => Cause {
-            key: format!("harmful.{letters}.{variant}.{mechanism}"),
-            title: format!("{variant} breaks {} where the other side does not: {mech_words}", contract_words(letters)),
-            harmful: true,
-        },
+        (Kind::Divergence, "harmful") => {
+            let breaker = on.map_or(first.clone(), str::to_string);
+            let (mech, words) = mechanism(sig, letters, &breaker, on.is_some());
+            Cause {
+                key: format!("harmful.{letters}.{breaker}.{mech}"),
+                title: format!("{breaker} breaks {} where the other side does not: {words}", contract_words(letters)),
+                harmful: true,
+            }
+        }
         (Kind::Divergence, "latent") => Cause {
-            key: format!("latent.{letters}.{variant}"),
+            key: format!("latent.{letters}"),
             title: format!(
-                "{variant} holds a writable PTE a store must trap on ({}), no contract breaks: {mech_words}",
+                "one variant holds a writable PTE a store must trap on ({}), but no contract breaks (the proxy's \
+                 early warning)",
                 contract_words(letters)
             ),
             harmful: false,
         },
         (Kind::Divergence, _) => Cause {
-            key: format!("benign.{variant}.{}", sig.rw_by),
+            key: format!("benign.{first}"),
             title: format!(
-                "{variant} writable where the other side is read-only (a spurious fault): {} made it writable",
-                sig.rw_by
+                "{first} is writable or mapped where the other side is not: at most a spurious fault (the buckets \
+                 say which function)"
             ),
             harmful: false,
         },
-        (Kind::Oracle, "broken") => Cause {
-            key: format!("broken.{letters}.{mechanism}"),
-            title: format!("every variant breaks {}: {mech_words}", contract_words(letters)),
-            harmful: true,
-        },
+        (Kind::Oracle, "broken") => {
+            let (mech, words) = mechanism(sig, letters, "", false);
+            Cause {
+                key: format!("broken.{letters}.{mech}"),
+                title: format!("every variant breaks {}: {words}", contract_words(letters)),
+                harmful: true,
+            }
+        }
         (Kind::Oracle, c) => Cause {
             key: format!("{c}.oracle.{letters}"),
             title: format!(
-                "every variant holds a writable PTE a store must trap on ({}), no contract breaks: {mech_words}",
-                contract_words(letters)
+                "every variant holds a writable PTE a store must trap on ({}){}",
+                contract_words(letters),
+                if c == "unsafe" { "" } else { ", but no contract breaks" }
             ),
             harmful: c == "unsafe",
         },

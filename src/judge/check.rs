@@ -279,8 +279,10 @@ impl Signature {
         )
     }
 
+    /// A harmful divergence (a contract breaks on one side only, or with
+    /// contracts off the proxy's unsafe PTE); latent and benign ones are not.
     pub fn harmful(&self) -> bool {
-        self.verdict != "benign"
+        self.verdict.starts_with("harmful")
     }
 }
 
@@ -554,6 +556,11 @@ fn analyze_divergence(program: &Program, pair: &Pair) -> Option<Finding> {
         let c = extra.contracts();
         let (_, bp, bpage) = extra.some_page().expect("a difference has a page");
         f.signature.verdict = format!("harmful-{}", c.letters());
+        // Usually the permissive side (W) or side a (entry) breaks; when the
+        // other one does, the verdict says so (its cause differs).
+        if f.signature.permissive.split(':').next() != Some(side.as_str()) {
+            f.signature.verdict += &format!("-on-{side}");
+        }
         f.title = format!("{}; harmful: {side} breaks {} (p{bp} page {bpage})", f.title, c.words());
         for (i, (name, what)) in COMMON_HOLES.iter().enumerate() {
             let Some(fixed) = patched(pair, i) else { continue };
@@ -589,7 +596,10 @@ fn analyze_oracle(program: &Program, pair: &Pair) -> Option<Finding> {
         // Is the violation a known hole common to every variant?
         for (i, (name, what)) in COMMON_HOLES.iter().enumerate() {
             let Some(fixed) = patched(pair, i) else { continue };
-            let gone = oracle_violation(program, &fixed).is_none_or(|g| !g.signature.verdict.starts_with("broken-"));
+            // Gone: no broken contract at this step (a later, different break,
+            // e.g. a page that loses its PTE, is not this violation).
+            let gone = oracle_violation(program, &fixed)
+                .is_none_or(|g| !g.signature.verdict.starts_with("broken-") || g.step != f.step);
             if gone {
                 f.signature.verdict += &format!("-via-{name}");
                 f.title += &format!("; only through {what}");
@@ -954,6 +964,7 @@ impl Outcome {
                 let _ = writeln!(out, "DIVERGES at step {} `{}`", d.finding.step + 1, d.op);
                 let _ = writeln!(out, "  {}", d.finding.title);
                 let _ = writeln!(out, "  signature: {}", d.finding.signature);
+                let _ = writeln!(out, "  cause: {}", super::causes::cause_of(&d.finding.signature).key);
                 pages(&mut out, &d.pages);
                 if d.final_pages != d.pages {
                     let _ = writeln!(out, "  at the end of the program:");
@@ -965,6 +976,7 @@ impl Outcome {
             let _ = writeln!(out, "ORACLE VIOLATION at step {} `{}`", v.finding.step + 1, v.op);
             let _ = writeln!(out, "  {}", v.finding.title);
             let _ = writeln!(out, "  signature: {}", v.finding.signature);
+            let _ = writeln!(out, "  cause: {}", super::causes::cause_of(&v.finding.signature).key);
             pages(&mut out, &v.pages);
         }
         if self.warned.0 || self.warned.1 {

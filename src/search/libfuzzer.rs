@@ -17,11 +17,12 @@
 //! - `PTEDIFF_FINDINGS=DIR` (default: `findings/` at the top of the repository
 //!   the target was built from, which is where `ptediff fuzz` run from there
 //!   writes, whatever the current directory of `cargo fuzz run` is);
-//! - `PTEDIFF_PANIC_ON=none|new|harmful|any` (default `none`): `new` panics on a
-//!   signature the folder did not have, `harmful` only on a new harmful
-//!   divergence or oracle violation, `any` on every divergence; signatures of
-//!   the corpus (`PTEDIFF_CORPUS`, default the repository's `corpus/`) never
-//!   count as new;
+//! - `PTEDIFF_PANIC_ON=none|new|new-cause|harmful|any` (default `none`): `new`
+//!   panics on a signature the folder did not have, `new-cause` on a root cause
+//!   neither the folder nor the corpus has, `harmful` only on a new signature
+//!   of a harmful cause (a harmful divergence or a broken contract), `any` on
+//!   every divergence; signatures of the corpus (`PTEDIFF_CORPUS`, default the
+//!   repository's `corpus/`) never count as new;
 //! - `PTEDIFF_ORACLE=1`: also record oracle violations.
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::check::{analyze, check, Kind, Pair};
 use crate::corpus::{self, Expect, RenderOpts};
 use crate::findings::{self, FindingsDb};
+use crate::judge::causes::cause_of;
 use crate::minimize::minimize;
 use crate::model::{Config, Kernel, KERNEL_NAMES, VARIANT_NAMES};
 use crate::op::Program;
@@ -41,6 +43,7 @@ use crate::op::Program;
 pub enum PanicOn {
     None,
     New,
+    NewCause,
     Harmful,
     Any,
 }
@@ -50,6 +53,7 @@ impl PanicOn {
         match self {
             PanicOn::None => "none",
             PanicOn::New => "new",
+            PanicOn::NewCause => "new-cause",
             PanicOn::Harmful => "harmful",
             PanicOn::Any => "any",
         }
@@ -59,6 +63,7 @@ impl PanicOn {
         Some(match s {
             "none" => PanicOn::None,
             "new" => PanicOn::New,
+            "new-cause" => PanicOn::NewCause,
             "harmful" => PanicOn::Harmful,
             "any" => PanicOn::Any,
             _ => return None,
@@ -94,6 +99,8 @@ pub struct Target {
     known: HashMap<String, usize>,
     /// Signatures the corpus states for this pair.
     corpus: HashSet<String>,
+    /// Root causes known (folder and corpus), for `PanicOn::NewCause`.
+    causes: HashSet<String>,
     last_commit: Instant,
 }
 
@@ -119,6 +126,20 @@ pub fn corpus_signatures(dir: &Path, pair: &Pair) -> HashSet<String> {
     out
 }
 
+/// Root causes of the reproducers in `dir` (any pair: a cause names its hole or
+/// variant itself) and of the findings already in `db`.
+fn known_causes(dir: &Path, db: &FindingsDb) -> HashSet<String> {
+    let mut out: HashSet<String> = db.records.values().map(|r| r.cause.key.clone()).collect();
+    for f in corpus::collect_files(&[dir.to_path_buf()]) {
+        let Ok(r) = corpus::load(&f) else { continue };
+        let o = check(&r.program, &r.pair);
+        for rep in [o.divergence.as_ref(), o.violation.as_ref()].into_iter().flatten() {
+            out.insert(cause_of(&rep.finding.signature).key);
+        }
+    }
+    out
+}
+
 impl Target {
     /// Read the environment and open the findings folder.
     pub fn from_env() -> Result<Target, String> {
@@ -133,8 +154,8 @@ impl Target {
         };
         let pair = Pair { a: variant(a)?, b: variant(b)? };
         let p = env("PTEDIFF_PANIC_ON").unwrap_or_else(|| "none".into());
-        let panic_on =
-            PanicOn::parse(&p).ok_or_else(|| format!("PTEDIFF_PANIC_ON=`{p}`: expected none, new, harmful or any"))?;
+        let panic_on = PanicOn::parse(&p)
+            .ok_or_else(|| format!("PTEDIFF_PANIC_ON=`{p}`: expected none, new, new-cause, harmful or any"))?;
         let oracle = match env("PTEDIFF_ORACLE").as_deref() {
             None | Some("0") => false,
             Some("1") => true,
@@ -168,7 +189,8 @@ impl Target {
             .map_err(|e| format!("findings folder (PTEDIFF_FINDINGS): {e}"))?;
         let corpus = corpus_signatures(corpus_dir, &pair);
         let known = findings::known_lengths(&db);
-        Ok(Target { pair, oracle, panic_on, db, known, corpus, last_commit: Instant::now() })
+        let causes = if panic_on == PanicOn::NewCause { known_causes(corpus_dir, &db) } else { HashSet::new() };
+        Ok(Target { pair, oracle, panic_on, db, known, corpus, causes, last_commit: Instant::now() })
     }
 
     /// Judge one input: record its findings; the panic message, if the target should panic.
@@ -206,10 +228,13 @@ impl Target {
                 }
             }
             let fresh = created && !self.corpus.contains(&slug);
-            let harmful = kind == Kind::Oracle || f.signature.harmful();
+            let cause = cause_of(&f.signature);
+            let new_cause = self.panic_on == PanicOn::NewCause && self.causes.insert(cause.key);
+            let harmful = cause.harmful;
             let panic = match self.panic_on {
                 PanicOn::None => false,
                 PanicOn::New => fresh,
+                PanicOn::NewCause => new_cause,
                 PanicOn::Harmful => fresh && harmful,
                 PanicOn::Any => true,
             };
