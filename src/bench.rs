@@ -75,6 +75,18 @@ pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64, f64), String>
 /// Seconds until the engine (seed `seed`; the oracle on for an `oracle.` slug)
 /// first reports `slug`, or None within `limit`.
 pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Option<f64> {
+    time_to_find_both(pair, slug, "", seed, limit).0
+}
+
+/// Seconds until the engine first reports `slug`, and until it first reports a
+/// finding of the root cause `cause` (each None if not within `limit`).
+pub fn time_to_find_both(
+    pair: Pair,
+    slug: &str,
+    cause: &str,
+    seed: u64,
+    limit: Duration,
+) -> (Option<f64>, Option<f64>) {
     let opts = Options {
         pair,
         seed,
@@ -86,19 +98,24 @@ pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Optio
         realizable: false,
     };
     let stop = AtomicBool::new(false);
-    let mut at = None;
+    let (mut at, mut cause_at) = (None, None);
     engine::fuzz(
         &opts,
         &stop,
         |f, _| {
+            let t = f.at.as_secs_f64();
+            if cause_at.is_none() && !cause.is_empty() && crate::judge::causes::cause_of(&f.signature).key == cause {
+                cause_at = Some(t);
+            }
             if f.signature.slug() == slug {
-                at = Some(f.at.as_secs_f64());
+                at = Some(t);
+                cause_at.get_or_insert(t);
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         },
         |_, _| {},
     );
-    at
+    (at, cause_at)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -320,31 +337,31 @@ fn find_rows(corpus_dir: &std::path::Path, seeds: u64, limit: Duration) {
             wanted.push(slug.clone());
         }
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let out = crate::check::check(&r.program, &r.pair);
         for slug in wanted {
             let what = if slug.starts_with("oracle.") { "oracle violation" } else { "divergence" };
-            let mut found = Vec::new();
+            let rep = if slug.starts_with("oracle.") { out.violation.as_ref() } else { out.divergence.as_ref() };
+            let cause = rep.map_or(String::new(), |r| crate::judge::causes::cause_of(&r.finding.signature).key);
+            let (mut found, mut found_cause) = (Vec::new(), Vec::new());
             for seed in 1..=seeds {
-                if let Some(t) = time_to_find(r.pair, &slug, seed, limit) {
-                    found.push(t);
+                let (t, c) = time_to_find_both(r.pair, &slug, &cause, seed, limit);
+                found.extend(t);
+                found_cause.extend(c);
+            }
+            let summary = |v: &Vec<f64>| {
+                let mut all = v.clone();
+                all.extend(std::iter::repeat_n(f64::INFINITY, seeds as usize - v.len()));
+                if v.len() * 2 > seeds as usize {
+                    format!("{:.3} s ({}/{seeds} within {} s)", median(all), v.len(), limit.as_secs())
+                } else {
+                    format!("not found by most seeds within {} s ({}/{seeds})", limit.as_secs(), v.len())
                 }
-            }
-            let missed = seeds as usize - found.len();
-            if found.len() * 2 > seeds as usize {
-                let mut all = found.clone();
-                all.extend(std::iter::repeat_n(f64::INFINITY, missed));
-                println!(
-                    "| time to first find `{name}` ({what}; median of {seeds} seeds; found by {}/{seeds} within {} s) | {:.3} s |",
-                    found.len(),
-                    limit.as_secs(),
-                    median(all)
-                );
-            } else {
-                println!(
-                    "| time to first find `{name}` ({what}) | not found by most seeds within {} s ({}/{seeds}) |",
-                    limit.as_secs(),
-                    found.len()
-                );
-            }
+            };
+            println!(
+                "| time to first find `{name}` ({what}; median of {seeds} seeds) | its signature: {}; its cause `{cause}`: {} |",
+                summary(&found),
+                summary(&found_cause)
+            );
         }
     }
 }

@@ -203,7 +203,14 @@ pub fn probe_can_break(s: &State) -> bool {
                         }
                     }
                 }
-                Entry::None | Entry::Marker => {}
+                // A private page owed data but with no PTE (its folio was
+                // discarded, e.g. lazy-free reclaim of a page another process
+                // still owed): the probe's load faults in zero or the file page.
+                Entry::None | Entry::Marker => {
+                    if matches!(mm.ghost.expect[a as usize], ghost::Expect::Private { token, .. } if token != 0) {
+                        return true;
+                    }
+                }
                 // A fault will bring in data the load checks: let the probe look.
                 Entry::Swap { .. } | Entry::Migration { .. } => return true,
             }

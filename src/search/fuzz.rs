@@ -127,6 +127,16 @@ fn alive_proc(rng: &mut SmallRng, s: &State) -> u8 {
 /// A page, usually inside a VMA of `p` (or carrying a migration entry for
 /// migrate_finish).
 fn pick_page(rng: &mut SmallRng, s: &State, p: u8) -> u8 {
+    pick_page_near(rng, s, p, Focus::default())
+}
+
+/// [`pick_page`], the focus page half of the time when the focus is in `p`.
+fn pick_page_near(rng: &mut SmallRng, s: &State, p: u8, focus: Focus) -> u8 {
+    if let Some(page) = focus.page {
+        if focus.p.is_none_or(|fp| fp == p) && rng.gen_ratio(1, 2) {
+            return page;
+        }
+    }
     let mm = &s.procs[p as usize];
     if !mm.vmas.is_empty() && rng.gen_ratio(7, 8) {
         let v = mm.vmas[rng.gen_range(0..mm.vmas.len())];
@@ -154,7 +164,12 @@ const UNREALIZABLE_KINDS: [u8; 4] = [18, 19, 22, 23];
 /// [`gen_op`], optionally only ops a real kernel can run deterministically from
 /// user space (no two-step migration, NUMA hinting, ext4, writeback, EVENT_FORK).
 pub fn gen_op_with(rng: &mut SmallRng, s: &State, realizable: bool) -> Op {
-    let op = gen_op_inner(rng, s);
+    gen_op_near(rng, s, realizable, Focus::default())
+}
+
+/// [`gen_op_with`], preferring the process and page of `focus` (see [`Focus`]).
+pub fn gen_op_near(rng: &mut SmallRng, s: &State, realizable: bool, focus: Focus) -> Op {
+    let op = gen_op_inner(rng, s, focus);
     if !realizable {
         return op;
     }
@@ -173,22 +188,60 @@ pub fn gen_op_with(rng: &mut SmallRng, s: &State, realizable: bool) -> Op {
 /// A whole VMA of `p` (start, length up to 4), so an op that changes its flags can
 /// merge it with a neighbour: the kernel merges only ranges that reach a VMA's
 /// edges, which a random page and length rarely do.
-fn pick_whole_vma(rng: &mut SmallRng, s: &State, p: u8) -> Option<(u8, u8)> {
+/// The VMA holding the focus page half of the time.
+fn pick_whole_vma(rng: &mut SmallRng, s: &State, p: u8, focus: Focus) -> Option<(u8, u8)> {
     let mm = &s.procs[p as usize];
     if mm.vmas.is_empty() {
         return None;
     }
-    let v = mm.vmas[rng.gen_range(0..mm.vmas.len())];
+    let near =
+        focus.page.filter(|_| focus.p.is_none_or(|fp| fp == p) && rng.gen_ratio(1, 2)).and_then(|page| mm.vma(page));
+    let v = near.copied().unwrap_or_else(|| mm.vmas[rng.gen_range(0..mm.vmas.len())]);
     Some((v.start, (v.end - v.start).min(4)))
 }
 
-fn gen_op_inner(rng: &mut SmallRng, s: &State) -> Op {
+/// A mapping that can merge with its neighbour `v` when placed at `addr`
+/// (`len` pages, just before or after it): the same file at the contiguous
+/// offset, or private anon; the same protection. The kernel merges only such
+/// ranges, which independent random choices rarely produce.
+fn mergeable_target(v: &model::Vma, addr: u8, len: u8) -> Option<(Prot, Target)> {
+    let f = v.flags;
+    let prot = Prot(
+        (f.contains(model::VmFlags::READ) as u8 * Prot::R)
+            | (f.contains(model::VmFlags::WRITE) as u8 * Prot::W)
+            | (f.contains(model::VmFlags::EXEC) as u8 * Prot::X),
+    );
+    let shared = f.contains(model::VmFlags::SHARED);
+    let target = match v.backing {
+        model::Backing::Anon if !shared => Target::Anon,
+        model::Backing::File(id) if id < model::FILE_SHMEM_ANON0 => {
+            let file = match id {
+                model::FILE_MEMFD => FileName::Memfd,
+                model::FILE_EXT4 => FileName::Ext4,
+                _ => FileName::Ramfs,
+            };
+            let pgoff = if addr >= v.end { v.pgoff_of(v.end - 1).checked_add(1)? } else { v.pgoff.checked_sub(len)? };
+            if pgoff as usize >= NPAGES {
+                return None;
+            }
+            Target::File { file, shared, pgoff }
+        }
+        _ => return None,
+    };
+    Some((prot, target))
+}
+
+fn gen_op_inner(rng: &mut SmallRng, s: &State, focus: Focus) -> Op {
     let kind = pick_kind(rng);
-    let p = alive_proc(rng, s);
+    let p = match focus.p {
+        Some(fp) if s.procs[fp as usize].alive && rng.gen_ratio(3, 4) => fp,
+        _ => alive_proc(rng, s),
+    };
+    let pick_page = |rng: &mut SmallRng, s: &State, p: u8| pick_page_near(rng, s, p, focus);
     let len = if rng.gen_ratio(3, 4) { 1 } else { rng.gen_range(1..=4) };
     // Ops that change VMA flags take a whole VMA half of the time.
     if matches!(kind, 2..=5 | 10 | 11) && rng.gen_ratio(1, 2) {
-        if let Some((addr, len)) = pick_whole_vma(rng, s, p) {
+        if let Some((addr, len)) = pick_whole_vma(rng, s, p, focus) {
             return match kind {
                 2 => Op::Mprotect { p, addr, len, prot: pick_prot(rng) },
                 3 => Op::Madvise { p, addr, len, advice: Advice::ALL[rng.gen_range(0..8)] },
@@ -203,16 +256,20 @@ fn gen_op_inner(rng: &mut SmallRng, s: &State) -> Op {
         0 => {
             // Often right next to an existing VMA, so merges happen.
             let mm = &s.procs[p as usize];
-            let addr = if !mm.vmas.is_empty() && rng.gen_ratio(1, 2) {
+            let (addr, next_to) = if !mm.vmas.is_empty() && rng.gen_ratio(1, 2) {
                 let v = mm.vmas[rng.gen_range(0..mm.vmas.len())];
-                if rng.gen_bool(0.5) || v.start < len {
-                    v.end.min(NPAGES as u8 - 1)
-                } else {
-                    v.start - len
-                }
+                let addr = if rng.gen_bool(0.5) || v.start < len { v.end.min(NPAGES as u8 - 1) } else { v.start - len };
+                (addr, Some(v))
             } else {
-                rng.gen_range(0..NPAGES as u8)
+                (rng.gen_range(0..NPAGES as u8), None)
             };
+            // Next to a VMA, half of the time a mapping that could merge with it
+            // (flag changes decide whether it does).
+            if let Some((prot, target)) =
+                next_to.filter(|_| rng.gen_ratio(1, 2)).and_then(|v| mergeable_target(&v, addr, len))
+            {
+                return Op::Mmap { p, addr, len, prot, target };
+            }
             let target = match rng.gen_range(0..10) {
                 0..=1 => Target::Anon,
                 2 => Target::SharedAnon,
@@ -280,8 +337,9 @@ impl Coverage {
     }
 }
 
-fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
-    let (p, addr) = match *op {
+/// The process and page an op acts on (its first page), if it has one.
+fn op_page(op: &Op) -> Option<(u8, u8)> {
+    match *op {
         Op::Mmap { p, addr, .. }
         | Op::Munmap { p, addr, .. }
         | Op::Mprotect { p, addr, .. }
@@ -300,9 +358,34 @@ fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
         | Op::MigrateFinish { p, addr }
         | Op::Pageout { p, addr }
         | Op::Writeback { p, addr }
-        | Op::NumaHint { p, addr } => (p, addr),
-        _ => (0, 0),
-    };
+        | Op::NumaHint { p, addr } => Some((p, addr)),
+        _ => None,
+    }
+}
+
+/// Where the next op most likely acts: the page the last op with a page acted
+/// on (for mremap, where the range went), in its process (after a fork, in
+/// either). Findings live on one or two pages that a chain of ops keeps
+/// touching; a random page per op rarely makes a chain.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Focus {
+    p: Option<u8>,
+    page: Option<u8>,
+}
+
+impl Focus {
+    /// After `op`.
+    pub fn after(self, op: &Op) -> Focus {
+        match *op {
+            Op::Mremap { p, new, .. } => Focus { p: Some(p), page: Some(new) },
+            Op::Fork { .. } | Op::Exit { .. } => Focus { p: None, ..self },
+            _ => op_page(op).map_or(self, |(p, page)| Focus { p: Some(p), page: Some(page) }),
+        }
+    }
+}
+
+fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
+    let (p, addr) = op_page(op).unwrap_or((0, 0));
     let mm = &s.procs[p as usize];
     let e = mm.pt[addr as usize];
     let ec: u32 = match e {
@@ -320,7 +403,26 @@ fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
         model::prot::vma_set_page_prot(s, cfg, &mut w, model::Why::Unknown);
         w.prot != v.prot
     }) as u32;
-    let h = (op.kind() as u32) ^ ((r as u32) << 5) ^ (ec << 7) ^ vc.wrapping_mul(0x9e37_79b1) ^ (stale << 31);
+    // The folio behind the entry: dirty, exclusive, swap cache, lazy-free,
+    // shared by several PTEs; a swap slot shared or cached. Chains through swap,
+    // fork and MADV_FREE only show up here.
+    let fc: u32 = match e {
+        Entry::Present { folio, .. } | Entry::Migration { folio, .. } if (folio as usize) < model::MAX_FOLIOS => {
+            let f = s.folio(folio);
+            1 + f.flags.bits() as u32 + (((f.mapcount > 1) as u32) << 5)
+        }
+        Entry::Swap { slot, .. } => {
+            let sl = s.slots[slot as usize];
+            64 + (sl.count > 1) as u32 + 2 * ((sl.folio as usize) < model::MAX_FOLIOS) as u32
+        }
+        _ => 0,
+    };
+    let h = (op.kind() as u32)
+        ^ ((r as u32) << 5)
+        ^ (ec << 7)
+        ^ vc.wrapping_mul(0x9e37_79b1)
+        ^ fc.wrapping_mul(0x27d4_eb2f)
+        ^ (stale << 31);
     h.wrapping_mul(0x85eb_ca6b) >> 16
 }
 
@@ -328,7 +430,11 @@ fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
 #[derive(Clone, Copy, Default)]
 struct Hit {
     divergence: bool,
+    /// An oracle violation: a broken contract or the proxy's unsafe PTE.
     violation: bool,
+    /// A contract both sides broke (ends the program: `analyze` reports the
+    /// first broken one; the proxy's latent ones do not end it, a break may follow).
+    broken: bool,
 }
 
 impl Hit {
@@ -341,34 +447,36 @@ impl Hit {
 fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     let (res, divergence) = r.step(op);
     *new_cov |= cov.mark(feature(op, res, &r.a, &r.pair.a));
-    Hit { divergence, violation: oracle && r.violation() }
+    let violation = oracle && r.violation();
+    Hit { divergence, violation, broken: violation && r.broken() }
 }
 
 fn finish_one(r: &mut Runner, oracle: bool) -> Hit {
     let divergence = r.finish();
-    Hit { divergence, violation: oracle && (r.violation() || r.end_violation()) }
+    Hit { divergence, violation: oracle && (r.violation() || r.end_violation()), broken: false }
 }
 
 /// Run a program on both sides, feeding coverage. A divergence does not end the
-/// run: its harm may come later (`analyze` judges the whole program); an oracle
-/// violation does.
+/// run: its harm may come later (`analyze` judges the whole program); nor does
+/// a latent oracle violation (a contract may still break); a broken contract does.
 fn run(r: &mut Runner, program: &Program, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     r.reset();
     let mut hit = Hit::default();
     for op in &program.ops {
         let h = step_one(r, op, oracle, cov, new_cov);
         hit.divergence |= h.divergence;
-        if h.violation {
-            hit.violation = true;
+        hit.violation |= h.violation;
+        if h.broken {
+            hit.broken = true;
             return hit;
         }
     }
     let h = finish_one(r, oracle);
-    Hit { divergence: hit.divergence || h.divergence, violation: h.violation }
+    Hit { divergence: hit.divergence || h.divergence, violation: hit.violation || h.violation, broken: false }
 }
 
 /// Generate a fresh program against the live state of side a, checking as it goes
-/// (the program ends at the first hit).
+/// (the program ends at the first broken contract, as in [`run`]).
 fn generate(
     rng: &mut SmallRng,
     r: &mut Runner,
@@ -381,18 +489,30 @@ fn generate(
     r.reset();
     let mut ops = Vec::with_capacity(n);
     let mut hit = Hit::default();
+    let mut focus = Focus::default();
     for _ in 0..n {
-        let op = gen_op_with(rng, &r.a, opts.realizable);
+        let op = gen_op_near(rng, &r.a, opts.realizable, focus);
+        focus = focus.after(&op);
         let h = step_one(r, &op, oracle, cov, new_cov);
         ops.push(op);
         hit.divergence |= h.divergence;
-        if h.violation {
-            hit.violation = true;
+        hit.violation |= h.violation;
+        if h.broken {
+            hit.broken = true;
             return (Program::new(ops), hit);
         }
     }
     let h = finish_one(r, oracle);
-    (Program::new(ops), Hit { divergence: hit.divergence || h.divergence, violation: h.violation })
+    (
+        Program::new(ops),
+        Hit { divergence: hit.divergence || h.divergence, violation: hit.violation || h.violation, broken: false },
+    )
+}
+
+/// The focus after the ops before position `i` (the last few decide it).
+fn focus_before(ops: &[Op], i: usize) -> Focus {
+    let i = i.min(ops.len());
+    ops[i.saturating_sub(4)..i].iter().fold(Focus::default(), |f, op| f.after(op))
 }
 
 /// Mutate a program: replace, insert, delete or splice ops (new ops are generated
@@ -407,17 +527,36 @@ fn mutate(
 ) -> Program {
     let mut ops = prog.ops.clone();
     // New ops are generated against the state the unchanged prefix reaches: one
-    // replay up to the first edit point; later edits go at or after it.
-    let first = if ops.is_empty() { 0 } else { rng.gen_range(0..ops.len()) };
+    // replay up to the first edit point (which may be the end: an append); later
+    // edits go at or after it.
+    let first = rng.gen_range(0..=ops.len());
     let mut prefix = State::new();
     for op in &ops[..first] {
         model::step(&mut prefix, &pair.a, op);
     }
+    // Half of the time, a chain of new ops at the edit point, each generated
+    // against the state the ones before it reach (exact, so chains on one page
+    // grow: that is where findings are).
+    if rng.gen_ratio(1, 2) && ops.len() < max_ops {
+        let mut focus = focus_before(&ops, first);
+        let mut chain = Vec::new();
+        for _ in 0..rng.gen_range(1..=4).min(max_ops - ops.len()) {
+            let op = gen_op_near(rng, &prefix, realizable, focus);
+            model::step(&mut prefix, &pair.a, &op);
+            focus = focus.after(&op);
+            chain.push(op);
+        }
+        ops.splice(first..first, chain);
+        return Program::new(ops);
+    }
     for _ in 0..rng.gen_range(1..=3) {
-        let i = if ops.len() <= first { first.min(ops.len()) } else { rng.gen_range(first..ops.len()) };
+        let i = rng.gen_range(first.min(ops.len())..=ops.len());
         match rng.gen_range(0..4) {
-            0 if i < ops.len() => ops[i] = gen_op_with(rng, &prefix, realizable),
-            1 if ops.len() < max_ops => ops.insert(i, gen_op_with(rng, &prefix, realizable)),
+            0 if i < ops.len() => ops[i] = gen_op_near(rng, &prefix, realizable, focus_before(&ops, i)),
+            1 if ops.len() < max_ops => {
+                let op = gen_op_near(rng, &prefix, realizable, focus_before(&ops, i));
+                ops.insert(i, op)
+            }
             2 if ops.len() > 1 && i < ops.len() => {
                 ops.remove(i);
             }
@@ -534,7 +673,7 @@ impl<'a> Worker<'a> {
         // A program that reached something new joins the pool (a divergent one
         // too: what follows a divergence decides its harm); a full pool makes room
         // at random, so the engine keeps learning.
-        if new_cov && !hit.violation {
+        if new_cov && !hit.broken {
             self.fresh.push(prog.clone());
             if self.pool.len() < POOL_CAP {
                 self.pool.push(prog.clone());
