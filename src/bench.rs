@@ -181,7 +181,9 @@ pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration,
             libfuzzer_rows(corpus_dir, secs);
         }
     }
-    find_rows(corpus_dir, seeds, limit);
+    if seeds > 0 {
+        find_rows(corpus_dir, seeds, limit);
+    }
 }
 
 /// Engine throughput: identical variants, the default pair, the default pair

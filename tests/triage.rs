@@ -870,3 +870,29 @@ fn cli_fuzz_oracle_writes_replayable_oracle_findings() {
     let recs = j.as_array().unwrap();
     assert!(recs.iter().any(|r| r["kind"] == "Oracle"), "{j}");
 }
+
+/// The engine's cheap end-of-program gate must let the probe look at a private
+/// page that lost its PTE while a process was still owed its data (the MADV_FREE
+/// data loss: the probe's load reads zero). Before, the gate skipped pages
+/// without a PTE and the engine never reported the loss.
+#[test]
+fn end_probe_gate_sees_a_private_page_owed_data_without_a_pte() {
+    use ptediff::check::Runner;
+    let p = parse(
+        "mmap(p0, 10, 1, rw-, anon)\nwrite(p0, 10)\npageout(p0, 10)\nread(p0, 10)\np1 = fork(p0)\n\
+         madvise(p0, 10, 1, MADV_FREE)\npageout(p0, 10)\n",
+    )
+    .unwrap();
+    let mut cfg = Config::new(Restore::VmPageProt);
+    cfg.kernel = Kernel::V618;
+    let pair = Pair { a: cfg, b: cfg };
+    let mut r = Runner::new(&pair);
+    for op in &p.ops {
+        r.step(op);
+    }
+    r.finish();
+    assert!(!r.violation(), "no load has happened yet");
+    assert!(r.end_violation(), "the probe's load of p1's page reads zero");
+    let f = analyze(&p, &pair, Kind::Oracle).expect("an oracle finding");
+    assert!(f.signature.verdict.starts_with("broken-C"), "{}", f.signature);
+}

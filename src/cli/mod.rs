@@ -224,7 +224,7 @@ enum Cmd {
         /// Seconds per throughput measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
-        /// Seeds for the time-to-first-find medians.
+        /// Seeds for the time-to-first-find medians (0: no time-to-first-find rows).
         #[arg(long, default_value_t = 10)]
         seeds: u64,
         /// Give up a search after this many seconds.
