@@ -187,8 +187,8 @@ pub fn gen_op_near(rng: &mut SmallRng, s: &State, realizable: bool, focus: Focus
 
 /// A whole VMA of `p` (start, length up to 4), so an op that changes its flags can
 /// merge it with a neighbour: the kernel merges only ranges that reach a VMA's
-/// edges, which a random page and length rarely do.
-/// The VMA holding the focus page half of the time.
+/// edges, which a random page and length rarely do. Half of the time it is the
+/// VMA holding the focus page.
 fn pick_whole_vma(rng: &mut SmallRng, s: &State, p: u8, focus: Focus) -> Option<(u8, u8)> {
     let mm = &s.procs[p as usize];
     if mm.vmas.is_empty() {
