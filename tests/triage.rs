@@ -896,3 +896,21 @@ fn end_probe_gate_sees_a_private_page_owed_data_without_a_pte() {
     let f = analyze(&p, &pair, Kind::Oracle).expect("an oracle finding");
     assert!(f.signature.verdict.starts_with("broken-C"), "{}", f.signature);
 }
+
+/// An oracle break of two contracts where patching one common hole removes one
+/// of them at that step is that hole's (the rest is another cause, reported on
+/// its own): on v6.1 clear_refs meets the writable migration entry of a uffd-wp
+/// shmem page (S, the clear_refs hole) whose VMA lacks writenotify (U, B1).
+#[test]
+fn an_oracle_break_partly_removed_by_a_hole_patch_is_the_holes() {
+    use ptediff::judge::causes::cause_of;
+    let p = parse(
+        "mmap(p0, 3, 1, r--, memfd, shared, 3)\nread(p0, 3)\nmremap(p0, 3, 1, 0)\nuffd_register(p0, 0, 1)\n\
+         mprotect(p0, 0, 1, -w-)\nuffd_wp(p0, 0, 1)\nread(p0, 0)\nmigrate_start(p0, 0)\nclear_refs(p0)\n",
+    )
+    .unwrap();
+    let pair = Pair::default();
+    let f = analyze(&p, &pair, Kind::Oracle).expect("an oracle violation");
+    assert_eq!(f.signature.verdict, "broken-U+S-via-clear-refs", "{}", f.title);
+    assert_eq!(cause_of(&f.signature).key, "hole.clear-refs");
+}
