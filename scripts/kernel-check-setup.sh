@@ -325,7 +325,7 @@ for n in "${WANT_KERNELS[@]}"; do fetch_kernel "$n"; done
 if [[ ${KERNEL_CHECK_WINDOW_MODULE:-1} != 0 ]]; then
     wm=()
     for n in "${WANT_KERNELS[@]}"; do case $n in v6.1.y | v6.12) wm+=("$n") ;; esac; done
-    if ((${#wm[@]})); then "$ROOT/scripts/window-module.sh" "${wm[@]}"; fi
+    if ((${#wm[@]})); then bash "$ROOT/scripts/window-module.sh" "${wm[@]}"; fi
 fi
 
 say "done. kernels:"
