@@ -571,6 +571,9 @@ fn target_panics_only_as_asked() {
     // Signatures of the corpus never count as new.
     assert_eq!(run(PanicOn::New, &corpus_dir(), &benign), [false, false]);
     assert_eq!(run(PanicOn::Harmful, &corpus_dir(), &harmful), [false, false]);
+    // A new root cause: once; a cause the corpus has (the merge hole), never.
+    assert_eq!(run(PanicOn::NewCause, empty.path(), &harmful), [true, false]);
+    assert_eq!(run(PanicOn::NewCause, &corpus_dir(), &harmful), [false, false]);
 }
 
 #[test]

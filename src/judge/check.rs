@@ -130,14 +130,14 @@ impl<'p> Runner<'p> {
         self.b.as_ref().filter(|b| !self.identical && self.a != **b)
     }
 
-    /// Is there an oracle violation right now: a contract both sides broke at the
-    /// same page, or an unsafe PTE both sides agree on (the proxy)?
-    #[inline]
     /// Both sides have broken a contract at the same page (no proxy).
     pub fn broken(&self) -> bool {
         !contracts::common(&self.a.ghost.breaks, &self.b().ghost.breaks).is_empty()
     }
 
+    /// Is there an oracle violation right now: a contract both sides broke at the
+    /// same page, or an unsafe PTE both sides agree on (the proxy)?
+    #[inline]
     pub fn violation(&self) -> bool {
         let b = self.b();
         !contracts::common(&self.a.ghost.breaks, &b.ghost.breaks).is_empty() || violation_now(&self.a, b).is_some()
