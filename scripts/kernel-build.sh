@@ -170,41 +170,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # ------------------------------------------------------------------ source
-# shellcheck disable=SC1091
-CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-
-# URI and keyring of the machine's main Debian entry (deb822, then one-line).
-debian_uri() {
-    local uri="" keyring="" f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        uri=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
-                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { sub(/^URIs:[[:space:]]*/, "", $i); split($i, u, " "); print u[1]; exit } }' "$f")
-        keyring=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
-                for (i = 1; i <= NF; i++) if ($i ~ /^Signed-By:/) { sub(/^Signed-By:[[:space:]]*/, "", $i); print $i; exit } }' "$f")
-        [[ -n $uri ]] && break
-    done
-    if [[ -z $uri && -f /etc/apt/sources.list ]]; then
-        uri=$(awk -v cn="$CODENAME" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i+1) == cn) { print $i; exit } else break } }' /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "no main Debian '${CODENAME}' apt source found to derive trixie-backports from"
-    [[ -n $keyring ]] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    printf '%s %s\n' "${uri%/}" "$keyring"
-}
-
-PAPT="$KC/apt"
-PAPT_OPTS=()
-private_apt_init() {
-    [[ ${#PAPT_OPTS[@]} -eq 0 ]] || return 0
-    local uri keyring
-    read -r uri keyring <<<"$(debian_uri)"
-    mkdir -p "$PAPT/lists/partial" "$PAPT/cache/archives/partial"
-    printf 'deb [signed-by=%s] %s trixie-backports main\n' "$keyring" "$uri" >"$PAPT/sources.list"
-    PAPT_OPTS=(-o "Dir::Etc::SourceList=$PAPT/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o "Dir::State::Lists=$PAPT/lists" -o "Dir::Cache=$PAPT/cache" -o APT::Sandbox::User=root)
-    say "private apt state for trixie-backports ($uri) in $PAPT; apt-get update"
-    apt-get "${PAPT_OPTS[@]}" update -qq >&2
-}
+# shellcheck source=debian-apt.sh
+. "$ROOT/scripts/debian-apt.sh"
 
 # linux-source-6.18 as it was in trixie-backports (the pool keeps it after the
 # index dropped it); the hash is of the .deb the v6.18 profile was read from.

@@ -34,9 +34,8 @@ die() { printf 'kernel-check-setup: ERROR: %s\n' "$*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (apt-get install, apt-get download)"
 
-# shellcheck disable=SC1091
-CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-[[ -n $CODENAME ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
+# shellcheck source=debian-apt.sh
+. "$ROOT/scripts/debian-apt.sh"
 BPO="${CODENAME}-backports"
 
 # Modules (by module name) that the guest's /init loads; deps are added.
@@ -145,34 +144,8 @@ else
 fi
 
 # ------------------------------------------------------------------ kernels
-# A private apt state for trixie-backports (6.18.y, 7.x): the URI and keyring of
-# the machine's main Debian entry, a suite the system itself never sees.
-PAPT="$KC/apt"
-PAPT_OPTS=()
-private_apt_init() {
-    [[ ${#PAPT_OPTS[@]} -eq 0 ]] || return 0
-    local uri="" keyring=""
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        uri=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
-                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { sub(/^URIs:[[:space:]]*/, "", $i); split($i, u, " "); print u[1]; exit } }' "$f")
-        keyring=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
-                for (i = 1; i <= NF; i++) if ($i ~ /^Signed-By:/) { sub(/^Signed-By:[[:space:]]*/, "", $i); print $i; exit } }' "$f")
-        [[ -n $uri ]] && break
-    done
-    if [[ -z $uri && -f /etc/apt/sources.list ]]; then
-        uri=$(awk -v cn="$CODENAME" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i+1) == cn) { print $i; exit } else break } }' /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "no main Debian '${CODENAME}' apt source found to derive trixie-backports from"
-    [[ -n $keyring ]] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    mkdir -p "$PAPT/lists/partial" "$PAPT/cache/archives/partial"
-    printf 'deb [signed-by=%s] %s trixie-backports main\n' "$keyring" "$uri" >"$PAPT/sources.list"
-    PAPT_OPTS=(-o "Dir::Etc::SourceList=$PAPT/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o "Dir::State::Lists=$PAPT/lists" -o "Dir::Cache=$PAPT/cache" -o APT::Sandbox::User=root)
-    say "private apt state for trixie-backports ($uri) in $PAPT; apt-get update"
-    apt-get "${PAPT_OPTS[@]}" update -qq
-}
+# 6.18.y and 7.x come through a private apt state for trixie-backports
+# (scripts/debian-apt.sh), a suite the system itself never sees.
 
 # newest package whose name matches an extended regex (sorted by version in name)
 newest_pkg() { # regex [apt options...]

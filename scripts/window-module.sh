@@ -34,29 +34,8 @@ die() { printf 'window-module: ERROR: %s\n' "$*" >&2; exit 2; }
 
 [[ $# -ge 1 ]] || die "usage: $0 KERNEL... (v6.1.y, v6.12, v6.18, v7.3)"
 
-# shellcheck disable=SC1091
-CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-debian_uri() {
-    local uri="" f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        uri=$(awk 'BEGIN{RS="";FS="\n"} /(^|\n)Suites:[^\n]*'"$CODENAME"'([[:space:]]|\n|$)/ && /URIs:[^\n]*debian([[:space:]\/]|\n|$)/ {
-                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { sub(/^URIs:[[:space:]]*/, "", $i); split($i, u, " "); print u[1]; exit } }' "$f")
-        [[ -n $uri ]] && break
-    done
-    if [[ -z $uri && -f /etc/apt/sources.list ]]; then
-        uri=$(awk -v cn="$CODENAME" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i+1) == cn) { print $i; exit } else break } }' /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "no main Debian '${CODENAME}' apt source found"
-    echo "${uri%/}"
-}
-
-PAPT="$KC/apt"
-papt_opts() {
-    [[ -f $PAPT/sources.list ]] || die "no private apt state in $PAPT: run scripts/kernel-check-setup.sh first"
-    printf '%s\n' -o "Dir::Etc::SourceList=$PAPT/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-        -o "Dir::State::Lists=$PAPT/lists" -o "Dir::Cache=$PAPT/cache" -o APT::Sandbox::User=root
-}
+# shellcheck source=debian-apt.sh
+. "$ROOT/scripts/debian-apt.sh"
 
 # download PKG VERSION ARCH (all|amd64) into $DL, from apt or the pool
 fetch() {
@@ -64,11 +43,12 @@ fetch() {
     local file="${pkg}_${ver}_${arch}.deb"
     [[ -f $DL/$file ]] && return 0
     local opts=()
-    case $series in 6.18 | 7.*) mapfile -t opts < <(papt_opts) ;; esac
+    case $series in 6.18 | 7.*) papt_set_opts; opts=("${PAPT_OPTS[@]}") ;; esac
     say "downloading $pkg $ver"
     if ! (cd "$DL" && apt-get "${opts[@]}" download -q -o APT::Sandbox::User=root "$pkg=$ver" >&2); then
-        local url
-        url="$(debian_uri)/pool/main/l/linux/$file"
+        local uri keyring url
+        read -r uri keyring <<<"$(debian_uri)"
+        url="$uri/pool/main/l/linux/$file"
         say "$pkg is not in the index; fetching $url"
         /usr/lib/apt/apt-helper download-file "$url" "$DL/$file" >&2 || die "download of $url failed"
     fi
