@@ -73,20 +73,9 @@ pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64, f64), String>
 }
 
 /// Seconds until the engine (seed `seed`; the oracle on for an `oracle.` slug)
-/// first reports `slug`, or None within `limit`.
-pub fn time_to_find(pair: Pair, slug: &str, seed: u64, limit: Duration) -> Option<f64> {
-    time_to_find_both(pair, slug, "", seed, limit).0
-}
-
-/// Seconds until the engine first reports `slug`, and until it first reports a
-/// finding of the root cause `cause` (each None if not within `limit`).
-pub fn time_to_find_both(
-    pair: Pair,
-    slug: &str,
-    cause: &str,
-    seed: u64,
-    limit: Duration,
-) -> (Option<f64>, Option<f64>) {
+/// first reports `slug`, and until it first reports a finding of the root cause
+/// `cause` (each None if not within `limit`).
+pub fn time_to_find(pair: Pair, slug: &str, cause: &str, seed: u64, limit: Duration) -> (Option<f64>, Option<f64>) {
     let opts = Options {
         pair,
         seed,
@@ -104,7 +93,7 @@ pub fn time_to_find_both(
         &stop,
         |f, _| {
             let t = f.at.as_secs_f64();
-            if cause_at.is_none() && !cause.is_empty() && crate::judge::causes::cause_of(&f.signature).key == cause {
+            if cause_at.is_none() && crate::judge::causes::cause_of(&f.signature).key == cause {
                 cause_at = Some(t);
             }
             if f.signature.slug() == slug {
@@ -346,7 +335,7 @@ fn find_rows(corpus_dir: &std::path::Path, seeds: u64, limit: Duration) {
             let cause = rep.map_or(String::new(), |r| crate::judge::causes::cause_of(&r.finding.signature).key);
             let (mut found, mut found_cause) = (Vec::new(), Vec::new());
             for seed in 1..=seeds {
-                let (t, c) = time_to_find_both(r.pair, &slug, &cause, seed, limit);
+                let (t, c) = time_to_find(r.pair, &slug, &cause, seed, limit);
                 found.extend(t);
                 found_cause.extend(c);
             }

@@ -35,6 +35,7 @@
 use serde::Serialize;
 
 use super::check::{Kind, Signature};
+use crate::model::ghost::Contract;
 
 /// A root cause: a stable key and a one-line title.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -88,19 +89,9 @@ fn parse_verdict(v: &str) -> (&str, &str, Option<&str>, Option<&str>) {
     (class, letters, on, via)
 }
 
+/// "uffd-wp, soft-dirty" for `U+S` (the verdict's letters as given if they do not parse).
 fn contract_words(letters: &str) -> String {
-    letters
-        .split('+')
-        .map(|l| match l {
-            "U" => "uffd-wp",
-            "S" => "soft-dirty",
-            "C" => "COW",
-            "N" => "writenotify",
-            "P" => "mprotect",
-            x => x,
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    Contract::parse(letters).map_or_else(|| letters.to_string(), Contract::words)
 }
 
 /// The entry class of `side` in an entry signature's `A:class-vs-B:class`.

@@ -135,12 +135,16 @@ impl<'p> Runner<'p> {
         !contracts::common(&self.a.ghost.breaks, &self.b().ghost.breaks).is_empty()
     }
 
+    /// An unsafe PTE both sides agree on (the write-trap proxy alone).
+    pub fn unsafe_now(&self) -> bool {
+        violation_now(&self.a, self.b()).is_some()
+    }
+
     /// Is there an oracle violation right now: a contract both sides broke at the
     /// same page, or an unsafe PTE both sides agree on (the proxy)?
     #[inline]
     pub fn violation(&self) -> bool {
-        let b = self.b();
-        !contracts::common(&self.a.ghost.breaks, &b.ghost.breaks).is_empty() || violation_now(&self.a, b).is_some()
+        self.broken() || self.unsafe_now()
     }
 
     /// At the end of a program (after [`Runner::finish`]): would the
@@ -605,7 +609,10 @@ fn analyze_oracle(program: &Program, pair: &Pair) -> Option<Finding> {
         // whose patch leaves fewer contracts broken there takes it (its part of
         // the break is gone; what remains, e.g. v6.1's uffd-wp resolve ignoring
         // soft-dirty, is another cause, reported on its own).
-        let letters = |v: &str| v.trim_start_matches("broken-").split('-').next().unwrap_or("").split('+').count();
+        let letters = |v: &str| {
+            let l = v.trim_start_matches("broken-").split('-').next().unwrap_or("");
+            crate::model::ghost::Contract::parse(l).map_or(0, |c| c.bits().count_ones())
+        };
         let mut partial = None;
         let mut whole = None;
         for (i, _) in COMMON_HOLES.iter().enumerate() {

@@ -447,8 +447,8 @@ impl Hit {
 fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     let (res, divergence) = r.step(op);
     *new_cov |= cov.mark(feature(op, res, &r.a, &r.pair.a));
-    let violation = oracle && r.violation();
-    Hit { divergence, violation, broken: violation && r.broken() }
+    let broken = oracle && r.broken();
+    Hit { divergence, violation: broken || oracle && r.unsafe_now(), broken }
 }
 
 fn finish_one(r: &mut Runner, oracle: bool) -> Hit {
