@@ -46,3 +46,26 @@ private_apt_init() {
     say "private apt state for trixie-backports ($uri) in $PAPT; apt-get update"
     apt-get "${PAPT_OPTS[@]}" update -qq >&2
 }
+
+# require_commands CMD:PACKAGE...: every external command a script calls, checked
+# up front. Missing ones are installed from their Debian package when running as
+# root (one apt-get update first), otherwise the script stops naming the package.
+require_commands() {
+    local spec cmd pkg pkgs=() cmds=()
+    for spec in "$@"; do
+        cmd=${spec%%:*}
+        pkg=${spec#*:}
+        command -v "$cmd" >/dev/null 2>&1 && continue
+        cmds+=("$cmd")
+        [[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
+    done
+    [[ ${#pkgs[@]} -eq 0 ]] && return 0
+    [[ $(id -u) -eq 0 ]] || die "missing commands: ${cmds[*]} (apt-get install ${pkgs[*]}, or run as root)"
+    say "installing ${pkgs[*]} (for ${cmds[*]})"
+    apt-get update -qq >&2
+    apt-get install -y -q "${pkgs[@]}" >&2
+    for spec in "$@"; do
+        cmd=${spec%%:*}
+        command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after apt-get install ${spec#*:}"
+    done
+}

@@ -38,7 +38,8 @@
 # pool (checked against a pinned SHA-256). Downloaded .debs are kept in
 # target/kernel-check/debs; delete one to fetch a newer package.
 # Overrides: KERNEL_SRC_V6_1, KERNEL_SRC_V6_12, KERNEL_SRC_V6_18, KERNEL_SRC_V7_3
-# (a package version), KERNEL_BUILD_JOBS (make -j, default: all cores).
+# (a package version), KERNEL_BUILD_JOBS (make -j, default: all cores),
+# KERNEL_BUILD_SOURCE_ONLY=1 (fetch and unpack the source tree only, to read it).
 #
 # Needs root only to install missing build tools and to download.
 set -euo pipefail
@@ -245,6 +246,11 @@ ensure_source() {
 DEB=$(fetch_deb)
 SRCVER=$(dpkg-deb -f "$DEB" Version)
 ensure_source "$DEB"
+# KERNEL_BUILD_SOURCE_ONLY=1: only fetch and unpack the tree (for reading it).
+if [[ ${KERNEL_BUILD_SOURCE_ONLY:-0} == 1 ]]; then
+    echo "KERNEL-SOURCE $SRC"
+    exit 0
+fi
 
 sha() { sha256sum | cut -c1-16; }
 CONFIG_ID=$({ fragment; echo "$SRCVER"; } | sha)

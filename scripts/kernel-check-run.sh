@@ -42,7 +42,7 @@ for b in /bin/busybox /usr/bin/busybox; do
     if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then BUSYBOX=$b; break; fi
 done
 [[ -n $BUSYBOX ]] || die "static busybox missing (apt-get install busybox-static)"
-command -v cpio >/dev/null || die "cpio missing"
+command -v cpio >/dev/null || die "cpio missing (apt-get install cpio, or run scripts/kernel-check-setup.sh)"
 
 TIMEOUT=${KERNEL_CHECK_TIMEOUT:-300}
 TEST_TIMEOUT=${KERNEL_CHECK_TEST_TIMEOUT:-20}

@@ -111,7 +111,9 @@ installed() {
 }
 
 # ------------------------------------------------------------- what is needed
-HOST_PKGS=(busybox-static cpio xz-utils zstd kmod gzip gcc libc6-dev make)
+# pahole: Debian's 6.12+ module headers run the BTF step of Makefile.modfinal
+# (scripts/window-module.sh), which stops with "pahole: not found" without it.
+HOST_PKGS=(busybox-static cpio xz-utils zstd kmod gzip gcc libc6-dev make pahole)
 missing=()
 for p in "${HOST_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
 need_qemu=1

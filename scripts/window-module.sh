@@ -36,6 +36,8 @@ die() { printf 'window-module: ERROR: %s\n' "$*" >&2; exit 2; }
 
 # shellcheck source=debian-apt.sh
 . "$ROOT/scripts/debian-apt.sh"
+# pahole: the BTF step of the 6.12+ headers' Makefile.modfinal.
+require_commands make:make gcc:gcc pahole:pahole modinfo:kmod dpkg-deb:dpkg ldd:libc-bin sed:sed
 
 # download PKG VERSION ARCH (all|amd64) into $DL, from apt or the pool
 fetch() {
