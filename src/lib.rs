@@ -28,7 +28,7 @@ pub mod search;
 pub use judge::{check, oracle};
 pub use kernel::{emit_c, kernel_check};
 pub use program::{op, text};
-pub use search::{explore, fuzz, minimize};
+pub use search::{explore, fuzz, generate, minimize};
 
 pub use check::{check, Kind, Outcome, Pair};
 pub use op::{Op, Program};

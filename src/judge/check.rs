@@ -174,7 +174,7 @@ impl<'p> Runner<'p> {
     /// migration is in flight, since a fault waits for it) and swapoff.
     #[inline]
     fn may_run_variant(&self, op: &Op) -> bool {
-        !self.a.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff)
+        !self.a.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff {})
     }
 
     #[inline]

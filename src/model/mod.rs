@@ -533,7 +533,7 @@ fn step_op(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             swap::shrink_folio(s, cfg, p as usize, addr);
             StepResult::Ok
         }
-        Op::Swapoff => {
+        Op::Swapoff {} => {
             swap::swapoff(s, cfg);
             StepResult::Ok
         }

@@ -1,406 +1,377 @@
-//! Operations and programs.
+//! Operations and programs: **the op table**. Every op is declared once, in
+//! [`define_ops!`] below: its name in program text, its tag byte, its generator
+//! weight, whether a real kernel can run it from user space, how the generator
+//! places it, where the engine's focus goes after it, the op it shrinks to, and
+//! its fields with their argument domains ([`super::args`]). From that one row
+//! come the enum, [`OpKind`], names, tags, the byte decoding and encoding, the
+//! text form (both ways), the shrinkers and the generator's choices. The model
+//! ([`crate::model::step`]) and `emit-c` each keep one exhaustive match over
+//! [`Op`], so adding a row makes the compiler name every place that must handle it.
 //!
-//! Every argument is stored already resolved into its small domain (a page is
-//! `0..16`, a length `1..=4`, a process slot `0..3`), so every byte string decodes
-//! to a valid program, the text form is lossless, and deleting an op never makes
-//! the rest invalid: an op on a missing process or VMA simply fails, as the
-//! syscall would.
-//!
-//! The byte encoding is one tag byte plus one byte per argument, each taken modulo
-//! its domain. [`Op::encode`] is its exact inverse on canonical values, which is how
-//! text programs become libFuzzer seeds.
+//! The byte encoding is one tag byte plus each field's bytes (one per field,
+//! two for a file mapping's target), each taken modulo its domain, so every byte
+//! string decodes to a program; [`Op::encode`] is its exact inverse on canonical
+//! values, which is how text programs become libFuzzer seeds.
 
 use arbitrary::{Arbitrary, Unstructured};
+use arrayvec::ArrayVec;
 
-use crate::model::types::{MAX_PROCS, NPAGES};
+pub use super::args::{Advice, FileName, Prot, Target};
+use super::args::{ArgCx, Child, Dest, Domain, EventFork, Len, Page, Proc, Retarget};
+use super::text::{ArgParser, ArgPrinter, ParseError};
+use crate::search::generate::GenCx;
 
 /// Longest program the decoders produce.
 pub const MAX_OPS: usize = 256;
 
-/// Protection bits of mmap/mprotect (PROT_READ|PROT_WRITE|PROT_EXEC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Prot(pub u8);
-
-impl Prot {
-    pub const R: u8 = 1;
-    pub const W: u8 = 2;
-    pub const X: u8 = 4;
-    pub fn read(self) -> bool {
-        self.0 & Self::R != 0
-    }
-    pub fn write(self) -> bool {
-        self.0 & Self::W != 0
-    }
-    pub fn exec(self) -> bool {
-        self.0 & Self::X != 0
-    }
+/// How the generator places an op beyond drawing each field from its domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Each field from its domain.
+    Fields,
+    /// Changes VMA flags: half of the time over a whole VMA, so it can merge
+    /// with a neighbour (the kernel merges only ranges that reach a VMA's edges).
+    WholeVma,
+    /// mmap: often right next to an existing VMA, half of those mergeable with it.
+    NextToVma,
+    /// At a migration entry of the process if there is one.
+    MigrationEntry,
+    /// Usually a child process (exit of the only process ends everything).
+    ChildFirst,
 }
 
-/// The file objects a mapping can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FileName {
-    /// memfd_create(): shmem.
-    Memfd,
-    /// A file on a disk filesystem with writeback and page_mkwrite (ext4-like).
-    Ext4,
-    /// A ramfs file (page_mkwrite, no writeback, unevictable).
-    Ramfs,
+/// Where the engine's focus (the page the next op most likely acts on) goes after an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FocusRule {
+    /// To the op's process and page.
+    Page,
+    /// To where the range went (mremap's destination).
+    Moved,
+    /// To no process in particular (fork, exit), keeping the page.
+    AnyProcess,
+    /// Unchanged (the op has no page).
+    Keep,
 }
 
-/// What mmap maps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// MAP_PRIVATE|MAP_ANONYMOUS
-    Anon,
-    /// MAP_SHARED|MAP_ANONYMOUS (a fresh shmem object per call)
-    SharedAnon,
-    /// A file at page offset `pgoff`, MAP_SHARED or MAP_PRIVATE.
-    File { file: FileName, shared: bool, pgoff: u8 },
+/// What the table says about one op kind.
+#[derive(Clone, Copy, Debug)]
+pub struct OpInfo {
+    pub kind: OpKind,
+    /// Its name in program text.
+    pub name: &'static str,
+    /// Its tag byte (stable: byte programs and libFuzzer corpora depend on it).
+    pub tag: u8,
+    /// How often the generator draws it (relative).
+    pub weight: u32,
+    /// A real kernel can run it deterministically from user space (`emit-c`).
+    pub realizable: bool,
+    pub placement: Placement,
+    pub focus: FocusRule,
+    /// The argument shapes, for error messages (`p, addr, len`).
+    pub shape: &'static [&'static str],
+    /// Least and most text arguments.
+    pub arity: (usize, usize),
 }
 
-/// madvise() advice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Advice {
-    DontNeed,
-    Free,
-    Random,
-    Normal,
-    DontFork,
-    DoFork,
-    WipeOnFork,
-    KeepOnFork,
+/// The `shrinks to` column of [`define_ops!`]: push the op of that kind with
+/// the same fields.
+macro_rules! shrink_to {
+    ($out:ident, [], { $($f:ident),* }) => {};
+    ($out:ident, [$to:ident], { $($f:ident),* }) => {
+        let _ = $out.try_push(Op::$to { $($f),* });
+    };
 }
 
-impl Advice {
-    pub const ALL: [Advice; 8] = [
-        Advice::DontNeed,
-        Advice::Free,
-        Advice::Random,
-        Advice::Normal,
-        Advice::DontFork,
-        Advice::DoFork,
-        Advice::WipeOnFork,
-        Advice::KeepOnFork,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Advice::DontNeed => "MADV_DONTNEED",
-            Advice::Free => "MADV_FREE",
-            Advice::Random => "MADV_RANDOM",
-            Advice::Normal => "MADV_NORMAL",
-            Advice::DontFork => "MADV_DONTFORK",
-            Advice::DoFork => "MADV_DOFORK",
-            Advice::WipeOnFork => "MADV_WIPEONFORK",
-            Advice::KeepOnFork => "MADV_KEEPONFORK",
+macro_rules! define_ops {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident = $text:literal, tag $tag:literal, weight $w:literal, realizable $real:literal,
+            $place:ident, focus $focus:ident $(, shrinks to $shrink:ident)?
+            { $($field:ident : $dom:ty),* $(,)? }
+    )*) => {
+        /// One operation (see the module documentation for the table).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Op {
+            $( $(#[$doc])* $name { $($field: <$dom as Domain>::Value),* }, )*
         }
-    }
+
+        /// The kind of an op, without its arguments.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum OpKind {
+            $( $name, )*
+        }
+
+        /// Every op kind, in table order.
+        pub const OP_KINDS: &[OpKind] = &[ $( OpKind::$name, )* ];
+
+        /// The table rows, in table order.
+        pub const OP_TABLE: &[OpInfo] = &[ $(
+            OpInfo {
+                kind: OpKind::$name,
+                name: $text,
+                tag: $tag,
+                weight: $w,
+                realizable: $real,
+                placement: Placement::$place,
+                focus: FocusRule::$focus,
+                shape: &[ $( <$dom as Domain>::SHAPE ),* ],
+                arity: (0 $( + <$dom as Domain>::ARITY.0 )*, 0 $( + <$dom as Domain>::ARITY.1 )*),
+            },
+        )* ];
+
+        impl OpKind {
+            /// Its row of the table.
+            pub fn info(self) -> &'static OpInfo {
+                &OP_TABLE[self as usize]
+            }
+
+            /// Parse the text arguments of an op of this kind.
+            pub(crate) fn parse_args(self, args: &mut ArgParser) -> Result<Op, ParseError> {
+                match self { $(
+                    OpKind::$name => {
+                        #[allow(unused_mut, unused_variables)]
+                        let mut cx = ArgCx::default();
+                        $( let $field = <$dom as Domain>::parse(args, &mut cx)?; )*
+                        Ok(Op::$name { $($field),* })
+                    }
+                )* }
+            }
+
+            /// Decode the fields of an op of this kind from bytes.
+            fn decode(self, u: &mut Unstructured) -> arbitrary::Result<Op> {
+                match self { $(
+                    OpKind::$name => {
+                        #[allow(unused_mut, unused_variables)]
+                        let mut cx = ArgCx::default();
+                        $( let $field = <$dom as Domain>::decode(u, &mut cx)?; )*
+                        Ok(Op::$name { $($field),* })
+                    }
+                )* }
+            }
+
+            /// Draw the fields of an op of this kind (see `crate::search::generate`).
+            pub(crate) fn gen_fields(self, g: &mut GenCx) -> Op {
+                match self { $(
+                    OpKind::$name => {
+                        $( let $field = <$dom as Domain>::gen(g); )*
+                        Op::$name { $($field),* }
+                    }
+                )* }
+            }
+        }
+
+        impl Op {
+            /// Its kind.
+            #[inline]
+            pub fn kind(&self) -> OpKind {
+                match self { $( Op::$name { .. } => OpKind::$name, )* }
+            }
+
+            /// Encode as bytes that [`Op::arbitrary`] decodes back to `self`.
+            pub fn encode(&self, out: &mut Vec<u8>) {
+                match *self { $(
+                    Op::$name { $($field),* } => {
+                        out.push($tag);
+                        $( <$dom as Domain>::encode($field, out); )*
+                    }
+                )* }
+            }
+
+            /// Print the arguments (program text).
+            pub(crate) fn print_args(&self, out: &mut ArgPrinter) {
+                match *self { $(
+                    Op::$name { $($field),* } => { $( <$dom as Domain>::print($field, out); )* }
+                )* }
+            }
+
+            /// What the fields say about the op (its process, page and length).
+            pub fn cx(&self) -> ArgCx {
+                #[allow(unused_mut)]
+                let mut cx = ArgCx::default();
+                match *self { $(
+                    Op::$name { $($field),* } => { $( <$dom as Domain>::note($field, &mut cx); )* }
+                )* }
+                cx
+            }
+
+            /// Simpler ops, simplest first: each field shrunk by its domain, then
+            /// the op it shrinks to (the minimizer keeps a candidate only if the
+            /// finding survives).
+            pub fn simpler(&self) -> ArrayVec<Op, 16> {
+                let mut out = ArrayVec::new();
+                let cx = self.cx();
+                match *self { $(
+                    Op::$name { $($field),* } => {
+                        $(
+                            for v in <$dom as Domain>::simpler($field, &cx) {
+                                let mut o = *self;
+                                if let Op::$name { $field: ref mut x, .. } = o {
+                                    *x = v;
+                                }
+                                let _ = out.try_push(o);
+                            }
+                        )*
+                        shrink_to!(out, [$($shrink)?], { $($field),* });
+                    }
+                )* }
+                out
+            }
+
+            /// The nearest op a real kernel can run (each field made realizable;
+            /// the kind itself must be realizable too, see [`OpInfo::realizable`]).
+            pub fn realizable_fields(&self) -> Op {
+                match *self { $(
+                    Op::$name { $($field),* } => Op::$name { $( $field: <$dom as Domain>::realizable($field) ),* },
+                )* }
+            }
+
+            /// The op moved to `[addr, addr + len)` (its page and length fields).
+            pub fn retarget(&self, addr: u8, len: u8) -> Op {
+                #[allow(unused_mut, unused_variables)]
+                let mut to = Retarget { addr: Some(addr), len: Some(len) };
+                match *self { $(
+                    Op::$name { $($field),* } => Op::$name { $( $field: <$dom as Domain>::retarget($field, &mut to) ),* },
+                )* }
+            }
+        }
+
+        /// The table's tags are `0..N`, each once (checked when the crate compiles).
+        const _: () = {
+            let tags = [ $( $tag ),* ];
+            let mut seen = [false; OP_TABLE.len()];
+            let mut i = 0;
+            while i < tags.len() {
+                let t = tags[i] as usize;
+                assert!(t < OP_TABLE.len(), "an op tag is outside 0..N");
+                assert!(!seen[t], "two ops share a tag");
+                seen[t] = true;
+                i += 1;
+            }
+        };
+    };
 }
 
-/// One operation. `p` is a process slot, `addr`/`new` pages, `len` pages (1..=4,
-/// clipped at the end of the address space).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    Mmap {
-        p: u8,
-        addr: u8,
-        len: u8,
-        prot: Prot,
-        target: Target,
-    },
-    Munmap {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
-    Mprotect {
-        p: u8,
-        addr: u8,
-        len: u8,
-        prot: Prot,
-    },
-    Madvise {
-        p: u8,
-        addr: u8,
-        len: u8,
-        advice: Advice,
-    },
-    Mlock {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
-    Munlock {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
-    Mremap {
-        p: u8,
-        addr: u8,
-        len: u8,
-        new: u8,
-    },
-    Read {
-        p: u8,
-        addr: u8,
-    },
-    Write {
-        p: u8,
-        addr: u8,
-    },
+define_ops! {
+    /// mmap() of `len` pages at `addr`.
+    Mmap = "mmap", tag 0, weight 12, realizable true, NextToVma, focus Page
+        { p: Proc, addr: Page, len: Len, prot: Prot, target: Target }
+    Munmap = "munmap", tag 1, weight 2, realizable true, Fields, focus Page
+        { p: Proc, addr: Page, len: Len }
+    Mprotect = "mprotect", tag 2, weight 6, realizable true, WholeVma, focus Page
+        { p: Proc, addr: Page, len: Len, prot: Prot }
+    Madvise = "madvise", tag 3, weight 5, realizable true, WholeVma, focus Page
+        { p: Proc, addr: Page, len: Len, advice: Advice }
+    Mlock = "mlock", tag 4, weight 2, realizable true, WholeVma, focus Page
+        { p: Proc, addr: Page, len: Len }
+    Munlock = "munlock", tag 5, weight 2, realizable true, WholeVma, focus Page
+        { p: Proc, addr: Page, len: Len }
+    /// mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of `len` pages from `addr` to `new`.
+    Mremap = "mremap", tag 6, weight 2, realizable true, Fields, focus Moved
+        { p: Proc, addr: Page, len: Len, new: Dest }
+    /// A user load.
+    Read = "read", tag 7, weight 6, realizable true, Fields, focus Page
+        { p: Proc, addr: Page }
+    /// A user store.
+    Write = "write", tag 8, weight 10, realizable true, Fields, focus Page, shrinks to Read
+        { p: Proc, addr: Page }
     /// `echo 4 > /proc/pid/clear_refs`
-    ClearRefs {
-        p: u8,
-    },
+    ClearRefs = "clear_refs", tag 9, weight 5, realizable true, Fields, focus Keep
+        { p: Proc }
     /// UFFDIO_REGISTER with UFFDIO_REGISTER_MODE_WP
-    UffdRegister {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
-    UffdUnregister {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
+    UffdRegister = "uffd_register", tag 10, weight 5, realizable true, WholeVma, focus Page
+        { p: Proc, addr: Page, len: Len }
+    UffdUnregister = "uffd_unregister", tag 11, weight 2, realizable true, WholeVma, focus Page
+        { p: Proc, addr: Page, len: Len }
     /// UFFDIO_WRITEPROTECT with MODE_WP
-    UffdWp {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
+    UffdWp = "uffd_wp", tag 12, weight 5, realizable true, Fields, focus Page
+        { p: Proc, addr: Page, len: Len }
     /// UFFDIO_WRITEPROTECT with mode 0 (resolve)
-    UffdUnwp {
-        p: u8,
-        addr: u8,
-        len: u8,
-    },
+    UffdUnwp = "uffd_unwp", tag 13, weight 3, realizable true, Fields, focus Page
+        { p: Proc, addr: Page, len: Len }
     /// close() of the userfaultfd
-    UffdClose {
-        p: u8,
-    },
+    UffdClose = "uffd_close", tag 14, weight 1, realizable true, Fields, focus Keep
+        { p: Proc }
     /// fork() of `parent` into slot `child`; `event_fork`: the parent's uffd has
     /// UFFD_FEATURE_EVENT_FORK.
-    Fork {
-        parent: u8,
-        child: u8,
-        event_fork: bool,
-    },
-    Exit {
-        p: u8,
-    },
+    Fork = "fork", tag 15, weight 3, realizable true, Fields, focus AnyProcess
+        { parent: Proc, child: Child, event_fork: EventFork }
+    Exit = "exit", tag 16, weight 1, realizable true, ChildFirst, focus AnyProcess
+        { p: Proc }
     /// Migrate the folio mapped at addr (start + finish in one step).
-    Migrate {
-        p: u8,
-        addr: u8,
-    },
+    Migrate = "migrate", tag 17, weight 8, realizable true, Fields, focus Page
+        { p: Proc, addr: Page }
     /// Unmap the folio mapped at addr into migration entries.
-    MigrateStart {
-        p: u8,
-        addr: u8,
-    },
+    MigrateStart = "migrate_start", tag 18, weight 3, realizable false, Fields, focus Page, shrinks to Migrate
+        { p: Proc, addr: Page }
     /// Finish the migration whose entry is at addr.
-    MigrateFinish {
-        p: u8,
-        addr: u8,
-    },
+    MigrateFinish = "migrate_finish", tag 19, weight 3, realizable false, MigrationEntry, focus Page
+        { p: Proc, addr: Page }
     /// Reclaim the folio mapped at addr (swap-out / shmem swap / ext4 drop).
-    Pageout {
-        p: u8,
-        addr: u8,
-    },
+    Pageout = "pageout", tag 20, weight 4, realizable true, Fields, focus Page
+        { p: Proc, addr: Page }
     /// swapoff + swapon of the swap device.
-    Swapoff,
+    Swapoff = "swapoff", tag 21, weight 2, realizable true, Fields, focus Keep {}
     /// Write back the (ext4) folio mapped at addr.
-    Writeback {
-        p: u8,
-        addr: u8,
-    },
+    Writeback = "writeback", tag 22, weight 3, realizable false, Fields, focus Page
+        { p: Proc, addr: Page }
     /// NUMA hinting scan (change_prot_numa) of addr.
-    NumaHint {
-        p: u8,
-        addr: u8,
-    },
+    NumaHint = "numa_hint", tag 23, weight 3, realizable false, Fields, focus Page
+        { p: Proc, addr: Page }
 }
 
 /// Number of op kinds (the tag domain).
-pub const NUM_OP_KINDS: u8 = 24;
+pub const NUM_OP_KINDS: u8 = OP_TABLE.len() as u8;
 
-fn byte(u: &mut Unstructured) -> arbitrary::Result<u8> {
-    u8::arbitrary(u)
+/// Tag byte -> kind (the tags are a permutation of `0..N`, checked at compile time).
+const TAG_KINDS: [OpKind; OP_TABLE.len()] = {
+    let mut t = [OpKind::Mmap; OP_TABLE.len()];
+    let mut i = 0;
+    while i < OP_TABLE.len() {
+        t[OP_TABLE[i].tag as usize] = OP_TABLE[i].kind;
+        i += 1;
+    }
+    t
+};
+
+/// The kind with this tag byte (taken modulo the number of kinds).
+#[inline]
+pub fn kind_of_tag(b: u8) -> OpKind {
+    TAG_KINDS[(b % NUM_OP_KINDS) as usize]
+}
+
+impl OpKind {
+    /// The kind named `name` in program text.
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        OP_TABLE.iter().find(|r| r.name == name).map(|r| r.kind)
+    }
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
 }
 
 impl Op {
-    /// Stable kind index (the tag byte).
-    pub fn kind(&self) -> u8 {
-        match self {
-            Op::Mmap { .. } => 0,
-            Op::Munmap { .. } => 1,
-            Op::Mprotect { .. } => 2,
-            Op::Madvise { .. } => 3,
-            Op::Mlock { .. } => 4,
-            Op::Munlock { .. } => 5,
-            Op::Mremap { .. } => 6,
-            Op::Read { .. } => 7,
-            Op::Write { .. } => 8,
-            Op::ClearRefs { .. } => 9,
-            Op::UffdRegister { .. } => 10,
-            Op::UffdUnregister { .. } => 11,
-            Op::UffdWp { .. } => 12,
-            Op::UffdUnwp { .. } => 13,
-            Op::UffdClose { .. } => 14,
-            Op::Fork { .. } => 15,
-            Op::Exit { .. } => 16,
-            Op::Migrate { .. } => 17,
-            Op::MigrateStart { .. } => 18,
-            Op::MigrateFinish { .. } => 19,
-            Op::Pageout { .. } => 20,
-            Op::Swapoff => 21,
-            Op::Writeback { .. } => 22,
-            Op::NumaHint { .. } => 23,
-        }
-    }
-
     /// The op's name in program text.
     pub fn name(&self) -> &'static str {
-        OP_NAMES[self.kind() as usize]
+        self.kind().info().name
     }
 
-    /// Encode as bytes that [`Op::arbitrary`] decodes back to `self`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.kind());
-        match *self {
-            Op::Mmap { p, addr, len, prot, target } => {
-                out.extend([p, addr, len - 1, prot.0]);
-                match target {
-                    Target::Anon => out.push(0),
-                    Target::SharedAnon => out.push(1),
-                    Target::File { file, shared, pgoff } => {
-                        let f = match file {
-                            FileName::Memfd => 0,
-                            FileName::Ext4 => 1,
-                            FileName::Ramfs => 2,
-                        };
-                        out.push(2 + f * 2 + shared as u8);
-                        // pgoff byte: values below 128 mean "pgoff = addr" when
-                        // they agree (see decode); store the explicit form.
-                        out.push(128 + pgoff);
-                    }
-                }
-            }
-            Op::Munmap { p, addr, len }
-            | Op::Mlock { p, addr, len }
-            | Op::Munlock { p, addr, len }
-            | Op::UffdRegister { p, addr, len }
-            | Op::UffdUnregister { p, addr, len }
-            | Op::UffdWp { p, addr, len }
-            | Op::UffdUnwp { p, addr, len } => out.extend([p, addr, len - 1]),
-            Op::Mprotect { p, addr, len, prot } => out.extend([p, addr, len - 1, prot.0]),
-            Op::Madvise { p, addr, len, advice } => {
-                let a = Advice::ALL.iter().position(|&x| x == advice).unwrap() as u8;
-                out.extend([p, addr, len - 1, a]);
-            }
-            Op::Mremap { p, addr, len, new } => out.extend([p, addr, len - 1, new]),
-            Op::Read { p, addr }
-            | Op::Write { p, addr }
-            | Op::Migrate { p, addr }
-            | Op::MigrateStart { p, addr }
-            | Op::MigrateFinish { p, addr }
-            | Op::Pageout { p, addr }
-            | Op::Writeback { p, addr }
-            | Op::NumaHint { p, addr } => out.extend([p, addr]),
-            Op::ClearRefs { p } | Op::UffdClose { p } | Op::Exit { p } => out.push(p),
-            Op::Fork { parent, child, event_fork } => out.extend([parent, child, event_fork as u8]),
-            Op::Swapoff => {}
-        }
+    /// The process and page the op acts on, if it has both.
+    #[inline]
+    pub fn page(&self) -> Option<(u8, u8)> {
+        let cx = self.cx();
+        Some((cx.p?, cx.page?))
+    }
+
+    /// The process the op runs in (fork: the parent), if any.
+    pub fn process(&self) -> Option<u8> {
+        self.cx().p
     }
 }
 
-/// Op names in tag order.
-pub const OP_NAMES: [&str; NUM_OP_KINDS as usize] = [
-    "mmap",
-    "munmap",
-    "mprotect",
-    "madvise",
-    "mlock",
-    "munlock",
-    "mremap",
-    "read",
-    "write",
-    "clear_refs",
-    "uffd_register",
-    "uffd_unregister",
-    "uffd_wp",
-    "uffd_unwp",
-    "uffd_close",
-    "fork",
-    "exit",
-    "migrate",
-    "migrate_start",
-    "migrate_finish",
-    "pageout",
-    "swapoff",
-    "writeback",
-    "numa_hint",
-];
-
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
-        let np = MAX_PROCS as u8;
-        let pages = NPAGES as u8;
-        let tag = byte(u)? % NUM_OP_KINDS;
-        let p = |u: &mut Unstructured<'a>| byte(u).map(|b| b % np);
-        let pg = |u: &mut Unstructured<'a>| byte(u).map(|b| b % pages);
-        let ln = |u: &mut Unstructured<'a>| byte(u).map(|b| 1 + b % 4);
-        let pr = |u: &mut Unstructured<'a>| byte(u).map(|b| Prot(b % 8));
-        Ok(match tag {
-            0 => {
-                let (p, addr, len, prot) = (p(u)?, pg(u)?, ln(u)?, pr(u)?);
-                let t = byte(u)? % 8;
-                let target = match t {
-                    0 => Target::Anon,
-                    1 => Target::SharedAnon,
-                    _ => {
-                        let file = match (t - 2) / 2 {
-                            0 => FileName::Memfd,
-                            1 => FileName::Ext4,
-                            _ => FileName::Ramfs,
-                        };
-                        let shared = (t - 2) % 2 == 1;
-                        // Bias towards pgoff == addr (identity file layout), so
-                        // adjacent mappings of one file are pgoff-contiguous and
-                        // can merge, as in the thread's scenario.
-                        let b = byte(u)?;
-                        let pgoff = if b < 128 { addr } else { (b - 128) % pages };
-                        Target::File { file, shared, pgoff }
-                    }
-                };
-                Op::Mmap { p, addr, len, prot, target }
-            }
-            1 => Op::Munmap { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            2 => Op::Mprotect { p: p(u)?, addr: pg(u)?, len: ln(u)?, prot: pr(u)? },
-            3 => Op::Madvise { p: p(u)?, addr: pg(u)?, len: ln(u)?, advice: Advice::ALL[(byte(u)? % 8) as usize] },
-            4 => Op::Mlock { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            5 => Op::Munlock { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            6 => Op::Mremap { p: p(u)?, addr: pg(u)?, len: ln(u)?, new: pg(u)? },
-            7 => Op::Read { p: p(u)?, addr: pg(u)? },
-            8 => Op::Write { p: p(u)?, addr: pg(u)? },
-            9 => Op::ClearRefs { p: p(u)? },
-            10 => Op::UffdRegister { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            11 => Op::UffdUnregister { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            12 => Op::UffdWp { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            13 => Op::UffdUnwp { p: p(u)?, addr: pg(u)?, len: ln(u)? },
-            14 => Op::UffdClose { p: p(u)? },
-            15 => Op::Fork { parent: p(u)?, child: p(u)?, event_fork: byte(u)? & 1 == 1 },
-            16 => Op::Exit { p: p(u)? },
-            17 => Op::Migrate { p: p(u)?, addr: pg(u)? },
-            18 => Op::MigrateStart { p: p(u)?, addr: pg(u)? },
-            19 => Op::MigrateFinish { p: p(u)?, addr: pg(u)? },
-            20 => Op::Pageout { p: p(u)?, addr: pg(u)? },
-            21 => Op::Swapoff,
-            22 => Op::Writeback { p: p(u)?, addr: pg(u)? },
-            _ => Op::NumaHint { p: p(u)?, addr: pg(u)? },
-        })
+        let kind = kind_of_tag(u8::arbitrary(u)?);
+        kind.decode(u)
     }
 }
 

@@ -10,73 +10,21 @@
 //! migrate(p0, 0)
 //! ```
 //!
-//! Printing and parsing are exact inverses on every program.
+//! Printing and parsing are exact inverses on every program; each argument's
+//! text form is its domain's ([`super::args`]).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use crate::model::types::{MAX_PROCS, NPAGES};
-use crate::op::{Advice, FileName, Op, Program, Prot, Target, OP_NAMES};
-
-impl fmt::Display for Prot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = if self.read() { 'r' } else { '-' };
-        let w = if self.write() { 'w' } else { '-' };
-        let x = if self.exec() { 'x' } else { '-' };
-        write!(f, "{r}{w}{x}")
-    }
-}
-
-fn file_name(f: FileName) -> &'static str {
-    match f {
-        FileName::Memfd => "memfd",
-        FileName::Ext4 => "ext4",
-        FileName::Ramfs => "ramfs",
-    }
-}
+use crate::op::{Op, OpKind, Program, OP_TABLE};
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.name();
-        match *self {
-            Op::Mmap { p, addr, len, prot, target } => {
-                write!(f, "{n}(p{p}, {addr}, {len}, {prot}, ")?;
-                match target {
-                    Target::Anon => write!(f, "anon)"),
-                    Target::SharedAnon => write!(f, "shared-anon)"),
-                    Target::File { file, shared, pgoff } => {
-                        let m = if shared { "shared" } else { "private" };
-                        write!(f, "{}, {m}, {pgoff})", file_name(file))
-                    }
-                }
-            }
-            Op::Munmap { p, addr, len }
-            | Op::Mlock { p, addr, len }
-            | Op::Munlock { p, addr, len }
-            | Op::UffdRegister { p, addr, len }
-            | Op::UffdUnregister { p, addr, len }
-            | Op::UffdWp { p, addr, len }
-            | Op::UffdUnwp { p, addr, len } => write!(f, "{n}(p{p}, {addr}, {len})"),
-            Op::Mprotect { p, addr, len, prot } => write!(f, "{n}(p{p}, {addr}, {len}, {prot})"),
-            Op::Madvise { p, addr, len, advice } => write!(f, "{n}(p{p}, {addr}, {len}, {})", advice.name()),
-            Op::Mremap { p, addr, len, new } => write!(f, "{n}(p{p}, {addr}, {len}, {new})"),
-            Op::Read { p, addr }
-            | Op::Write { p, addr }
-            | Op::Migrate { p, addr }
-            | Op::MigrateStart { p, addr }
-            | Op::MigrateFinish { p, addr }
-            | Op::Pageout { p, addr }
-            | Op::Writeback { p, addr }
-            | Op::NumaHint { p, addr } => write!(f, "{n}(p{p}, {addr})"),
-            Op::ClearRefs { p } | Op::UffdClose { p } | Op::Exit { p } => write!(f, "{n}(p{p})"),
-            Op::Fork { parent, child, event_fork } => {
-                if event_fork {
-                    write!(f, "p{child} = {n}(p{parent}, event_fork)")
-                } else {
-                    write!(f, "p{child} = {n}(p{parent})")
-                }
-            }
-            Op::Swapoff => write!(f, "{n}()"),
+        let mut pr = ArgPrinter::default();
+        self.print_args(&mut pr);
+        if let Some(l) = &pr.lhs {
+            write!(f, "{l} = ")?;
         }
+        write!(f, "{}({})", self.name(), pr.args)
     }
 }
 
@@ -86,6 +34,27 @@ impl fmt::Display for Program {
             writeln!(f, "{op}")?;
         }
         Ok(())
+    }
+}
+
+/// Collects an op's printed arguments (`, `-separated) and its left-hand side.
+#[derive(Default)]
+pub struct ArgPrinter {
+    args: String,
+    lhs: Option<String>,
+}
+
+impl ArgPrinter {
+    /// One argument.
+    pub fn arg(&mut self, v: impl fmt::Display) {
+        if !self.args.is_empty() {
+            self.args.push_str(", ");
+        }
+        let _ = write!(self.args, "{v}");
+    }
+    /// What the op assigns (`p1 = fork(p0)`).
+    pub fn lhs(&mut self, v: impl fmt::Display) {
+        self.lhs = Some(v.to_string());
     }
 }
 
@@ -106,73 +75,62 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// A token with its 1-based column.
-#[derive(Clone, Copy)]
-struct Tok<'a> {
-    s: &'a str,
-    col: usize,
+#[derive(Clone, Copy, Debug)]
+pub struct Tok<'a> {
+    pub s: &'a str,
+    pub col: usize,
 }
 
-struct LineParser<'a> {
+/// The arguments of one op line, taken in order by the fields' domains.
+pub struct ArgParser<'a> {
     line: usize,
+    pub name: Tok<'a>,
+    kind: OpKind,
+    lhs: Option<Tok<'a>>,
     args: Vec<Tok<'a>>,
-    name: Tok<'a>,
+    next: usize,
     close_col: usize,
 }
 
-impl<'a> LineParser<'a> {
-    fn err<T>(&self, col: usize, msg: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError { line: self.line, col, msg: msg.into() })
+impl<'a> ArgParser<'a> {
+    /// An error at `col` of this line.
+    pub fn error(&self, col: usize, msg: impl Into<String>) -> ParseError {
+        ParseError { line: self.line, col, msg: msg.into() }
     }
 
-    fn want(&self, n: usize, shape: &str) -> Result<(), ParseError> {
-        if self.args.len() != n {
-            let col = self.args.get(n).map_or(self.close_col, |t| t.col);
-            return self.err(
-                col,
-                format!("{} takes {n} argument(s): {}({shape}), got {}", self.name.s, self.name.s, self.args.len()),
-            );
-        }
-        Ok(())
+    fn arity_error(&self, col: usize) -> ParseError {
+        let info = self.kind.info();
+        let (lo, hi) = info.arity;
+        let n = if lo == hi { lo.to_string() } else { format!("{lo} to {hi}") };
+        let shape: Vec<&str> = info.shape.iter().copied().filter(|s| *s != "child").collect();
+        self.error(
+            col,
+            format!(
+                "{} takes {n} argument(s): {}({}), got {}",
+                info.name,
+                info.name,
+                shape.join(", "),
+                self.args.len()
+            ),
+        )
     }
 
-    fn proc(&self, i: usize) -> Result<u8, ParseError> {
-        let t = self.args[i];
-        parse_proc(t)
-            .ok_or(())
-            .or_else(|_| self.err(t.col, format!("expected a process p0..p{}, found `{}`", MAX_PROCS - 1, t.s)))
+    /// The next argument, or an error naming what the op takes.
+    pub fn take(&mut self) -> Result<Tok<'a>, ParseError> {
+        let t = self.args.get(self.next).copied().ok_or_else(|| self.arity_error(self.close_col))?;
+        self.next += 1;
+        Ok(t)
     }
 
-    fn num(&self, i: usize, lo: u8, hi: u8, what: &str) -> Result<u8, ParseError> {
-        let t = self.args[i];
-        match t.s.parse::<u8>() {
-            Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-            _ => self.err(t.col, format!("expected {what} ({lo}..={hi}), found `{}`", t.s)),
-        }
+    /// The next argument without taking it.
+    pub fn peek(&self) -> Option<Tok<'a>> {
+        self.args.get(self.next).copied()
     }
 
-    fn page(&self, i: usize) -> Result<u8, ParseError> {
-        self.num(i, 0, NPAGES as u8 - 1, "a page")
+    /// The left-hand side (`p1` of `p1 = fork(p0)`), taken once.
+    pub fn take_lhs(&mut self) -> Option<Tok<'a>> {
+        self.lhs.take()
     }
-
-    fn len(&self, i: usize) -> Result<u8, ParseError> {
-        self.num(i, 1, 4, "a length in pages")
-    }
-
-    fn prot(&self, i: usize) -> Result<Prot, ParseError> {
-        let t = self.args[i];
-        let b = t.s.as_bytes();
-        let ok =
-            b.len() == 3 && matches!(b[0], b'r' | b'-') && matches!(b[1], b'w' | b'-') && matches!(b[2], b'x' | b'-');
-        if !ok {
-            return self.err(t.col, format!("expected a protection like rw- or r-x, found `{}`", t.s));
-        }
-        Ok(Prot((b[0] == b'r') as u8 | ((b[1] == b'w') as u8) << 1 | ((b[2] == b'x') as u8) << 2))
-    }
-}
-
-fn parse_proc(t: Tok) -> Option<u8> {
-    let n: u8 = t.s.strip_prefix('p')?.parse().ok()?;
-    (n < MAX_PROCS as u8 && t.s.len() == 2).then_some(n)
 }
 
 fn trim_tok(s: &str, col: usize) -> Tok<'_> {
@@ -193,8 +151,9 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
         return err(t.col, format!("expected `name(args)`, found `{}`", t.s));
     };
     let name = trim_tok(&rhs[..open], rhs_col);
-    let Some(kind) = OP_NAMES.iter().position(|&n| n == name.s) else {
-        return err(name.col, format!("unknown operation `{}` (known: {})", name.s, OP_NAMES.join(", ")));
+    let Some(kind) = OpKind::from_name(name.s) else {
+        let names: Vec<&str> = OP_TABLE.iter().map(|r| r.name).collect();
+        return err(name.col, format!("unknown operation `{}` (known: {})", name.s, names.join(", ")));
     };
     let after = &rhs[open + 1..];
     let Some(close) = after.rfind(')') else {
@@ -218,127 +177,14 @@ fn parse_line(line_no: usize, line: &str) -> Result<Op, ParseError> {
             off += piece.len() + 1;
         }
     }
-    let lp = LineParser { line: line_no, args, name, close_col: inner_col + close };
-    let is_fork = OP_NAMES[kind] == "fork";
-    if let Some(l) = lhs {
-        if !is_fork {
-            return err(l.col, format!("only fork assigns a result (`p1 = fork(p0)`), found `{} =`", l.s));
-        }
-    } else if is_fork {
-        return err(name.col, "fork names its child: `p1 = fork(p0)`".into());
+    let mut ap = ArgParser { line: line_no, name, kind, lhs, args, next: 0, close_col: inner_col + close };
+    let op = kind.parse_args(&mut ap)?;
+    if let Some(l) = ap.lhs {
+        return err(l.col, format!("only fork assigns a result (`p1 = fork(p0)`), found `{} =`", l.s));
     }
-    let a = |n: usize, shape: &str| lp.want(n, shape);
-    let op = match OP_NAMES[kind] {
-        "mmap" => {
-            if lp.args.len() == 5 {
-                a(5, "p, addr, len, prot, anon|shared-anon")?;
-                let t = lp.args[4];
-                let target = match t.s {
-                    "anon" => Target::Anon,
-                    "shared-anon" => Target::SharedAnon,
-                    _ => {
-                        return lp.err(
-                            t.col,
-                            format!(
-                                "expected anon or shared-anon, found `{}` (files take: file, shared|private, pgoff)",
-                                t.s
-                            ),
-                        )
-                    }
-                };
-                Op::Mmap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)?, target }
-            } else {
-                a(7, "p, addr, len, prot, memfd|ext4|ramfs, shared|private, pgoff")?;
-                let ft = lp.args[4];
-                let file = match ft.s {
-                    "memfd" => FileName::Memfd,
-                    "ext4" => FileName::Ext4,
-                    "ramfs" => FileName::Ramfs,
-                    _ => return lp.err(ft.col, format!("expected memfd, ext4 or ramfs, found `{}`", ft.s)),
-                };
-                let st = lp.args[5];
-                let shared = match st.s {
-                    "shared" => true,
-                    "private" => false,
-                    _ => return lp.err(st.col, format!("expected shared or private, found `{}`", st.s)),
-                };
-                let target =
-                    Target::File { file, shared, pgoff: lp.num(6, 0, NPAGES as u8 - 1, "a file page offset")? };
-                Op::Mmap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)?, target }
-            }
-        }
-        "munmap" | "mlock" | "munlock" | "uffd_register" | "uffd_unregister" | "uffd_wp" | "uffd_unwp" => {
-            a(3, "p, addr, len")?;
-            let (p, addr, len) = (lp.proc(0)?, lp.page(1)?, lp.len(2)?);
-            match OP_NAMES[kind] {
-                "munmap" => Op::Munmap { p, addr, len },
-                "mlock" => Op::Mlock { p, addr, len },
-                "munlock" => Op::Munlock { p, addr, len },
-                "uffd_register" => Op::UffdRegister { p, addr, len },
-                "uffd_unregister" => Op::UffdUnregister { p, addr, len },
-                "uffd_wp" => Op::UffdWp { p, addr, len },
-                _ => Op::UffdUnwp { p, addr, len },
-            }
-        }
-        "mprotect" => {
-            a(4, "p, addr, len, prot")?;
-            Op::Mprotect { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, prot: lp.prot(3)? }
-        }
-        "madvise" => {
-            a(4, "p, addr, len, MADV_*")?;
-            let t = lp.args[3];
-            let Some(&advice) = Advice::ALL.iter().find(|x| x.name() == t.s) else {
-                let names: Vec<_> = Advice::ALL.iter().map(|x| x.name()).collect();
-                return lp.err(t.col, format!("unknown advice `{}` (known: {})", t.s, names.join(", ")));
-            };
-            Op::Madvise { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, advice }
-        }
-        "mremap" => {
-            a(4, "p, addr, len, new_addr")?;
-            Op::Mremap { p: lp.proc(0)?, addr: lp.page(1)?, len: lp.len(2)?, new: lp.page(3)? }
-        }
-        "read" | "write" | "migrate" | "migrate_start" | "migrate_finish" | "pageout" | "writeback" | "numa_hint" => {
-            a(2, "p, addr")?;
-            let (p, addr) = (lp.proc(0)?, lp.page(1)?);
-            match OP_NAMES[kind] {
-                "read" => Op::Read { p, addr },
-                "write" => Op::Write { p, addr },
-                "migrate" => Op::Migrate { p, addr },
-                "migrate_start" => Op::MigrateStart { p, addr },
-                "migrate_finish" => Op::MigrateFinish { p, addr },
-                "pageout" => Op::Pageout { p, addr },
-                "writeback" => Op::Writeback { p, addr },
-                _ => Op::NumaHint { p, addr },
-            }
-        }
-        "clear_refs" | "uffd_close" | "exit" => {
-            a(1, "p")?;
-            let p = lp.proc(0)?;
-            match OP_NAMES[kind] {
-                "clear_refs" => Op::ClearRefs { p },
-                "uffd_close" => Op::UffdClose { p },
-                _ => Op::Exit { p },
-            }
-        }
-        "fork" => {
-            let l = lhs.unwrap();
-            let Some(child) = parse_proc(l) else {
-                return err(l.col, format!("expected a process p0..p{} before `=`, found `{}`", MAX_PROCS - 1, l.s));
-            };
-            let event_fork = match lp.args.len() {
-                1 => false,
-                2 if lp.args[1].s == "event_fork" => true,
-                2 => return lp.err(lp.args[1].col, format!("expected event_fork, found `{}`", lp.args[1].s)),
-                _ => return lp.want(1, "parent[, event_fork]").map(|_| unreachable!()),
-            };
-            Op::Fork { parent: lp.proc(0)?, child, event_fork }
-        }
-        "swapoff" => {
-            a(0, "")?;
-            Op::Swapoff
-        }
-        _ => unreachable!(),
-    };
+    if let Some(t) = ap.peek() {
+        return Err(ap.arity_error(t.col));
+    }
     Ok(op)
 }
 
@@ -396,5 +242,13 @@ swapoff()
         assert_eq!((e.line, e.col), (1, 6));
         let e = parse("read(p0)").unwrap_err();
         assert!(e.msg.contains("takes 2 argument"), "{}", e.msg);
+        let e = parse("read(p0, 1, 2)").unwrap_err();
+        assert_eq!((e.line, e.col, e.msg.contains("takes 2 argument")), (1, 13, true), "{}", e.msg);
+        let e = parse("p1 = read(p0, 1)").unwrap_err();
+        assert!(e.msg.contains("only fork assigns"), "{}", e.msg);
+        let e = parse("p1 = fork(p0, 3)").unwrap_err();
+        assert!(e.msg.contains("expected event_fork"), "{}", e.msg);
+        let e = parse("mmap(p0, 0, 1, rw-, memfd)").unwrap_err();
+        assert!(e.msg.contains("mmap takes 5 to 7 argument"), "{}", e.msg);
     }
 }

@@ -46,7 +46,7 @@ pub fn default_alphabet() -> Vec<Op> {
         Op::MigrateStart { p: 0, addr: 0 },
         Op::MigrateFinish { p: 0, addr: 0 },
         Op::Pageout { p: 0, addr: 0 },
-        Op::Swapoff,
+        Op::Swapoff {},
         Op::Writeback { p: 0, addr: 0 },
         Op::NumaHint { p: 0, addr: 0 },
     ];

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+pub use super::generate::gen_op;
+use super::generate::{gen_op_near, gen_op_with, Focus};
 use crate::check::{analyze, Kind, Pair, Runner, Signature};
 use crate::minimize::minimize;
-use crate::model::{self, Entry, State, StepResult, MAX_PROCS, NPAGES};
-use crate::op::{Advice, FileName, Op, Program, Prot, Target};
+use crate::model::{self, Entry, State, StepResult};
+use crate::op::{Op, Program};
 
 /// Engine options.
 #[derive(Clone, Debug)]
@@ -58,266 +60,6 @@ pub struct Stats {
     pub pool: usize,
 }
 
-/// Weighted op-kind table for generation.
-const WEIGHTS: [(u8, u32); 24] = [
-    (0, 12), // mmap
-    (1, 2),  // munmap
-    (2, 6),  // mprotect
-    (3, 5),  // madvise
-    (4, 2),  // mlock
-    (5, 2),  // munlock
-    (6, 2),  // mremap
-    (7, 6),  // read
-    (8, 10), // write
-    (9, 5),  // clear_refs
-    (10, 5), // uffd_register
-    (11, 2), // uffd_unregister
-    (12, 5), // uffd_wp
-    (13, 3), // uffd_unwp
-    (14, 1), // uffd_close
-    (15, 3), // fork
-    (16, 1), // exit
-    (17, 8), // migrate
-    (18, 3), // migrate_start
-    (19, 3), // migrate_finish
-    (20, 4), // pageout
-    (21, 2), // swapoff
-    (22, 3), // writeback
-    (23, 3), // numa_hint
-];
-
-const TOTAL_WEIGHT: u32 = {
-    let mut t = 0;
-    let mut i = 0;
-    while i < WEIGHTS.len() {
-        t += WEIGHTS[i].1;
-        i += 1;
-    }
-    t
-};
-
-fn pick_kind(rng: &mut SmallRng) -> u8 {
-    let mut x = rng.gen_range(0..TOTAL_WEIGHT);
-    for &(k, w) in &WEIGHTS {
-        if x < w {
-            return k;
-        }
-        x -= w;
-    }
-    0
-}
-
-fn alive_proc(rng: &mut SmallRng, s: &State) -> u8 {
-    let alive = (0..MAX_PROCS).filter(|&p| s.procs[p].alive).count() as u8;
-    if alive == 0 {
-        return 0;
-    }
-    let mut k = rng.gen_range(0..alive);
-    for p in 0..MAX_PROCS as u8 {
-        if s.procs[p as usize].alive {
-            if k == 0 {
-                return p;
-            }
-            k -= 1;
-        }
-    }
-    0
-}
-
-/// A page, usually inside a VMA of `p` (or carrying a migration entry for
-/// migrate_finish).
-fn pick_page(rng: &mut SmallRng, s: &State, p: u8) -> u8 {
-    pick_page_near(rng, s, p, Focus::default())
-}
-
-/// [`pick_page`], the focus page half of the time when the focus is in `p`.
-fn pick_page_near(rng: &mut SmallRng, s: &State, p: u8, focus: Focus) -> u8 {
-    if let Some(page) = focus.page {
-        if focus.p.is_none_or(|fp| fp == p) && rng.gen_ratio(1, 2) {
-            return page;
-        }
-    }
-    let mm = &s.procs[p as usize];
-    if !mm.vmas.is_empty() && rng.gen_ratio(7, 8) {
-        let v = mm.vmas[rng.gen_range(0..mm.vmas.len())];
-        return rng.gen_range(v.start..v.end);
-    }
-    rng.gen_range(0..NPAGES as u8)
-}
-
-fn pick_prot(rng: &mut SmallRng) -> Prot {
-    match rng.gen_range(0..10) {
-        0..=5 => Prot(Prot::R | Prot::W),
-        6..=7 => Prot(Prot::R),
-        _ => Prot(rng.gen_range(0..8)),
-    }
-}
-
-/// Generate one op that makes sense in state `s` most of the time.
-pub fn gen_op(rng: &mut SmallRng, s: &State) -> Op {
-    gen_op_with(rng, s, false)
-}
-
-/// Op kinds `emit-c` cannot realise (migrate_start/finish, numa_hint, writeback).
-const UNREALIZABLE_KINDS: [u8; 4] = [18, 19, 22, 23];
-
-/// [`gen_op`], optionally only ops a real kernel can run deterministically from
-/// user space (no two-step migration, NUMA hinting, ext4, writeback, EVENT_FORK).
-pub fn gen_op_with(rng: &mut SmallRng, s: &State, realizable: bool) -> Op {
-    gen_op_near(rng, s, realizable, Focus::default())
-}
-
-/// [`gen_op_with`], preferring the process and page of `focus` (see [`Focus`]).
-pub fn gen_op_near(rng: &mut SmallRng, s: &State, realizable: bool, focus: Focus) -> Op {
-    let op = gen_op_inner(rng, s, focus);
-    if !realizable {
-        return op;
-    }
-    match op {
-        _ if UNREALIZABLE_KINDS.contains(&op.kind()) => {
-            Op::Migrate { p: alive_proc(rng, s), addr: pick_page(rng, s, 0) }
-        }
-        Op::Mmap { p, addr, len, prot, target: Target::File { file: FileName::Ext4, shared, pgoff } } => {
-            Op::Mmap { p, addr, len, prot, target: Target::File { file: FileName::Memfd, shared, pgoff } }
-        }
-        Op::Fork { parent, child, .. } => Op::Fork { parent, child, event_fork: false },
-        op => op,
-    }
-}
-
-/// A whole VMA of `p` (start, length up to 4), so an op that changes its flags can
-/// merge it with a neighbour: the kernel merges only ranges that reach a VMA's
-/// edges, which a random page and length rarely do. Half of the time it is the
-/// VMA holding the focus page.
-fn pick_whole_vma(rng: &mut SmallRng, s: &State, p: u8, focus: Focus) -> Option<(u8, u8)> {
-    let mm = &s.procs[p as usize];
-    if mm.vmas.is_empty() {
-        return None;
-    }
-    let near =
-        focus.page.filter(|_| focus.p.is_none_or(|fp| fp == p) && rng.gen_ratio(1, 2)).and_then(|page| mm.vma(page));
-    let v = near.copied().unwrap_or_else(|| mm.vmas[rng.gen_range(0..mm.vmas.len())]);
-    Some((v.start, (v.end - v.start).min(4)))
-}
-
-/// A mapping that can merge with its neighbour `v` when placed at `addr`
-/// (`len` pages, just before or after it): the same file at the contiguous
-/// offset, or private anon; the same protection. The kernel merges only such
-/// ranges, which independent random choices rarely produce.
-fn mergeable_target(v: &model::Vma, addr: u8, len: u8) -> Option<(Prot, Target)> {
-    let f = v.flags;
-    let prot = Prot(
-        (f.contains(model::VmFlags::READ) as u8 * Prot::R)
-            | (f.contains(model::VmFlags::WRITE) as u8 * Prot::W)
-            | (f.contains(model::VmFlags::EXEC) as u8 * Prot::X),
-    );
-    let shared = f.contains(model::VmFlags::SHARED);
-    let target = match v.backing {
-        model::Backing::Anon if !shared => Target::Anon,
-        model::Backing::File(id) if id < model::FILE_SHMEM_ANON0 => {
-            let file = match id {
-                model::FILE_MEMFD => FileName::Memfd,
-                model::FILE_EXT4 => FileName::Ext4,
-                _ => FileName::Ramfs,
-            };
-            let pgoff = if addr >= v.end { v.pgoff_of(v.end - 1).checked_add(1)? } else { v.pgoff.checked_sub(len)? };
-            if pgoff as usize >= NPAGES {
-                return None;
-            }
-            Target::File { file, shared, pgoff }
-        }
-        _ => return None,
-    };
-    Some((prot, target))
-}
-
-fn gen_op_inner(rng: &mut SmallRng, s: &State, focus: Focus) -> Op {
-    let kind = pick_kind(rng);
-    let p = match focus.p {
-        Some(fp) if s.procs[fp as usize].alive && rng.gen_ratio(3, 4) => fp,
-        _ => alive_proc(rng, s),
-    };
-    let pick_page = |rng: &mut SmallRng, s: &State, p: u8| pick_page_near(rng, s, p, focus);
-    let len = if rng.gen_ratio(3, 4) { 1 } else { rng.gen_range(1..=4) };
-    // Ops that change VMA flags take a whole VMA half of the time.
-    if matches!(kind, 2..=5 | 10 | 11) && rng.gen_ratio(1, 2) {
-        if let Some((addr, len)) = pick_whole_vma(rng, s, p, focus) {
-            return match kind {
-                2 => Op::Mprotect { p, addr, len, prot: pick_prot(rng) },
-                3 => Op::Madvise { p, addr, len, advice: Advice::ALL[rng.gen_range(0..8)] },
-                4 => Op::Mlock { p, addr, len },
-                5 => Op::Munlock { p, addr, len },
-                10 => Op::UffdRegister { p, addr, len },
-                _ => Op::UffdUnregister { p, addr, len },
-            };
-        }
-    }
-    match kind {
-        0 => {
-            // Often right next to an existing VMA, so merges happen.
-            let mm = &s.procs[p as usize];
-            let (addr, next_to) = if !mm.vmas.is_empty() && rng.gen_ratio(1, 2) {
-                let v = mm.vmas[rng.gen_range(0..mm.vmas.len())];
-                let addr = if rng.gen_bool(0.5) || v.start < len { v.end.min(NPAGES as u8 - 1) } else { v.start - len };
-                (addr, Some(v))
-            } else {
-                (rng.gen_range(0..NPAGES as u8), None)
-            };
-            // Next to a VMA, half of the time a mapping that could merge with it
-            // (flag changes decide whether it does).
-            if let Some((prot, target)) =
-                next_to.filter(|_| rng.gen_ratio(1, 2)).and_then(|v| mergeable_target(&v, addr, len))
-            {
-                return Op::Mmap { p, addr, len, prot, target };
-            }
-            let target = match rng.gen_range(0..10) {
-                0..=1 => Target::Anon,
-                2 => Target::SharedAnon,
-                t => {
-                    let file = match t {
-                        3..=6 => FileName::Memfd,
-                        7..=8 => FileName::Ext4,
-                        _ => FileName::Ramfs,
-                    };
-                    let pgoff = if rng.gen_ratio(7, 8) { addr } else { rng.gen_range(0..NPAGES as u8) };
-                    Target::File { file, shared: rng.gen_ratio(3, 4), pgoff }
-                }
-            };
-            Op::Mmap { p, addr, len, prot: pick_prot(rng), target }
-        }
-        1 => Op::Munmap { p, addr: pick_page(rng, s, p), len },
-        2 => Op::Mprotect { p, addr: pick_page(rng, s, p), len, prot: pick_prot(rng) },
-        3 => Op::Madvise { p, addr: pick_page(rng, s, p), len, advice: Advice::ALL[rng.gen_range(0..8)] },
-        4 => Op::Mlock { p, addr: pick_page(rng, s, p), len },
-        5 => Op::Munlock { p, addr: pick_page(rng, s, p), len },
-        6 => Op::Mremap { p, addr: pick_page(rng, s, p), len, new: rng.gen_range(0..NPAGES as u8) },
-        7 => Op::Read { p, addr: pick_page(rng, s, p) },
-        8 => Op::Write { p, addr: pick_page(rng, s, p) },
-        9 => Op::ClearRefs { p },
-        10 => Op::UffdRegister { p, addr: pick_page(rng, s, p), len },
-        11 => Op::UffdUnregister { p, addr: pick_page(rng, s, p), len },
-        12 => Op::UffdWp { p, addr: pick_page(rng, s, p), len },
-        13 => Op::UffdUnwp { p, addr: pick_page(rng, s, p), len },
-        14 => Op::UffdClose { p },
-        15 => {
-            let child = (0..MAX_PROCS as u8).find(|&c| !s.procs[c as usize].alive).unwrap_or(1);
-            Op::Fork { parent: p, child, event_fork: rng.gen_ratio(1, 4) }
-        }
-        16 => Op::Exit { p: if rng.gen_ratio(3, 4) && p == 0 { 1 } else { p } },
-        17 => Op::Migrate { p, addr: pick_page(rng, s, p) },
-        18 => Op::MigrateStart { p, addr: pick_page(rng, s, p) },
-        19 => {
-            let mm = &s.procs[p as usize];
-            let mig = (0..NPAGES).find(|&i| matches!(mm.pt[i], Entry::Migration { .. }));
-            Op::MigrateFinish { p, addr: mig.map_or_else(|| pick_page(rng, s, p), |i| i as u8) }
-        }
-        20 => Op::Pageout { p, addr: pick_page(rng, s, p) },
-        21 => Op::Swapoff,
-        22 => Op::Writeback { p, addr: pick_page(rng, s, p) },
-        _ => Op::NumaHint { p, addr: pick_page(rng, s, p) },
-    }
-}
-
 /// Novelty features: (op kind, result, entry class at its page) per step.
 struct Coverage {
     seen: Vec<u64>,
@@ -337,55 +79,8 @@ impl Coverage {
     }
 }
 
-/// The process and page an op acts on (its first page), if it has one.
-fn op_page(op: &Op) -> Option<(u8, u8)> {
-    match *op {
-        Op::Mmap { p, addr, .. }
-        | Op::Munmap { p, addr, .. }
-        | Op::Mprotect { p, addr, .. }
-        | Op::Madvise { p, addr, .. }
-        | Op::Mlock { p, addr, .. }
-        | Op::Munlock { p, addr, .. }
-        | Op::Mremap { p, addr, .. }
-        | Op::Read { p, addr }
-        | Op::Write { p, addr }
-        | Op::UffdRegister { p, addr, .. }
-        | Op::UffdUnregister { p, addr, .. }
-        | Op::UffdWp { p, addr, .. }
-        | Op::UffdUnwp { p, addr, .. }
-        | Op::Migrate { p, addr }
-        | Op::MigrateStart { p, addr }
-        | Op::MigrateFinish { p, addr }
-        | Op::Pageout { p, addr }
-        | Op::Writeback { p, addr }
-        | Op::NumaHint { p, addr } => Some((p, addr)),
-        _ => None,
-    }
-}
-
-/// Where the next op most likely acts: the page the last op with a page acted
-/// on (for mremap, where the range went), in its process (after a fork, in
-/// either). Findings live on one or two pages that a chain of ops keeps
-/// touching; a random page per op rarely makes a chain.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Focus {
-    p: Option<u8>,
-    page: Option<u8>,
-}
-
-impl Focus {
-    /// After `op`.
-    pub fn after(self, op: &Op) -> Focus {
-        match *op {
-            Op::Mremap { p, new, .. } => Focus { p: Some(p), page: Some(new) },
-            Op::Fork { .. } | Op::Exit { .. } => Focus { p: None, ..self },
-            _ => op_page(op).map_or(self, |(p, page)| Focus { p: Some(p), page: Some(page) }),
-        }
-    }
-}
-
 fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
-    let (p, addr) = op_page(op).unwrap_or((0, 0));
+    let (p, addr) = op.page().unwrap_or((0, 0));
     let mm = &s.procs[p as usize];
     let e = mm.pt[addr as usize];
     let ec: u32 = match e {
@@ -509,12 +204,6 @@ fn generate(
     )
 }
 
-/// The focus after the ops before position `i` (the last few decide it).
-fn focus_before(ops: &[Op], i: usize) -> Focus {
-    let i = i.min(ops.len());
-    ops[i.saturating_sub(4)..i].iter().fold(Focus::default(), |f, op| f.after(op))
-}
-
 /// Mutate a program: replace, insert, delete or splice ops (new ops are generated
 /// against the state reached by the prefix).
 fn mutate(
@@ -538,7 +227,7 @@ fn mutate(
     // against the state the ones before it reach (exact, so chains on one page
     // grow: that is where findings are).
     if rng.gen_ratio(1, 2) && ops.len() < max_ops {
-        let mut focus = focus_before(&ops, first);
+        let mut focus = Focus::before(&ops, first);
         let mut chain = Vec::new();
         for _ in 0..rng.gen_range(1..=4).min(max_ops - ops.len()) {
             let op = gen_op_near(rng, &prefix, realizable, focus);
@@ -552,9 +241,9 @@ fn mutate(
     for _ in 0..rng.gen_range(1..=3) {
         let i = rng.gen_range(first.min(ops.len())..=ops.len());
         match rng.gen_range(0..4) {
-            0 if i < ops.len() => ops[i] = gen_op_near(rng, &prefix, realizable, focus_before(&ops, i)),
+            0 if i < ops.len() => ops[i] = gen_op_near(rng, &prefix, realizable, Focus::before(&ops, i)),
             1 if ops.len() < max_ops => {
-                let op = gen_op_near(rng, &prefix, realizable, focus_before(&ops, i));
+                let op = gen_op_near(rng, &prefix, realizable, Focus::before(&ops, i));
                 ops.insert(i, op)
             }
             2 if ops.len() > 1 && i < ops.len() => {

@@ -5,5 +5,6 @@
 
 pub mod explore;
 pub mod fuzz;
+pub mod generate;
 pub mod libfuzzer;
 pub mod minimize;

@@ -82,27 +82,18 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
         for (i, op) in program.ops.iter().enumerate() {
             let n = i + 1;
             let refuse = |why: &str| Err(Unrealizable(format!("step {n} `{op}`: {why}")));
-            match *op {
-                Op::MigrateStart { .. } | Op::MigrateFinish { .. } => {
-                    return refuse("user space cannot hold a migration between unmap and restore")
-                }
-                Op::NumaHint { .. } => return refuse("NUMA hinting scans cannot be triggered on demand"),
-                Op::Writeback { .. } => return refuse("writeback needs an ext4 file, which the test system lacks"),
-                Op::Mmap { target: Target::File { file: FileName::Ext4, .. }, .. } => {
-                    return refuse("ext4 files are not available in the test system")
-                }
-                Op::Fork { event_fork: true, .. } => {
-                    return refuse("UFFD_FEATURE_EVENT_FORK hands the child's uffd to the parent; not supported")
-                }
-                Op::Pageout { p, addr } => {
-                    // MADV_PAGEOUT leaves pages mapped more than once alone.
-                    if let Entry::Present { folio, .. } = s.procs[p as usize].pt[addr as usize] {
-                        if folio != model::ZERO_PAGE && s.folio(folio).mapcount > 1 {
-                            return refuse("MADV_PAGEOUT skips a page mapped more than once");
-                        }
+            // What C cannot run at all (the op table's unrealizable kinds and
+            // fields: c_op says why), then what this state makes unrepeatable.
+            if let Err(why) = c_op(op, n, 0) {
+                return refuse(why);
+            }
+            if let Op::Pageout { p, addr } = *op {
+                // MADV_PAGEOUT leaves pages mapped more than once alone.
+                if let Entry::Present { folio, .. } = s.procs[p as usize].pt[addr as usize] {
+                    if folio != model::ZERO_PAGE && s.folio(folio).mapcount > 1 {
+                        return refuse("MADV_PAGEOUT skips a page mapped more than once");
                     }
                 }
-                _ => {}
             }
             let runs = op_runs(&s, op);
             match model::step(&mut s, &cfg, op) {
@@ -185,43 +176,28 @@ fn c_prot(p: crate::op::Prot) -> String {
     }
 }
 
-/// The slot an op runs in (`None`: the controller).
+/// The slot an op runs in (`None`: the controller): its process (fork: the parent).
 pub(crate) fn slot_of(op: &Op) -> Option<u8> {
-    match *op {
-        Op::Fork { parent, .. } => Some(parent),
-        Op::Swapoff => None,
-        Op::Mmap { p, .. }
-        | Op::Munmap { p, .. }
-        | Op::Mprotect { p, .. }
-        | Op::Madvise { p, .. }
-        | Op::Mlock { p, .. }
-        | Op::Munlock { p, .. }
-        | Op::Mremap { p, .. }
-        | Op::Read { p, .. }
-        | Op::Write { p, .. }
-        | Op::ClearRefs { p }
-        | Op::UffdRegister { p, .. }
-        | Op::UffdUnregister { p, .. }
-        | Op::UffdWp { p, .. }
-        | Op::UffdUnwp { p, .. }
-        | Op::UffdClose { p }
-        | Op::Exit { p }
-        | Op::Migrate { p, .. }
-        | Op::MigrateStart { p, .. }
-        | Op::MigrateFinish { p, .. }
-        | Op::Pageout { p, .. }
-        | Op::Writeback { p, .. }
-        | Op::NumaHint { p, .. } => Some(p),
-    }
+    op.process()
 }
 
 fn c_len(addr: u8, len: u8) -> u8 {
     (addr + len).min(NPAGES as u8) - addr
 }
 
-/// The C statement(s) of one op, run in its process.
-pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> String {
-    match *op {
+/// Why a real kernel cannot run `op` deterministically from user space, if it cannot.
+pub fn refusal(op: &Op) -> Option<&'static str> {
+    c_op(op, 0, 0).err()
+}
+
+/// The C statement(s) of one op, run in its process, or why a real kernel
+/// cannot run it deterministically from user space (the op table's
+/// `realizable` column says the same of each kind; a test checks they agree).
+pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'static str> {
+    Ok(match *op {
+        Op::Mmap { target: Target::File { file: FileName::Ext4, .. }, .. } => {
+            return Err("ext4 files are not available in the test system")
+        }
         Op::Mmap { addr, len, prot, target, .. } => {
             let n = c_len(addr, len);
             let (flags, fd, off) = match target {
@@ -261,15 +237,20 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> String {
         Op::UffdWp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), {}, 1);", c_len(addr, len)),
         Op::UffdUnwp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), {}, 0);", c_len(addr, len)),
         Op::UffdClose { .. } => "r = uffd_close();".into(),
+        Op::Fork { event_fork: true, .. } => {
+            return Err("UFFD_FEATURE_EVENT_FORK hands the child's uffd to the parent; not supported")
+        }
         Op::Fork { child, .. } => format!("r = do_fork({child});"),
         Op::Exit { .. } => "ack(0); _exit(0);".into(),
         Op::Migrate { addr, .. } => format!("r = migrate(PG({addr}));"),
         Op::Pageout { addr, .. } => format!("r = madvise(PG({addr}), PAGE, 21 /* MADV_PAGEOUT */);"),
-        Op::Swapoff => "r = swap_cycle();".into(),
-        Op::MigrateStart { .. } | Op::MigrateFinish { .. } | Op::Writeback { .. } | Op::NumaHint { .. } => {
-            unreachable!("refused by realizable()")
+        Op::Swapoff {} => "r = swap_cycle();".into(),
+        Op::MigrateStart { .. } | Op::MigrateFinish { .. } => {
+            return Err("user space cannot hold a migration between unmap and restore")
         }
-    }
+        Op::Writeback { .. } => return Err("writeback needs an ext4 file, which the test system lacks"),
+        Op::NumaHint { .. } => return Err("NUMA hinting scans cannot be triggered on demand"),
+    })
 }
 
 pub(crate) const PRELUDE: &str = include_str!("prelude.c");
@@ -355,7 +336,8 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
     let _ =
         writeln!(c, "\nstatic long do_fork(int child);\nstatic void run_op(int i) {{\n\tlong r = 0;\n\tswitch (i) {{");
     for (i, op) in program.ops.iter().enumerate() {
-        let _ = writeln!(c, "\tcase {i}: /* {op} */\n\t\t{}\n\t\tbreak;", c_op(op, i + 1, tokens[i]));
+        let _ =
+            writeln!(c, "\tcase {i}: /* {op} */\n\t\t{}\n\t\tbreak;", c_op(op, i + 1, tokens[i]).expect("realizable"));
     }
     let _ = writeln!(c, "\t}}\n\t(void)r;\n\tpm_line(i + 1);\n\tack(r);\n}}");
     c.push_str(SERVE);
@@ -372,7 +354,7 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
                 let _ = writeln!(c, "\tsend({sl}, {i});");
             }
             None => {
-                let _ = writeln!(c, "\t{{ long r; {} (void)r; }}", c_op(op, i + 1, 0));
+                let _ = writeln!(c, "\t{{ long r; {} (void)r; }}", c_op(op, i + 1, 0).expect("realizable"));
             }
         }
         model::step(&mut sim, &cfg, op);

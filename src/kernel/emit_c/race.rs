@@ -41,7 +41,7 @@ use std::fmt::Write as _;
 use crate::judge::contracts::{self, ProbeObs};
 use crate::model::ghost::Contract;
 use crate::model::{self, State, Token, NPAGES};
-use crate::op::{FileName, Op, Program, Target};
+use crate::op::{Op, Program};
 
 use super::{c_op, native, store_tokens, Unrealizable, PRELUDE, PROFILES};
 
@@ -76,15 +76,17 @@ pub fn window(program: &Program) -> Result<Window, Unrealizable> {
                 Some(x) if x.finish == program.ops.len() && p == 0 && addr == x.page => x.finish = i,
                 _ => return refuse("a migrate_finish that does not close the window"),
             },
-            Op::Fork { .. } | Op::Exit { .. } => return refuse("race mode runs one process (no fork, no exit)"),
-            Op::NumaHint { .. } => return refuse("NUMA hinting scans cannot be triggered on demand"),
-            Op::Writeback { .. } => return refuse("writeback needs an ext4 file, which the test system lacks"),
-            Op::Mmap { target: Target::File { file: FileName::Ext4, .. }, .. } => {
-                return refuse("ext4 files are not available in the test system")
+            ref op => {
+                if let Some(why) = race_refusal(op) {
+                    return refuse(why);
+                }
+                if crate::emit_c::slot_of(op).is_some_and(|s| s != 0) {
+                    return refuse("race mode runs process p0 only");
+                }
+                if let Err(why) = c_op(op, n, 0) {
+                    return refuse(why);
+                }
             }
-            Op::Swapoff => return refuse("race mode does not cycle swap"),
-            _ if crate::emit_c::slot_of(op).is_some_and(|s| s != 0) => return refuse("race mode runs process p0 only"),
-            _ => {}
         }
     }
     let w = w.ok_or_else(|| Unrealizable("no migration window (migrate_start)".into()))?;
@@ -106,6 +108,36 @@ pub fn window(program: &Program) -> Result<Window, Unrealizable> {
         }
     }
     Ok(w)
+}
+
+/// What race mode cannot run beyond what a deterministic reproducer cannot
+/// (`c_op`): it runs one process and leaves swap alone.
+fn race_refusal(op: &Op) -> Option<&'static str> {
+    match *op {
+        Op::Fork { .. } | Op::Exit { .. } => Some("race mode runs one process (no fork, no exit)"),
+        Op::Swapoff {} => Some("race mode does not cycle swap"),
+        Op::Mmap { .. }
+        | Op::Munmap { .. }
+        | Op::Mprotect { .. }
+        | Op::Madvise { .. }
+        | Op::Mlock { .. }
+        | Op::Munlock { .. }
+        | Op::Mremap { .. }
+        | Op::Read { .. }
+        | Op::Write { .. }
+        | Op::ClearRefs { .. }
+        | Op::UffdRegister { .. }
+        | Op::UffdUnregister { .. }
+        | Op::UffdWp { .. }
+        | Op::UffdUnwp { .. }
+        | Op::UffdClose { .. }
+        | Op::Migrate { .. }
+        | Op::MigrateStart { .. }
+        | Op::MigrateFinish { .. }
+        | Op::Pageout { .. }
+        | Op::Writeback { .. }
+        | Op::NumaHint { .. } => None,
+    }
 }
 
 /// The program with the window replaced: the migration completes `before` the
@@ -227,7 +259,7 @@ pub fn emit_race(program: &Program, name: &str, rounds: u32, seconds: u32) -> Re
 fn race_op(op: &Op, step: usize, token: Token) -> String {
     match *op {
         Op::Read { addr, .. } => format!("r = *(volatile uint16_t *)PG({addr});"),
-        _ => c_op(op, step, token),
+        _ => c_op(op, step, token).expect("checked by window()"),
     }
 }
 
