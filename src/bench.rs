@@ -13,10 +13,11 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::check::{signature_of, Pair};
+use crate::check::{signature_of, Kind, Pair, Signature};
 use crate::corpus::{self, Expect};
 use crate::findings::{campaign, FindingsDb};
 use crate::fuzz::{self as engine, Options};
+use crate::judge::causes::Cause;
 use crate::minimize::minimize;
 use crate::model::{Config, Restore};
 
@@ -75,7 +76,13 @@ pub fn fuzz_jobs_rate(jobs: usize, secs: f64) -> Result<(u64, f64, f64), String>
 /// Seconds until the engine (seed `seed`; the oracle on for an `oracle.` slug)
 /// first reports `slug`, and until it first reports a finding of the root cause
 /// `cause` (each None if not within `limit`).
-pub fn time_to_find(pair: Pair, slug: &str, cause: &str, seed: u64, limit: Duration) -> (Option<f64>, Option<f64>) {
+pub fn time_to_find(
+    pair: Pair,
+    sig: Signature,
+    cause: Cause,
+    seed: u64,
+    limit: Duration,
+) -> (Option<f64>, Option<f64>) {
     let opts = Options {
         pair,
         seed,
@@ -83,7 +90,7 @@ pub fn time_to_find(pair: Pair, slug: &str, cause: &str, seed: u64, limit: Durat
         time: limit,
         max_programs: None,
         fixed_len: false,
-        oracle: slug.starts_with("oracle."),
+        oracle: sig.kind() == Kind::Oracle,
         realizable: false,
     };
     let stop = AtomicBool::new(false);
@@ -93,10 +100,10 @@ pub fn time_to_find(pair: Pair, slug: &str, cause: &str, seed: u64, limit: Durat
         &stop,
         |f, _| {
             let t = f.at.as_secs_f64();
-            if cause_at.is_none() && crate::judge::causes::cause_of(&f.signature).key == cause {
+            if cause_at.is_none() && Cause::of(&f.signature) == cause {
                 cause_at = Some(t);
             }
-            if f.signature.slug() == slug {
+            if f.signature == sig {
                 at = Some(t);
                 cause_at.get_or_insert(t);
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -322,20 +329,21 @@ fn find_rows(corpus_dir: &std::path::Path, seeds: u64, limit: Duration) {
         let Ok(r) = corpus::load(&f) else { continue };
         let mut wanted = Vec::new();
         if let Some(Expect::Diverges(slug)) = &r.expect {
-            wanted.push(slug.clone());
+            wanted.push(*slug);
         }
         if let Some(Some(slug)) = &r.expect_oracle {
-            wanted.push(slug.clone());
+            wanted.push(*slug);
         }
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let out = crate::check::check(&r.program, &r.pair);
         for slug in wanted {
-            let what = if slug.starts_with("oracle.") { "oracle violation" } else { "divergence" };
-            let rep = if slug.starts_with("oracle.") { out.violation.as_ref() } else { out.divergence.as_ref() };
-            let cause = rep.map_or(String::new(), |r| crate::judge::causes::cause_of(&r.finding.signature).key);
+            let oracle = slug.kind() == Kind::Oracle;
+            let what = if oracle { "oracle violation" } else { "divergence" };
+            let rep = if oracle { out.violation.as_ref() } else { out.divergence.as_ref() };
+            let Some(cause) = rep.map(|r| Cause::of(&r.finding.signature)) else { continue };
             let (mut found, mut found_cause) = (Vec::new(), Vec::new());
             for seed in 1..=seeds {
-                let (t, c) = time_to_find(r.pair, &slug, &cause, seed, limit);
+                let (t, c) = time_to_find(r.pair, slug, cause, seed, limit);
                 found.extend(t);
                 found_cause.extend(c);
             }

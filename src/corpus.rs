@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::check::{check, Outcome, Pair};
+use crate::check::{check, Kind, Outcome, Pair, Signature};
 use crate::model::{Config, Kernel, VARIANT_NAMES};
 use crate::op::Program;
 use crate::text::{self, ParseError};
@@ -17,8 +17,8 @@ use crate::text::{self, ParseError};
 pub enum Expect {
     /// The variants agree.
     Pass,
-    /// The variants diverge with this signature slug.
-    Diverges(String),
+    /// The variants diverge with this signature.
+    Diverges(Signature),
 }
 
 /// A parsed reproducer file.
@@ -28,7 +28,7 @@ pub struct Reproducer {
     /// `# expect: pass | diverges SIGNATURE`
     pub expect: Option<Expect>,
     /// `# expect-oracle: none | SIGNATURE` (absent: violations are reported, not checked)
-    pub expect_oracle: Option<Option<String>>,
+    pub expect_oracle: Option<Option<Signature>>,
     /// `# hits: N` (findings database; the sum of `runs` in files that have them)
     pub hits: u64,
     /// `# hits from run ID: N` lines (findings database: each run's own count).
@@ -98,12 +98,26 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                 expect = Some(if val == "pass" {
                     Expect::Pass
                 } else if let Some(sig) = val.strip_prefix("diverges") {
-                    Expect::Diverges(sig.trim().to_string())
+                    let sig = sig.trim();
+                    match sig.parse() {
+                        Ok(sig) => Expect::Diverges(sig),
+                        Err(e) => return Err(ParseError { line: i + 1, col: vcol + (val.len() - sig.len()), msg: e }),
+                    }
                 } else {
                     return err(format!("expected `expect: pass` or `expect: diverges SIGNATURE`, found `{val}`"));
                 });
             }
-            "expect-oracle" => expect_oracle = Some(if val == "none" { None } else { Some(val.to_string()) }),
+            "expect-oracle" => {
+                expect_oracle = Some(if val == "none" {
+                    None
+                } else {
+                    match val.parse::<Signature>() {
+                        Ok(sig) if sig.kind() == Kind::Oracle => Some(sig),
+                        Ok(_) => return err(format!("`expect-oracle:` takes an oracle signature (oracle....), found `{val}`")),
+                        Err(e) => return err(e),
+                    }
+                })
+            }
             "contracts" => match parse_contracts(val) {
                 Some(c) => contracts = Some(c),
                 None => {
@@ -290,7 +304,7 @@ pub enum Verdict {
 /// Replay one reproducer against its expectations.
 pub fn replay(r: &Reproducer) -> (Verdict, Outcome) {
     let out = check(&r.program, &r.pair);
-    let got = out.divergence.as_ref().map(|d| d.finding.signature.slug());
+    let got = out.divergence.as_ref().map(|d| d.finding.signature);
     let mut verdict = match (&r.expect, got) {
         (Some(Expect::Pass) | None, None) => Verdict::Pass,
         (Some(Expect::Diverges(want)), Some(g)) if *want == g => Verdict::Diverges,
@@ -300,9 +314,9 @@ pub fn replay(r: &Reproducer) -> (Verdict, Outcome) {
         (None, Some(g)) => Verdict::Mismatch(format!("no `# expect:` header; got divergence {g}")),
     };
     if let Some(want) = &r.expect_oracle {
-        let got = out.violation.as_ref().map(|v| v.finding.signature.slug());
+        let got = out.violation.as_ref().map(|v| v.finding.signature);
         if *want != got && !matches!(verdict, Verdict::Mismatch(_)) {
-            let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "none".into());
+            let show = |x: &Option<Signature>| x.map_or_else(|| "none".into(), |s| s.to_string());
             verdict = Verdict::Mismatch(format!("expected oracle {}, got {}", show(want), show(&got)));
         }
     }

@@ -34,7 +34,7 @@ fn finds_the_thread_scenarios_with_shortest_programs() {
     // Every reported program really has its signature, and none is reachable in fewer ops.
     let shallower = run(Pair::default(), 4, true);
     for (sig, prog, _) in &r.findings {
-        assert_eq!(analyze(prog, &Pair::default(), sig.kind).map(|f| f.signature).as_ref(), Some(sig), "{prog}");
+        assert_eq!(analyze(prog, &Pair::default(), sig.kind()).map(|f| f.signature).as_ref(), Some(sig), "{prog}");
         assert!(prog.ops.len() <= 5);
         if prog.ops.len() == 5 {
             assert!(!shallower.findings.iter().any(|(s, _, _)| s == sig), "{sig} also at depth 4");
@@ -43,7 +43,9 @@ fn finds_the_thread_scenarios_with_shortest_programs() {
     let pre = Pair { a: Config::new(Restore::PreFix), b: Config::new(Restore::FullRestore) };
     let r = run(pre, 5, false);
     assert!(
-        r.findings.iter().any(|(s, _, _)| s.kind == Kind::Divergence && s.verdict.starts_with("harmful-U")),
+        r.findings
+            .iter()
+            .any(|(s, _, _)| s.kind() == Kind::Divergence && s.verdict.to_string().starts_with("harmful-U")),
         "pre-fix uffd-wp bypass not found"
     );
 }

@@ -492,7 +492,7 @@ fn workers_share_pool_coverage_and_known_signatures_through_the_hub() {
     for _ in 0..5_000 {
         w1.one(&mut |e| {
             if e.first {
-                firsts.push(e.found.signature.clone())
+                firsts.push(e.found.signature)
             }
         });
     }

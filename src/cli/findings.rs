@@ -107,18 +107,18 @@ pub fn cmd_triage(dir: &Path, buckets: bool) -> ExitCode {
         let s = g.shortest();
         println!(
             "| {} | {} | {} | {} | {} ({} ops) | {} |",
-            g.cause.key,
-            if g.cause.harmful { "harmful" } else { "-" },
+            g.cause,
+            if g.cause.harmful() { "harmful" } else { "-" },
             g.findings.len(),
             g.hits,
             file_name(s),
             s.ops,
-            g.cause.title
+            g.cause.title()
         );
     }
     if buckets {
         for g in &groups {
-            println!("\n### {}\n", g.cause.key);
+            println!("\n### {}\n", g.cause);
             println!("| verdict | hits | ops | variants | title | file |");
             println!("|---|---|---|---|---|---|");
             for r in &g.findings {
@@ -139,7 +139,7 @@ pub fn cmd_triage(dir: &Path, buckets: bool) -> ExitCode {
         println!("unreadable: {e}");
     }
     let harmful = db.records.values().filter(|r| r.harmful).count();
-    let harmful_causes = groups.iter().filter(|g| g.cause.harmful).count();
+    let harmful_causes = groups.iter().filter(|g| g.cause.harmful()).count();
     println!(
         "{} findings ({harmful} harmful) in {} causes ({harmful_causes} harmful), {} unreadable{}",
         db.records.len(),

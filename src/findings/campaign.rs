@@ -48,7 +48,7 @@ pub fn run(opts: &Options, jobs: usize, db: &mut FindingsDb, stop: &AtomicBool, 
     let stats = fuzz_jobs(opts, jobs, stop, |m| match m {
         Message::Found(e) => {
             let f = e.found;
-            let urgent = db.hit(&opts.pair, &f.program, f.signature.kind, 1).is_some_and(|h| h.urgent);
+            let urgent = db.hit(&opts.pair, &f.program, f.signature.kind(), 1).is_some_and(|h| h.urgent);
             match index.get(&f.signature) {
                 Some(&i) => {
                     found[i].hits += 1;
@@ -58,7 +58,7 @@ pub fn run(opts: &Options, jobs: usize, db: &mut FindingsDb, stop: &AtomicBool, 
                     }
                 }
                 None => {
-                    index.insert(f.signature.clone(), found.len());
+                    index.insert(f.signature, found.len());
                     found.push(f);
                 }
             }

@@ -175,8 +175,8 @@ fn record_of(
         signature: sig.slug(),
         title: r.finding.title.clone(),
         kind,
-        verdict: sig.verdict.clone(),
-        harmful: cause.harmful,
+        verdict: sig.verdict.to_string(),
+        harmful: cause.harmful(),
         cause,
         variants: pair.names(),
         kernel: pair.a.kernel.name().into(),
@@ -340,16 +340,19 @@ impl CauseGroup<'_> {
 
 /// Findings grouped by root cause: harmful causes first, then by hits.
 pub fn by_cause(records: &BTreeMap<String, FindingRecord>) -> Vec<CauseGroup<'_>> {
-    let mut groups: BTreeMap<&str, CauseGroup<'_>> = BTreeMap::new();
+    let mut groups: BTreeMap<Cause, CauseGroup<'_>> = BTreeMap::new();
     for r in sorted(records) {
-        let g =
-            groups.entry(r.cause.key.as_str()).or_insert(CauseGroup { cause: &r.cause, findings: Vec::new(), hits: 0 });
+        let g = groups.entry(r.cause).or_insert(CauseGroup { cause: &r.cause, findings: Vec::new(), hits: 0 });
         g.findings.push(r);
         g.hits += r.hits;
     }
     let mut v: Vec<CauseGroup<'_>> = groups.into_values().collect();
     v.sort_by(|a, b| {
-        b.cause.harmful.cmp(&a.cause.harmful).then(b.hits.cmp(&a.hits)).then(a.cause.key.cmp(&b.cause.key))
+        b.cause
+            .harmful()
+            .cmp(&a.cause.harmful())
+            .then(b.hits.cmp(&a.hits))
+            .then(a.cause.to_string().cmp(&b.cause.to_string()))
     });
     v
 }

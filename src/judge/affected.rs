@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::check::check;
+use crate::check::{check, Signature};
 use crate::corpus::{self, FileError};
 use crate::emit_c;
 use crate::judge::contracts;
@@ -31,7 +31,8 @@ pub struct Unsafe {
     pub process: usize,
     pub page: usize,
     /// Must-trap reasons, e.g. `S` or `U+S`.
-    pub reasons: String,
+    #[serde(serialize_with = "crate::judge::signature::ser_letters")]
+    pub reasons: Reasons,
 }
 
 /// The first unsafe PTE of the program run natively on `k` whose reasons meet
@@ -40,12 +41,7 @@ pub fn first_unsafe_on(program: &Program, k: Kernel, want: Reasons) -> Option<Un
     let cfg = emit_c::native(k);
     let mut s = State::new();
     let hit = |s: &State, step: usize| {
-        first_unsafe_matching(s, want).map(|(p, a, r)| Unsafe {
-            step,
-            process: p,
-            page: a as usize,
-            reasons: r.letters(),
-        })
+        first_unsafe_matching(s, want).map(|(p, a, r)| Unsafe { step, process: p, page: a as usize, reasons: r })
     };
     for (i, op) in program.ops.iter().enumerate() {
         model::step(&mut s, &cfg, op);
@@ -80,7 +76,7 @@ pub fn first_break_on(program: &Program, k: Kernel, want: Contract, at: Option<(
                                 .map_or(program.ops.len() + 1, |f| f.step as usize),
                             process: p,
                             page: a,
-                            reasons: c.letters(),
+                            reasons: c,
                         });
                     }
                 }
@@ -154,10 +150,11 @@ pub struct Affected {
     /// `divergence`, `oracle`, or `none` (no finding under the file's own header;
     /// listed because some profile holds an unsafe PTE).
     pub kind: &'static str,
-    pub signature: Option<String>,
+    pub signature: Option<Signature>,
     pub title: String,
     /// The reasons judged: the finding's, or (kind `none`) those the unsafe PTEs had.
-    pub reasons: String,
+    #[serde(serialize_with = "crate::judge::signature::ser_letters")]
+    pub reasons: Reasons,
     pub profiles: Vec<ProfileStatus>,
 }
 
@@ -197,16 +194,14 @@ pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Vec
     };
     let mut rows = Vec::new();
     for (kind, finding) in findings {
-        let verdict = finding.map_or("", |f| f.signature.verdict.as_str());
-        let want = reasons_of(verdict);
+        let verdict = finding.map(|f| f.signature.verdict);
+        let want = verdict.map_or(Reasons::empty(), |v| v.contracts());
         // A finding judged by the contracts is judged by them on every profile, at
         // its own page; a latent (proxy-only) one, or one without contracts, by
         // the proxy.
         let contracts_on = !r.pair.a.contracts.is_empty();
-        let by_contract =
-            contracts_on && (finding.is_none() || verdict.starts_with("harmful-") || verdict.starts_with("broken-"));
-        let want_c =
-            if finding.is_none() { r.pair.a.contracts } else { Contract::parse(&want.letters()).unwrap_or_default() };
+        let by_contract = contracts_on && verdict.is_none_or(|v| v.breaks());
+        let want_c = if finding.is_none() { r.pair.a.contracts } else { want };
         let at = finding.map(|f| (f.process, f.page));
         let profiles: Vec<ProfileStatus> = Kernel::ALL
             .iter()
@@ -223,40 +218,18 @@ pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Vec
             continue;
         }
         // Without a finding of its own, the reasons any profile's unsafe PTE had.
-        let seen = profiles
-            .iter()
-            .filter_map(|p| p.unsafe_at.as_ref())
-            .fold(Reasons::empty(), |acc, u| acc | reasons_of(&format!("unsafe-{}", u.reasons)));
+        let seen =
+            profiles.iter().filter_map(|p| p.unsafe_at.as_ref()).fold(Reasons::empty(), |acc, u| acc | u.reasons);
         rows.push(Affected {
             file: path.display().to_string(),
             kind,
-            signature: finding.map(|f| f.signature.slug()),
+            signature: finding.map(|f| f.signature),
             title: finding.map_or_else(|| "no finding under its own header".to_string(), |f| f.title.clone()),
-            reasons: if want.is_empty() { seen.letters() } else { want.letters() },
+            reasons: if want.is_empty() { seen } else { want },
             profiles,
         });
     }
     rows
-}
-
-/// The reasons in a verdict (`harmful-U+S`, `harmful-S-via-clear-refs`,
-/// `broken-S`, `latent-S`, `unsafe-S`); empty for `benign`.
-fn reasons_of(verdict: &str) -> Reasons {
-    let letters =
-        ["harmful-", "unsafe-", "broken-", "latent-"].iter().find_map(|p| verdict.strip_prefix(p)).unwrap_or("");
-    let letters = letters.split('-').next().unwrap_or("");
-    let mut r = Reasons::empty();
-    for l in letters.split('+') {
-        r |= match l {
-            "U" => Reasons::U,
-            "S" => Reasons::S,
-            "C" => Reasons::C,
-            "N" => Reasons::N,
-            "P" => Reasons::P,
-            _ => Reasons::empty(),
-        };
-    }
-    r
 }
 
 /// Judge every reproducer in `paths`; unreadable files are returned as errors.
@@ -322,7 +295,7 @@ pub fn render_one(a: &Affected) -> String {
     }
     for p in &a.profiles {
         let at = p.unsafe_at.as_ref().map_or(String::new(), |u| {
-            format!(" (unsafe {} at step {}, p{} page {})", u.reasons, u.step, u.process, u.page)
+            format!(" (unsafe {} at step {}, p{} page {})", u.reasons.letters(), u.step, u.process, u.page)
         });
         let real = match &p.real {
             Real::Confirmed { uname } => format!("confirmed by {uname}"),

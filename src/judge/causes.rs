@@ -6,18 +6,13 @@
 //!
 //! 1. **A hole.** A finding whose harm disappears when a hole common to every
 //!    variant is patched in the model on both sides (its verdict ends in
-//!    `-via-HOLE`: `-via-clear-refs`, `-via-vma-merge`,
-//!    `-via-uffd-wp-writenotify`) has that hole as its cause: its oracle
+//!    `-via-HOLE`, see [`Hole`]) has that hole as its cause: its oracle
 //!    violations and every divergence harmful only through it, whatever made
 //!    the page writable, whichever variant happened to sit on it, whichever
 //!    mapping.
 //! 2. **Harmful divergences**: the contracts broken, the variant that breaks
 //!    them (the writable side, or the one named by `-on-VARIANT`) and the
-//!    mechanism: `vma-merge` when a soft-dirty break's VMA got its
-//!    VM_SOFTDIRTY from a merge (mlock, madvise, mprotect, uffd (un)register,
-//!    copy_vma), `no-pte` when the page has no PTE, `keeps-uffd-wp` when the
-//!    breaking side kept uffd-wp the other side dropped, else the kernel
-//!    function that made its PTE writable (or read-only, or the entry class).
+//!    [`Mechanism`].
 //! 3. **Broken oracle contracts** (every variant): the contracts and the
 //!    mechanism as above.
 //! 4. **Latent** findings (the proxy's early warnings: an unsafe PTE but no
@@ -27,163 +22,252 @@
 //!
 //! What made the other side read-only, the mapping class, who set
 //! `vm_page_prot` and (for benign ones) the function only split buckets, never
-//! causes.
-//!
-//! Distinct harmful mechanisms never share a cause: they differ in the hole, the
-//! contract, the breaking variant or the mechanism.
+//! causes. Distinct harmful mechanisms never share a cause: they differ in the
+//! hole, the contract, the breaking variant or the mechanism.
 
-use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
 
-use super::check::{Kind, Signature};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use super::holes::Hole;
+use super::signature::{EntryClass, Shape, Signature, Verdict};
 use crate::model::ghost::Contract;
+use crate::model::{Variant, Why};
 
-/// A root cause: a stable key and a one-line title.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Cause {
-    pub key: String,
-    pub title: String,
-    /// Harmful divergences and broken oracle contracts.
-    pub harmful: bool,
+/// How the breaking side came to break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mechanism {
+    /// A merge handed the page's VMA VM_SOFTDIRTY-clear flags (a soft-dirty
+    /// break whose VMA got its VM_SOFTDIRTY from mlock, madvise, mprotect, uffd
+    /// (un)register or copy_vma: that provenance is only recorded by a merge).
+    VmaMerge,
+    /// The page has no PTE.
+    NoPte,
+    /// It kept uffd-wp (a read-only PTE or a marker) the other side dropped.
+    KeepsUffdWp,
+    /// The breaking side is the read-only one; this made its PTE read-only.
+    ReadOnly(Why),
+    /// Its entry is of this class where the other side's differs.
+    Entry(EntryClass),
+    /// This made the page writable.
+    Writable(Why),
 }
 
-/// The functions that can hand a VMA new VM_SOFTDIRTY through a merge (their
-/// provenance on VM_SOFTDIRTY is only recorded when it changes, i.e. by a merge).
-const MERGE_CALLERS: [&str; 6] = [
-    "mlock_fixup",
-    "madvise_update_vma",
-    "mprotect_fixup",
-    "userfaultfd_register",
-    "userfaultfd_unregister",
-    "copy_vma",
-];
-
-/// What the known common holes are called in titles.
-fn hole_title(hole: &str) -> String {
-    match hole {
-        "clear-refs" => "clear_refs leaves a writable migration entry writable; the restore maps the page writable \
-                         and not soft-dirty, so later stores are lost to soft-dirty (every variant, every kernel)"
-            .into(),
-        "uffd-wp-writenotify" => "a v6.1 shmem VMA registered for uffd-wp keeps a writable vm_page_prot, so \
-                                  mprotect, NUMA hinting, migration restore and faults map write-protected pages \
-                                  writable (fixed by B1 51d3d5eb74ff in v6.2-rc4 and 6.1.y)"
-            .into(),
-        "vma-merge" => "a VMA merge hands the survivor VM_SOFTDIRTY-clear flags (mlock, madvise, mprotect, uffd, \
-                        mremap): pages changed since clear_refs read clean (until v6.19's sticky VM_SOFTDIRTY)"
-            .into(),
-        h => format!("the hole `{h}`"),
-    }
-}
-
-/// Split `harmful-S-on-full-restore-via-clear-refs` into (`harmful`, `S`,
-/// Some(`full-restore`), Some(`clear-refs`)).
-fn parse_verdict(v: &str) -> (&str, &str, Option<&str>, Option<&str>) {
-    let (class, rest) = v.split_once('-').unwrap_or((v, ""));
-    let (rest, via) = match rest.split_once("-via-") {
-        Some((l, h)) => (l, Some(h)),
-        None => (rest, None),
-    };
-    let (letters, on) = match rest.split_once("-on-") {
-        Some((l, side)) => (l, Some(side)),
-        None => (rest, None),
-    };
-    (class, letters, on, via)
-}
-
-/// "uffd-wp, soft-dirty" for `U+S` (the verdict's letters as given if they do not parse).
-fn contract_words(letters: &str) -> String {
-    Contract::parse(letters).map_or_else(|| letters.to_string(), Contract::words)
-}
-
-/// The entry class of `side` in an entry signature's `A:class-vs-B:class`.
-fn entry_class<'a>(permissive: &'a str, side: &str) -> Option<&'a str> {
-    let (a, b) = permissive.split_once("-vs-")?;
-    [a, b].into_iter().find_map(|x| x.split_once(':').filter(|(v, _)| *v == side).map(|(_, c)| c))
-}
-
-/// How the breaking side came to break, from the signature: a merge handed its
-/// VMA VM_SOFTDIRTY-clear flags, it has no PTE, it kept uffd-wp where the other
-/// side dropped it, or the kernel function that made its PTE writable.
-fn mechanism(sig: &Signature, letters: &str, breaker: &str, on_other_side: bool) -> (String, String) {
-    if letters.contains('S') && MERGE_CALLERS.contains(&sig.softdirty_by) {
-        return ("vma-merge".into(), "a VMA merge handed the page's VMA VM_SOFTDIRTY-clear flags".into());
-    }
-    if sig.rw_by == "no-pte" {
-        return ("no-pte".into(), "the page has no PTE".into());
-    }
-    let keeps_uffd_wp = match sig.what {
-        "W" => on_other_side && sig.uffd_wp,
-        "entry" => entry_class(&sig.permissive, breaker) == Some("marker"),
-        _ => false,
-    };
-    if keeps_uffd_wp {
-        return (
-            "keeps-uffd-wp".into(),
-            "it keeps the page's uffd-wp (a read-only PTE or a marker) where the other side dropped it".into(),
+impl Mechanism {
+    fn of(sig: &Signature, contracts: Contract, breaker: Option<Variant>, on_other_side: bool) -> Mechanism {
+        let merge = matches!(
+            sig.softdirty_by,
+            Why::MlockFixup
+                | Why::MadviseUpdateVma
+                | Why::MprotectFixup
+                | Why::UffdRegister
+                | Why::UffdUnregister
+                | Why::CopyVma
         );
-    }
-    match sig.what {
-        "W" if on_other_side => (format!("read-only-{}", sig.ro_by), format!("{} made its PTE read-only", sig.ro_by)),
-        "entry" => {
-            let class = entry_class(&sig.permissive, breaker).unwrap_or("-");
-            (format!("entry-{class}"), format!("its entry is {class} where the other side's differs"))
+        if contracts.contains(Contract::S) && merge {
+            return Mechanism::VmaMerge;
         }
-        _ => (sig.rw_by.to_string(), format!("{} made the page writable", sig.rw_by)),
+        let entry_class = |a: Variant, ca: EntryClass, b: Variant, cb: EntryClass| {
+            [(a, ca), (b, cb)].into_iter().find(|(v, _)| Some(*v) == breaker).map(|(_, c)| c)
+        };
+        match sig.shape {
+            Shape::Oracle { rw_by: None, .. } => Mechanism::NoPte,
+            Shape::Oracle { rw_by: Some(w), .. } => Mechanism::Writable(w),
+            Shape::W { .. } if on_other_side && sig.uffd_wp => Mechanism::KeepsUffdWp,
+            Shape::W { ro_by, .. } if on_other_side => Mechanism::ReadOnly(ro_by),
+            Shape::W { rw_by, .. } => Mechanism::Writable(rw_by),
+            Shape::Entry { a, ca, b, cb } => match entry_class(a, ca, b, cb) {
+                Some(EntryClass::Marker) => Mechanism::KeepsUffdWp,
+                Some(c) => Mechanism::Entry(c),
+                None => Mechanism::Entry(EntryClass::None),
+            },
+        }
+    }
+
+    fn key(self) -> String {
+        match self {
+            Mechanism::VmaMerge => "vma-merge".into(),
+            Mechanism::NoPte => "no-pte".into(),
+            Mechanism::KeepsUffdWp => "keeps-uffd-wp".into(),
+            Mechanism::ReadOnly(w) => format!("read-only-{}", w.name()),
+            Mechanism::Entry(c) => format!("entry-{}", c.name()),
+            Mechanism::Writable(w) => w.name().to_string(),
+        }
+    }
+
+    fn words(self) -> String {
+        match self {
+            Mechanism::VmaMerge => "a VMA merge handed the page's VMA VM_SOFTDIRTY-clear flags".into(),
+            Mechanism::NoPte => "the page has no PTE".into(),
+            Mechanism::KeepsUffdWp => {
+                "it keeps the page's uffd-wp (a read-only PTE or a marker) where the other side dropped it".into()
+            }
+            Mechanism::ReadOnly(w) => format!("{} made its PTE read-only", w.name()),
+            Mechanism::Entry(c) => format!("its entry is {} where the other side's differs", c.name()),
+            Mechanism::Writable(w) => format!("{} made the page writable", w.name()),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Mechanism> {
+        Some(match s {
+            "vma-merge" => Mechanism::VmaMerge,
+            "no-pte" => Mechanism::NoPte,
+            "keeps-uffd-wp" => Mechanism::KeepsUffdWp,
+            _ => {
+                if let Some(w) = s.strip_prefix("read-only-") {
+                    Mechanism::ReadOnly(Why::ALL.into_iter().find(|x| x.name() == w)?)
+                } else if let Some(c) = s.strip_prefix("entry-") {
+                    Mechanism::Entry(EntryClass::ALL.into_iter().find(|x| x.name() == c)?)
+                } else {
+                    Mechanism::Writable(Why::ALL.into_iter().find(|x| x.name() == s)?)
+                }
+            }
+        })
     }
 }
 
-/// The cause of a finding with this signature.
-pub fn cause_of(sig: &Signature) -> Cause {
-    let (class, letters, on, via) = parse_verdict(&sig.verdict);
-    // The variant named first: the writable side (W), side a (entry).
-    let first = sig.permissive.split(':').next().unwrap_or("").to_string();
-    if let Some(hole) = via {
-        // Which variant happened to sit on the hole is incidental: the hole is
-        // common to every variant, and patching it removes the difference.
-        return Cause { key: format!("hole.{hole}"), title: hole_title(hole), harmful: true };
-    }
-    match (sig.kind, class) {
-        (Kind::Divergence, "harmful") => {
-            let breaker = on.map_or(first.clone(), str::to_string);
-            let (mech, words) = mechanism(sig, letters, &breaker, on.is_some());
-            Cause {
-                key: format!("harmful.{letters}.{breaker}.{mech}"),
-                title: format!("{breaker} breaks {} where the other side does not: {words}", contract_words(letters)),
-                harmful: true,
+/// A root cause (its `Display` is its stable key, e.g. `hole.clear-refs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cause {
+    /// `hole.HOLE`
+    Hole(Hole),
+    /// `harmful.LETTERS.VARIANT.MECHANISM`
+    Harmful { contracts: Contract, breaker: Variant, mech: Mechanism },
+    /// `broken.LETTERS.MECHANISM`
+    Broken { contracts: Contract, mech: Mechanism },
+    /// `latent.LETTERS` (divergences)
+    Latent(Contract),
+    /// `latent.oracle.LETTERS`
+    OracleLatent(Contract),
+    /// `unsafe.oracle.LETTERS` (contracts off)
+    OracleUnsafe(Contract),
+    /// `benign.VARIANT`
+    Benign(Variant),
+}
+
+impl Cause {
+    /// The cause of a finding with this signature.
+    pub fn of(sig: &Signature) -> Cause {
+        if let Some(hole) = sig.verdict.via() {
+            // Which variant happened to sit on the hole is incidental: the hole is
+            // common to every variant, and patching it removes the difference.
+            return Cause::Hole(hole);
+        }
+        let first = sig.first_variant();
+        match (sig.shape, sig.verdict) {
+            (Shape::Oracle { .. }, Verdict::Broken { contracts, .. }) => {
+                Cause::Broken { contracts, mech: Mechanism::of(sig, contracts, None, false) }
+            }
+            (Shape::Oracle { .. }, Verdict::Unsafe(c)) => Cause::OracleUnsafe(c),
+            (Shape::Oracle { .. }, v) => Cause::OracleLatent(v.contracts()),
+            (_, Verdict::Harmful { contracts, on, .. }) => {
+                let breaker = on.or(first).expect("a divergence names its variants");
+                Cause::Harmful { contracts, breaker, mech: Mechanism::of(sig, contracts, Some(breaker), on.is_some()) }
+            }
+            (_, Verdict::Latent(c)) => Cause::Latent(c),
+            (_, Verdict::Benign | Verdict::Broken { .. } | Verdict::Unsafe(_)) => {
+                Cause::Benign(first.expect("a divergence names its variants"))
             }
         }
-        (Kind::Divergence, "latent") => Cause {
-            key: format!("latent.{letters}"),
-            title: format!(
+    }
+
+    /// Harmful divergences and broken oracle contracts (and, contracts off, the
+    /// proxy's unsafe oracle PTEs): what a user loses.
+    pub fn harmful(&self) -> bool {
+        matches!(self, Cause::Hole(_) | Cause::Harmful { .. } | Cause::Broken { .. } | Cause::OracleUnsafe(_))
+    }
+
+    /// One line saying what it is.
+    pub fn title(&self) -> String {
+        let w = |c: Contract| c.words();
+        match *self {
+            Cause::Hole(h) => h.title().to_string(),
+            Cause::Harmful { contracts, breaker, mech } => {
+                format!("{breaker} breaks {} where the other side does not: {}", w(contracts), mech.words())
+            }
+            Cause::Broken { contracts, mech } => format!("every variant breaks {}: {}", w(contracts), mech.words()),
+            Cause::Latent(c) => format!(
                 "one variant holds a writable PTE a store must trap on ({}), but no contract breaks (the proxy's \
                  early warning)",
-                contract_words(letters)
+                w(c)
             ),
-            harmful: false,
-        },
-        (Kind::Divergence, _) => Cause {
-            key: format!("benign.{first}"),
-            title: format!(
-                "{first} is writable or mapped where the other side is not: at most a spurious fault (the buckets \
-                 say which function)"
-            ),
-            harmful: false,
-        },
-        (Kind::Oracle, "broken") => {
-            let (mech, words) = mechanism(sig, letters, "", false);
-            Cause {
-                key: format!("broken.{letters}.{mech}"),
-                title: format!("every variant breaks {}: {words}", contract_words(letters)),
-                harmful: true,
+            Cause::OracleLatent(c) => {
+                format!("every variant holds a writable PTE a store must trap on ({}), but no contract breaks", w(c))
             }
-        }
-        (Kind::Oracle, c) => Cause {
-            key: format!("{c}.oracle.{letters}"),
-            title: format!(
-                "every variant holds a writable PTE a store must trap on ({}){}",
-                contract_words(letters),
-                if c == "unsafe" { "" } else { ", but no contract breaks" }
+            Cause::OracleUnsafe(c) => format!("every variant holds a writable PTE a store must trap on ({})", w(c)),
+            Cause::Benign(v) => format!(
+                "{v} is writable or mapped where the other side is not: at most a spurious fault (the buckets say \
+                 which function)"
             ),
-            harmful: c == "unsafe",
-        },
+        }
+    }
+}
+
+/// The cause of a finding with this signature (see [`Cause::of`]).
+pub fn cause_of(sig: &Signature) -> Cause {
+    Cause::of(sig)
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Cause::Hole(h) => write!(f, "hole.{h}"),
+            Cause::Harmful { contracts, breaker, mech } => {
+                write!(f, "harmful.{}.{breaker}.{}", contracts.letters(), mech.key())
+            }
+            Cause::Broken { contracts, mech } => write!(f, "broken.{}.{}", contracts.letters(), mech.key()),
+            Cause::Latent(c) => write!(f, "latent.{}", c.letters()),
+            Cause::OracleLatent(c) => write!(f, "latent.oracle.{}", c.letters()),
+            Cause::OracleUnsafe(c) => write!(f, "unsafe.oracle.{}", c.letters()),
+            Cause::Benign(v) => write!(f, "benign.{v}"),
+        }
+    }
+}
+
+impl FromStr for Cause {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cause, String> {
+        let bad = || {
+            format!("unknown cause `{s}` (hole.HOLE, harmful.LETTERS.VARIANT.MECHANISM, broken.LETTERS.MECHANISM, latent.LETTERS, latent.oracle.LETTERS, unsafe.oracle.LETTERS, benign.VARIANT)")
+        };
+        let letters = |l: &str| Contract::parse(l).ok_or_else(bad);
+        let (class, rest) = s.split_once('.').ok_or_else(bad)?;
+        let c = match class {
+            "hole" => Cause::Hole(Hole::from_slug(rest).ok_or_else(bad)?),
+            "benign" => Cause::Benign(rest.parse().map_err(|_| bad())?),
+            "latent" => match rest.strip_prefix("oracle.") {
+                Some(l) => Cause::OracleLatent(letters(l)?),
+                None => Cause::Latent(letters(rest)?),
+            },
+            "unsafe" => Cause::OracleUnsafe(letters(rest.strip_prefix("oracle.").ok_or_else(bad)?)?),
+            "broken" => {
+                let (l, m) = rest.split_once('.').ok_or_else(bad)?;
+                Cause::Broken { contracts: letters(l)?, mech: Mechanism::parse(m).ok_or_else(bad)? }
+            }
+            "harmful" => {
+                let (l, rest) = rest.split_once('.').ok_or_else(bad)?;
+                let (breaker, m) = Variant::parse_prefix(rest).ok_or_else(bad)?;
+                let m = m.strip_prefix('.').ok_or_else(bad)?;
+                Cause::Harmful { contracts: letters(l)?, breaker, mech: Mechanism::parse(m).ok_or_else(bad)? }
+            }
+            _ => return Err(bad()),
+        };
+        if c.to_string() != s {
+            return Err(bad());
+        }
+        Ok(c)
+    }
+}
+
+impl Serialize for Cause {
+    /// `{key, title, harmful}`, as `findings.json` has always had it.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Cause", 3)?;
+        st.serialize_field("key", &self.to_string())?;
+        st.serialize_field("title", &self.title())?;
+        st.serialize_field("harmful", &self.harmful())?;
+        st.end()
     }
 }

@@ -4,7 +4,12 @@
 //! ([`affected`]).
 
 pub mod affected;
+pub mod analyze;
 pub mod causes;
 pub mod check;
 pub mod contracts;
+pub mod holes;
 pub mod oracle;
+pub mod render;
+pub mod runner;
+pub mod signature;

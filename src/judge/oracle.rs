@@ -2,69 +2,24 @@
 //! fault, computed from the model state alone (independently of any restore
 //! variant). A writable PTE with a reason is unsafe.
 
-use bitflags::bitflags;
-
 use crate::model::prot::{has_page_mkwrite, mapping_can_writeback};
 use crate::model::{Backing, Entry, FolioFlags, PteBits, State, VmFlags, ZERO_PAGE};
 
-bitflags! {
-    /// Why a store must trap.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-    pub struct Reasons: u8 {
-        /// userfaultfd-wp: the VMA is registered for WP and the PTE carries the
-        /// uffd-wp bit (`userfaultfd_pte_wp()`, mm/memory.c do_wp_page).
-        const U = 1 << 0;
-        /// soft-dirty: tracking is on (VM_SOFTDIRTY clear) and the PTE is not
-        /// soft-dirty; pagemap reports `pte.SD || VM_SOFTDIRTY`, so a store through a
-        /// writable PTE (hardware sets D only) would go unrecorded
-        /// (`vma_soft_dirty_enabled()`, fs/proc/task_mmu.c).
-        const S = 1 << 1;
-        /// COW: private mapping and the page is not an anon page exclusive to this
-        /// mapping (shared after fork, a page-cache page, the zero page)
-        /// (`do_wp_page()` reuse rules, PageAnonExclusive).
-        const C = 1 << 2;
-        /// write notify: shared mapping of a filesystem that wants the clean→dirty
-        /// notification (`->page_mkwrite` or dirty accounting,
-        /// `vma_wants_writenotify()` rules 2 and 7) and the page is clean (neither
-        /// the folio nor the PTE dirty).
-        const N = 1 << 3;
-        /// permission: the VMA lacks VM_WRITE (mprotect, mmap).
-        const P = 1 << 4;
-    }
-}
-
-impl Reasons {
-    /// `U+S` style, or `none`.
-    pub fn letters(self) -> String {
-        if self.is_empty() {
-            return "none".into();
-        }
-        let mut v = Vec::new();
-        for (f, n) in [(Reasons::U, "U"), (Reasons::S, "S"), (Reasons::C, "C"), (Reasons::N, "N"), (Reasons::P, "P")] {
-            if self.contains(f) {
-                v.push(n);
-            }
-        }
-        v.join("+")
-    }
-
-    /// Long names for titles: "uffd-wp, soft-dirty".
-    pub fn words(self) -> String {
-        let mut v = Vec::new();
-        for (f, n) in [
-            (Reasons::U, "uffd-wp"),
-            (Reasons::S, "soft-dirty"),
-            (Reasons::C, "COW"),
-            (Reasons::N, "writenotify"),
-            (Reasons::P, "mprotect"),
-        ] {
-            if self.contains(f) {
-                v.push(n);
-            }
-        }
-        v.join(", ")
-    }
-}
+/// Why a store must trap, in the letters of the contracts it protects:
+/// - **U** userfaultfd-wp: the VMA is registered for WP and the PTE carries the
+///   uffd-wp bit (`userfaultfd_pte_wp()`, mm/memory.c do_wp_page);
+/// - **S** soft-dirty: tracking is on (VM_SOFTDIRTY clear) and the PTE is not
+///   soft-dirty; pagemap reports `pte.SD || VM_SOFTDIRTY`, so a store through a
+///   writable PTE (hardware sets D only) would go unrecorded
+///   (`vma_soft_dirty_enabled()`, fs/proc/task_mmu.c);
+/// - **C** COW: private mapping and the page is not an anon page exclusive to
+///   this mapping (shared after fork, a page-cache page, the zero page)
+///   (`do_wp_page()` reuse rules, PageAnonExclusive);
+/// - **N** write notify: shared mapping of a filesystem that wants the
+///   clean→dirty notification (`->page_mkwrite` or dirty accounting,
+///   `vma_wants_writenotify()` rules 2 and 7) and the page is clean;
+/// - **P** permission: the VMA lacks VM_WRITE (mprotect, mmap).
+pub use crate::model::ghost::Contract as Reasons;
 
 /// Reasons a store to the present PTE at `(p, addr)` must fault (empty for
 /// anything that is not a present PTE in a VMA).

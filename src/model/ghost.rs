@@ -60,6 +60,13 @@ bitflags! {
     }
 }
 
+impl std::fmt::Display for Contract {
+    /// Its letters (`U+S`, or `none`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.letters())
+    }
+}
+
 impl Contract {
     pub const ALL: [Contract; 5] = [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P];
 

@@ -20,7 +20,7 @@ use vma::MapKind;
 
 /// The `remove_migration_pte()` variant under test (see
 /// [`migrate::restore_write_bits`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Restore {
     PreFix,
     FullRestore,
@@ -29,7 +29,7 @@ pub enum Restore {
 }
 
 /// The `unuse_pte()` variant: as in v6.1, or with the uffd-wp care the restore got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Unuse {
     V61,
     WithCare,
@@ -214,7 +214,7 @@ pub const KERNEL_NAMES: &str = "v6.1, v6.1.y, v6.12, v6.18, v7.3";
 /// v7.3 has it (a non-present entry only loses its soft-dirty bit, so a writable
 /// migration entry stays writable), or with the candidate fix that makes a
 /// writable migration entry readable, as `change_pte_range()` does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClearRefs {
     Kernel,
     WrprotectMigration,
@@ -269,51 +269,86 @@ impl Config {
         }
     }
 
-    /// Parse a variant name: `pre-fix`, `full-restore`, `vm-page-prot`,
-    /// `stable-6.1.y`, each optionally followed by `+unuse-care` and/or
-    /// `+clear-refs-fix` (in that order).
+    /// Parse a variant name (see [`Variant`]) on kernel profile `kernel`.
     pub fn parse_variant(s: &str, kernel: Kernel) -> Option<Config> {
-        let (s, fix) = match s.strip_suffix("+clear-refs-fix") {
-            Some(b) => (b, true),
-            None => (s, false),
-        };
-        let (base, care) = match s.strip_suffix("+unuse-care") {
-            Some(b) => (b, true),
-            None => (s, false),
-        };
-        let restore = match base {
-            "pre-fix" => Restore::PreFix,
-            "full-restore" => Restore::FullRestore,
-            "vm-page-prot" => Restore::VmPageProt,
-            "stable-6.1.y" => Restore::Stable61y,
-            _ => return None,
-        };
-        Some(Config {
-            restore,
-            unuse: if care { Unuse::WithCare } else { Unuse::V61 },
-            clear_refs: if fix { ClearRefs::WrprotectMigration } else { ClearRefs::Kernel },
-            kernel,
-            contracts: ghost::Contract::all(),
-            patches: Patches::empty(),
-        })
+        let v: Variant = s.parse().ok()?;
+        Some(Config { kernel, ..Config::new(v.restore).with_variant(v) })
+    }
+
+    /// This side's variant.
+    pub fn variant(&self) -> Variant {
+        Variant { restore: self.restore, unuse: self.unuse, clear_refs: self.clear_refs }
+    }
+
+    /// This side with variant `v`.
+    pub fn with_variant(self, v: Variant) -> Config {
+        Config { restore: v.restore, unuse: v.unuse, clear_refs: v.clear_refs, ..self }
     }
 
     /// The variant's name (inverse of [`Config::parse_variant`]).
     pub fn variant_name(&self) -> String {
-        let mut name = match self.restore {
+        self.variant().to_string()
+    }
+}
+
+/// What a side of the differential run varies: the restore of
+/// `remove_migration_pte()`, optionally `unuse_pte()`'s uffd-wp care and the
+/// candidate clear_refs fix. Named `pre-fix`, `full-restore`, `vm-page-prot`,
+/// `stable-6.1.y`, each optionally followed by `+unuse-care` and/or
+/// `+clear-refs-fix` (in that order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Variant {
+    pub restore: Restore,
+    pub unuse: Unuse,
+    pub clear_refs: ClearRefs,
+}
+
+impl Variant {
+    /// Every variant, longest names first (so a name is never read as a prefix of another).
+    pub fn all() -> impl Iterator<Item = Variant> {
+        let mut v = Vec::new();
+        for restore in [Restore::PreFix, Restore::FullRestore, Restore::VmPageProt, Restore::Stable61y] {
+            for unuse in [Unuse::V61, Unuse::WithCare] {
+                for clear_refs in [ClearRefs::Kernel, ClearRefs::WrprotectMigration] {
+                    v.push(Variant { restore, unuse, clear_refs });
+                }
+            }
+        }
+        v.sort_by_key(|x| std::cmp::Reverse(x.to_string().len()));
+        v.into_iter()
+    }
+
+    /// The variant whose name `s` starts with (the longest), and the rest of `s`.
+    pub fn parse_prefix(s: &str) -> Option<(Variant, &str)> {
+        Variant::all().find_map(|v| s.strip_prefix(v.to_string().as_str()).map(|rest| (v, rest)))
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.restore {
             Restore::PreFix => "pre-fix",
             Restore::FullRestore => "full-restore",
             Restore::VmPageProt => "vm-page-prot",
             Restore::Stable61y => "stable-6.1.y",
-        }
-        .to_string();
+        })?;
         if self.unuse == Unuse::WithCare {
-            name += "+unuse-care";
+            f.write_str("+unuse-care")?;
         }
         if self.clear_refs == ClearRefs::WrprotectMigration {
-            name += "+clear-refs-fix";
+            f.write_str("+clear-refs-fix")?;
         }
-        name
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Variant, String> {
+        match Variant::parse_prefix(s) {
+            Some((v, "")) => Ok(v),
+            _ => Err(format!("unknown variant `{s}` (known: {VARIANT_NAMES})")),
+        }
     }
 }
 

@@ -204,7 +204,7 @@ pub enum Backing {
 }
 
 /// Kernel function (or hardware event) that last changed a bit, for provenance and signatures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Why {
     #[default]
@@ -243,6 +243,56 @@ pub enum Why {
 }
 
 impl Why {
+    /// Every value, in declaration order.
+    pub const ALL: [Why; 32] = [
+        Why::Unknown,
+        Why::MmapRegion,
+        Why::MmapExpand,
+        Why::MprotectFixup,
+        Why::MadviseUpdateVma,
+        Why::MlockFixup,
+        Why::UffdRegister,
+        Why::UffdUnregister,
+        Why::ClearRefs,
+        Why::ChangePteRange,
+        Why::UffdWpRange,
+        Why::DoAnonymousPage,
+        Why::DoSetPte,
+        Why::DoWpPage,
+        Why::DoSwapPage,
+        Why::DoNumaPage,
+        Why::HardwareWrite,
+        Why::CopyPresentPte,
+        Why::CopyNonpresentPte,
+        Why::RemoveMigrationPte,
+        Why::UnusePte,
+        Why::FolioMkclean,
+        Why::MovePtes,
+        Why::ChangeProtNuma,
+        Why::CopyVma,
+        Why::VmAreaDup,
+        Why::HandlePteFault,
+        Why::HandlePteMarker,
+        Why::TryToMigrateOne,
+        Why::TryToUnmapOne,
+        Why::ZapInstallUffdWp,
+        Why::MadviseFree,
+    ];
+
+    /// The name as signatures spell it: [`Why::name`] without parentheses
+    /// (`mmap_region(expand)` is `mmap_region_expand`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            Why::MmapExpand => "mmap_region_expand",
+            w => w.name(),
+        }
+    }
+
+    /// The value whose [`Why::slug`] is `s`.
+    pub fn from_slug(s: &str) -> Option<Why> {
+        Why::ALL.iter().copied().find(|w| w.slug() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Why::Unknown => "unknown",

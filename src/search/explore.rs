@@ -330,7 +330,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                                 let parent = if opts.oracle { violations(&node) } else { 0 };
                                 for (i, op) in alphabet.iter().enumerate() {
                                     let mut n = node.clone();
-                                    let mut diverged = n.step(op).1;
+                                    let mut diverged = n.step(op).diverged;
                                     if !diverged && !n.a.pending.is_empty() {
                                         // The program could end here: finish pending migrations.
                                         diverged = n.clone().finish();
@@ -361,7 +361,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                             continue;
                         }
                         if let Some(f) = analyze(&prog, pair, kind) {
-                            if seen_sigs.insert(f.signature.clone()) {
+                            if seen_sigs.insert(f.signature) {
                                 report.findings.push((f.signature, prog.clone(), f.title));
                             }
                         }

@@ -140,8 +140,9 @@ impl Hit {
 
 #[inline]
 fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
-    let (res, divergence) = r.step(op);
-    *new_cov |= cov.mark(feature(op, res, &r.a, &r.pair.a));
+    let st = r.step(op);
+    let divergence = st.diverged;
+    *new_cov |= cov.mark(feature(op, st.a, &r.a, &r.pair.a));
     let broken = oracle && r.broken();
     Hit { divergence, violation: broken || oracle && r.unsafe_now(), broken }
 }
@@ -394,7 +395,7 @@ impl<'a> Worker<'a> {
                 continue;
             }
             let title = analyze(&program, &opts.pair, kind).map_or(f.title.clone(), |g| g.title);
-            self.known.insert(f.signature.clone(), program.ops.len());
+            self.known.insert(f.signature, program.ops.len());
             self.stats.elapsed = self.start.elapsed();
             let found = Found { signature: f.signature, title, program, hits: 1, at: self.stats.elapsed };
             emit(Event { found, first: best.is_none() });
@@ -444,21 +445,21 @@ impl<'a> Worker<'a> {
             if self.published.get(sig).is_some_and(|&p| p <= n) {
                 continue;
             }
-            let e = h.known.entry(sig.clone()).or_insert(usize::MAX);
+            let e = h.known.entry(*sig).or_insert(usize::MAX);
             if n < *e {
                 *e = n;
                 changed = true;
             }
-            self.published.insert(sig.clone(), n);
+            self.published.insert(*sig, n);
         }
         if changed {
             h.known_version += 1;
         }
         if h.known_version != self.hub_known_version {
             for (sig, &n) in &h.known {
-                let e = self.known.entry(sig.clone()).or_insert(n);
+                let e = self.known.entry(*sig).or_insert(n);
                 *e = n.min(*e);
-                self.published.insert(sig.clone(), *e);
+                self.published.insert(*sig, *e);
             }
             self.hub_known_version = h.known_version;
         }
@@ -505,7 +506,7 @@ pub fn fuzz(
                 }
                 None => {
                     on_found(&e.found, &w.stats);
-                    found.insert(e.found.signature.clone(), list.len());
+                    found.insert(e.found.signature, list.len());
                     list.push(e.found);
                 }
             }

@@ -30,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::check::Signature;
 use crate::check::{analyze, check, Kind, Pair};
 use crate::corpus::{self, Expect, RenderOpts};
 use crate::findings::{self, FindingsDb};
-use crate::judge::causes::cause_of;
+use crate::judge::causes::Cause;
 use crate::minimize::minimize;
 use crate::model::{Config, Kernel, KERNEL_NAMES, VARIANT_NAMES};
 use crate::op::Program;
@@ -98,9 +99,9 @@ pub struct Target {
     /// Bucket -> length of the best program known (the folder's at start, and this process's).
     known: HashMap<String, usize>,
     /// Signatures the corpus states for this pair.
-    corpus: HashSet<String>,
+    corpus: HashSet<Signature>,
     /// Root causes known (folder and corpus), for `PanicOn::NewCause`.
-    causes: HashSet<String>,
+    causes: HashSet<Cause>,
     last_commit: Instant,
 }
 
@@ -109,7 +110,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Signatures stated by the reproducers in `dir` for `pair` (unreadable files are skipped).
-pub fn corpus_signatures(dir: &Path, pair: &Pair) -> HashSet<String> {
+pub fn corpus_signatures(dir: &Path, pair: &Pair) -> HashSet<Signature> {
     let mut out = HashSet::new();
     for f in corpus::collect_files(&[dir.to_path_buf()]) {
         let Ok(r) = corpus::load(&f) else { continue };
@@ -128,13 +129,13 @@ pub fn corpus_signatures(dir: &Path, pair: &Pair) -> HashSet<String> {
 
 /// Root causes of the reproducers in `dir` (any pair: a cause names its hole or
 /// variant itself) and of the findings already in `db`.
-fn known_causes(dir: &Path, db: &FindingsDb) -> HashSet<String> {
-    let mut out: HashSet<String> = db.records.values().map(|r| r.cause.key.clone()).collect();
+fn known_causes(dir: &Path, db: &FindingsDb) -> HashSet<Cause> {
+    let mut out: HashSet<Cause> = db.records.values().map(|r| r.cause).collect();
     for f in corpus::collect_files(&[dir.to_path_buf()]) {
         let Ok(r) = corpus::load(&f) else { continue };
         let o = check(&r.program, &r.pair);
         for rep in [o.divergence.as_ref(), o.violation.as_ref()].into_iter().flatten() {
-            out.insert(cause_of(&rep.finding.signature).key);
+            out.insert(Cause::of(&rep.finding.signature));
         }
     }
     out
@@ -227,10 +228,10 @@ impl Target {
                     recorded = Some(small);
                 }
             }
-            let fresh = created && !self.corpus.contains(&slug);
-            let cause = cause_of(&f.signature);
-            let new_cause = self.panic_on == PanicOn::NewCause && self.causes.insert(cause.key);
-            let harmful = cause.harmful;
+            let fresh = created && !self.corpus.contains(&f.signature);
+            let cause = Cause::of(&f.signature);
+            let new_cause = self.panic_on == PanicOn::NewCause && self.causes.insert(cause);
+            let harmful = cause.harmful();
             let panic = match self.panic_on {
                 PanicOn::None => false,
                 PanicOn::New => fresh,

@@ -12,7 +12,7 @@ use crate::op::{Op, Program};
 /// Minimize `program` keeping `sig` under `pair`.
 pub fn minimize(program: &Program, pair: &Pair, sig: &Signature) -> Program {
     minimize_by(program, |ops| {
-        analyze(&Program::new(ops.to_vec()), pair, sig.kind).map(|f| f.signature).as_ref() == Some(sig)
+        analyze(&Program::new(ops.to_vec()), pair, sig.kind()).map(|f| f.signature).as_ref() == Some(sig)
     })
 }
 
@@ -103,6 +103,6 @@ pub fn is_one_minimal(program: &Program, pair: &Pair, sig: &Signature) -> bool {
     (0..program.ops.len()).all(|i| {
         let mut ops = program.ops.clone();
         ops.remove(i);
-        analyze(&Program::new(ops), pair, sig.kind).map(|f| f.signature).as_ref() != Some(sig)
+        analyze(&Program::new(ops), pair, sig.kind()).map(|f| f.signature).as_ref() != Some(sig)
     })
 }
