@@ -164,7 +164,7 @@ pub fn libfuzzer_exec_per_sec(fuzz_dir: &std::path::Path, variants: &str, secs: 
 
 /// Run every benchmark and print a table.
 pub fn run(corpus_dir: &std::path::Path, secs: f64, seeds: u64, limit: Duration, libfuzzer: bool, find_only: bool) {
-    let same = Pair { a: Config::new(Restore::VmPageProt), b: Config::new(Restore::VmPageProt) };
+    let same = Pair::new(Config::new(Restore::VmPageProt), Config::new(Restore::VmPageProt));
     println!("## ptediff bench ({} s per throughput run, {seeds} seeds, {} s cap per search)", secs, limit.as_secs());
     println!();
     println!("| measurement | value |");
@@ -191,9 +191,7 @@ fn throughput_rows(same: Pair, secs: f64) {
     println!("| engine, {ops}-op programs, identical variants (1 core) | {rate:.0} programs/s ({n} programs) |");
     let (n, on) = throughput(Pair::default(), ops, secs);
     println!("| engine, {ops}-op programs, full-restore vs vm-page-prot, v6.1, contracts on (1 core, incl. minimization) | {on:.0} programs/s ({n} programs) |");
-    let mut off = Pair::default();
-    off.a.contracts = crate::model::ghost::Contract::empty();
-    off.b.contracts = crate::model::ghost::Contract::empty();
+    let off = Pair { contracts: crate::judge::contracts::Contract::empty(), ..Pair::default() };
     let (n, rate) = throughput(off, ops, secs);
     println!(
         "| engine, same pair, contracts off | {rate:.0} programs/s ({n} programs); contracts on run at {:.0} % of it |",

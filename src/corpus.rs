@@ -154,7 +154,7 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
     let pair = match names {
         None => {
             let d = Pair::default();
-            Pair { a: Config { kernel, ..d.a }, b: Config { kernel, ..d.b } }
+            d.with_sides(Config { kernel, ..d.a }, Config { kernel, ..d.b })
         }
         Some((a, b, line)) => {
             let parse = |n: &str| {
@@ -164,13 +164,12 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
                     msg: format!("unknown variant `{n}` (known: {VARIANT_NAMES})"),
                 })
             };
-            Pair { a: parse(&a)?, b: parse(&b)? }
+            Pair::new(parse(&a)?, parse(&b)?)
         }
     };
     let mut pair = pair;
     if let Some(c) = contracts {
-        pair.a.contracts = c;
-        pair.b.contracts = c;
+        pair.contracts = c;
     }
     let program = text::parse(text)?;
     if !runs.is_empty() {
@@ -180,10 +179,10 @@ pub fn parse_reproducer(text: &str) -> Result<Reproducer, ParseError> {
 }
 
 /// `all`, `none`, or contract letters joined by `+` (`U+S`).
-pub fn parse_contracts(s: &str) -> Option<crate::model::ghost::Contract> {
+pub fn parse_contracts(s: &str) -> Option<crate::judge::contracts::Contract> {
     match s {
-        "all" => Some(crate::model::ghost::Contract::all()),
-        _ => crate::model::ghost::Contract::parse(s),
+        "all" => Some(crate::judge::contracts::Contract::all()),
+        _ => crate::judge::contracts::Contract::parse(s),
     }
 }
 
@@ -233,8 +232,8 @@ pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, o: RenderOpts) 
     let (a, b) = pair.names();
     let _ = writeln!(s, "# variants: {a} vs {b}");
     let _ = writeln!(s, "# kernel: {}", pair.a.kernel.name());
-    if pair.a.contracts != crate::model::ghost::Contract::all() {
-        let c = pair.a.contracts;
+    if pair.contracts != crate::judge::contracts::Contract::all() {
+        let c = pair.contracts;
         let _ = writeln!(s, "# contracts: {}", if c.is_empty() { "none".into() } else { c.letters() });
     }
     match &outcome.divergence {

@@ -13,7 +13,7 @@ fn run(pair: Pair, depth: usize, oracle: bool) -> ptediff::explore::Report {
 
 #[test]
 fn identical_variants_give_a_certificate() {
-    let same = Pair { a: Config::new(Restore::FullRestore), b: Config::new(Restore::FullRestore) };
+    let same = Pair::new(Config::new(Restore::FullRestore), Config::new(Restore::FullRestore));
     let r = run(same, 4, false);
     assert!(r.findings.is_empty());
     assert!(r.states > 100, "{} states", r.states);
@@ -40,7 +40,7 @@ fn finds_the_thread_scenarios_with_shortest_programs() {
             assert!(!shallower.findings.iter().any(|(s, _, _)| s == sig), "{sig} also at depth 4");
         }
     }
-    let pre = Pair { a: Config::new(Restore::PreFix), b: Config::new(Restore::FullRestore) };
+    let pre = Pair::new(Config::new(Restore::PreFix), Config::new(Restore::FullRestore));
     let r = run(pre, 5, false);
     assert!(
         r.findings

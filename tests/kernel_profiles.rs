@@ -117,10 +117,10 @@ fn numa_hinting_without_savedwrite_on_612() {
         "/corpus/oracle-numa-uffd-wp-shmem.ptd"
     )))
     .unwrap();
-    let pair = ptediff::check::Pair {
-        a: Config { kernel: Kernel::V612, ..r.pair.a },
-        b: Config { kernel: Kernel::V612, ..r.pair.b },
-    };
+    let pair = ptediff::check::Pair::new(
+        Config { kernel: Kernel::V612, ..r.pair.a },
+        Config { kernel: Kernel::V612, ..r.pair.b },
+    );
     assert!(ptediff::check::check(&r.program, &pair).violation.is_none());
 }
 

@@ -48,13 +48,12 @@ fn signatures_verdicts_and_causes_round_trip() {
     for (i, p) in programs(5, 1500).iter().enumerate() {
         let k = Kernel::ALL[i % Kernel::ALL.len()];
         let (va, vb) = (variants[rng.gen_range(0..variants.len())], variants[rng.gen_range(0..variants.len())]);
-        let mut pair = Pair {
-            a: Config { kernel: k, ..Config::new(va.restore).with_variant(va) },
-            b: Config { kernel: k, ..Config::new(vb.restore).with_variant(vb) },
-        };
+        let mut pair = Pair::new(
+            Config { kernel: k, ..Config::new(va.restore).with_variant(va) },
+            Config { kernel: k, ..Config::new(vb.restore).with_variant(vb) },
+        );
         if i % 5 == 0 {
-            pair.a.contracts = model::ghost::Contract::empty();
-            pair.b.contracts = model::ghost::Contract::empty();
+            pair.contracts = ptediff::judge::contracts::Contract::empty();
         }
         for kind in [Kind::Divergence, Kind::Oracle] {
             let Some(f) = analyze(p, &pair, kind) else { continue };
@@ -70,10 +69,9 @@ fn signatures_verdicts_and_causes_round_trip() {
         (Kernel::V73, "full-restore,vm-page-prot", "none"),
     ] {
         let (a, b) = variants.split_once(',').unwrap();
-        let mut pair = Pair { a: Config::parse_variant(a, k).unwrap(), b: Config::parse_variant(b, k).unwrap() };
+        let mut pair = Pair::new(Config::parse_variant(a, k).unwrap(), Config::parse_variant(b, k).unwrap());
         let c = ptediff::corpus::parse_contracts(contracts).unwrap();
-        pair.a.contracts = c;
-        pair.b.contracts = c;
+        pair.contracts = c;
         let opts = ptediff::fuzz::Options {
             pair,
             seed: 3,

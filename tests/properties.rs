@@ -44,14 +44,7 @@ fn all_configs() -> Vec<Config> {
         for r in [Restore::PreFix, Restore::FullRestore, Restore::VmPageProt, Restore::Stable61y] {
             for u in [model::Unuse::V61, model::Unuse::WithCare] {
                 for c in [model::ClearRefs::Kernel, model::ClearRefs::WrprotectMigration] {
-                    v.push(Config {
-                        restore: r,
-                        unuse: u,
-                        clear_refs: c,
-                        kernel: k,
-                        contracts: model::ghost::Contract::all(),
-                        patches: model::Patches::empty(),
-                    });
+                    v.push(Config { restore: r, unuse: u, clear_refs: c, kernel: k, patches: model::Patches::empty() });
                 }
             }
         }
@@ -107,7 +100,7 @@ fn check_is_deterministic() {
 #[test]
 fn identical_variants_never_diverge() {
     for c in all_configs().into_iter().step_by(3) {
-        let pair = Pair { a: c, b: c };
+        let pair = Pair::new(c, c);
         for p in programs(5, 300) {
             assert!(signature_of(&p, &pair).is_none(), "{c:?}\n{p}");
         }
@@ -141,15 +134,15 @@ fn runner_shortcut_matches_naive_lock_step() {
     use ptediff::check::{agree, first_divergence};
     let pairs = [
         Pair::default(),
-        Pair { a: Config::new(Restore::PreFix), b: Config::new(Restore::FullRestore) },
-        Pair {
-            a: Config { unuse: model::Unuse::WithCare, ..Config::new(Restore::PreFix) },
-            b: Config::new(Restore::PreFix),
-        },
-        Pair {
-            a: Config { kernel: Kernel::V61y, ..Config::new(Restore::VmPageProt) },
-            b: Config::new(Restore::VmPageProt),
-        },
+        Pair::new(Config::new(Restore::PreFix), Config::new(Restore::FullRestore)),
+        Pair::new(
+            Config { unuse: model::Unuse::WithCare, ..Config::new(Restore::PreFix) },
+            Config::new(Restore::PreFix),
+        ),
+        Pair::new(
+            Config { kernel: Kernel::V61y, ..Config::new(Restore::VmPageProt) },
+            Config::new(Restore::VmPageProt),
+        ),
     ];
     let mut diverged = 0;
     for (n, p) in programs(8, 12000).into_iter().enumerate() {

@@ -3,6 +3,8 @@
 //! v6.1 (or 6.1.y) kernel would produce. Line references are to
 //! linux-source-6.1 (6.1.192).
 
+use ptediff::judge::contracts::Contract;
+use ptediff::judge::world::World;
 use ptediff::model::{
     step, Config, Entry, FolioFlags, FolioId, FolioKind, Kernel, MigKind, PageProt, PteBits, Restore, State,
     StepResult, SwpBits, VmFlags, ZERO_PAGE,
@@ -34,6 +36,16 @@ fn run_r(text: &str, cfg: &Config) -> (State, Vec<StepResult>) {
 fn more(s: &mut State, text: &str, cfg: &Config) -> Vec<StepResult> {
     let prog = parse(text).unwrap_or_else(|e| panic!("parse error {e} in\n{text}"));
     prog.ops.iter().map(|op| step(s, cfg, op)).collect()
+}
+
+/// Run every op of `text` on a fresh world (kernel and ghost, every contract).
+fn run_world(text: &str, cfg: &Config) -> World {
+    let prog = parse(text).unwrap_or_else(|e| panic!("parse error {e} in\n{text}"));
+    let mut w = World::new(Contract::all());
+    for op in &prog.ops {
+        assert_eq!(w.step(cfg, op), StepResult::Ok, "`{op}` of\n{text}");
+    }
+    w
 }
 
 fn cfg() -> Config {
@@ -1307,12 +1319,13 @@ fn clear_refs_fix_write_protects_a_writable_migration_entry() {
 #[test]
 fn madvise_free_of_a_swap_entry_discards_the_page() {
     let c = cfg();
-    let mut s = run("mmap(p0, 11, 1, rw-, anon)\nclear_refs(p0)\nwrite(p0, 11)\npageout(p0, 11)\n", &c);
-    assert!(matches!(s.procs[0].pt[11], Entry::Swap { .. }));
-    assert_ne!(s.procs[0].ghost.changed & (1 << 11), 0, "the store after clear_refs changed the page");
-    assert_eq!(more(&mut s, "madvise(p0, 11, 1, MADV_FREE)", &c), [StepResult::Ok]);
-    assert_eq!(s.procs[0].pt[11], Entry::None);
-    assert_eq!(s.procs[0].ghost.changed & (1 << 11), 0);
+    let mut w = run_world("mmap(p0, 11, 1, rw-, anon)\nclear_refs(p0)\nwrite(p0, 11)\npageout(p0, 11)\n", &c);
+    assert!(matches!(w.k.procs[0].pt[11], Entry::Swap { .. }));
+    assert_ne!(w.g.procs[0].changed & (1 << 11), 0, "the store after clear_refs changed the page");
+    let op = parse("madvise(p0, 11, 1, MADV_FREE)").unwrap().ops[0];
+    assert_eq!(w.step(&c, &op), StepResult::Ok);
+    assert_eq!(w.k.procs[0].pt[11], Entry::None);
+    assert_eq!(w.g.procs[0].changed & (1 << 11), 0);
 }
 
 /// dup_mmap() with UFFD_FEATURE_EVENT_FORK copies write protection with the
@@ -1321,14 +1334,14 @@ fn madvise_free_of_a_swap_entry_discards_the_page() {
 #[test]
 fn wipeonfork_child_pages_are_not_write_protected() {
     let c = cfg();
-    let s = run(
+    let w = run_world(
         "mmap(p0, 12, 1, rw-, anon)\nuffd_register(p0, 12, 1)\nread(p0, 12)\nuffd_wp(p0, 12, 1)\n\
          madvise(p0, 12, 1, MADV_WIPEONFORK)\np1 = fork(p0, event_fork)\n",
         &c,
     );
-    assert_ne!(s.procs[0].ghost.user_wp & (1 << 12), 0, "the parent keeps its protection");
-    assert_eq!(s.procs[1].pt[12], Entry::None);
-    assert_eq!(s.procs[1].ghost.user_wp & (1 << 12), 0);
+    assert_ne!(w.g.procs[0].user_wp & (1 << 12), 0, "the parent keeps its protection");
+    assert_eq!(w.k.procs[1].pt[12], Entry::None);
+    assert_eq!(w.g.procs[1].user_wp & (1 << 12), 0);
 }
 
 /// The merge hole's counterfactual (sticky VM_SOFTDIRTY patched into v6.1): a

@@ -896,7 +896,7 @@ fn end_probe_gate_sees_a_private_page_owed_data_without_a_pte() {
     .unwrap();
     let mut cfg = Config::new(Restore::VmPageProt);
     cfg.kernel = Kernel::V618;
-    let pair = Pair { a: cfg, b: cfg };
+    let pair = Pair::new(cfg, cfg);
     let mut r = Runner::new(&pair);
     for op in &p.ops {
         r.step(op);

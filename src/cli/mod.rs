@@ -258,7 +258,7 @@ fn parse_pair(variants: &str, kernel: &str) -> Result<Pair, String> {
     let p = |n: &str| {
         Config::parse_variant(n.trim(), k).ok_or_else(|| format!("unknown variant `{n}` (known: {VARIANT_NAMES})"))
     };
-    Ok(Pair { a: p(a)?, b: p(b)? })
+    Ok(Pair::new(p(a)?, p(b)?))
 }
 
 /// Parse the command line and run the subcommand.
@@ -445,8 +445,7 @@ fn with_contracts(mut pair: Pair, contracts: &str) -> Result<Pair, String> {
     let c = corpus::parse_contracts(contracts).ok_or_else(|| {
         format!("unknown contracts `{contracts}` (all, none, or letters joined by `+`: U uffd-wp, S soft-dirty, C COW, N writenotify, P mprotect)")
     })?;
-    pair.a.contracts = c;
-    pair.b.contracts = c;
+    pair.contracts = c;
     Ok(pair)
 }
 

@@ -17,8 +17,9 @@ use crate::check::{check, Signature};
 use crate::corpus::{self, FileError};
 use crate::emit_c;
 use crate::judge::contracts;
+use crate::judge::contracts::Contract;
+use crate::judge::world::World;
 use crate::kernel_check::ResultsDb;
-use crate::model::ghost::Contract;
 use crate::model::{self, Kernel, State};
 use crate::oracle::{first_unsafe, Reasons};
 use crate::Program;
@@ -57,13 +58,13 @@ pub fn first_unsafe_on(program: &Program, k: Kernel, want: Reasons) -> Option<Un
 /// (its end-of-program probe included; step `ops + 1`), at page `at` if given.
 pub fn first_break_on(program: &Program, k: Kernel, want: Contract, at: Option<(usize, usize)>) -> Option<Unsafe> {
     let cfg = emit_c::native(k);
-    let mut s = State::new();
+    let mut w = World::new(Contract::all());
     for op in &program.ops {
-        model::step(&mut s, &cfg, op);
+        w.step(&cfg, op);
     }
-    model::finish(&mut s, &cfg);
-    contracts::probe(&mut s, &cfg);
-    let b = s.ghost.breaks;
+    w.finish(&cfg);
+    contracts::probe(&mut w, &cfg);
+    let b = w.g.breaks;
     for c in Contract::ALL {
         if want.contains(c) {
             for p in 0..crate::model::MAX_PROCS {
@@ -199,9 +200,9 @@ pub fn affected(path: &Path, r: &corpus::Reproducer, results: &ResultsDb) -> Vec
         // A finding judged by the contracts is judged by them on every profile, at
         // its own page; a latent (proxy-only) one, or one without contracts, by
         // the proxy.
-        let contracts_on = !r.pair.a.contracts.is_empty();
+        let contracts_on = !r.pair.contracts.is_empty();
         let by_contract = contracts_on && verdict.is_none_or(|v| v.breaks());
-        let want_c = if finding.is_none() { r.pair.a.contracts } else { want };
+        let want_c = if finding.is_none() { r.pair.contracts } else { want };
         let at = finding.map(|f| (f.process, f.page));
         let profiles: Vec<ProfileStatus> = Kernel::ALL
             .iter()

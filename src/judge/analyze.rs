@@ -18,10 +18,12 @@
 use serde::Serialize;
 
 use super::contracts;
+use super::contracts::Contract;
+use super::ghost::Breaks;
 use super::holes::Hole;
 use super::runner::{differing_pages, Pair, Runner};
 use super::signature::{EntryClass, Kind, MappingClass, Shape, Signature, Verdict};
-use crate::model::ghost::{Breaks, Contract};
+use super::world::World;
 use crate::model::{Entry, PteBits, State, Variant, VmFlags, Why, NPAGES};
 use crate::op::Program;
 use crate::oracle::{must_trap, unsafe_reasons, Reasons};
@@ -120,12 +122,12 @@ fn divergence_at(a: &State, b: &State, pair: &Pair, p: usize, i: usize) -> (Sign
 }
 
 /// The contract breaks one side has and the other does not, first side a's.
-fn contract_difference(a: &State, b: &State, pair: &Pair) -> Option<(Variant, Breaks)> {
-    let da = a.ghost.breaks.minus(&b.ghost.breaks);
+fn contract_difference(a: &World, b: &World, pair: &Pair) -> Option<(Variant, Breaks)> {
+    let da = a.g.breaks.minus(&b.g.breaks);
     if !da.is_empty() {
         return Some((pair.a.variant(), da));
     }
-    let db = b.ghost.breaks.minus(&a.ghost.breaks);
+    let db = b.g.breaks.minus(&a.g.breaks);
     (!db.is_empty()).then(|| (pair.b.variant(), db))
 }
 
@@ -156,17 +158,17 @@ fn analyze_divergence(program: &Program, pair: &Pair) -> Option<Finding> {
         let div = r.step_or_finish(&program.ops, step);
         if found.is_some() {
             if proxy.is_none() {
-                proxy = harmful_now(&r.a, r.b(), pair);
+                proxy = harmful_now(&r.a.k, &r.b().k, pair);
             }
         } else if div {
-            let (p, i) = differing_pages(&r.a, r.b())[0];
-            let (sig, title) = divergence_at(&r.a, r.b(), pair, p, i);
-            proxy = harmful_now(&r.a, r.b(), pair);
+            let (p, i) = differing_pages(&r.a.k, &r.b().k)[0];
+            let (sig, title) = divergence_at(&r.a.k, &r.b().k, pair, p, i);
+            proxy = harmful_now(&r.a.k, &r.b().k, pair);
             found = Some(Finding { step, signature: sig, title, process: p, page: i });
         }
     }
     let mut f = found?;
-    if pair.a.contracts.is_empty() {
+    if !pair.contracts_on() {
         // The proxy alone.
         match proxy {
             Some((v, reasons)) => {
@@ -180,7 +182,7 @@ fn analyze_divergence(program: &Program, pair: &Pair) -> Option<Finding> {
         }
         return Some(f);
     }
-    let (mut a, mut b) = r.into_states();
+    let (mut a, mut b) = r.into_worlds();
     contracts::probe(&mut a, &pair.a);
     contracts::probe(&mut b, &pair.b);
     if let Some((side, extra)) = contract_difference(&a, &b, pair) {
@@ -258,19 +260,19 @@ fn analyze_oracle(program: &Program, pair: &Pair) -> Option<Finding> {
 fn oracle_violation(program: &Program, pair: &Pair) -> Option<Finding> {
     let mut r = Runner::new(pair);
     let n = program.ops.len();
-    let contracts_on = !pair.a.contracts.is_empty();
+    let contracts_on = pair.contracts_on();
     let mut latent: Option<Finding> = None;
     for step in 0..=n {
         r.step_or_finish(&program.ops, step);
         if contracts_on {
-            let c = contracts::common(&r.a.ghost.breaks, &r.b().ghost.breaks);
+            let c = r.a.g.breaks.common(&r.b().g.breaks);
             if let Some((k, p, a)) = c.some_page() {
-                return Some(contract_finding(&r.a, c.contracts(), k, p, a as u8, step, false));
+                return Some(contract_finding(&r.a.k, c.contracts(), k, p, a as u8, step, false));
             }
         }
         if latent.is_none() {
-            if let Some((p, a, reasons)) = violation_now(&r.a, r.b()) {
-                latent = Some(oracle_finding(&r.a, p, a, reasons, step, contracts_on));
+            if let Some((p, a, reasons)) = violation_now(&r.a.k, &r.b().k) {
+                latent = Some(oracle_finding(&r.a.k, p, a, reasons, step, contracts_on));
                 if !contracts_on {
                     return latent;
                 }
@@ -278,12 +280,12 @@ fn oracle_violation(program: &Program, pair: &Pair) -> Option<Finding> {
         }
     }
     if contracts_on {
-        let (mut a, mut b) = r.into_states();
+        let (mut a, mut b) = r.into_worlds();
         contracts::probe(&mut a, &pair.a);
         contracts::probe(&mut b, &pair.b);
-        let c = contracts::common(&a.ghost.breaks, &b.ghost.breaks);
+        let c = a.g.breaks.common(&b.g.breaks);
         if let Some((k, p, page)) = c.some_page() {
-            return Some(contract_finding(&a, c.contracts(), k, p, page as u8, n, true));
+            return Some(contract_finding(&a.k, c.contracts(), k, p, page as u8, n, true));
         }
     }
     latent

@@ -33,7 +33,7 @@ use serde::{Serialize, Serializer};
 
 use super::holes::Hole;
 use super::signature::{EntryClass, Shape, Signature, Verdict};
-use crate::model::ghost::Contract;
+use crate::judge::contracts::Contract;
 use crate::model::{Variant, Why};
 
 /// How the breaking side came to break.

@@ -1,5 +1,5 @@
-//! The contract judge: what user space relies on, checked on the model's ghost
-//! state ([`crate::model::ghost`]) during a run and by an end-of-program probe.
+//! The contract judge: what user space relies on ([`Contract`]), checked on the
+//! ghost state ([`super::ghost`]) during a run and by an end-of-program probe.
 //!
 //! During the run the model checks every user load (content, C), every user store
 //! (uffd-wp U, writenotify N, permission P) and, after every op, pagemap's
@@ -8,9 +8,90 @@
 //! for every mapped page, a load, a store and a pagemap read, a uffd-wp message
 //! being answered by un-protecting the page (as the C handler thread does).
 
-use crate::model::ghost::{self, Breaks, Contract};
+use bitflags::bitflags;
+
+use super::ghost::{self, Breaks, Expect};
+use super::world::World;
 use crate::model::{fault, Config, Entry, PteBits, State, Token, MAX_PROCS, NPAGES};
 use crate::op::Op;
+
+bitflags! {
+    /// Contracts a user relies on (the letters of the write-trap oracle).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+    pub struct Contract: u8 {
+        /// A store to a user write-protected page raises a uffd message.
+        const U = 1 << 0;
+        /// Pagemap bit 55 is 1 for every page changed since the last clear_refs.
+        const S = 1 << 1;
+        /// Every load returns what this process should see (COW, no lost data).
+        const C = 1 << 2;
+        /// A store to a clean page of a `page_mkwrite` file goes through `page_mkwrite`.
+        const N = 1 << 3;
+        /// A store to a VMA without VM_WRITE faults (SIGSEGV).
+        const P = 1 << 4;
+    }
+}
+
+impl std::fmt::Display for Contract {
+    /// Its letters (`U+S`, or `none`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.letters())
+    }
+}
+
+impl Contract {
+    pub const ALL: [Contract; 5] = [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P];
+
+    /// `U+S` style, or `none`.
+    pub fn letters(self) -> String {
+        if self.is_empty() {
+            return "none".into();
+        }
+        let names = ["U", "S", "C", "N", "P"];
+        Contract::ALL
+            .iter()
+            .zip(names)
+            .filter(|(c, _)| self.contains(**c))
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// Long names: "uffd-wp, soft-dirty".
+    pub fn words(self) -> String {
+        let names = ["uffd-wp", "soft-dirty", "COW", "writenotify", "mprotect"];
+        Contract::ALL
+            .iter()
+            .zip(names)
+            .filter(|(c, _)| self.contains(**c))
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Parse `U+S` (or `none`).
+    pub fn parse(s: &str) -> Option<Contract> {
+        if s == "none" {
+            return Some(Contract::empty());
+        }
+        let mut c = Contract::empty();
+        for l in s.split('+') {
+            c |= match l {
+                "U" => Contract::U,
+                "S" => Contract::S,
+                "C" => Contract::C,
+                "N" => Contract::N,
+                "P" => Contract::P,
+                _ => return None,
+            };
+        }
+        Some(c)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self.bits().trailing_zeros() as usize
+    }
+}
 
 /// Every contract.
 pub const ALL: Contract = Contract::all();
@@ -77,53 +158,48 @@ pub fn probe_token(p: usize, page: u8) -> Token {
     0x8000 | (p as Token) << 8 | page as Token
 }
 
-fn owed_at(s: &State, p: usize, a: u8) -> Owed {
-    let mm = &s.procs[p];
-    let (ld, or_zero) = match mm.ghost.expect[a as usize] {
-        ghost::Expect::Unmapped => (None, false),
-        ghost::Expect::Private { token, maybe_zero, .. } => (Some(token), maybe_zero),
-        ghost::Expect::File { shared: false, .. } => (None, false),
-        ghost::Expect::File { file, index, .. } => (Some(s.ghost.file[file as usize][index as usize]), false),
+fn owed_at(w: &World, p: usize, a: u8) -> Owed {
+    let (mm, g) = (&w.k.procs[p], &w.g.procs[p]);
+    let (ld, or_zero) = match g.expect[a as usize] {
+        Expect::Unmapped => (None, false),
+        Expect::Private { token, maybe_zero, .. } => (Some(token), maybe_zero),
+        Expect::File { shared: false, .. } => (None, false),
+        Expect::File { file, index, .. } => (Some(w.g.file[file as usize][index as usize]), false),
     };
     let trap = match mm.vma(a) {
         None => "segv",
         Some(v) if !v.flags.contains(crate::model::VmFlags::WRITE) || v.pkey_exec_only() => "segv",
-        Some(_) if mm.ghost.user_wp & (1 << a) != 0 => "uffd",
+        Some(_) if g.user_wp & (1 << a) != 0 => "uffd",
         Some(_) => "none",
     };
-    Owed { ld, or_zero, sd: mm.ghost.changed & (1 << a) != 0, trap }
+    Owed { ld, or_zero, sd: g.changed & (1 << a) != 0, trap }
 }
 
-/// The end-of-program probe on `s` (a clone: it writes to every page), as
+/// The end-of-program probe on `w` (a clone: it writes to every page), as
 /// `emit-c`'s probe does it on a real kernel: per live process, pagemap of all
 /// pages, then for every page a load, a store (a uffd-wp message answered by
 /// un-protecting the page and retrying) and pagemap again. Contract breaks go to
 /// the ghost state; the observations are returned.
-pub fn probe(s: &mut State, cfg: &Config) -> Vec<ProbeObs> {
+pub fn probe(w: &mut World, cfg: &Config) -> Vec<ProbeObs> {
     let mut out = Vec::new();
-    s.step = s.step.wrapping_add(1);
+    w.k.step = w.k.step.wrapping_add(1);
     for p in 0..MAX_PROCS {
-        if !s.procs[p].alive {
+        if !w.k.procs[p].alive {
             continue;
         }
-        let pm_sd = ghost::pagemap_softdirty(&s.procs[p]);
-        let before: Vec<(bool, bool)> = (0..NPAGES).map(|a| pagemap_bits(s, p, a)).collect();
-        let owed: Vec<Owed> = (0..NPAGES as u8).map(|a| owed_at(s, p, a)).collect();
+        let pm_sd = ghost::pagemap_softdirty(&w.k.procs[p]);
+        let before: Vec<(bool, bool)> = (0..NPAGES).map(|a| pagemap_bits(&w.k, p, a)).collect();
+        let owed: Vec<Owed> = (0..NPAGES as u8).map(|a| owed_at(w, p, a)).collect();
         for a in 0..NPAGES as u8 {
-            let ld = {
-                let b = ghost::before_access(s, cfg, p, a);
-                if fault::user_access(s, cfg, p, a, false) == fault::Access::Done {
-                    ghost::after_access(s, cfg, p, a, false, b);
-                    ghost::loaded(s, p, a)
-                } else {
-                    None
-                }
+            let ld = match w.access(cfg, p, a, false) {
+                fault::Access::Done => ghost::loaded(&w.k, p, a),
+                _ => None,
             };
-            let no_fault = matches!(s.procs[p].pt[a as usize],
+            let no_fault = matches!(w.k.procs[p].pt[a as usize],
                 Entry::Present { bits, .. } if bits.contains(PteBits::W) && !bits.contains(PteBits::PROTNONE));
-            let b = ghost::before_access(s, cfg, p, a);
-            s.ghost.next = probe_token(p, a).wrapping_sub(1);
-            let mut r = fault::user_access(s, cfg, p, a, true);
+            // The store writes the probe's own token (the C probe writes the same).
+            w.k.next_token = probe_token(p, a).wrapping_sub(1);
+            let mut r = w.access(cfg, p, a, true);
             let mut obs = match r {
                 fault::Access::Segv | fault::Access::Oom => "segv",
                 fault::Access::UffdWp => "uffd",
@@ -132,25 +208,14 @@ pub fn probe(s: &mut State, cfg: &Config) -> Vec<ProbeObs> {
             };
             if r == fault::Access::UffdWp {
                 let op = Op::UffdUnwp { p: p as u8, addr: a, len: 1 };
-                crate::model::step(s, cfg, &op);
-                s.ghost.next = probe_token(p, a).wrapping_sub(1);
-                r = fault::user_access(s, cfg, p, a, true);
+                w.step(cfg, &op);
+                w.k.next_token = probe_token(p, a).wrapping_sub(1);
+                r = w.access(cfg, p, a, true);
                 if r != fault::Access::Done {
                     obs = "segv";
                 }
             }
-            if r == fault::Access::Done {
-                ghost::after_access(s, cfg, p, a, true, b);
-                if cfg.contracts.is_empty() {
-                    // Without contracts the ghost does not write tokens: do it here.
-                    if let Entry::Present { folio, .. } = s.procs[p].pt[a as usize] {
-                        if folio != crate::model::ZERO_PAGE {
-                            s.folio_mut(folio).data = probe_token(p, a);
-                        }
-                    }
-                }
-            }
-            let sd_after = ghost::pagemap_softdirty(&s.procs[p]) & (1 << a) != 0;
+            let sd_after = ghost::pagemap_softdirty(&w.k.procs[p]) & (1 << a) != 0;
             let (present, uw) = before[a as usize];
             out.push(ProbeObs {
                 process: p as u8,
@@ -165,7 +230,9 @@ pub fn probe(s: &mut State, cfg: &Config) -> Vec<ProbeObs> {
             });
         }
     }
-    ghost::check_pagemap(s, cfg);
+    if w.g.on() {
+        w.g.check_pagemap(&w.k);
+    }
     out
 }
 
@@ -184,21 +251,23 @@ fn pagemap_bits(s: &State, p: usize, a: usize) -> (bool, bool) {
 /// write-trap reasons, a user write protection, a clean writenotify page), or a
 /// load that would read other content than user space is owed. Engines skip the
 /// probe otherwise; `analyze` always runs it.
-pub fn probe_can_break(s: &State) -> bool {
+pub fn probe_can_break(w: &World) -> bool {
+    let s = &w.k;
     for (p, mm) in s.procs.iter().enumerate() {
         if !mm.alive {
             continue;
         }
+        let g = &w.g.procs[p];
         for a in 0..NPAGES as u8 {
             match mm.pt[a as usize] {
                 Entry::Present { bits, .. } => {
                     if bits.contains(PteBits::W)
-                        && (!crate::oracle::must_trap(s, p, a).is_empty() || mm.ghost.user_wp & (1 << a) != 0)
+                        && (!crate::oracle::must_trap(s, p, a).is_empty() || g.user_wp & (1 << a) != 0)
                     {
                         return true;
                     }
                     if let Some(got) = ghost::loaded(s, p, a) {
-                        if !ghost::load_ok(s, p, a, got) {
+                        if !w.g.load_ok(p, a, got) {
                             return true;
                         }
                     }
@@ -207,7 +276,7 @@ pub fn probe_can_break(s: &State) -> bool {
                 // discarded, e.g. lazy-free reclaim of a page another process
                 // still owed): the probe's load faults in zero or the file page.
                 Entry::None | Entry::Marker => {
-                    if matches!(mm.ghost.expect[a as usize], ghost::Expect::Private { token, .. } if token != 0) {
+                    if matches!(g.expect[a as usize], Expect::Private { token, .. } if token != 0) {
                         return true;
                     }
                 }
@@ -223,28 +292,25 @@ pub fn probe_can_break(s: &State) -> bool {
                 matches!(v.backing, crate::model::Backing::File(_))
                     && (v.start..v.end).any(|a| {
                         matches!(mm.pt[a as usize], Entry::None | Entry::Marker)
-                            && !matches!(mm.ghost.expect[a as usize], ghost::Expect::Private { .. })
-                            && file_content_differs(s, p, a)
+                            && !matches!(w.g.procs[p].expect[a as usize], Expect::Private { .. })
+                            && file_content_differs(w, p, a)
                     })
             })
     })
 }
 
-fn file_content_differs(s: &State, p: usize, a: u8) -> bool {
+fn file_content_differs(w: &World, p: usize, a: u8) -> bool {
+    let s = &w.k;
     let mm = &s.procs[p];
     let Some(v) = mm.vma(a) else { return false };
     let crate::model::Backing::File(f) = v.backing else { return false };
     let idx = v.pgoff_of(a) as usize % NPAGES;
     let c = s.files[f as usize].cache[idx];
     let data = if c == crate::model::NO_FOLIO { s.files[f as usize].stash[idx] } else { s.folio(c).data };
-    !ghost::load_ok(s, p, a, data)
+    !w.g.load_ok(p, a, data)
 }
 
 /// Breaks both states have (an oracle violation of the contracts).
 pub fn common(a: &Breaks, b: &Breaks) -> Breaks {
-    let mut out = Breaks::default();
-    for i in 0..out.mask.len() {
-        out.mask[i] = a.mask[i] & b.mask[i];
-    }
-    out
+    a.common(b)
 }

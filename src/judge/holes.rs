@@ -99,7 +99,7 @@ impl Hole {
             // side already asks the question.
             Hole::ClearRefs if self.closed(&pair.a) || self.closed(&pair.b) => None,
             _ if self.closed(&pair.a) && self.closed(&pair.b) => None,
-            _ => Some(Pair { a: self.patch_side(pair.a), b: self.patch_side(pair.b) }),
+            _ => Some(pair.with_sides(self.patch_side(pair.a), self.patch_side(pair.b))),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::model::{Backing, Entry, FolioFlags, PteBits, State, VmFlags, ZERO_PAG
 ///   clean→dirty notification (`->page_mkwrite` or dirty accounting,
 ///   `vma_wants_writenotify()` rules 2 and 7) and the page is clean;
 /// - **P** permission: the VMA lacks VM_WRITE (mprotect, mmap).
-pub use crate::model::ghost::Contract as Reasons;
+pub use crate::judge::contracts::Contract as Reasons;
 
 /// Reasons a store to the present PTE at `(p, addr)` must fault (empty for
 /// anything that is not a present PTE in a VMA).

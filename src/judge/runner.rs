@@ -4,26 +4,50 @@
 use crate::model::{self, Config, State, StepResult, MAX_PROCS, NPAGES};
 use crate::op::Op;
 
-use super::contracts;
+use super::contracts::{self, Contract};
 use super::signature::EntryClass;
+use super::world::World;
 
-/// The two sides of a differential run.
+/// The two sides of a differential run, and the contracts judged on both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pair {
     pub a: Config,
     pub b: Config,
+    /// The user contracts checked on the ghost state; empty: none (the
+    /// write-trap proxy judges alone). All by default.
+    pub contracts: Contract,
 }
 
 impl Default for Pair {
-    /// `full-restore` vs `vm-page-prot` on v6.1.
+    /// `full-restore` vs `vm-page-prot` on v6.1, every contract.
     fn default() -> Pair {
-        Pair { a: Config::new(model::Restore::FullRestore), b: Config::new(model::Restore::VmPageProt) }
+        Pair::new(Config::new(model::Restore::FullRestore), Config::new(model::Restore::VmPageProt))
     }
 }
 
 impl Pair {
+    /// Two sides judged by every contract.
+    pub fn new(a: Config, b: Config) -> Pair {
+        Pair { a, b, contracts: Contract::all() }
+    }
+
     pub fn names(&self) -> (String, String) {
         (self.a.variant_name(), self.b.variant_name())
+    }
+
+    /// Are contracts judged?
+    pub fn contracts_on(&self) -> bool {
+        !self.contracts.is_empty()
+    }
+
+    /// The pair with other sides (the same contracts).
+    pub fn with_sides(&self, a: Config, b: Config) -> Pair {
+        Pair { a, b, ..*self }
+    }
+
+    /// An initial world for one side.
+    pub fn world(&self) -> World {
+        World::new(self.contracts)
     }
 }
 
@@ -87,51 +111,51 @@ pub struct Step {
 #[derive(Clone)]
 pub struct Runner<'p> {
     pub pair: &'p Pair,
-    pub a: State,
+    pub a: World,
     /// Side b while it is stepped; `None` means "the same as a".
-    b: Option<State>,
+    b: Option<World>,
     /// Side b is a copy of a that no variant code has touched since.
     identical: bool,
 }
 
 impl<'p> Runner<'p> {
     pub fn new(pair: &'p Pair) -> Runner<'p> {
-        let mut r = Runner { pair, a: State::new(), b: None, identical: false };
+        let mut r = Runner { pair, a: pair.world(), b: None, identical: false };
         r.reset();
         r
     }
 
     /// Back to the initial state. Sides on different kernels are always both held.
     pub fn reset(&mut self) {
-        self.a = State::new();
+        self.a = self.pair.world();
         if self.same_kernel() {
             self.b = None;
         } else {
-            self.b = Some(State::new());
+            self.b = Some(self.pair.world());
         }
         self.identical = false;
     }
 
     /// Side b (side a while the two are the same).
     #[inline]
-    pub fn b(&self) -> &State {
+    pub fn b(&self) -> &World {
         self.b.as_ref().unwrap_or(&self.a)
     }
 
     /// Side b when it differs from side a (`None` while the two are the same
-    /// state, so `explore` fingerprints a pair of equal states as one).
-    pub fn distinct_b(&self) -> Option<&State> {
+    /// world, so `explore` fingerprints a pair of equal worlds as one).
+    pub fn distinct_b(&self) -> Option<&World> {
         self.b.as_ref().filter(|b| !self.identical && self.a != **b)
     }
 
     /// Both sides have broken a contract at the same page (no proxy).
     pub fn broken(&self) -> bool {
-        !contracts::common(&self.a.ghost.breaks, &self.b().ghost.breaks).is_empty()
+        !self.a.g.breaks.common(&self.b().g.breaks).is_empty()
     }
 
     /// An unsafe PTE both sides agree on (the write-trap proxy alone).
     pub fn unsafe_now(&self) -> bool {
-        super::analyze::violation_now(&self.a, self.b()).is_some()
+        super::analyze::violation_now(&self.a.k, &self.b().k).is_some()
     }
 
     /// Is there an oracle violation right now: a contract both sides broke at the
@@ -145,7 +169,7 @@ impl<'p> Runner<'p> {
     /// end-of-program probe break a contract on both sides? Probes clones, and
     /// only when the probe can break something new.
     pub fn end_violation(&self) -> bool {
-        if self.pair.a.contracts.is_empty() {
+        if !self.pair.contracts_on() {
             return false;
         }
         let b = self.b();
@@ -155,25 +179,26 @@ impl<'p> Runner<'p> {
         let (mut x, mut y) = (self.a.clone(), b.clone());
         contracts::probe(&mut x, &self.pair.a);
         contracts::probe(&mut y, &self.pair.b);
-        !contracts::common(&x.ghost.breaks, &y.ghost.breaks).is_empty()
+        !x.g.breaks.common(&y.g.breaks).is_empty()
     }
 
-    /// Both states, by value.
-    pub fn into_states(self) -> (State, State) {
+    /// Both worlds, by value.
+    pub fn into_worlds(self) -> (World, World) {
         let b = self.b.unwrap_or_else(|| self.a.clone());
         (self.a, b)
     }
 
-    /// Both states, cloned.
-    pub fn states(&self) -> (State, State) {
-        (self.a.clone(), self.b().clone())
+    /// Both kernel states, by value.
+    pub fn into_states(self) -> (State, State) {
+        let (a, b) = self.into_worlds();
+        (a.k, b.k)
     }
 
     /// Could `op` run a restore or unuse_pte? Migrations (and every op while a
     /// migration is in flight, since a fault waits for it) and swapoff.
     #[inline]
     fn may_run_variant(&self, op: &Op) -> bool {
-        !self.a.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff {})
+        !self.a.k.pending.is_empty() || matches!(op, Op::Migrate { .. } | Op::Swapoff {})
     }
 
     #[inline]
@@ -194,12 +219,12 @@ impl<'p> Runner<'p> {
         if self.may_run_variant(op) {
             self.sync();
         }
-        let hits = self.a.variant_hits;
-        let r = model::step(&mut self.a, &self.pair.a, op);
+        let hits = self.a.k.variant_hits;
+        let r = self.a.step(&self.pair.a, op);
         let same_kernel = self.same_kernel();
         let Some(b) = &mut self.b else { return Step { a: r, b: r, diverged: false } };
-        let rb = model::step(b, &self.pair.b, op);
-        if same_kernel && hits == self.a.variant_hits && self.identical {
+        let rb = b.step(&self.pair.b, op);
+        if same_kernel && hits == self.a.k.variant_hits && self.identical {
             return Step { a: r, b: rb, diverged: false };
         }
         if same_kernel && self.a == *b {
@@ -207,7 +232,7 @@ impl<'p> Runner<'p> {
             return Step { a: r, b: rb, diverged: false };
         }
         self.identical = false;
-        Step { a: r, b: rb, diverged: !agree(&self.a, b) }
+        Step { a: r, b: rb, diverged: !agree(&self.a.k, &b.k) }
     }
 
     /// Step op `i` of `ops`, or at `i == ops.len()` the end-of-program finish;
@@ -227,13 +252,13 @@ impl<'p> Runner<'p> {
 
     /// Finish pending migrations on both sides; true if they now disagree.
     pub fn finish(&mut self) -> bool {
-        if !self.a.pending.is_empty() {
+        if !self.a.k.pending.is_empty() {
             self.sync();
         }
-        model::finish(&mut self.a, &self.pair.a);
+        self.a.finish(&self.pair.a);
         let Some(b) = &mut self.b else { return false };
-        model::finish(b, &self.pair.b);
-        !agree(&self.a, b)
+        b.finish(&self.pair.b);
+        !agree(&self.a.k, &b.k)
     }
 
     /// A runner after `ops[..=upto]` (`upto >= ops.len()`: after the finish too).
@@ -245,10 +270,10 @@ impl<'p> Runner<'p> {
         r
     }
 
-    /// A runner after the whole program and the finish, with the end-of-program
-    /// probe run on both sides: both final states with every contract break.
-    pub fn run_to_end(pair: &'p Pair, ops: &[Op]) -> (State, State) {
-        let (mut a, mut b) = Runner::run_to(pair, ops, ops.len()).into_states();
+    /// Both worlds after the whole program and the finish, with the
+    /// end-of-program probe run on both sides: every contract break.
+    pub fn run_to_end(pair: &'p Pair, ops: &[Op]) -> (World, World) {
+        let (mut a, mut b) = Runner::run_to(pair, ops, ops.len()).into_worlds();
         contracts::probe(&mut a, &pair.a);
         contracts::probe(&mut b, &pair.b);
         (a, b)

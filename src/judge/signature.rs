@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 use super::holes::Hole;
-use crate::model::ghost::Contract;
+use crate::judge::contracts::Contract;
 use crate::model::{Backing, Entry, FileKind, MigKind, PteBits, State, Variant, VmFlags, Vma, Why};
 
 /// What kind of finding a signature describes.

@@ -1,5 +1,7 @@
-//! User accesses and the page-fault paths of mm/memory.c (v6.1).
+//! User accesses and the page-fault paths of mm/memory.c (v6.1 to v7.3; where
+//! the profiles differ the function says so).
 
+use super::events::Event;
 use super::migrate::migration_entry_wait;
 use super::pte::*;
 use super::types::*;
@@ -37,6 +39,11 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
                 let mut n = bits | PteBits::A;
                 if write {
                     n |= PteBits::D;
+                    // The store's data: a fresh content token.
+                    s.next_token = s.next_token.wrapping_add(1).max(1);
+                    if folio != ZERO_PAGE {
+                        s.folio_mut(folio).data = s.next_token;
+                    }
                 }
                 s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
                 return Access::Done;
@@ -222,7 +229,7 @@ fn filemap_get_folio(s: &mut State, cfg: &Config, file: u8, index: u8) -> Option
         s.folios[f as usize].flags.insert(FolioFlags::DIRTY);
     } else if s.file_kind(file) != FileKind::Shmem {
         // A page of a page_mkwrite file system comes in clean.
-        super::ghost::file_page_clean(s, file, idx as u8);
+        s.emit(Event::FileClean { file, index: idx as u8 });
     }
     s.files[file as usize].cache[idx] = f;
     Some(f)
@@ -302,7 +309,7 @@ fn do_shared_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, m
         return Fault::Oom;
     };
     if super::prot::has_page_mkwrite(s, &v) {
-        super::ghost::page_mkwrite(s, vma_file(&v), v.pgoff_of(addr));
+        s.emit(Event::PageMkwrite { file: vma_file(&v), index: v.pgoff_of(addr) });
     }
     s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
     do_set_pte(s, cfg.kernel, p, &v, addr, f, true, marker);
@@ -395,7 +402,7 @@ fn wp_page_reuse(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: F
 /// reuse, `fault_dirty_shared_page`.
 fn wp_page_shared(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) -> Fault {
     if super::prot::has_page_mkwrite(s, v) {
-        super::ghost::page_mkwrite(s, vma_file(v), v.pgoff_of(addr));
+        s.emit(Event::PageMkwrite { file: vma_file(v), index: v.pgoff_of(addr) });
     }
     s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
     wp_page_reuse(s, p, v, addr, bits, f)

@@ -1,6 +1,7 @@
 //! fork() and exit(): dup_mmap, vma_needs_copy, copy_present_pte,
 //! copy_nonpresent_pte, exit_mmap.
 
+use super::events::Event;
 use super::prot::userfaultfd_set_vm_flags;
 use super::pte::*;
 use super::types::*;
@@ -46,7 +47,8 @@ pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_
             }
         }
     }
-    super::ghost::forked(s, cfg, parent, child, event_fork);
+    s.emit(Event::Forked { parent: parent as u8, child: child as u8, event_fork });
+    s.emit(Event::Layout { p: child as u8 });
     true
 }
 
@@ -169,4 +171,5 @@ pub fn exit_mmap(s: &mut State, p: usize) {
         zap_pte_range(s, p, v, v.start, v.end, ZapDetails { drop_marker: true });
     }
     s.procs[p] = Mm::new(false);
+    s.emit(Event::Layout { p: p as u8 });
 }

@@ -109,6 +109,27 @@ pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
     put_anon_folio(s, new);
 }
 
+/// `migrate_pages()` of the folio mapped at `(p, addr)` in one step: unmap,
+/// copy, restore. False if nothing was started.
+pub fn migrate_pages(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
+    if !migrate_start(s, p, addr) {
+        return false;
+    }
+    let i = s.pending.len() - 1;
+    migrate_finish(s, cfg, i);
+    true
+}
+
+/// Finish the migration whose entry is at `(p, addr)` (what a fault there
+/// waits for, [`migration_entry_wait`]). False if there is no migration entry.
+pub fn migrate_finish_at(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
+    let Entry::Migration { folio, .. } = s.procs[p].pt[addr as usize] else {
+        return false;
+    };
+    migration_entry_wait(s, cfg, folio);
+    true
+}
+
 /// Finish every pending migration, oldest first.
 pub fn migrate_finish_all(s: &mut State, cfg: &Config) {
     while !s.pending.is_empty() {

@@ -1,11 +1,14 @@
-//! The kernel model: v6.1 x86-64 memory-management semantics, one function per
-//! kernel function, each citing the file and function it follows.
+//! The kernel model: x86-64 memory management as Linux v6.1 to v7.3 do it (five
+//! profiles, [`Kernel`]; every difference between them is one predicate of
+//! `Kernel`), one function per kernel function, each citing the file and
+//! function it follows. The model is the kernel only: what user space is owed
+//! lives in `crate::judge` and follows the [`events::Event`]s a step emits.
 //!
 //! `State` is plain data; [`step`] applies one [`Op`] in place.
 
+pub mod events;
 pub mod fault;
 pub mod fork;
-pub mod ghost;
 pub mod invariants;
 pub mod migrate;
 pub mod prot;
@@ -15,6 +18,7 @@ pub mod types;
 pub mod vma;
 
 use crate::op::{Advice, FileName, Op, Target};
+use events::Event;
 pub use types::*;
 use vma::MapKind;
 
@@ -227,9 +231,6 @@ pub struct Config {
     pub unuse: Unuse,
     pub clear_refs: ClearRefs,
     pub kernel: Kernel,
-    /// The user contracts checked on the ghost state ([`ghost`]); empty: none (no
-    /// ghost state is kept, the write-trap proxy judges alone). All by default.
-    pub contracts: ghost::Contract,
     /// Holes patched in the model for a counterfactual re-run (never a variant
     /// of its own: `check` sets them to ask "is the harm this hole's?").
     pub patches: Patches,
@@ -264,7 +265,6 @@ impl Config {
             unuse: Unuse::V61,
             clear_refs: ClearRefs::Kernel,
             kernel: Kernel::V61,
-            contracts: ghost::Contract::all(),
             patches: Patches::empty(),
         }
     }
@@ -387,185 +387,75 @@ pub enum StepResult {
     Segv,
 }
 
-/// Apply one op to the state (the model's next-state function). With contracts
-/// on, the ghost state follows and pagemap is checked after the op.
+/// Apply one op to the kernel state (the model's next-state function). What
+/// user space is owed follows through the [`events::Event`]s the step emits
+/// (`crate::judge::world`); nothing here knows the contracts.
 pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
-    let r = step_op(s, cfg, op);
-    if !cfg.contracts.is_empty() {
-        if let (Op::Mmap { p, addr, len, .. }, StepResult::Ok) = (op, r) {
-            let (a, e) = range(*addr, *len);
-            ghost::mapped(s, cfg, *p as usize, a, e);
-        }
-        // Layouts and uffd registrations change only here.
-        match *op {
-            Op::Mmap { p, .. }
-            | Op::Munmap { p, .. }
-            | Op::Mremap { p, .. }
-            | Op::UffdUnregister { p, .. }
-            | Op::UffdClose { p }
-            | Op::Exit { p } => ghost::reconcile(s, cfg, p as usize),
-            Op::Fork { child, .. } => ghost::reconcile(s, cfg, child as usize),
-            _ => {}
-        }
-        ghost::check_pagemap(s, cfg);
-    }
-    r
-}
-
-fn step_op(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
     s.step = s.step.wrapping_add(1);
-    let ok = |b: bool| {
-        if b {
-            StepResult::Ok
-        } else {
-            StepResult::Failed
-        }
-    };
+    s.events.clear();
+    // Every op runs in a process that must be alive (fork: the parent).
+    if op.process().is_some_and(|p| !s.procs[p as usize].alive) {
+        return StepResult::Failed;
+    }
+    let ok = |b: bool| if b { StepResult::Ok } else { StepResult::Failed };
     let res = |r: vma::KResult<()>| ok(r.is_ok());
-    // Every op but fork names a process that must be alive.
-    let alive = |p: u8| s.procs[p as usize].alive;
     match *op {
-        Op::Mmap { p, addr, len, prot, target } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
-            let (a, e) = range(addr, len);
-            let (kind, pgoff) = match target {
-                Target::Anon => (MapKind::Anon, 0),
-                Target::SharedAnon => (MapKind::SharedAnon, 0),
-                Target::File { file, shared, pgoff } => {
-                    // The files are NPAGES long: the mapping must fit.
-                    if pgoff as usize + (e - a) as usize > NPAGES {
-                        return StepResult::Failed;
-                    }
-                    (MapKind::File { file: file_index(file), shared }, pgoff)
-                }
-            };
-            res(vma::mmap_region(s, cfg, p as usize, a, e - a, vm_prot(prot), kind, pgoff))
-        }
+        Op::Mmap { p, addr, len, prot, target } => res(sys_mmap(s, cfg, p as usize, addr, len, prot, target)),
         Op::Munmap { p, addr, len } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
             res(vma::do_munmap(s, p as usize, a, e))
         }
         Op::Mprotect { p, addr, len, prot } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
             res(vma::mprotect(s, cfg, p as usize, a, e, vm_prot(prot)))
         }
         Op::Madvise { p, addr, len, advice } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
-            madvise(s, cfg, p as usize, a, e, advice)
+            res(madvise(s, cfg, p as usize, a, e, advice))
         }
-        Op::Mlock { p, addr, len } | Op::Munlock { p, addr, len } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
+        Op::Mlock { p, addr, len } => {
             let (a, e) = range(addr, len);
-            res(vma::mlock(s, cfg, p as usize, a, e, matches!(op, Op::Mlock { .. })))
+            res(vma::mlock(s, cfg, p as usize, a, e, true))
+        }
+        Op::Munlock { p, addr, len } => {
+            let (a, e) = range(addr, len);
+            res(vma::mlock(s, cfg, p as usize, a, e, false))
         }
         Op::Mremap { p, addr, len, new } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
-            if new as usize + (e - a) as usize > NPAGES {
-                return StepResult::Failed;
-            }
             res(vma::mremap(s, cfg, p as usize, a, e - a, new))
         }
-        Op::Read { p, addr } | Op::Write { p, addr } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
-            let write = matches!(op, Op::Write { .. });
-            let before = ghost::before_access(s, cfg, p as usize, addr);
-            match fault::user_access(s, cfg, p as usize, addr, write) {
-                fault::Access::Done => {
-                    ghost::after_access(s, cfg, p as usize, addr, write, before);
-                    StepResult::Ok
-                }
-                fault::Access::UffdWp => StepResult::UffdWp,
-                fault::Access::Segv => StepResult::Segv,
-                fault::Access::Oom => StepResult::Failed,
-            }
-        }
+        Op::Read { p, addr } => user_access(s, cfg, p as usize, addr, false),
+        Op::Write { p, addr } => user_access(s, cfg, p as usize, addr, true),
         Op::ClearRefs { p } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             pte::clear_refs_write(s, cfg, p as usize);
-            ghost::clear_refs(s, cfg, p as usize);
             StepResult::Ok
         }
         Op::UffdRegister { p, addr, len } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
             res(vma::userfaultfd_register(s, cfg, p as usize, a, e))
         }
         Op::UffdUnregister { p, addr, len } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
             res(vma::userfaultfd_unregister(s, cfg, p as usize, a, e))
         }
         Op::UffdWp { p, addr, len } | Op::UffdUnwp { p, addr, len } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             let (a, e) = range(addr, len);
             ok(mwriteprotect_range(s, cfg, p as usize, a, e, matches!(op, Op::UffdWp { .. })))
         }
-        Op::UffdClose { p } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
-            res(vma::userfaultfd_release(s, cfg, p as usize))
-        }
+        Op::UffdClose { p } => res(vma::userfaultfd_release(s, cfg, p as usize)),
         Op::Fork { parent, child, event_fork } => {
             ok(fork::dup_mmap(s, cfg, parent as usize, child as usize, event_fork))
         }
         Op::Exit { p } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             fork::exit_mmap(s, p as usize);
             StepResult::Ok
         }
-        Op::Migrate { p, addr } => {
-            if !alive(p) || !migrate::migrate_start(s, p as usize, addr) {
-                return StepResult::Failed;
-            }
-            let i = s.pending.len() - 1;
-            migrate::migrate_finish(s, cfg, i);
-            StepResult::Ok
-        }
-        Op::MigrateStart { p, addr } => ok(alive(p) && migrate::migrate_start(s, p as usize, addr)),
-        Op::MigrateFinish { p, addr } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
-            let Entry::Migration { folio, .. } = s.procs[p as usize].pt[addr as usize] else {
-                return StepResult::Failed;
-            };
-            migrate::migration_entry_wait(s, cfg, folio);
-            StepResult::Ok
-        }
+        Op::Migrate { p, addr } => ok(migrate::migrate_pages(s, cfg, p as usize, addr)),
+        Op::MigrateStart { p, addr } => ok(migrate::migrate_start(s, p as usize, addr)),
+        Op::MigrateFinish { p, addr } => ok(migrate::migrate_finish_at(s, cfg, p as usize, addr)),
         Op::Pageout { p, addr } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
-            swap::shrink_folio(s, cfg, p as usize, addr);
+            swap::shrink_folio(s, p as usize, addr);
             StepResult::Ok
         }
         Op::Swapoff {} => {
@@ -573,47 +463,76 @@ fn step_op(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             StepResult::Ok
         }
         Op::Writeback { p, addr } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
             swap::writeback(s, p as usize, addr);
             StepResult::Ok
         }
-        Op::NumaHint { p, addr } => {
-            if !alive(p) {
-                return StepResult::Failed;
-            }
-            ok(change_prot_numa(s, cfg, p as usize, addr))
-        }
+        Op::NumaHint { p, addr } => ok(change_prot_numa(s, cfg, p as usize, addr)),
     }
+}
+
+/// A user load or store: `fault::user_access`, as the op's result.
+fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool) -> StepResult {
+    match fault::user_access(s, cfg, p, addr, write) {
+        fault::Access::Done => StepResult::Ok,
+        fault::Access::UffdWp => StepResult::UffdWp,
+        fault::Access::Segv => StepResult::Segv,
+        fault::Access::Oom => StepResult::Failed,
+    }
+}
+
+/// mmap(MAP_FIXED) of `len` pages at `addr` (`ksys_mmap_pgoff()` → `do_mmap()`):
+/// the files are NPAGES long, so a file mapping must fit; then `mmap_region()`.
+#[allow(clippy::too_many_arguments)]
+fn sys_mmap(
+    s: &mut State,
+    cfg: &Config,
+    p: usize,
+    addr: u8,
+    len: u8,
+    prot: crate::op::Prot,
+    target: Target,
+) -> vma::KResult<()> {
+    let (a, e) = range(addr, len);
+    let (kind, pgoff) = match target {
+        Target::Anon => (MapKind::Anon, 0),
+        Target::SharedAnon => (MapKind::SharedAnon, 0),
+        Target::File { file, shared, pgoff } => {
+            if pgoff as usize + (e - a) as usize > NPAGES {
+                return Err(vma::Errno::Einval);
+            }
+            (MapKind::File { file: file_index(file), shared }, pgoff)
+        }
+    };
+    vma::mmap_region(s, cfg, p, a, e - a, vm_prot(prot), kind, pgoff)
 }
 
 /// madvise() dispatch (mm/madvise.c): DONTNEED and FREE walk PTEs (both refuse
 /// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
-fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> StepResult {
+fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> vma::KResult<()> {
     if !matches!(advice, Advice::DontNeed | Advice::Free) {
-        let r = vma::madvise_update_vma(s, cfg, p, a, e, advice);
-        return if r.is_ok() { StepResult::Ok } else { StepResult::Failed };
+        return vma::madvise_update_vma(s, cfg, p, a, e, advice);
     }
-    let vmas: Vec<Vma> = s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
+    let vmas: arrayvec::ArrayVec<Vma, MAX_VMAS> =
+        s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
     for v in vmas {
         if v.flags.contains(VmFlags::LOCKED) {
-            return StepResult::Failed;
+            return Err(vma::Errno::Einval);
         }
         let (x, y) = (a.max(v.start), e.min(v.end));
         if advice == Advice::DontNeed {
             // zap_page_range(): no ZAP_FLAG_DROP_MARKER, markers stay.
             pte::zap_pte_range(s, p, &v, x, y, pte::ZapDetails { drop_marker: false });
-            ghost::dontneed(s, cfg, p, &v, x, y);
+            let (shared, anon) = (v.flags.contains(VmFlags::SHARED), v.is_anonymous());
+            s.emit(Event::Zapped { p: p as u8, start: x, end: y, shared, anon });
         } else {
             if !v.is_anonymous() || v.flags.contains(VmFlags::SHARED) {
-                return StepResult::Failed;
+                return Err(vma::Errno::Einval);
             }
-            swap::madvise_free(s, cfg, p, x, y);
-            ghost::lazyfree(s, cfg, p, x, y);
+            swap::madvise_free(s, p, x, y);
+            s.emit(Event::LazyFreed { p: p as u8, start: x, end: y });
         }
     }
-    StepResult::Ok
+    Ok(())
 }
 
 /// `mwriteprotect_range()` (mm/userfaultfd.c): v6.1 needs the range inside one
@@ -621,17 +540,15 @@ fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) 
 /// one (a leading hole is skipped), each of which must be registered (ENOENT at the
 /// first that is not, or when there is none). Then `uffd_wp_range()`.
 fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enable: bool) -> bool {
-    if !cfg.kernel.uffd_wp_walks_vma_range() {
-        let Some(v) = s.procs[p].vma(a).copied() else { return false };
-        if e > v.end || !v.uffd || !v.uffd_wp() {
-            return false;
+    let vmas: arrayvec::ArrayVec<Vma, MAX_VMAS> = if cfg.kernel.uffd_wp_walks_vma_range() {
+        s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect()
+    } else {
+        // One VMA, which must hold the whole range.
+        match s.procs[p].vma(a) {
+            Some(v) if e <= v.end => std::iter::once(*v).collect(),
+            _ => return false,
         }
-        pte::uffd_wp_range(s, cfg, p, &v, a, e, enable);
-        ghost::write_protect(s, cfg, p, a, e, enable);
-        return true;
-    }
-    let vmas: arrayvec::ArrayVec<Vma, MAX_VMAS> =
-        s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).copied().collect();
+    };
     if vmas.is_empty() {
         return false;
     }
@@ -639,8 +556,9 @@ fn mwriteprotect_range(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, enab
         if !v.uffd || !v.uffd_wp() {
             return false;
         }
-        pte::uffd_wp_range(s, cfg, p, &v, a.max(v.start), e.min(v.end), enable);
-        ghost::write_protect(s, cfg, p, a.max(v.start), e.min(v.end), enable);
+        let (x, y) = (a.max(v.start), e.min(v.end));
+        pte::uffd_wp_range(s, cfg, p, &v, x, y, enable);
+        s.emit(Event::WriteProtected { p: p as u8, start: x, end: y, on: enable });
     }
     true
 }

@@ -430,6 +430,7 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
             clear_soft_dirty(s, cfg, p, addr);
         }
     }
+    s.emit(super::events::Event::ClearedRefs { p: p as u8 });
 }
 
 /// `clear_soft_dirty()` (fs/proc/task_mmu.c; v6.1, v6.1.y, v6.12, v6.18, v7.3

@@ -1,6 +1,7 @@
 //! Reclaim and swap: shrink_folio_list / try_to_unmap_one, swapoff (unuse_pte,
 //! shmem_unuse), MADV_FREE, writeback.
 
+use super::events::Event;
 use super::pte::*;
 use super::types::*;
 use super::{Config, Unuse};
@@ -27,7 +28,7 @@ fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS *
 /// cache) or, if lazy-free and clean, are discarded; shmem folios move to shmem's
 /// swap (`shmem_writepage`); clean ext4 folios are dropped, dirty ones only unmapped
 /// (MADV_PAGEOUT reclaims as a task, not kswapd, and does not write them back).
-pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
+pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
     let f = match s.procs[p].pt[addr as usize] {
         Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
         _ => return,
@@ -45,7 +46,7 @@ pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
                     if !try_to_unmap_one_lazyfree(s, q as usize, a, f) {
                         return;
                     }
-                    super::ghost::discarded(s, cfg, q as usize, a);
+                    s.emit(Event::Discarded { p: q, addr: a });
                 }
                 put_anon_folio(s, f);
                 return;
@@ -156,13 +157,13 @@ fn fo_dec(s: &mut State, f: FolioId) {
 /// after MADV_DONTNEED); for each page: a dirty or swap-cache folio mapped more
 /// than once is skipped, else the swap cache is dropped and the folio cleaned; the
 /// PTE loses A and D (W kept) and the folio becomes lazy-free.
-pub fn madvise_free(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
+pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
     for addr in start..end {
         match s.procs[p].pt[addr as usize] {
             Entry::Swap { slot, .. } => {
                 s.procs[p].pt[addr as usize] = Entry::None;
                 swap_free(s, slot);
-                super::ghost::discarded(s, cfg, p, addr);
+                s.emit(Event::Discarded { p: p as u8, addr });
             }
             Entry::Present { bits, folio } if folio != ZERO_PAGE => {
                 let fo = *s.folio(folio);
@@ -292,5 +293,5 @@ pub fn writeback(s: &mut State, p: usize, addr: u8) {
     // The data is on disk now, and the page clean for writenotify.
     let FolioKind::File { index, .. } = s.folio(folio).kind else { return };
     s.files[file as usize].stash[index as usize] = s.folio(folio).data;
-    super::ghost::file_page_clean(s, file, index);
+    s.emit(Event::FileClean { file, index });
 }

@@ -22,7 +22,7 @@ pub const MAX_SLOTS: usize = 32;
 pub const MAX_PENDING: usize = 4;
 
 /// A content token: what a page holds. 0 is zero-filled; every user store
-/// writes a fresh one (only while contracts are checked, see `super::ghost`).
+/// writes a fresh one ([`State::next_token`]).
 pub type Token = u16;
 
 /// Folio id: index into [`State::folios`]; [`ZERO_PAGE`] is the shared zero page.
@@ -440,19 +440,11 @@ pub struct Mm {
     pub vmas: ArrayVec<Vma, MAX_VMAS>,
     pub pt: [Entry; NPAGES],
     pub why: [PteWhy; NPAGES],
-    /// What user space is owed at each page (never read by kernel code).
-    pub ghost: super::ghost::MmGhost,
 }
 
 impl Mm {
     pub fn new(alive: bool) -> Mm {
-        Mm {
-            alive,
-            vmas: ArrayVec::new(),
-            pt: [Entry::None; NPAGES],
-            why: [PteWhy::default(); NPAGES],
-            ghost: super::ghost::MmGhost::default(),
-        }
+        Mm { alive, vmas: ArrayVec::new(), pt: [Entry::None; NPAGES], why: [PteWhy::default(); NPAGES] }
     }
     /// find_vma() for an exact address: the VMA containing `addr`.
     pub fn vma_index(&self, addr: u8) -> Option<usize> {
@@ -549,8 +541,10 @@ pub struct State {
     /// How often variant-specific code (a restore, unuse_pte) ran. Two models on
     /// the same kernel stay identical between such steps.
     pub variant_hits: u16,
-    /// Contract bookkeeping (never read by kernel code): see [`super::ghost`].
-    pub ghost: super::ghost::Ghost,
+    /// The last content token a user store wrote (each store writes a fresh one).
+    pub next_token: Token,
+    /// What this step did that user space is owed for (transient, see [`super::events`]).
+    pub events: super::events::Events,
 }
 
 /// Index of the memfd (shmem) file.
@@ -584,7 +578,8 @@ impl State {
             step: 0,
             warned: false,
             variant_hits: 0,
-            ghost: super::ghost::Ghost::default(),
+            next_token: 0,
+            events: super::events::Events::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! VMA operations: mmap_region, vma_merge/split, mprotect_fixup, madvise_update_vma,
 //! mlock_fixup, userfaultfd (un)register/release, munmap, mremap.
 
+use super::events::Event;
 use super::prot::*;
 use super::pte::{change_protection, zap_pte_range, CpFlags, ZapDetails};
 use super::types::*;
@@ -320,7 +321,7 @@ fn reap_shmem_objects(s: &mut State) {
                 }
             }
             s.files[f] = File::new(FileKind::Shmem, false);
-            super::ghost::new_object(s, f as u8);
+            s.emit(Event::NewObject { file: f as u8 });
         }
     }
 }
@@ -406,7 +407,7 @@ pub fn mmap_region(
                     return Err(Errno::Enomem);
                 };
                 s.files[f] = File::new(FileKind::Shmem, true);
-                super::ghost::new_object(s, f as u8);
+                s.emit(Event::NewObject { file: f as u8 });
                 Backing::File(f as u8)
             }
             _ => backing,
@@ -434,6 +435,8 @@ pub fn mmap_region(
     set_flags(&mut v, f, why, s.step);
     vma_set_page_prot(s, cfg, &mut v, why);
     s.procs[p].vmas[idx] = v;
+    s.emit(Event::Mapped { p: p as u8, start: addr, end });
+    s.emit(Event::Layout { p: p as u8 });
     Ok(())
 }
 
@@ -459,6 +462,7 @@ pub fn do_munmap(s: &mut State, p: usize, start: u8, end: u8) -> KResult<()> {
         zap_pte_range(s, p, &v, v.start, v.end, details);
         s.procs[p].vmas.remove(i as usize);
     }
+    s.emit(Event::Layout { p: p as u8 });
     Ok(())
 }
 
@@ -642,7 +646,10 @@ pub fn userfaultfd_unregister(s: &mut State, cfg: &Config, p: usize, start: u8, 
     if !s.procs[p].vmas.iter().any(|v| v.start < end && v.end > start) {
         return Err(Errno::Einval);
     }
-    for_each_piece(s, p, start, end, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister))
+    let r =
+        for_each_piece(s, p, start, end, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister));
+    s.emit(Event::Layout { p: p as u8 });
+    r
 }
 
 fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Why) -> KResult<()> {
@@ -669,7 +676,11 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
 /// `userfaultfd_release()` (fs/userfaultfd.c): closing the uffd resolves and
 /// unregisters every VMA of this context.
 pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()> {
-    for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| unregister_piece(s, cfg, p, a, b, Why::UffdUnregister))
+    let r = for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| {
+        unregister_piece(s, cfg, p, a, b, Why::UffdUnregister)
+    });
+    s.emit(Event::Layout { p: p as u8 });
+    r
 }
 
 /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)` (mm/mremap.c).
@@ -682,6 +693,10 @@ pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()>
 /// From v6.17 (v6.18 profile) a move goes through [`remap_move`].
 pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
     let end = old + len;
+    // The destination must lie inside the address space (TASK_SIZE).
+    if new as usize + len as usize > NPAGES {
+        return Err(Errno::Einval);
+    }
     if cfg.kernel.mremap_moves_vma_by_vma() {
         // check_mremap_params(): overlapping ranges are refused before any lookup.
         if new < end && old < new + len {
@@ -781,7 +796,7 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
     .unwrap_or(ni);
     let clear_uffd = k.mremap_clears_uffd_wp() && src.uffd;
     super::pte::move_ptes(s, p, old, new, len, clear_uffd);
-    super::ghost::moved(s, cfg, p, old, new, len);
+    s.emit(Event::Moved { p: p as u8, old, new, len });
     // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP in the model.
     let mut d = s.procs[p].vmas[dst];
     if d.uffd {
@@ -794,5 +809,6 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
     // "OOM: unable to split vma, just get accounts right": a source that cannot
     // be unmapped stays mapped (its pages are gone), and the move succeeds.
     let _ = do_munmap(s, p, old, end);
+    s.emit(Event::Layout { p: p as u8 });
     Ok(())
 }

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::{analyze, Kind, Pair, Runner, Signature};
-use crate::model::ghost::Expect;
-use crate::model::{Entry, State, Token};
+use crate::judge::ghost::Expect;
+use crate::judge::world::World;
+use crate::model::{Entry, Token};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 use crate::oracle::first_unsafe;
 
@@ -69,12 +70,14 @@ pub fn describe(alphabet: &[Op]) -> String {
 /// contract check (which compares tokens for equality only).
 struct Canon {
     seen: arrayvec::ArrayVec<Token, 128>,
+    /// Contracts on: tokens matter (off: no check reads them).
+    on: bool,
 }
 
 impl Canon {
     #[inline]
     fn id(&mut self, t: Token) -> u8 {
-        if t == 0 {
+        if t == 0 || !self.on {
             return 0;
         }
         match self.seen.iter().position(|&x| x == t) {
@@ -101,9 +104,10 @@ fn entry_bytes(e: &Entry, out: &mut Vec<u8>) {
 /// The semantic state as bytes: provenance, step counters, WARN flags and the
 /// contract breaks already reported are left out; the ghost state a later contract
 /// check reads is in, its content tokens canonically renamed.
-fn state_bytes(s: &State, out: &mut Vec<u8>) {
-    let mut c = Canon { seen: arrayvec::ArrayVec::new() };
-    for mm in &s.procs {
+fn state_bytes(w: &World, out: &mut Vec<u8>) {
+    let (s, g) = (&w.k, &w.g);
+    let mut c = Canon { seen: arrayvec::ArrayVec::new(), on: g.on() };
+    for (mm, gm) in s.procs.iter().zip(&g.procs) {
         out.push(mm.alive as u8);
         if !mm.alive {
             continue;
@@ -131,9 +135,9 @@ fn state_bytes(s: &State, out: &mut Vec<u8>) {
                 v.anon_forked as u8 | (v.uffd as u8) << 1,
             ]);
         }
-        out.extend_from_slice(&mm.ghost.changed.to_le_bytes());
-        out.extend_from_slice(&mm.ghost.user_wp.to_le_bytes());
-        for e in &mm.ghost.expect {
+        out.extend_from_slice(&gm.changed.to_le_bytes());
+        out.extend_from_slice(&gm.user_wp.to_le_bytes());
+        for e in &gm.expect {
             match *e {
                 Expect::Unmapped => out.push(0),
                 Expect::Private { token, file, index, maybe_zero } => {
@@ -172,7 +176,7 @@ fn state_bytes(s: &State, out: &mut Vec<u8>) {
             out.push(0);
         }
     }
-    for (file, wn) in s.ghost.file.iter().zip(s.ghost.wn_clean) {
+    for (file, wn) in g.file.iter().zip(g.wn_clean) {
         for &t in file {
             out.push(c.id(t));
         }
@@ -189,11 +193,11 @@ fn state_bytes(s: &State, out: &mut Vec<u8>) {
 fn violations(n: &Runner) -> u64 {
     let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
     let mut any = false;
-    if let Some((p, a, r)) = first_unsafe(&n.a) {
+    if let Some((p, a, r)) = first_unsafe(&n.a.k) {
         (p, a, r).hash(&mut h);
         any = true;
     }
-    let common = crate::judge::contracts::common(&n.a.ghost.breaks, &n.b().ghost.breaks);
+    let common = n.a.g.breaks.common(&n.b().g.breaks);
     if !common.is_empty() {
         common.mask.hash(&mut h);
         any = true;
@@ -212,7 +216,7 @@ fn violations(n: &Runner) -> u64 {
 }
 
 /// Fingerprint of a pair of states (`b = None`: identical to `a`).
-fn fingerprint(a: &State, b: Option<&State>) -> u64 {
+fn fingerprint(a: &World, b: Option<&World>) -> u64 {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -300,7 +304,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
     let pair = &opts.pair;
     let alphabet = &opts.alphabet;
     let mut visited: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
-    visited.insert(fingerprint(&State::new(), None));
+    visited.insert(fingerprint(&pair.world(), None));
     let mut frontier: Vec<Path> = vec![Vec::new()];
     let mut report = Report { states: 1, ..Report::default() };
     let mut seen_sigs: HashSet<Signature> = HashSet::new();
@@ -331,7 +335,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                                 for (i, op) in alphabet.iter().enumerate() {
                                     let mut n = node.clone();
                                     let mut diverged = n.step(op).diverged;
-                                    if !diverged && !n.a.pending.is_empty() {
+                                    if !diverged && !n.a.k.pending.is_empty() {
                                         // The program could end here: finish pending migrations.
                                         diverged = n.clone().finish();
                                     }

@@ -142,7 +142,7 @@ impl Hit {
 fn step_one(r: &mut Runner, op: &Op, oracle: bool, cov: &mut Coverage, new_cov: &mut bool) -> Hit {
     let st = r.step(op);
     let divergence = st.diverged;
-    *new_cov |= cov.mark(feature(op, st.a, &r.a, &r.pair.a));
+    *new_cov |= cov.mark(feature(op, st.a, &r.a.k, &r.pair.a));
     let broken = oracle && r.broken();
     Hit { divergence, violation: broken || oracle && r.unsafe_now(), broken }
 }
@@ -187,7 +187,7 @@ fn generate(
     let mut hit = Hit::default();
     let mut focus = Focus::default();
     for _ in 0..n {
-        let op = gen_op_near(rng, &r.a, opts.realizable, focus);
+        let op = gen_op_near(rng, &r.a.k, opts.realizable, focus);
         focus = focus.after(&op);
         let h = step_one(r, &op, oracle, cov, new_cov);
         ops.push(op);

@@ -153,7 +153,7 @@ impl Target {
             Config::parse_variant(n.trim(), kernel)
                 .ok_or_else(|| format!("PTEDIFF_VARIANTS: unknown variant `{n}` (known: {VARIANT_NAMES})"))
         };
-        let pair = Pair { a: variant(a)?, b: variant(b)? };
+        let pair = Pair::new(variant(a)?, variant(b)?);
         let p = env("PTEDIFF_PANIC_ON").unwrap_or_else(|| "none".into());
         let panic_on = PanicOn::parse(&p)
             .ok_or_else(|| format!("PTEDIFF_PANIC_ON=`{p}`: expected none, new, new-cause, harmful or any"))?;

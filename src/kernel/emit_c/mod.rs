@@ -26,8 +26,10 @@ pub mod race;
 
 use std::fmt::Write as _;
 
+use crate::judge::contracts::Contract;
 use crate::judge::contracts::{self, ProbeObs};
-use crate::model::ghost::{self, Expect};
+use crate::judge::ghost::{self, Expect};
+use crate::judge::world::World;
 use crate::model::{self, Config, Entry, Kernel, State, StepResult, Token, MAX_PROCS, NPAGES};
 use crate::op::{FileName, Op, Program, Target};
 
@@ -58,16 +60,17 @@ pub struct Trace {
     pub predicted: Vec<(String, String)>,
     pub owed: Vec<(String, String)>,
     pub probe: Vec<ProbeObs>,
-    pub last: State,
+    /// The world after the program (before the probe).
+    pub last: World,
 }
 
-fn owed_load(s: &State, p: usize, a: u8) -> String {
-    match s.procs[p].ghost.expect[a as usize] {
+fn owed_load(w: &World, p: usize, a: u8) -> String {
+    match w.g.procs[p].expect[a as usize] {
         Expect::Unmapped => "val=-".into(),
         Expect::Private { token, maybe_zero: true, .. } => format!("val={token}|0"),
         Expect::Private { token, .. } => format!("val={token}"),
         Expect::File { shared: false, .. } => "val=-".into(),
-        Expect::File { file, index, .. } => format!("val={}", s.ghost.file[file as usize][index as usize]),
+        Expect::File { file, index, .. } => format!("val={}", w.g.file[file as usize][index as usize]),
     }
 }
 
@@ -77,7 +80,7 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
     let mut traces = Vec::new();
     for k in PROFILES {
         let cfg = native(k);
-        let mut s = State::new();
+        let mut w = World::new(Contract::all());
         let (mut predicted, mut owed) = (Vec::new(), Vec::new());
         for (i, op) in program.ops.iter().enumerate() {
             let n = i + 1;
@@ -89,43 +92,43 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
             }
             if let Op::Pageout { p, addr } = *op {
                 // MADV_PAGEOUT leaves pages mapped more than once alone.
-                if let Entry::Present { folio, .. } = s.procs[p as usize].pt[addr as usize] {
-                    if folio != model::ZERO_PAGE && s.folio(folio).mapcount > 1 {
+                if let Entry::Present { folio, .. } = w.k.procs[p as usize].pt[addr as usize] {
+                    if folio != model::ZERO_PAGE && w.k.folio(folio).mapcount > 1 {
                         return refuse("MADV_PAGEOUT skips a page mapped more than once");
                     }
                 }
             }
-            let runs = op_runs(&s, op);
-            match model::step(&mut s, &cfg, op) {
+            let runs = op_runs(&w.k, op);
+            match w.step(&cfg, op) {
                 StepResult::UffdWp => return refuse("the store blocks on uffd-wp until a handler resolves it"),
                 StepResult::Segv => return refuse("the access raises SIGSEGV"),
                 _ => {}
             }
-            if !s.pending.is_empty() {
+            if !w.k.pending.is_empty() {
                 return refuse("a migration is left in flight");
             }
             // What the process that ran the op prints after it.
             if let (true, Some(q)) = (runs, slot_of(op)) {
                 let q = q as usize;
                 if let Op::Read { addr, .. } = *op {
-                    let got = ghost::loaded(&s, q, addr).map_or("-".to_string(), |t| t.to_string());
+                    let got = ghost::loaded(&w.k, q, addr).map_or("-".to_string(), |t| t.to_string());
                     predicted.push((format!("ld {n} p{q} {addr}"), format!("val={got}")));
-                    owed.push((format!("ld {n} p{q} {addr}"), owed_load(&s, q, addr)));
+                    owed.push((format!("ld {n} p{q} {addr}"), owed_load(&w, q, addr)));
                 }
-                if s.procs[q].alive && !matches!(op, Op::Exit { .. }) {
-                    let mm = &s.procs[q];
+                if w.k.procs[q].alive && !matches!(op, Op::Exit { .. }) {
+                    let mm = &w.k.procs[q];
                     predicted.push((format!("pm {n} p{q}"), format!("mask={:04x}", ghost::pagemap_softdirty(mm))));
-                    owed.push((format!("pm {n} p{q}"), format!("mask={:04x}", mm.ghost.changed)));
+                    owed.push((format!("pm {n} p{q}"), format!("mask={:04x}", w.g.procs[q].changed)));
                 }
             }
         }
-        let mut last = s.clone();
+        let mut last = w.clone();
         let probe = contracts::probe(&mut last, &cfg);
         for o in &probe {
             predicted.push((format!("p{} {}", o.process, o.page), o.render()));
             owed.push((format!("p{} {}", o.process, o.page), o.owed.render()));
         }
-        traces.push(Trace { kernel: k, predicted, owed, probe, last: s });
+        traces.push(Trace { kernel: k, predicted, owed, probe, last: w });
     }
     Ok(traces)
 }
@@ -150,7 +153,7 @@ fn store_tokens(program: &Program) -> Vec<Token> {
         .map(|op| {
             model::step(&mut s, &cfg, op);
             if matches!(op, Op::Write { .. }) {
-                s.ghost.next
+                s.next_token
             } else {
                 0
             }

@@ -38,8 +38,9 @@
 
 use std::fmt::Write as _;
 
+use crate::judge::contracts::Contract;
 use crate::judge::contracts::{self, ProbeObs};
-use crate::model::ghost::Contract;
+use crate::judge::world::World;
 use crate::model::{self, State, Token, NPAGES};
 use crate::op::{Op, Program};
 
@@ -163,13 +164,13 @@ fn placed(program: &Program, w: &Window, before: bool) -> Program {
 /// (its probe included), and the probe.
 fn breaks(program: &Program, k: model::Kernel) -> (Contract, Vec<ProbeObs>) {
     let cfg = native(k);
-    let mut s = State::new();
+    let mut w = World::new(Contract::all());
     for op in &program.ops {
-        model::step(&mut s, &cfg, op);
+        w.step(&cfg, op);
     }
-    model::finish(&mut s, &cfg);
-    let probe = contracts::probe(&mut s, &cfg);
-    (s.ghost.breaks.contracts(), probe)
+    w.finish(&cfg);
+    let probe = contracts::probe(&mut w, &cfg);
+    (w.g.breaks.contracts(), probe)
 }
 
 /// Generate the race reproducer (`rounds` and `seconds` bound it; both can be
