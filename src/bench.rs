@@ -291,6 +291,7 @@ fn minimize_and_explore_rows() {
             threads,
             oracle: true,
             alphabet: crate::explore::default_alphabet(),
+            memory_mb: crate::explore::DEFAULT_MEMORY_MB,
         };
         let stop = AtomicBool::new(false);
         let r = crate::explore::explore(&opts, &stop, |_, _, _, _| {});

@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::check::{differing_pages, show_pte, show_vma, Pair};
-use crate::model::{self, State, StepResult, MAX_PROCS, NPAGES};
+use crate::check::{differing_pages, show_pte, show_vma, Pair, Runner};
+use crate::model::{StepResult, MAX_PROCS, NPAGES};
 use crate::op::Program;
 use crate::oracle::unsafe_reasons;
 
@@ -60,24 +60,25 @@ fn result_name(r: Option<StepResult>) -> String {
 
 /// Run the program and record the trace.
 pub fn trace(program: &Program, pair: &Pair) -> Trace {
-    let (mut a, mut b) = (State::new(), State::new());
+    let mut r = Runner::new(pair);
     let mut steps = Vec::new();
     let mut diverged = false;
     for i in 0..=program.ops.len() {
-        let (pa, pb) = (a.clone(), b.clone());
+        let (pa, pb) = (r.a.k, r.b().k);
         let (ra, rb, op) = match program.ops.get(i) {
             Some(op) => {
-                (Some(model::step(&mut a, &pair.a, op)), Some(model::step(&mut b, &pair.b, op)), op.to_string())
+                let st = r.step(op);
+                (Some(st.a), Some(st.b), op.to_string())
             }
             None => {
-                if a.pending.is_empty() && b.pending.is_empty() {
+                if r.a.k.pending.is_empty() && r.b().k.pending.is_empty() {
                     break;
                 }
-                model::finish(&mut a, &pair.a);
-                model::finish(&mut b, &pair.b);
+                r.finish();
                 (None, None, "(end: finish pending migrations)".to_string())
             }
         };
+        let (a, b) = (r.a.k, r.b().k);
         let diff = differing_pages(&a, &b);
         let first = !diverged && !diff.is_empty();
         diverged |= first;

@@ -28,7 +28,7 @@ fn states(seed: u64, n: usize) -> Vec<State> {
         }
         let op = gen_op(&mut rng, &s);
         model::step(&mut s, &cfg, &op);
-        out.push(s.clone());
+        out.push(s);
     }
     out
 }

@@ -109,6 +109,9 @@ enum Cmd {
         /// Print the alphabet and exit.
         #[arg(long)]
         alphabet: bool,
+        /// Memory for the states a level keeps (MiB); past it, states are replayed from the root.
+        #[arg(long, default_value_t = crate::explore::DEFAULT_MEMORY_MB)]
+        memory_mb: usize,
     },
     /// Print a standalone C reproducer (kselftest style) of a program, with each kernel profile's predictions.
     EmitC {
@@ -389,7 +392,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
         Cmd::KernelTest(a) => kernel_test::cmd_kernel_test(a),
-        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet } => {
+        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet, memory_mb } => {
             let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
@@ -401,6 +404,7 @@ pub fn main() -> ExitCode {
                 threads,
                 oracle: !no_oracle,
                 alphabet: crate::explore::default_alphabet(),
+                memory_mb,
             };
             if alphabet {
                 print!("{}", crate::explore::describe(&opts.alphabet));

@@ -125,6 +125,34 @@ impl<'p> Runner<'p> {
         r
     }
 
+    /// A runner at worlds `a` and `b` (`None`: b is the same as a), as
+    /// [`Runner::parts`] left them.
+    pub fn at(pair: &'p Pair, a: World, b: Option<World>) -> Runner<'p> {
+        let b = if b.is_none() && pair.a.kernel != pair.b.kernel { Some(a) } else { b };
+        Runner { pair, a, b, identical: false }
+    }
+
+    /// Side a, and side b when it differs from a (what [`Runner::at`] takes back).
+    pub fn parts(self) -> (World, Option<World>) {
+        let distinct = self.b.as_ref().is_some_and(|b| !self.identical && self.a != *b);
+        (self.a, if distinct { self.b } else { None })
+    }
+
+    /// Become a copy of `other` (in place: one copy of each world held).
+    #[inline]
+    pub fn copy_from(&mut self, other: &Runner<'p>) {
+        self.pair = other.pair;
+        self.a = other.a;
+        match &other.b {
+            None => self.b = None,
+            Some(b) => match &mut self.b {
+                Some(mine) => *mine = *b,
+                None => self.b = Some(*b),
+            },
+        }
+        self.identical = other.identical;
+    }
+
     /// Back to the initial state. Sides on different kernels are always both held.
     pub fn reset(&mut self) {
         self.a = self.pair.world();
@@ -176,7 +204,7 @@ impl<'p> Runner<'p> {
         if !contracts::probe_can_break(&self.a) && !contracts::probe_can_break(b) {
             return false;
         }
-        let (mut x, mut y) = (self.a.clone(), b.clone());
+        let (mut x, mut y) = (self.a, *b);
         contracts::probe(&mut x, &self.pair.a);
         contracts::probe(&mut y, &self.pair.b);
         !x.g.breaks.common(&y.g.breaks).is_empty()
@@ -184,7 +212,7 @@ impl<'p> Runner<'p> {
 
     /// Both worlds, by value.
     pub fn into_worlds(self) -> (World, World) {
-        let b = self.b.unwrap_or_else(|| self.a.clone());
+        let b = self.b.unwrap_or(self.a);
         (self.a, b)
     }
 
@@ -204,7 +232,7 @@ impl<'p> Runner<'p> {
     #[inline]
     fn sync(&mut self) {
         if self.b.is_none() {
-            self.b = Some(self.a.clone());
+            self.b = Some(self.a);
             self.identical = true;
         }
     }

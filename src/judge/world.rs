@@ -11,7 +11,7 @@ use crate::op::Op;
 use super::contracts::Contract;
 
 /// The kernel and what user space is owed, one side of a differential run.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct World {
     pub k: State,
     pub g: Ghost,
@@ -29,7 +29,9 @@ impl World {
     #[inline]
     fn follow(&mut self) {
         let mut layout = 0u8;
-        for e in self.k.events.take() {
+        let events = self.k.events;
+        self.k.events.clear();
+        for &e in events.iter() {
             match e {
                 Event::Layout { p } => layout |= 1 << p,
                 e => self.g.apply(&self.k, e),

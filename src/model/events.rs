@@ -3,7 +3,7 @@
 //! applies them after the step, in order. The kernel never reads anything of
 //! the contract layer.
 
-use arrayvec::ArrayVec;
+use tinyvec::ArrayVec;
 
 use super::types::State;
 
@@ -37,13 +37,19 @@ pub enum Event {
     FileClean { file: u8, index: u8 },
 }
 
+impl Default for Event {
+    fn default() -> Event {
+        Event::Layout { p: 0 }
+    }
+}
+
 /// Most events one step can emit (a step emits a few; more is a model bug).
 pub const MAX_EVENTS: usize = 32;
 
 /// The events of the current step. Transient: not part of the state's identity
 /// (equal and hashed alike whatever they hold), cleared when a step begins.
-#[derive(Clone, Debug, Default)]
-pub struct Events(ArrayVec<Event, MAX_EVENTS>);
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Events(ArrayVec<[Event; MAX_EVENTS]>);
 
 impl Events {
     pub fn clear(&mut self) {
@@ -51,9 +57,6 @@ impl Events {
     }
     pub fn iter(&self) -> impl Iterator<Item = &Event> {
         self.0.iter()
-    }
-    pub fn take(&mut self) -> ArrayVec<Event, MAX_EVENTS> {
-        std::mem::take(&mut self.0)
     }
 }
 
@@ -77,6 +80,6 @@ impl State {
         if self.events.0.last() == Some(&e) {
             return;
         }
-        self.events.0.try_push(e).expect("a model step emitted more than MAX_EVENTS events");
+        assert!(self.events.0.try_push(e).is_none(), "a model step emitted more than MAX_EVENTS events");
     }
 }

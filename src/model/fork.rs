@@ -166,7 +166,7 @@ pub fn exit_mmap(s: &mut State, p: usize) {
     if !s.procs[p].alive {
         return;
     }
-    let vmas = s.procs[p].vmas.clone();
+    let vmas = s.procs[p].vmas;
     for v in vmas.iter() {
         zap_pte_range(s, p, v, v.start, v.end, ZapDetails { drop_marker: true });
     }

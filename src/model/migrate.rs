@@ -53,7 +53,7 @@ pub fn migrate_start(s: &mut State, p: usize, addr: u8) -> bool {
     let Some(f) = migratable_folio(s, p, addr) else {
         return false;
     };
-    if s.pending.is_full() {
+    if s.pending.len() == s.pending.capacity() {
         return false;
     }
     let Some(new) = s.alloc_folio(FolioKind::Free) else {

@@ -3,8 +3,8 @@
 //! Everything here is `Copy` or fixed-capacity so that a whole [`State`] is one
 //! allocation-free value that is cheap to clone, compare and hash.
 
-use arrayvec::ArrayVec;
 use bitflags::bitflags;
+use tinyvec::ArrayVec;
 
 /// Virtual pages per process (addresses are page numbers `0..NPAGES`).
 pub const NPAGES: usize = 16;
@@ -197,8 +197,9 @@ impl File {
 }
 
 /// A VMA's backing object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Backing {
+    #[default]
     Anon,
     File(u8),
 }
@@ -350,7 +351,7 @@ impl Prov {
 }
 
 /// A VMA: `[start, end)` in pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Vma {
     pub start: u8,
     pub end: u8,
@@ -434,10 +435,10 @@ pub struct PteWhy {
 }
 
 /// A process address space (`struct mm_struct`) with its single page table.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Mm {
     pub alive: bool,
-    pub vmas: ArrayVec<Vma, MAX_VMAS>,
+    pub vmas: ArrayVec<[Vma; MAX_VMAS]>,
     pub pt: [Entry; NPAGES],
     pub why: [PteWhy; NPAGES],
 }
@@ -517,20 +518,20 @@ impl Slot {
 }
 
 /// An in-flight migration: `old` is locked and unmapped; `new` receives it at finish.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Pending {
     pub old: FolioId,
     pub new: FolioId,
 }
 
 /// The whole machine.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     pub procs: [Mm; MAX_PROCS],
     pub folios: [Folio; MAX_FOLIOS],
     pub files: [File; MAX_FILES],
     pub slots: [Slot; MAX_SLOTS],
-    pub pending: ArrayVec<Pending, MAX_PENDING>,
+    pub pending: ArrayVec<[Pending; MAX_PENDING]>,
     /// Next anon_vma identity.
     pub next_anon_vma: u8,
     /// Current step number (for provenance in reports).

@@ -21,7 +21,7 @@ pub type KResult<T> = Result<T, Errno>;
 
 /// Insert a VMA keeping the list sorted by start.
 fn insert_vma(mm: &mut Mm, v: Vma) -> KResult<usize> {
-    if mm.vmas.is_full() {
+    if mm.vmas.len() == mm.vmas.capacity() {
         return Err(Errno::Enomem);
     }
     let pos = mm.vmas.iter().position(|x| x.start > v.start).unwrap_or(mm.vmas.len());
@@ -39,7 +39,7 @@ pub fn split_vma(mm: &mut Mm, addr: u8) -> KResult<()> {
     if v.start == addr {
         return Ok(());
     }
-    if mm.vmas.is_full() {
+    if mm.vmas.len() == mm.vmas.capacity() {
         return Err(Errno::Enomem);
     }
     let mut hi = v;

@@ -10,10 +10,11 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::check::{analyze, Kind, Pair, Runner, Signature};
+use crate::check::{analyze, Finding, Kind, Pair, Runner, Signature};
 use crate::judge::ghost::Expect;
+use crate::judge::ghost::Ghost;
 use crate::judge::world::World;
-use crate::model::{Entry, Token};
+use crate::model::{Entry, Mm, State, Token, Vma, MAX_FILES, MAX_FOLIOS, MAX_PROCS, MAX_SLOTS, NPAGES};
 use crate::op::{Advice, FileName, Op, Program, Prot, Target};
 use crate::oracle::first_unsafe;
 
@@ -65,64 +66,98 @@ pub fn describe(alphabet: &[Op]) -> String {
     alphabet.iter().map(|o| format!("  {o}\n")).collect()
 }
 
-/// Content tokens renamed in order of first appearance: two states that differ only
-/// in which fresh tokens their stores drew are the same state for every later
-/// contract check (which compares tokens for equality only).
+/// Most distinct content tokens one world can hold: every token-holding field
+/// (folios, swap slots, file stashes, the ghost's file pages and expectations).
+const MAX_TOKENS: usize = MAX_FOLIOS + MAX_SLOTS + 2 * MAX_FILES * NPAGES + MAX_PROCS * NPAGES;
+
+/// Content tokens renamed in order of first appearance, exactly: two states that
+/// differ only in which fresh tokens their stores drew are the same state for
+/// every later contract check (which compares tokens for equality only), and
+/// two states that differ in any other way never get the same bytes. There is
+/// room for every token a world can hold, so no two tokens ever share a name.
 struct Canon {
-    seen: arrayvec::ArrayVec<Token, 128>,
+    seen: arrayvec::ArrayVec<Token, MAX_TOKENS>,
     /// Contracts on: tokens matter (off: no check reads them).
     on: bool,
 }
 
 impl Canon {
     #[inline]
-    fn id(&mut self, t: Token) -> u8 {
+    fn id(&mut self, t: Token) -> [u8; 2] {
         if t == 0 || !self.on {
-            return 0;
+            return [0, 0];
         }
-        match self.seen.iter().position(|&x| x == t) {
-            Some(i) => i as u8 + 1,
+        let i = match self.seen.iter().position(|&x| x == t) {
+            Some(i) => i,
             None => {
-                let _ = self.seen.try_push(t);
-                self.seen.len() as u8
+                self.seen.push(t);
+                self.seen.len() - 1
             }
-        }
+        };
+        ((i + 1) as u16).to_le_bytes()
+    }
+}
+
+/// Longest canonical encoding of a pair of worlds (see [`state_bytes`]).
+const MAX_BYTES: usize = 8192;
+
+/// A fixed buffer the canonical bytes are written to (no allocation, no growth).
+struct Out {
+    buf: [u8; MAX_BYTES],
+    n: usize,
+}
+
+impl Out {
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, b: [u8; N]) {
+        self.buf[self.n..self.n + N].copy_from_slice(&b);
+        self.n += N;
+    }
+    #[inline(always)]
+    fn slice(&mut self, b: &[u8]) {
+        self.buf[self.n..self.n + b.len()].copy_from_slice(b);
+        self.n += b.len();
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.n]
     }
 }
 
 #[inline]
-fn entry_bytes(e: &Entry, out: &mut Vec<u8>) {
+fn entry_bytes(e: &Entry, out: &mut Out) {
     match *e {
-        Entry::None => out.push(0),
-        Entry::Present { bits, folio } => out.extend_from_slice(&[1, bits.bits(), folio]),
-        Entry::Migration { kind, bits, folio } => out.extend_from_slice(&[2, kind as u8, bits.bits(), folio]),
-        Entry::Swap { bits, slot } => out.extend_from_slice(&[3, bits.bits(), slot]),
-        Entry::Marker => out.push(4),
+        Entry::None => out.put([0]),
+        Entry::Present { bits, folio } => out.put([1, bits.bits(), folio]),
+        Entry::Migration { kind, bits, folio } => out.put([2, kind as u8, bits.bits(), folio]),
+        Entry::Swap { bits, slot } => out.put([3, bits.bits(), slot]),
+        Entry::Marker => out.put([4]),
     }
 }
 
 /// The semantic state as bytes: provenance, step counters, WARN flags and the
 /// contract breaks already reported are left out; the ghost state a later contract
-/// check reads is in, its content tokens canonically renamed.
-fn state_bytes(w: &World, out: &mut Vec<u8>) {
+/// check reads is in, its content tokens canonically renamed. An injective
+/// encoding: every field has a fixed width or a tag, so distinct states give
+/// distinct bytes.
+fn state_bytes(w: &World, out: &mut Out) {
     let (s, g) = (&w.k, &w.g);
     let mut c = Canon { seen: arrayvec::ArrayVec::new(), on: g.on() };
     for (mm, gm) in s.procs.iter().zip(&g.procs) {
-        out.push(mm.alive as u8);
+        out.put([mm.alive as u8]);
         if !mm.alive {
             continue;
         }
         for e in &mm.pt {
             entry_bytes(e, out);
         }
-        out.push(mm.vmas.len() as u8);
+        out.put([mm.vmas.len() as u8]);
         for v in &mm.vmas {
             let f = v.flags.bits().to_le_bytes();
             let backing = match v.backing {
                 crate::model::Backing::Anon => 0xff,
                 crate::model::Backing::File(f) => f,
             };
-            out.extend_from_slice(&[
+            out.put([
                 v.start,
                 v.end,
                 f[0],
@@ -135,62 +170,69 @@ fn state_bytes(w: &World, out: &mut Vec<u8>) {
                 v.anon_forked as u8 | (v.uffd as u8) << 1,
             ]);
         }
-        out.extend_from_slice(&gm.changed.to_le_bytes());
-        out.extend_from_slice(&gm.user_wp.to_le_bytes());
+        out.put(gm.changed.to_le_bytes());
+        out.put(gm.user_wp.to_le_bytes());
         for e in &gm.expect {
             match *e {
-                Expect::Unmapped => out.push(0),
+                Expect::Unmapped => out.put([0]),
                 Expect::Private { token, file, index, maybe_zero } => {
-                    out.extend_from_slice(&[1 | (maybe_zero as u8) << 1, c.id(token), file, index])
+                    let t = c.id(token);
+                    out.put([1 | (maybe_zero as u8) << 1, t[0], t[1], file, index]);
                 }
-                Expect::File { file, index, shared } => out.extend_from_slice(&[4 | shared as u8, file, index]),
+                Expect::File { file, index, shared } => out.put([4 | shared as u8, file, index]),
             }
         }
     }
+    // Folios and slots: a bitmap of the used ones, then each used one.
+    let used =
+        s.folios.iter().enumerate().fold(0u64, |m, (i, f)| m | ((f.kind != crate::model::FolioKind::Free) as u64) << i);
+    out.put(used.to_le_bytes());
     for f in &s.folios {
         let (k, file, index) = match f.kind {
-            crate::model::FolioKind::Free => {
-                out.push(0);
-                continue;
-            }
+            crate::model::FolioKind::Free => continue,
             crate::model::FolioKind::Anon => (1, 0, 0),
             crate::model::FolioKind::File { file, index } => (2, file, index),
         };
-        out.extend_from_slice(&[k, file, index, f.flags.bits(), f.mapcount, f.slot, c.id(f.data)]);
+        let t = c.id(f.data);
+        out.put([k, file, index, f.flags.bits(), f.mapcount, f.slot, t[0], t[1]]);
     }
-    for f in &s.files {
-        out.extend_from_slice(&[f.kind as u8, f.in_use as u8]);
-        if !f.in_use {
-            continue;
+    let used = s.slots.iter().enumerate().fold(0u32, |m, (i, sl)| m | (sl.in_use() as u32) << i);
+    out.put(used.to_le_bytes());
+    for sl in s.slots.iter().filter(|sl| sl.in_use()) {
+        let t = c.id(sl.data);
+        out.put([sl.count, sl.folio, t[0], t[1]]);
+    }
+    // Files with the ghost's view of their pages; a file not in use holds
+    // nothing (its ghost pages are zero), unless the model says otherwise.
+    for ((f, gfile), wn) in s.files.iter().zip(&g.file).zip(g.wn_clean) {
+        let ghost_zero = wn == 0 && gfile.iter().all(|&t| t == 0);
+        out.put([f.kind as u8, f.in_use as u8 | (!ghost_zero as u8) << 1]);
+        if f.in_use {
+            out.slice(&f.cache);
+            out.put(f.swapped.to_le_bytes());
+            for &t in &f.stash {
+                out.put(c.id(t));
+            }
         }
-        out.extend_from_slice(&f.cache);
-        out.extend_from_slice(&f.swapped.to_le_bytes());
-        for &t in &f.stash {
-            out.push(c.id(t));
+        if !ghost_zero {
+            for &t in gfile {
+                out.put(c.id(t));
+            }
+            out.put(wn.to_le_bytes());
         }
     }
-    for sl in &s.slots {
-        if sl.in_use() {
-            out.extend_from_slice(&[1, sl.count, sl.folio, c.id(sl.data)]);
-        } else {
-            out.push(0);
-        }
-    }
-    for (file, wn) in g.file.iter().zip(g.wn_clean) {
-        for &t in file {
-            out.push(c.id(t));
-        }
-        out.extend_from_slice(&wn.to_le_bytes());
-    }
+    out.put([s.pending.len() as u8]);
     for m in &s.pending {
-        out.extend_from_slice(&[m.old, m.new]);
+        out.put([m.old, m.new]);
     }
+    // next_anon_vma is left out: anon_vma ids are only compared for identity,
+    // and a fresh one differs from every id in use either way.
 }
 
 /// A key of the violations a node holds (0: none): the unsafe PTEs (proxy), the
 /// contracts both sides broke, and whether the end-of-program probe would break
 /// one on both sides if the program ended here.
-fn violations(n: &Runner) -> u64 {
+fn violations(n: &Runner, end: Option<&Runner>) -> u64 {
     let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
     let mut any = false;
     if let Some((p, a, r)) = first_unsafe(&n.a.k) {
@@ -202,9 +244,12 @@ fn violations(n: &Runner) -> u64 {
         common.mask.hash(&mut h);
         any = true;
     }
-    let mut end = n.clone();
-    end.finish();
-    if end.violation() || end.end_violation() {
+    // If the program ended here (`end`: pending migrations finished), then the probe.
+    let at_end = match end {
+        None => !common.is_empty() || n.unsafe_now() || n.end_violation(),
+        Some(e) => e.violation() || e.end_violation(),
+    };
+    if at_end {
         true.hash(&mut h);
         any = true;
     }
@@ -215,23 +260,114 @@ fn violations(n: &Runner) -> u64 {
     }
 }
 
-/// Fingerprint of a pair of states (`b = None`: identical to `a`).
-fn fingerprint(a: &World, b: Option<&World>) -> u64 {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        state_bytes(a, &mut buf);
-        if let Some(b) = b {
-            buf.push(0xee);
-            state_bytes(b, &mut buf);
+/// Do two worlds hold the same state for everything the explorer looks at (the
+/// fingerprint's fields and the contract breaks)? Provenance, the step counter,
+/// WARN flags and variant-hit counts are not compared: a child that differs from
+/// its parent only there is the parent's state. Every field is named, so a new
+/// one is a compile error here until it is decided.
+fn same_state(x: &World, y: &World) -> bool {
+    let World { k, g } = x;
+    let State {
+        procs,
+        folios,
+        files,
+        slots,
+        pending,
+        next_anon_vma: _,
+        step: _,
+        warned: _,
+        variant_hits: _,
+        next_token: _,
+        events: _,
+    } = k;
+    let Ghost { contracts, procs: gprocs, file, wn_clean, breaks, mkwrite_seen: _ } = g;
+    let same_mm = |a: &Mm, b: &Mm| {
+        let Mm { alive, vmas, pt, why: _ } = a;
+        *alive == b.alive
+            && *pt == b.pt
+            && vmas.len() == b.vmas.len()
+            && vmas.iter().zip(b.vmas.iter()).all(|(v, w)| {
+                let Vma {
+                    start,
+                    end,
+                    flags,
+                    prot,
+                    backing,
+                    pgoff,
+                    anon_pgoff,
+                    anon_vma,
+                    anon_forked,
+                    uffd,
+                    prot_by: _,
+                    softdirty_by: _,
+                    uffd_by: _,
+                } = v;
+                (*start, *end, *flags, *prot, *backing, *pgoff, *anon_pgoff, *anon_vma, *anon_forked, *uffd)
+                    == (
+                        w.start,
+                        w.end,
+                        w.flags,
+                        w.prot,
+                        w.backing,
+                        w.pgoff,
+                        w.anon_pgoff,
+                        w.anon_vma,
+                        w.anon_forked,
+                        w.uffd,
+                    )
+            })
+    };
+    procs.iter().zip(y.k.procs.iter()).all(|(a, b)| same_mm(a, b))
+        && *pending == y.k.pending
+        && *folios == y.k.folios
+        && *slots == y.k.slots
+        && *files == y.k.files
+        && *gprocs == y.g.procs
+        && *breaks == y.g.breaks
+        && *file == y.g.file
+        && *wn_clean == y.g.wn_clean
+        && *contracts == y.g.contracts
+}
+
+/// Is the child `n` its parent's state again (see [`same_state`])?
+fn unchanged(n: &Runner, parent: &Runner) -> bool {
+    same_state(&n.a, &parent.a)
+        && match (n.distinct_b(), parent.distinct_b()) {
+            (None, None) => true,
+            (Some(x), Some(y)) => same_state(x, y),
+            (Some(x), None) => same_state(x, &parent.a),
+            (None, Some(_)) => false,
         }
-        let mut h = ahash::RandomState::with_seeds(0x5054_4544, 0x4946_4600, 0x6d6d, 0x6578_706c).build_hasher();
-        h.write(&buf);
-        h.finish()
+}
+
+/// A 128-bit fingerprint of a pair of worlds (`b = None`: identical to `a`):
+/// XXH3 over their exact canonical bytes.
+fn fingerprint(a: &World, b: Option<&World>) -> u128 {
+    thread_local! {
+        static OUT: std::cell::RefCell<Box<Out>> =
+            std::cell::RefCell::new(Box::new(Out { buf: [0; MAX_BYTES], n: 0 }));
+    }
+    OUT.with(|o| {
+        let mut o = o.borrow_mut();
+        write_pair(a, b, &mut o);
+        xxhash_rust::xxh3::xxh3_128(o.bytes())
     })
+}
+
+fn write_pair(a: &World, b: Option<&World>, o: &mut Out) {
+    o.n = 0;
+    state_bytes(a, o);
+    if let Some(b) = b {
+        o.put([0xee]);
+        state_bytes(b, o);
+    }
+}
+
+/// The canonical bytes of a pair of worlds (what [`fingerprint`] hashes).
+pub fn canonical_bytes(a: &World, b: Option<&World>) -> Vec<u8> {
+    let mut o = Box::new(Out { buf: [0; MAX_BYTES], n: 0 });
+    write_pair(a, b, &mut o);
+    o.bytes().to_vec()
 }
 
 /// Options of a run.
@@ -242,7 +378,13 @@ pub struct Options {
     pub threads: usize,
     pub oracle: bool,
     pub alphabet: Vec<Op>,
+    /// Memory for the states a level keeps (MiB); states past it are replayed
+    /// from the root when expanded instead.
+    pub memory_mb: usize,
 }
+
+/// The default memory budget of a run's kept states (MiB).
+pub const DEFAULT_MEMORY_MB: usize = 1024;
 
 /// One depth level's counters.
 #[derive(Clone, Debug, Default)]
@@ -269,14 +411,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// Probability that two distinct states shared a 64-bit fingerprint.
+    /// Probability that two distinct states shared a 128-bit fingerprint.
     pub fn collision_probability(&self) -> f64 {
         let n = self.states as f64;
-        (n * n / 2.0 / 2f64.powi(64)).min(1.0)
+        (n * n / 2.0 / 2f64.powi(128)).min(1.0)
     }
 }
 
-/// The visited set's keys are already hashes: use them as they are.
+/// The visited set's keys are already hashes: use their low bits as they are.
 #[derive(Default)]
 struct IdHasher(u64);
 
@@ -289,104 +431,242 @@ impl Hasher for IdHasher {
             self.0 = (self.0 << 8) | b as u64;
         }
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
     }
 }
 
-/// A frontier entry: the program (as alphabet indices) that reaches it.
-type Path = Vec<u8>;
+/// A state of the frontier: both worlds (b only when it differs from a) and the
+/// violation key it holds (a child's violation is new only if it differs).
+struct Node {
+    viol: u64,
+    /// Its fingerprint.
+    fp: u128,
+    /// Its state (None past the memory budget: it is replayed from the root).
+    st: Option<Box<Kept>>,
+}
 
-/// Breadth-first search. `progress(depth, frontier, states, rate)` is called
-/// between chunks.
+/// A kept state: both worlds (b only when it differs from a).
+struct Kept {
+    a: World,
+    b: Option<Box<World>>,
+}
+
+/// One transition, as a worker reports it.
+struct Child {
+    /// Index of the parent in its level, and of the op in the alphabet.
+    parent: u32,
+    op: u8,
+    fp: u128,
+    diverged: bool,
+    violation: bool,
+    /// The state, if it was not visited before this level.
+    node: Option<Node>,
+}
+
+/// Expand `nodes` (indices from `first` in their level): every op of the
+/// alphabet on every node. States already in `visited` come back without their node.
+fn expand(
+    opts: &Options,
+    nodes: &[Node],
+    first: usize,
+    parents: &[Vec<(u32, u8)>],
+    visited: &HashSet<u128, BuildHasherDefault<IdHasher>>,
+    keep: bool,
+) -> Vec<Child> {
+    let pair = &opts.pair;
+    let mut out = Vec::with_capacity(nodes.len() * opts.alphabet.len());
+    for (k, node) in nodes.iter().enumerate() {
+        let parent = match &node.st {
+            Some(k) => Runner::at(pair, k.a, k.b.as_deref().copied()),
+            None => {
+                let mut r = Runner::new(pair);
+                for op in path(parents, &opts.alphabet, parents.len() - 1, first + k) {
+                    r.step(&op);
+                }
+                r
+            }
+        };
+        let mut n = parent.clone();
+        let mut end = parent.clone();
+        for (i, op) in opts.alphabet.iter().enumerate() {
+            n.copy_from(&parent);
+            let mut diverged = n.step(op).diverged;
+            // An op that changed nothing leads back to the parent: visited, and
+            // no violation the parent did not have.
+            if !diverged && unchanged(&n, &parent) {
+                out.push(Child {
+                    parent: (first + k) as u32,
+                    op: i as u8,
+                    fp: node.fp,
+                    diverged: false,
+                    violation: false,
+                    node: None,
+                });
+                continue;
+            }
+            let pending = !n.a.k.pending.is_empty();
+            if pending {
+                // The program could end here: finish pending migrations.
+                end.copy_from(&n);
+                diverged |= end.finish();
+            }
+            // A hit is a violation the parent did not already have (a kept
+            // violation was analyzed where it appeared).
+            let v = if opts.oracle { violations(&n, pending.then_some(&end)) } else { 0 };
+            let violation = v != 0 && v != node.viol;
+            let fp = fingerprint(&n.a, n.distinct_b());
+            let node = (keep && !diverged && !visited.contains(&fp)).then(|| {
+                let b = n.distinct_b().map(|b| Box::new(*b));
+                Node { viol: v, fp, st: Some(Box::new(Kept { a: n.a, b })) }
+            });
+            out.push(Child { parent: (first + k) as u32, op: i as u8, fp, diverged, violation, node });
+        }
+    }
+    out
+}
+
+/// The program that reaches state `i` of level `depth` (parents: per level,
+/// each state's parent index and op).
+fn path(parents: &[Vec<(u32, u8)>], alphabet: &[Op], depth: usize, mut i: usize) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(depth);
+    for d in (1..=depth).rev() {
+        let (p, op) = parents[d][i];
+        ops.push(alphabet[op as usize]);
+        i = p as usize;
+    }
+    ops.reverse();
+    ops
+}
+
+/// Breadth-first search over states (not paths): each level's new states are
+/// kept and expanded once, in parallel; a program is rebuilt from parent links
+/// only for what is reported. `progress(depth, frontier, states, rate)` is
+/// called between chunks.
 pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize, usize, u64, f64)) -> Report {
     let start = Instant::now();
     let pair = &opts.pair;
     let alphabet = &opts.alphabet;
-    let mut visited: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
-    visited.insert(fingerprint(&pair.world(), None));
-    let mut frontier: Vec<Path> = vec![Vec::new()];
+    let threads = opts.threads.max(1);
+    let mut visited: HashSet<u128, BuildHasherDefault<IdHasher>> = HashSet::default();
+    let root = Runner::new(pair);
+    let fp = fingerprint(&root.a, root.distinct_b());
+    visited.insert(fp);
+    let viol = if opts.oracle { violations(&root, None) } else { 0 };
+    let (a, b) = root.parts();
+    let mut frontier: Vec<Node> = vec![Node { viol, fp, st: Some(Box::new(Kept { a, b: b.map(Box::new) })) }];
+    // States kept, against the memory budget.
+    let budget = opts.memory_mb.saturating_mul(1 << 20) / std::mem::size_of::<Kept>().max(1);
+    let mut parents: Vec<Vec<(u32, u8)>> = vec![vec![(0, 0)]];
     let mut report = Report { states: 1, ..Report::default() };
     let mut seen_sigs: HashSet<Signature> = HashSet::new();
     for depth in 1..=opts.depth {
         let level_start = Instant::now();
-        let mut next: Vec<Path> = Vec::new();
+        let keep = depth < opts.depth;
+        let mut next: Vec<Node> = Vec::new();
+        let mut next_parents: Vec<(u32, u8)> = Vec::new();
+        // This level's new states: the visited set of earlier levels stays
+        // frozen while the workers read it.
+        let mut fresh: HashSet<u128, BuildHasherDefault<IdHasher>> = HashSet::default();
         let mut level = Level { depth, ..Level::default() };
-        let chunk = 4096.max(frontier.len() / (opts.threads * 8).max(1));
-        for part in frontier.chunks(chunk) {
-            if stop.load(Ordering::Relaxed) {
-                report.interrupted = true;
-                break;
+        let mut hits: Vec<(u32, u8, bool, bool)> = Vec::new();
+        // Workers take chunks in turn and send their children; this thread takes
+        // them in chunk order (so the search is deterministic) while the
+        // workers go on.
+        let chunk = 256.max(frontier.len() / (threads * 64)).min(4096);
+        let chunks = frontier.len().div_ceil(chunk);
+        let taken = std::sync::atomic::AtomicUsize::new(0);
+        let (visited_ref, frontier_ref, taken_ref, parents_ref) = (&visited, &frontier, &taken, &parents);
+        std::thread::scope(|sc| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Child>)>();
+            for _ in 0..threads {
+                let tx = tx.clone();
+                sc.spawn(move || loop {
+                    let c = taken_ref.fetch_add(1, Ordering::Relaxed);
+                    if c >= chunks || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let from = c * chunk;
+                    let part = &frontier_ref[from..(from + chunk).min(frontier_ref.len())];
+                    if tx.send((c, expand(opts, part, from, parents_ref, visited_ref, keep))).is_err() {
+                        return;
+                    }
+                });
             }
-            // Expand in parallel: each thread returns (fingerprint, path, hit) candidates.
-            let per = part.len().div_ceil(opts.threads.max(1));
-            let results: Vec<Vec<(u64, Path, bool, bool)>> = std::thread::scope(|sc| {
-                let handles: Vec<_> = part
-                    .chunks(per.max(1))
-                    .map(|ps| {
-                        sc.spawn(move || {
-                            let mut out = Vec::with_capacity(ps.len() * alphabet.len());
-                            for path in ps {
-                                let mut node = Runner::new(pair);
-                                for &i in path {
-                                    node.step(&alphabet[i as usize]);
-                                }
-                                let parent = if opts.oracle { violations(&node) } else { 0 };
-                                for (i, op) in alphabet.iter().enumerate() {
-                                    let mut n = node.clone();
-                                    let mut diverged = n.step(op).diverged;
-                                    if !diverged && !n.a.k.pending.is_empty() {
-                                        // The program could end here: finish pending migrations.
-                                        diverged = n.clone().finish();
-                                    }
-                                    // A hit is a violation the parent did not already have
-                                    // (a kept violation was analyzed where it appeared).
-                                    let v = if opts.oracle { violations(&n) } else { 0 };
-                                    let violation = v != 0 && v != parent;
-                                    let fp = fingerprint(&n.a, n.distinct_b());
-                                    let mut p = path.clone();
-                                    p.push(i as u8);
-                                    out.push((fp, p, diverged, violation));
-                                }
-                            }
-                            out
-                        })
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().expect("explore worker")).collect()
-            });
-            for (fp, path, diverged, violation) in results.into_iter().flatten() {
-                level.transitions += 1;
-                let program = || Program::new(path.iter().map(|&i| alphabet[i as usize]).collect());
-                if diverged || violation {
-                    let prog = program();
-                    for (hit, kind) in [(diverged, Kind::Divergence), (violation, Kind::Oracle)] {
-                        if !hit {
+            drop(tx);
+            let mut waiting: std::collections::BTreeMap<usize, Vec<Child>> = Default::default();
+            let mut want = 0;
+            for (c, children) in rx {
+                waiting.insert(c, children);
+                while let Some(children) = waiting.remove(&want) {
+                    want += 1;
+                    for c in children {
+                        level.transitions += 1;
+                        if c.diverged || c.violation {
+                            hits.push((c.parent, c.op, c.diverged, c.violation));
+                        }
+                        if visited.contains(&c.fp) || !fresh.insert(c.fp) {
                             continue;
                         }
-                        if let Some(f) = analyze(&prog, pair, kind) {
-                            if seen_sigs.insert(f.signature) {
-                                report.findings.push((f.signature, prog.clone(), f.title));
+                        level.states += 1;
+                        if let Some(mut n) = c.node {
+                            if next.len() >= budget {
+                                n.st = None;
                             }
+                            next.push(n);
+                            next_parents.push((c.parent, c.op));
                         }
                     }
-                }
-                if !visited.insert(fp) {
-                    continue;
-                }
-                level.states += 1;
-                if !diverged && depth < opts.depth {
-                    next.push(path);
+                    let total = report.states + level.states;
+                    let rate =
+                        (report.transitions + level.transitions) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    progress(depth, frontier.len(), total, rate);
                 }
             }
-            let total = report.states + level.states;
-            let rate = (report.transitions + level.transitions) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            progress(depth, frontier.len(), total, rate);
+            if want < chunks {
+                report.interrupted = true;
+            }
+        });
+        visited.extend(fresh);
+        // Every hit is judged on its program (the shortest: BFS order), in
+        // parallel; the first program of each signature is kept.
+        let programs: Vec<(Program, bool, bool)> = hits
+            .iter()
+            .map(|&(parent, op, diverged, violation)| {
+                let mut ops = path(&parents, alphabet, depth - 1, parent as usize);
+                ops.push(alphabet[op as usize]);
+                (Program::new(ops), diverged, violation)
+            })
+            .collect();
+        let per = programs.len().div_ceil(threads).max(1);
+        let judged: Vec<Vec<Option<Finding>>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = programs
+                .chunks(per)
+                .map(|part| {
+                    sc.spawn(move || {
+                        let mut out = Vec::with_capacity(part.len() * 2);
+                        for (prog, diverged, violation) in part {
+                            out.push(diverged.then(|| analyze(prog, pair, Kind::Divergence)).flatten());
+                            out.push(violation.then(|| analyze(prog, pair, Kind::Oracle)).flatten());
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("explore judge")).collect()
+        });
+        for (f, i) in judged.into_iter().flatten().zip(0..) {
+            if let Some(f) = f {
+                if seen_sigs.insert(f.signature) {
+                    report.findings.push((f.signature, programs[i / 2].0.clone(), f.title));
+                }
+            }
         }
         level.elapsed = level_start.elapsed();
         report.states += level.states;
         report.transitions += level.transitions;
         report.levels.push(level);
+        parents.push(next_parents);
         frontier = next;
         if report.interrupted || frontier.is_empty() {
             break;

@@ -122,7 +122,7 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                 }
             }
         }
-        let mut last = w.clone();
+        let mut last = w;
         let probe = contracts::probe(&mut last, &cfg);
         for o in &probe {
             predicted.push((format!("p{} {}", o.process, o.page), o.render()));
