@@ -29,14 +29,13 @@ impl World {
     #[inline]
     fn follow(&mut self) {
         let mut layout = 0u8;
-        let events = self.k.events;
-        self.k.events.clear();
-        for &e in events.iter() {
+        for &e in self.k.events.iter() {
             match e {
                 Event::Layout { p } => layout |= 1 << p,
                 e => self.g.apply(&self.k, e),
             }
         }
+        self.k.events.clear();
         while layout != 0 {
             let p = layout.trailing_zeros() as u8;
             layout &= layout - 1;

@@ -564,7 +564,15 @@ impl Default for State {
 }
 
 impl State {
+    /// The initial state: process `p0`, no VMAs, the three named files (built
+    /// once, copied after).
+    #[inline]
     pub fn new() -> State {
+        static INIT: std::sync::OnceLock<State> = std::sync::OnceLock::new();
+        *INIT.get_or_init(State::build)
+    }
+
+    fn build() -> State {
         let mut files = [File::new(FileKind::Shmem, false); MAX_FILES];
         files[FILE_MEMFD as usize] = File::new(FileKind::Shmem, true);
         files[FILE_EXT4 as usize] = File::new(FileKind::Ext4, true);

@@ -154,6 +154,17 @@ pub trait Domain {
     }
     /// Draw a value (the generator chose the op kind and its process first).
     fn gen(g: &mut GenCx) -> Self::Value;
+    /// The value as the op's process, if this domain is a process (hot path:
+    /// constant-folded for every other domain).
+    #[inline(always)]
+    fn proc_of(_v: Self::Value) -> Option<u8> {
+        None
+    }
+    /// The value as the op's page, if this domain is a page.
+    #[inline(always)]
+    fn page_of(_v: Self::Value) -> Option<u8> {
+        None
+    }
     /// Move the op to `(addr, len)` (a whole VMA): a page or length field takes it.
     fn retarget(v: Self::Value, _to: &mut Retarget) -> Self::Value {
         v
@@ -221,6 +232,10 @@ impl Domain for Proc {
     fn note(v: u8, cx: &mut ArgCx) {
         cx.p.get_or_insert(v);
     }
+    #[inline(always)]
+    fn proc_of(v: u8) -> Option<u8> {
+        Some(v)
+    }
     fn gen(g: &mut GenCx) -> u8 {
         g.p
     }
@@ -274,6 +289,10 @@ impl Domain for Page {
     }
     fn note(v: u8, cx: &mut ArgCx) {
         cx.page.get_or_insert(v);
+    }
+    #[inline(always)]
+    fn page_of(v: u8) -> Option<u8> {
+        Some(v)
     }
     fn gen(g: &mut GenCx) -> u8 {
         g.page()

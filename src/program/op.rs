@@ -184,6 +184,37 @@ macro_rules! define_ops {
                 )* }
             }
 
+            /// The process the op runs in (its first process field; fork: the parent).
+            #[inline]
+            pub fn process(&self) -> Option<u8> {
+                match *self { $(
+                    #[allow(unused_variables)]
+                    Op::$name { $($field),* } => {
+                        #[allow(unused_mut)]
+                        let mut r = None;
+                        $( if r.is_none() { r = <$dom as Domain>::proc_of($field); } )*
+                        r
+                    }
+                )* }
+            }
+
+            /// The process and page the op acts on (its first process and page fields), if it has both.
+            #[inline]
+            pub fn page(&self) -> Option<(u8, u8)> {
+                match *self { $(
+                    #[allow(unused_variables)]
+                    Op::$name { $($field),* } => {
+                        #[allow(unused_mut)]
+                        let (mut p, mut a) = (None, None);
+                        $(
+                            if p.is_none() { p = <$dom as Domain>::proc_of($field); }
+                            if a.is_none() { a = <$dom as Domain>::page_of($field); }
+                        )*
+                        Some((p?, a?))
+                    }
+                )* }
+            }
+
             /// What the fields say about the op (its process, page and length).
             pub fn cx(&self) -> ArgCx {
                 #[allow(unused_mut)]
@@ -353,18 +384,6 @@ impl Op {
     /// The op's name in program text.
     pub fn name(&self) -> &'static str {
         self.kind().info().name
-    }
-
-    /// The process and page the op acts on, if it has both.
-    #[inline]
-    pub fn page(&self) -> Option<(u8, u8)> {
-        let cx = self.cx();
-        Some((cx.p?, cx.page?))
-    }
-
-    /// The process the op runs in (fork: the parent), if any.
-    pub fn process(&self) -> Option<u8> {
-        self.cx().p
     }
 }
 
