@@ -21,11 +21,38 @@ pub enum Hole {
     /// v6.1 shmem VMAs registered for uffd-wp keep a writable `vm_page_prot`
     /// (B1, 51d3d5eb74ff, v6.2-rc4 and 6.1.y).
     UffdWpWritenotify,
+    /// Before v6.3 the UFFDIO_WRITEPROTECT resolve rebuilds PTEs from the VMA's
+    /// flags, ignoring writenotify and soft-dirty ("mm/uffd: rely on
+    /// vma->vm_page_prot in uffd_wp_range()").
+    UffdWpResolve,
+    /// Before v6.3 `pte_mkuffd_wp()` sets the uffd-wp bit without write-protecting
+    /// ("mm/uffd: always wr-protect pte in pte|pmd_mkuffd_wp()").
+    MkuffdWp,
+    /// Before v6.3 NUMA hinting keeps the write bit in a protnone PTE and restores
+    /// it without asking uffd-wp or soft-dirty ("mm: remove savedwrite").
+    NumaSavedwrite,
+    /// v6.1 fork copies a uffd-wp marker into a child VMA without uffd-wp
+    /// (B3, "mm/uffd: fix pte marker when fork() without fork event", 6.1.y).
+    ForkMarker,
+    /// v6.1 mremap keeps uffd-wp bits of a source registered without EVENT_REMAP
+    /// ("mm: clear uffd-wp PTE/PMD state on mremap()", v6.13, 6.1.y).
+    MremapUffdWp,
 }
 
 impl Hole {
     /// Every hole, in the order the counterfactual tries them.
-    pub const ALL: [Hole; 3] = [Hole::ClearRefs, Hole::VmaMerge, Hole::UffdWpWritenotify];
+    /// Every hole, in the order the counterfactual tries them (the first whose
+    /// patch removes the harm takes it).
+    pub const ALL: [Hole; 8] = [
+        Hole::ClearRefs,
+        Hole::VmaMerge,
+        Hole::UffdWpWritenotify,
+        Hole::UffdWpResolve,
+        Hole::MkuffdWp,
+        Hole::NumaSavedwrite,
+        Hole::ForkMarker,
+        Hole::MremapUffdWp,
+    ];
 
     /// Its name in verdicts (`-via-clear-refs`) and causes (`hole.clear-refs`).
     pub fn slug(self) -> &'static str {
@@ -33,6 +60,11 @@ impl Hole {
             Hole::ClearRefs => "clear-refs",
             Hole::VmaMerge => "vma-merge",
             Hole::UffdWpWritenotify => "uffd-wp-writenotify",
+            Hole::UffdWpResolve => "uffd-wp-resolve",
+            Hole::MkuffdWp => "mkuffd-wp",
+            Hole::NumaSavedwrite => "numa-savedwrite",
+            Hole::ForkMarker => "fork-marker",
+            Hole::MremapUffdWp => "mremap-uffd-wp",
         }
     }
 
@@ -51,6 +83,13 @@ impl Hole {
             Hole::UffdWpWritenotify => {
                 "v6.1 shmem VMAs registered for uffd-wp keeping a writable vm_page_prot (fixed by B1)"
             }
+            Hole::UffdWpResolve => {
+                "the pre-v6.3 uffd-wp resolve rebuilding PTEs from the VMA flags (fixed in v6.3 by using vm_page_prot)"
+            }
+            Hole::MkuffdWp => "the pre-v6.3 pte_mkuffd_wp() not write-protecting (fixed in v6.3)",
+            Hole::NumaSavedwrite => "the pre-v6.3 NUMA savedwrite restoring the write bit (removed in v6.3)",
+            Hole::ForkMarker => "v6.1's fork copying a uffd-wp marker into a child without uffd-wp (fixed by B3)",
+            Hole::MremapUffdWp => "v6.1's mremap keeping uffd-wp without EVENT_REMAP (fixed in v6.13 and 6.1.y)",
         }
     }
 
@@ -70,6 +109,27 @@ impl Hole {
                 "a VMA merge hands the survivor VM_SOFTDIRTY-clear flags (mlock, madvise, mprotect, uffd, mremap): \
                  pages changed since clear_refs read clean (until v6.19's sticky VM_SOFTDIRTY)"
             }
+            Hole::UffdWpResolve => {
+                "before v6.3 the UFFDIO_WRITEPROTECT resolve rebuilds PTEs from the VMA flags: shared pages come back \
+                 writable without writenotify and without soft-dirty (fixed by \"mm/uffd: rely on vma->vm_page_prot \
+                 in uffd_wp_range()\", v6.3)"
+            }
+            Hole::MkuffdWp => {
+                "before v6.3 pte_mkuffd_wp() marks a PTE uffd-wp without write-protecting it, so a writable PTE can \
+                 carry the mark and take stores silently (fixed by \"mm/uffd: always wr-protect pte in \
+                 pte|pmd_mkuffd_wp()\", v6.3)"
+            }
+            Hole::NumaSavedwrite => {
+                "before v6.3 NUMA hinting keeps the write bit of a protnone PTE (savedwrite) and do_numa_page() \
+                 restores it without asking uffd-wp or soft-dirty (removed in v6.3)"
+            }
+            Hole::ForkMarker => {
+                "v6.1 fork copies a uffd-wp marker into a child VMA that is not uffd-wp (WARN; fixed by B3 in 6.1.y)"
+            }
+            Hole::MremapUffdWp => {
+                "v6.1 mremap keeps uffd-wp bits and markers of a source registered without EVENT_REMAP (fixed by \
+                 \"mm: clear uffd-wp PTE/PMD state on mremap()\", v6.13, 6.1.y)"
+            }
         }
     }
 
@@ -79,6 +139,11 @@ impl Hole {
             Hole::ClearRefs => c.clear_refs == ClearRefs::WrprotectMigration,
             Hole::VmaMerge => c.sticky_softdirty_merges(),
             Hole::UffdWpWritenotify => c.b1_uffd_writenotify(),
+            Hole::UffdWpResolve => c.uffd_wp_range_uses_vm_page_prot(),
+            Hole::MkuffdWp => c.mkuffd_wp_wrprotects(),
+            Hole::NumaSavedwrite => !c.numa_savedwrite(),
+            Hole::ForkMarker => c.b3_fork_marker(),
+            Hole::MremapUffdWp => c.mremap_clears_uffd_wp(),
         }
     }
 
@@ -88,6 +153,11 @@ impl Hole {
             Hole::ClearRefs => Config { clear_refs: ClearRefs::WrprotectMigration, ..c },
             Hole::VmaMerge => Config { patches: c.patches | Patches::STICKY_SOFTDIRTY, ..c },
             Hole::UffdWpWritenotify => Config { patches: c.patches | Patches::UFFD_WRITENOTIFY, ..c },
+            Hole::UffdWpResolve => Config { patches: c.patches | Patches::UFFD_WP_RESOLVE, ..c },
+            Hole::MkuffdWp => Config { patches: c.patches | Patches::MKUFFD_WP_WRPROTECT, ..c },
+            Hole::NumaSavedwrite => Config { patches: c.patches | Patches::NUMA_NO_SAVEDWRITE, ..c },
+            Hole::ForkMarker => Config { patches: c.patches | Patches::FORK_MARKER, ..c },
+            Hole::MremapUffdWp => Config { patches: c.patches | Patches::MREMAP_UFFD_WP, ..c },
         }
     }
 

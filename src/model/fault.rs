@@ -504,7 +504,7 @@ fn do_swap_page(
             bits.insert(PteBits::SD);
         }
         if swp.contains(SwpBits::UW) {
-            bits = pte_mkuffd_wp(bits, cfg.kernel);
+            bits = pte_mkuffd_wp(bits, cfg);
         }
         if exclusive || sole {
             let uffd = v.uffd_wp() && bits.contains(PteBits::UW);
@@ -557,7 +557,7 @@ fn do_swap_page(
 /// `can_change_pte_writable` allow.
 fn do_numa_page(s: &mut State, cfg: &Config, p: usize, v: &Vma, addr: u8, bits: PteBits, f: FolioId) {
     let mut n = pte_modify(bits, v.prot) | PteBits::A;
-    let writable = if cfg.kernel.numa_savedwrite() {
+    let writable = if cfg.numa_savedwrite() {
         bits.contains(PteBits::W)
     } else {
         n.contains(PteBits::W)

@@ -139,7 +139,7 @@ fn copy_nonpresent_pte(
         }
         Entry::Marker => {
             if !dst.uffd_wp() {
-                if cfg.kernel.b3_fork_marker() {
+                if cfg.b3_fork_marker() {
                     return;
                 }
                 s.warned = true;

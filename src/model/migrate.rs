@@ -4,7 +4,7 @@
 
 use super::pte::*;
 use super::types::*;
-use super::{Config, Kernel, Restore};
+use super::{Config, Restore};
 
 /// `try_to_migrate_one()` (mm/rmap.c) for one PTE: clear it (D → folio dirty),
 /// give up PageAnonExclusive (`page_try_share_anon_rmap`, no pins modelled), and
@@ -176,7 +176,7 @@ pub fn remove_migration_pte(
     if cfg.kernel.restore_sd_from_entry_only() && !swp.contains(SwpBits::SD) {
         pte.remove(PteBits::SD);
     }
-    let (pte, warn) = restore_write_bits(cfg.restore, cfg.kernel, pte, kind, swp, &v);
+    let (pte, warn) = restore_write_bits(cfg, pte, kind, swp, &v);
     s.variant_hits = s.variant_hits.wrapping_add(1);
     if warn {
         s.warned = true;
@@ -199,23 +199,16 @@ pub fn remove_migration_pte(
 ///   swpUW → wrprotect + UW; otherwise the `vm_page_prot` default.
 /// - `stable-6.1.y` (6.1.y with B2 96a9c287e25d): MIG_W → maybe_mkwrite; else swpUW
 ///   → UW (6.1.y `pte_mkuffd_wp` does not wrprotect); else wrprotect.
-pub fn restore_write_bits(
-    variant: Restore,
-    k: Kernel,
-    mut pte: PteBits,
-    kind: MigKind,
-    swp: SwpBits,
-    v: &Vma,
-) -> (PteBits, bool) {
+pub fn restore_write_bits(cfg: &Config, mut pte: PteBits, kind: MigKind, swp: SwpBits, v: &Vma) -> (PteBits, bool) {
     let writable = kind == MigKind::Write;
     let uffd = swp.contains(SwpBits::UW);
     let mut warn = false;
-    match variant {
+    match cfg.restore {
         Restore::PreFix => {
             if writable {
                 pte = maybe_mkwrite(pte, v);
             } else if uffd {
-                pte = pte_mkuffd_wp(pte, k);
+                pte = pte_mkuffd_wp(pte, cfg);
             }
         }
         Restore::FullRestore => {
@@ -226,21 +219,21 @@ pub fn restore_write_bits(
             }
             if uffd {
                 warn = pte.contains(PteBits::W);
-                pte = pte_mkuffd_wp(pte, k);
+                pte = pte_mkuffd_wp(pte, cfg);
             }
         }
         Restore::VmPageProt => {
             if writable {
                 pte = maybe_mkwrite(pte, v);
             } else if uffd {
-                pte = pte_mkuffd_wp(pte - PteBits::W, k);
+                pte = pte_mkuffd_wp(pte - PteBits::W, cfg);
             }
         }
         Restore::Stable61y => {
             if writable {
                 pte = maybe_mkwrite(pte, v);
             } else if uffd {
-                pte = pte_mkuffd_wp(pte, k);
+                pte = pte_mkuffd_wp(pte, cfg);
             } else {
                 pte.remove(PteBits::W);
             }

@@ -244,17 +244,50 @@ bitflags::bitflags! {
         const STICKY_SOFTDIRTY = 1 << 0;
         /// B1 (uffd-wp VMAs want writenotify, v6.2-rc4 and 6.1.y) on v6.1 too.
         const UFFD_WRITENOTIFY = 1 << 1;
+        /// v6.3's `uffd_wp_range()` on `vm_page_prot` (the resolve keeps what
+        /// writenotify and soft-dirty want) on every profile.
+        const UFFD_WP_RESOLVE = 1 << 2;
+        /// v6.3's write-protecting `pte_mkuffd_wp()` on every profile.
+        const MKUFFD_WP_WRPROTECT = 1 << 3;
+        /// v6.3's NUMA hinting without savedwrite on every profile.
+        const NUMA_NO_SAVEDWRITE = 1 << 4;
+        /// B3 (fork drops markers of a child VMA without uffd-wp) on v6.1 too.
+        const FORK_MARKER = 1 << 5;
+        /// mremap clears uffd-wp without EVENT_REMAP (v6.13, 6.1.y) on v6.1 too.
+        const MREMAP_UFFD_WP = 1 << 6;
     }
 }
 
+/// The rules a profile has from an upstream fix, asked through the side so that
+/// a counterfactual can patch them in (`crate::judge::holes`).
 impl Config {
-    /// Do VMA merges OR VM_SOFTDIRTY (v6.19+, or patched for a counterfactual)?
+    /// Do VMA merges OR VM_SOFTDIRTY (v6.19+, or patched)?
     pub fn sticky_softdirty_merges(&self) -> bool {
         self.kernel.sticky_softdirty_merges() || self.patches.contains(Patches::STICKY_SOFTDIRTY)
     }
-    /// Do uffd-wp VMAs want writenotify (B1, or patched for a counterfactual)?
+    /// Do uffd-wp VMAs want writenotify (B1, or patched)?
     pub fn b1_uffd_writenotify(&self) -> bool {
         self.kernel.b1_uffd_writenotify() || self.patches.contains(Patches::UFFD_WRITENOTIFY)
+    }
+    /// Does `uffd_wp_range()` work on `vm_page_prot` (v6.3+, or patched)?
+    pub fn uffd_wp_range_uses_vm_page_prot(&self) -> bool {
+        self.kernel.uffd_wp_range_uses_vm_page_prot() || self.patches.contains(Patches::UFFD_WP_RESOLVE)
+    }
+    /// Does `pte_mkuffd_wp()` write-protect (v6.3+, or patched)?
+    pub fn mkuffd_wp_wrprotects(&self) -> bool {
+        self.kernel.mkuffd_wp_wrprotects() || self.patches.contains(Patches::MKUFFD_WP_WRPROTECT)
+    }
+    /// Does NUMA hinting keep W (savedwrite: before v6.3, unless patched)?
+    pub fn numa_savedwrite(&self) -> bool {
+        self.kernel.numa_savedwrite() && !self.patches.contains(Patches::NUMA_NO_SAVEDWRITE)
+    }
+    /// Does fork drop a marker the child VMA cannot use (B3, or patched)?
+    pub fn b3_fork_marker(&self) -> bool {
+        self.kernel.b3_fork_marker() || self.patches.contains(Patches::FORK_MARKER)
+    }
+    /// Does mremap clear uffd-wp of a source without EVENT_REMAP (or patched)?
+    pub fn mremap_clears_uffd_wp(&self) -> bool {
+        self.kernel.mremap_clears_uffd_wp() || self.patches.contains(Patches::MREMAP_UFFD_WP)
     }
 }
 

@@ -173,8 +173,8 @@ bitflags! {
 /// `pte_mkuffd_wp()` (arch/x86/include/asm/pgtable.h): sets UW; since v6.3 it also
 /// write-protects.
 #[inline]
-pub fn pte_mkuffd_wp(bits: PteBits, k: Kernel) -> PteBits {
-    if k.mkuffd_wp_wrprotects() {
+pub fn pte_mkuffd_wp(bits: PteBits, cfg: &Config) -> PteBits {
+    if cfg.mkuffd_wp_wrprotects() {
         (bits | PteBits::UW) - PteBits::W
     } else {
         bits | PteBits::UW
@@ -263,13 +263,13 @@ pub fn change_protection(
                 }
                 // v6.1 keeps W in a NUMA-hinting PTE (pte_mk_savedwrite ==
                 // pte_mkwrite on x86); v6.3+ drops it and do_numa_page re-derives it.
-                let preserve_write = prot_numa && bits.contains(PteBits::W) && k.numa_savedwrite();
+                let preserve_write = prot_numa && bits.contains(PteBits::W) && cfg.numa_savedwrite();
                 let mut n = pte_modify(bits, newprot);
                 if preserve_write {
                     n |= PteBits::W;
                 }
                 if uffd_wp {
-                    n = pte_mkuffd_wp(n - PteBits::W, k);
+                    n = pte_mkuffd_wp(n - PteBits::W, cfg);
                 } else if uffd_resolve {
                     n.remove(PteBits::UW);
                 }
@@ -332,7 +332,7 @@ pub fn change_protection(
 /// `vma_wants_manual_pte_write_upgrade()`.
 pub fn uffd_wp_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8, end: u8, enable: bool) {
     use super::prot::vm_get_page_prot;
-    if cfg.kernel.uffd_wp_range_uses_vm_page_prot() {
+    if cfg.uffd_wp_range_uses_vm_page_prot() {
         let cp = if enable {
             CpFlags::UFFD_WP
         } else if vma_wants_manual_pte_write_upgrade(s, cfg, vma) {

@@ -261,7 +261,7 @@ fn unuse_pte(s: &mut State, cfg: &Config, p: usize, addr: u8, swp: SwpBits, f: F
     }
     s.variant_hits = s.variant_hits.wrapping_add(1);
     if swp.contains(SwpBits::UW) {
-        bits = pte_mkuffd_wp(bits, cfg.kernel);
+        bits = pte_mkuffd_wp(bits, cfg);
         if cfg.unuse == Unuse::WithCare {
             bits.remove(PteBits::W);
         }

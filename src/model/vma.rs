@@ -794,7 +794,7 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
         None
     }
     .unwrap_or(ni);
-    let clear_uffd = k.mremap_clears_uffd_wp() && src.uffd;
+    let clear_uffd = cfg.mremap_clears_uffd_wp() && src.uffd;
     super::pte::move_ptes(s, p, old, new, len, clear_uffd);
     s.emit(Event::Moved { p: p as u8, old, new, len });
     // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP in the model.
