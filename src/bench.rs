@@ -34,7 +34,7 @@ pub fn throughput(pair: Pair, ops: usize, secs: f64) -> (u64, f64) {
         realizable: false,
     };
     let stop = AtomicBool::new(false);
-    let (_, st) = engine::fuzz(&opts, &stop, |_, _| {}, |_, _| {});
+    let st = engine::fuzz_jobs(&opts, 1, &stop, |_| {});
     (st.programs, st.programs as f64 / st.elapsed.as_secs_f64())
 }
 
@@ -95,22 +95,19 @@ pub fn time_to_find(
     };
     let stop = AtomicBool::new(false);
     let (mut at, mut cause_at) = (None, None);
-    engine::fuzz(
-        &opts,
-        &stop,
-        |f, _| {
-            let t = f.at.as_secs_f64();
-            if cause_at.is_none() && Cause::of(&f.signature) == cause {
-                cause_at = Some(t);
-            }
-            if f.signature == sig {
-                at = Some(t);
-                cause_at.get_or_insert(t);
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        },
-        |_, _| {},
-    );
+    engine::fuzz_jobs(&opts, 1, &stop, |m| {
+        let engine::Message::Found(e) = m else { return };
+        let f = e.found;
+        let t = f.at.as_secs_f64();
+        if cause_at.is_none() && Cause::of(&f.signature) == cause {
+            cause_at = Some(t);
+        }
+        if f.signature == sig && at.is_none() {
+            at = Some(t);
+            cause_at.get_or_insert(t);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     (at, cause_at)
 }
 

@@ -212,6 +212,8 @@ pub struct RenderOpts<'a> {
     pub expect_oracle: bool,
     /// Append the full report as comments.
     pub report: bool,
+    /// `# finding: SIGNATURE`: the finding a findings-database bucket stands for.
+    pub finding: Option<crate::check::Signature>,
 }
 
 /// The file text for a reproducer: header comments, then the program. The text
@@ -228,6 +230,9 @@ pub fn render(pair: &Pair, outcome: &Outcome, program: &Program, o: RenderOpts) 
         for l in n.lines() {
             let _ = writeln!(s, "# {l}");
         }
+    }
+    if let Some(f) = o.finding {
+        let _ = writeln!(s, "# finding: {f}");
     }
     let (a, b) = pair.names();
     let _ = writeln!(s, "# variants: {a} vs {b}");

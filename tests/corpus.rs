@@ -129,8 +129,13 @@ fn fuzz_writes_minimized_findings_that_replay() {
         let (v, _) = corpus::replay(&r);
         assert_eq!(v, Verdict::Diverges, "{}", f.display());
         assert!(r.program.ops.len() <= 12, "{}: {} ops, not minimized?", f.display(), r.program.ops.len());
+        // Named by the cause and a hash of the signature, which the header states in full.
         let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
-        assert_eq!(r.expect, Some(Expect::Diverges(stem.parse().unwrap())), "the file is named after its signature");
+        let Some(Expect::Diverges(sig)) = r.expect else { panic!("{}: no divergence expected", f.display()) };
+        assert_eq!(stem, ptediff::findings::file_stem(&sig), "the file is named after its finding");
+        assert!(stem.starts_with(&ptediff::judge::causes::Cause::of(&sig).to_string()[..10.min(stem.len())]));
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.contains(&format!("# finding: {sig}\n")), "{text}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("findings.json")).unwrap()).unwrap();

@@ -137,7 +137,7 @@ fn two_writers_counts_add_up_and_the_shorter_program_wins() {
     assert_eq!(rec.runs, BTreeMap::from([("run-a".to_string(), 7), ("run-b".to_string(), 2)]));
     assert_eq!(rec.hits, 9);
     assert_eq!(rec.program, short.to_string(), "the shorter program is kept");
-    let text = std::fs::read_to_string(dir.path().join(format!("{}.ptd", ha.bucket))).unwrap();
+    let text = std::fs::read_to_string(a.path_of(&ha.bucket)).unwrap();
     assert!(text.contains("# hits: 9\n"), "{text}");
     assert!(text.contains("# hits from run run-a: 7\n"), "{text}");
     assert_consistent(dir.path());
@@ -170,7 +170,11 @@ fn a_finding_is_committed_as_soon_as_it_is_known_and_hits_wait() {
 fn hits_of_a_bucket_nobody_wrote_stay_pending_and_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = FindingsDb::open_as(dir.path(), "r").unwrap();
-    db.count("W.nowhere.benign", 3);
+    let nowhere: ptediff::check::Signature =
+        "W.vm-page-prot-rw.by-do_wp_page.ro-clear_refs_write.memfd-shared.prot-mmap_region.sd-mmap_region.benign"
+            .parse()
+            .unwrap();
+    db.count(&nowhere, 3);
     let c = db.commit().unwrap();
     assert_eq!(c.written, 0);
     assert_eq!(db.unrecorded_hits(), 3);
@@ -192,29 +196,36 @@ fn stale_findings_json_is_rebuilt_from_the_files_on_open() {
         &h.program,
         RenderOpts { hits: Some(4), ..Default::default() },
     );
-    let slug = ptediff::check::signature_of(&h.program, &h.pair).unwrap().slug();
-    std::fs::write(dir.path().join(format!("{slug}.ptd")), text).unwrap();
+    let sig = ptediff::check::signature_of(&h.program, &h.pair).unwrap();
+    std::fs::write(dir.path().join(format!("{sig}.ptd")), text).unwrap();
     let db = FindingsDb::open(dir.path()).unwrap();
     assert_eq!(db.records.len(), 2);
     assert_consistent(dir.path());
-    assert_eq!(db.records[&slug].hits, 4, "an old `# hits: N` file keeps its count");
+    assert_eq!(db.records[&sig].hits, 4, "an old `# hits: N` file keeps its count");
 }
 
 #[test]
 fn old_hits_files_stay_readable_and_convert_without_losing_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (pair, p) = softdirty();
-    let slug = ptediff::check::signature_of(&p, &pair).unwrap().slug();
+    let sig = ptediff::check::signature_of(&p, &pair).unwrap();
     let old = corpus::render(&pair, &ptediff::check(&p, &pair), &p, RenderOpts { hits: Some(5), ..Default::default() });
     assert!(!old.contains("hits from run"));
-    let path = dir.path().join(format!("{slug}.ptd"));
+    // Named by its whole signature, as files were before the short names.
+    let path = dir.path().join(format!("{sig}.ptd"));
     std::fs::write(&path, &old).unwrap();
     let r = corpus::load(&path).unwrap();
     assert_eq!(r.hits, 5);
     assert!(r.runs.is_empty());
     let mut db = FindingsDb::open_as(dir.path(), "new-run").unwrap();
-    assert_eq!(db.records[&slug].hits, 5);
+    assert_eq!(db.records[&sig].hits, 5);
     db.add(&pair, &p, Kind::Divergence, 1).unwrap();
+    // Rewritten under its short name; the old file is gone.
+    assert!(!path.exists());
+    let path = db.path_of(&sig);
+    assert_eq!(path.file_name().unwrap().to_string_lossy(), format!("{}.ptd", findings::file_stem(&sig)));
+    assert!(path.file_name().unwrap().len() <= findings::MAX_FILE_NAME);
+    assert_eq!(ptd_names(dir.path()).len(), 1);
     let r = corpus::load(&path).unwrap();
     assert_eq!(r.hits, 6);
     assert_eq!(r.runs.len(), 2);
@@ -282,7 +293,7 @@ fn merge_adds_runs_keeps_the_shorter_program_and_twice_changes_nothing() {
     }
     // An old-format file, copied unchanged to both machines: counted once.
     let old_p = load("thread-memfd-uffd-wp-migrate.ptd");
-    let old_slug = ptediff::check::signature_of(&old_p.program, &old_p.pair).unwrap().slug();
+    let old_sig = ptediff::check::signature_of(&old_p.program, &old_p.pair).unwrap();
     let old = corpus::render(
         &old_p.pair,
         &ptediff::check(&old_p.program, &old_p.pair),
@@ -290,16 +301,22 @@ fn merge_adds_runs_keeps_the_shorter_program_and_twice_changes_nothing() {
         RenderOpts { hits: Some(10), ..Default::default() },
     );
     for dir in [&a, &b] {
-        std::fs::write(dir.join(format!("{old_slug}.ptd")), &old).unwrap();
+        std::fs::write(dir.join(format!("{old_sig}.ptd")), &old).unwrap();
     }
     let o = merge(&[&a, &b], &c);
     assert!(o.status.success(), "{}", show(&o));
     let snap = findings::load(&c).unwrap();
     assert_eq!(snap.records.len(), 3);
-    let sd = &snap.records[&ptediff::check::signature_of(&short, &pair).unwrap().slug()];
+    let sd = &snap.records[&ptediff::check::signature_of(&short, &pair).unwrap()];
     assert_eq!(sd.hits, 5);
     assert_eq!(sd.program, short.to_string(), "the shorter program of the two machines");
-    assert_eq!(snap.records[&old_slug].hits, 10, "the same old file on two machines counts once");
+    assert_eq!(snap.records[&old_sig].hits, 10, "the same old file on two machines counts once");
+    // Merged buckets are written under their short names.
+    assert!(
+        ptd_names(&c).iter().all(|n| n.len() + 4 <= findings::MAX_FILE_NAME && !n.starts_with("W.")),
+        "{:?}",
+        ptd_names(&c)
+    );
     assert_consistent(&c);
     let first = contents(&c);
 
@@ -582,8 +599,8 @@ fn target_records_oracle_violations_when_asked() {
     let r = load("oracle-mprotect-uffd-wp-shmem.ptd");
     let mut tg = Target::new(r.pair, t.path(), &corpus_dir(), PanicOn::None, true).unwrap();
     tg.check(&r.program).unwrap();
-    let names = ptd_names(t.path());
-    assert!(names.iter().any(|n| n.starts_with("oracle.U")), "{names:?}");
+    let snap = findings::load(t.path()).unwrap();
+    assert!(snap.records.keys().any(|s| s.kind() == Kind::Oracle), "{:?}", ptd_names(t.path()));
     let t2 = tempfile::tempdir().unwrap();
     let mut off = Target::new(r.pair, t2.path(), &corpus_dir(), PanicOn::None, false).unwrap();
     off.check(&r.program).unwrap();

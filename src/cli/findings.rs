@@ -8,7 +8,7 @@ use crate::findings::campaign::{self, Note};
 use crate::findings::{self, FindingsDb};
 use crate::fuzz as engine;
 
-pub fn cmd_fuzz(opts: &engine::Options, jobs: usize, out: &Path, fail_on_finding: bool) -> ExitCode {
+pub fn cmd_fuzz(opts: &engine::Options, jobs: usize, out: &Path, fail_on_finding: bool, verbose: bool) -> ExitCode {
     let stop = stop_on_ctrl_c();
     let mut db = match FindingsDb::open(out) {
         Ok(db) => db,
@@ -30,24 +30,26 @@ pub fn cmd_fuzz(opts: &engine::Options, jobs: usize, out: &Path, fail_on_finding
         db.records.len(),
         db.run
     );
+    let mut last_progress = 0.0;
     let s = campaign::run(opts, jobs, &mut db, &stop, |n| match n {
-        Note::New(f, path) => eprintln!(
+        Note::New(f, path) if verbose => eprintln!(
             "[{:>6.1}s] new: {} ({} ops) -> {}",
             f.at.as_secs_f64(),
             f.title,
             f.program.ops.len(),
             path.display()
         ),
+        Note::New(..) => {}
         Note::Progress(st, this_run, in_folder) => {
-            let rate = st.programs as f64 / st.elapsed.as_secs_f64().max(1e-9);
+            let t = st.elapsed.as_secs_f64();
+            if !verbose && t < last_progress + 10.0 {
+                return;
+            }
+            last_progress = t;
+            let rate = st.programs as f64 / t.max(1e-9);
             eprintln!(
                 "[{:>6.1}s] {} programs ({:.0}/s), {} findings this run, {} in the folder, pool {}",
-                st.elapsed.as_secs_f64(),
-                st.programs,
-                rate,
-                this_run,
-                in_folder,
-                st.pool
+                t, st.programs, rate, this_run, in_folder, st.pool
             );
         }
         Note::WriteError(e) => eprintln!("ptediff: cannot write to the findings folder: {e}"),
@@ -66,17 +68,29 @@ pub fn cmd_fuzz(opts: &engine::Options, jobs: usize, out: &Path, fail_on_finding
     );
     let unrecorded = db.unrecorded_hits();
     println!("run {}: {} hits recorded", db.run, db.run_hits() - unrecorded);
-    let mut found = s.found;
-    found.sort_by_key(|f| f.at);
-    for f in &found {
-        println!(
-            "  {:>8} hits  first at {:>6.2}s  {:>2} ops  {}",
-            f.hits,
-            f.at.as_secs_f64(),
-            f.program.ops.len(),
-            f.title
-        );
+    if verbose {
+        let mut found = s.found;
+        found.sort_by_key(|f| f.at);
+        for f in &found {
+            println!(
+                "  {:>8} hits  first at {:>6.2}s  {:>2} ops  {}",
+                f.hits,
+                f.at.as_secs_f64(),
+                f.program.ops.len(),
+                f.title
+            );
+        }
     }
+    println!();
+    println!("Root causes of the findings in {} (harmful first):", out.display());
+    println!();
+    let groups = findings::by_cause(&db.records);
+    print_causes(&groups);
+    println!();
+    println!(
+        "`ptediff triage {} --buckets` lists each cause's findings; each finding is a replayable .ptd file there.",
+        out.display()
+    );
     if unrecorded > 0 {
         eprintln!("ptediff: {unrecorded} hits of findings whose file was never written were not recorded");
     }
@@ -87,6 +101,28 @@ pub fn cmd_fuzz(opts: &engine::Options, jobs: usize, out: &Path, fail_on_finding
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
+}
+
+/// The cause table (what `triage` prints first).
+fn print_causes(groups: &[findings::CauseGroup]) {
+    let file_name = |r: &findings::FindingRecord| {
+        Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned())
+    };
+    println!("| cause | harm | buckets | hits | shortest reproducer | what happens |");
+    println!("|---|---|---|---|---|---|");
+    for g in groups {
+        let s = g.shortest();
+        println!(
+            "| {} | {} | {} | {} | {} ({} ops) | {} |",
+            g.cause,
+            if g.cause.harmful() { "harmful" } else { "-" },
+            g.findings.len(),
+            g.hits,
+            file_name(s),
+            s.ops,
+            g.cause.title()
+        );
+    }
 }
 
 pub fn cmd_triage(dir: &Path, buckets: bool) -> ExitCode {
@@ -101,21 +137,7 @@ pub fn cmd_triage(dir: &Path, buckets: bool) -> ExitCode {
         Path::new(&r.file).file_name().map_or(r.file.clone(), |f| f.to_string_lossy().into_owned())
     };
     let groups = findings::by_cause(&db.records);
-    println!("| cause | harm | buckets | hits | shortest reproducer | what happens |");
-    println!("|---|---|---|---|---|---|");
-    for g in &groups {
-        let s = g.shortest();
-        println!(
-            "| {} | {} | {} | {} | {} ({} ops) | {} |",
-            g.cause,
-            if g.cause.harmful() { "harmful" } else { "-" },
-            g.findings.len(),
-            g.hits,
-            file_name(s),
-            s.ops,
-            g.cause.title()
-        );
-    }
+    print_causes(&groups);
     if buckets {
         for g in &groups {
             println!("\n### {}\n", g.cause);
@@ -174,8 +196,8 @@ pub fn cmd_merge(dirs: &[PathBuf], out: &Path) -> ExitCode {
             eprintln!("ptediff: {e} (not merged)");
             bad += 1;
         }
-        for (name, b) in &snap.buckets {
-            db.absorb(name, b);
+        for b in snap.buckets.values() {
+            db.absorb(b);
             buckets += 1;
         }
     }

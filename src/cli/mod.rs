@@ -77,6 +77,9 @@ enum Cmd {
         /// Exit with status 3 if anything new was found.
         #[arg(long)]
         fail_on_finding: bool,
+        /// Print every finding as it is found, and this run's findings at the end.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Replay reproducer files or folders (*.ptd) and compare with their `# expect:` headers.
     Replay {
@@ -112,6 +115,9 @@ enum Cmd {
         /// Memory for the states a level keeps (MiB); past it, states are replayed from the root.
         #[arg(long, default_value_t = crate::explore::DEFAULT_MEMORY_MB)]
         memory_mb: usize,
+        /// Also record every finding in this findings folder (as `fuzz` does).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print a standalone C reproducer (kselftest style) of a program, with each kernel profile's predictions.
     EmitC {
@@ -287,6 +293,7 @@ pub fn main() -> ExitCode {
             oracle,
             realizable,
             fail_on_finding,
+            verbose,
         } => {
             let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
@@ -310,7 +317,7 @@ pub fn main() -> ExitCode {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             };
-            findings::cmd_fuzz(&opts, jobs, &out, fail_on_finding)
+            findings::cmd_fuzz(&opts, jobs, &out, fail_on_finding, verbose)
         }
         Cmd::Replay { paths, verbose, bless } => cmd_replay(&paths, verbose, bless),
         Cmd::Explain { file, json } => match corpus::load(&file) {
@@ -392,7 +399,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
         Cmd::KernelTest(a) => kernel_test::cmd_kernel_test(a),
-        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet, memory_mb } => {
+        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet, memory_mb, out } => {
             let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
@@ -410,7 +417,7 @@ pub fn main() -> ExitCode {
                 print!("{}", crate::explore::describe(&opts.alphabet));
                 return ExitCode::SUCCESS;
             }
-            cmd_explore(&opts)
+            cmd_explore(&opts, out.as_deref())
         }
         Cmd::Export { file, oracle } => cmd_export(&file, kind_of(oracle)),
         Cmd::Minimize { file, oracle, out } => cmd_minimize(&file, kind_of(oracle), out.as_deref()),
@@ -533,9 +540,14 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("          {l}\n")).collect()
 }
 
-fn cmd_explore(opts: &crate::explore::Options) -> ExitCode {
+fn cmd_explore(opts: &crate::explore::Options, out: Option<&Path>) -> ExitCode {
     use indicatif::{ProgressBar, ProgressStyle};
     let stop = stop_on_ctrl_c();
+    let mut db = match out.map(|d| crate::findings::FindingsDb::open_as(d, &crate::findings::new_run_id("explore"))) {
+        None => None,
+        Some(Ok(db)) => Some(db),
+        Some(Err(e)) => return usage(&e.to_string()),
+    };
     let (na, nb) = opts.pair.names();
     println!(
         "explore: {na} vs {nb} on {}, depth {}, {} threads, oracle {}",
@@ -586,7 +598,26 @@ fn cmd_explore(opts: &crate::explore::Options) -> ExitCode {
             println!();
             println!("# {title}");
             println!("# signature: {sig}");
+            println!("# cause: {}", crate::judge::causes::Cause::of(sig));
             print!("{prog}");
+        }
+    }
+    if let (Some(db), Some(dir)) = (&mut db, out) {
+        for (sig, prog, _) in &report.findings {
+            db.hit(&opts.pair, prog, sig.kind(), 1);
+        }
+        match db.commit() {
+            Ok(c) => println!(
+                "\nrecorded in {}: {} new, {} files written; `ptediff triage {}` shows their causes",
+                dir.display(),
+                c.created.len(),
+                c.written,
+                dir.display()
+            ),
+            Err(e) => {
+                eprintln!("ptediff: cannot record the findings: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     ExitCode::SUCCESS

@@ -69,7 +69,7 @@ pub fn run(opts: &Options, jobs: usize, db: &mut FindingsDb, stop: &AtomicBool, 
         }
         Message::Hits(hits) => {
             for (sig, n) in hits {
-                db.count(&sig.slug(), n);
+                db.count(&sig, n);
                 if let Some(&i) = index.get(&sig) {
                     found[i].hits += n;
                 }
@@ -93,9 +93,9 @@ fn commit(db: &mut FindingsDb, found: &[Found], new: &mut usize, errors: &mut us
         Ok(c) => {
             for b in &c.created {
                 // A bucket is created only from a program this run found.
-                if let Some(f) = found.iter().find(|f| f.signature.slug() == *b) {
+                if let Some(f) = found.iter().find(|f| f.signature == *b) {
                     *new += 1;
-                    note(Note::New(f, db.dir.join(format!("{b}.ptd"))));
+                    note(Note::New(f, db.path_of(b)));
                 }
             }
         }

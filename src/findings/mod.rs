@@ -3,9 +3,13 @@
 //! `differential` target, `ptediff merge`), on one machine or copied between
 //! machines.
 //!
-//! - `<bucket>.ptd`, one per signature (the bucket is the signature slug): the
-//!   shortest program seen (ties: the smaller program text, then the variant
-//!   names), its expectations, and its hits **per run**. Every writer process
+//! - `<cause>-<hash>.ptd`, one per signature ([`file_stem`]: the root cause and
+//!   a short hash of the signature, at most 80 characters; the full signature is
+//!   in the file's `# finding:` header): the shortest program seen (ties: the
+//!   smaller program text, then the variant names), its expectations, and its
+//!   hits **per run**. Folders written before these names (files named by the
+//!   whole signature) stay readable; a commit that rewrites such a bucket moves
+//!   it to its new name, and `ptediff merge` rewrites every bucket it takes. Every writer process
 //!   has its own run id and only ever raises its own count, so the counts form
 //!   a grow-only counter (a G-counter CRDT): merging two copies of a bucket takes
 //!   each run's larger count and the better program. That merge is commutative,
@@ -31,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::check::{check, Kind, Outcome, PageDiff, Pair, Report};
+use crate::check::{check, Kind, Outcome, PageDiff, Pair, Report, Signature};
 use crate::corpus::{self, FileError, RenderOpts};
 use crate::judge::causes::{cause_of, Cause};
 use crate::op::Program;
@@ -65,7 +69,7 @@ pub fn legacy_run_id(file_bytes: &[u8]) -> String {
 /// One object of `findings.json` (and one row of `ptediff triage`).
 #[derive(Clone, Debug, Serialize)]
 pub struct FindingRecord {
-    pub signature: String,
+    pub signature: Signature,
     pub title: String,
     pub kind: Kind,
     pub verdict: String,
@@ -91,10 +95,24 @@ pub struct FindingRecord {
 /// What a bucket file holds, in the form that merges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bucket {
+    /// The finding the bucket stands for (what its program shows).
+    pub signature: Signature,
     pub pair: Pair,
-    pub kind: Kind,
     pub program: Program,
     pub runs: Runs,
+}
+
+/// Longest file name of a bucket (with `.ptd`).
+pub const MAX_FILE_NAME: usize = 80;
+
+/// The file stem of a signature's bucket: its root cause (as much as fits) and
+/// 12 hex digits of a hash of the whole signature, e.g.
+/// `hole.clear-refs-3f2a9c1e5b7d` (stable on every machine and build).
+pub fn file_stem(sig: &Signature) -> String {
+    let hash = format!("{:012x}", fnv64(sig.to_string().as_bytes()) >> 16);
+    let room = MAX_FILE_NAME - ".ptd".len() - 1 - hash.len();
+    let cause: String = Cause::of(sig).to_string().chars().take(room).collect();
+    format!("{cause}-{hash}")
 }
 
 /// The order "better program": fewer ops, then smaller text, then variant names and kernel.
@@ -135,8 +153,9 @@ impl Bucket {
     /// The file text and the record, or None if the program no longer shows its
     /// finding (the model changed since).
     fn render(&self, path: &Path) -> Option<(String, FindingRecord)> {
+        let kind = self.signature.kind();
         let out = check(&self.program, &self.pair);
-        let rec = record_of(&self.pair, &out, &self.program, self.kind, path, &self.runs)?;
+        let rec = record_of(&self.pair, &out, &self.program, kind, path, &self.runs)?;
         let text = corpus::render(
             &self.pair,
             &out,
@@ -144,9 +163,10 @@ impl Bucket {
             RenderOpts {
                 hits: Some(self.hits()),
                 runs: Some(&self.runs),
-                expect_oracle: self.kind == Kind::Oracle,
+                expect_oracle: kind == Kind::Oracle,
                 report: true,
                 note: None,
+                finding: Some(rec.signature),
             },
         );
         Some((text, rec))
@@ -172,7 +192,7 @@ fn record_of(
     let sig = &r.finding.signature;
     let cause = cause_of(sig);
     Some(FindingRecord {
-        signature: sig.slug(),
+        signature: *sig,
         title: r.finding.title.clone(),
         kind,
         verdict: sig.verdict.to_string(),
@@ -191,15 +211,12 @@ fn record_of(
     })
 }
 
-/// The kind of finding a bucket name (signature slug) stands for.
-fn kind_of_name(name: &str) -> Option<Kind> {
-    if name.starts_with("oracle.") {
-        Some(Kind::Oracle)
-    } else if name.starts_with("W.") || name.starts_with("entry.") {
-        Some(Kind::Divergence)
-    } else {
-        None
-    }
+/// The kind of finding a bucket file stands for: its `# finding:` header, or
+/// (files written before it) its name when that is a signature.
+fn kind_of_file(text: &str, name: &str) -> Option<Kind> {
+    let header =
+        text.lines().find_map(|l| l.strip_prefix("# finding:")).and_then(|v| v.trim().parse::<Signature>().ok());
+    header.or_else(|| name.parse::<Signature>().ok()).map(|s| s.kind())
 }
 
 /// Read one bucket file.
@@ -217,7 +234,7 @@ pub fn load_bucket(path: &Path) -> Result<(Bucket, FindingRecord), FileError> {
     })?;
     let out = check(&r.program, &r.pair);
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let kind = kind_of_name(&name).unwrap_or(
+    let kind = kind_of_file(text, &name).unwrap_or(
         if r.expect_oracle.as_ref().is_some_and(|o| o.is_some()) && out.divergence.is_none() {
             Kind::Oracle
         } else {
@@ -231,7 +248,7 @@ pub fn load_bucket(path: &Path) -> Result<(Bucket, FindingRecord), FileError> {
             "its program no longer shows {what} (did the model change since it was found?); left as it is"
         )));
     };
-    Ok((Bucket { pair: r.pair, kind, program: r.program, runs }, rec))
+    Ok((Bucket { signature: rec.signature, pair: r.pair, program: r.program, runs }, rec))
 }
 
 /// Identity of a file version: an atomic rename gives the new version a new inode.
@@ -291,35 +308,74 @@ impl Folder {
         self.dir.join(format!("{name}.ptd"))
     }
 
-    fn bucket(&self, name: &str) -> Option<&Bucket> {
-        match self.files.get(name) {
-            Some((_, Ok((b, _)))) => Some(b),
-            _ => None,
-        }
+    /// The files holding `sig`'s bucket (more than one only in a folder where
+    /// an old-named file and a new one meet).
+    fn stems_of(&self, sig: &Signature) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|(_, (_, l))| l.as_ref().is_ok_and(|(b, _)| b.signature == *sig))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
-    fn records(&self) -> BTreeMap<String, FindingRecord> {
-        self.files.iter().filter_map(|(k, (_, l))| l.as_ref().ok().map(|(_, r)| (k.clone(), r.clone()))).collect()
+    /// `sig`'s bucket (its files merged).
+    fn bucket(&self, sig: &Signature) -> Option<Bucket> {
+        let mut out: Option<Bucket> = None;
+        for (_, (_, l)) in self.files.iter() {
+            if let Ok((b, _)) = l {
+                if b.signature == *sig {
+                    match &mut out {
+                        Some(o) => o.merge(b),
+                        None => out = Some(b.clone()),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One record per signature (files of one signature merged).
+    fn records(&self) -> BTreeMap<Signature, FindingRecord> {
+        let mut out: BTreeMap<Signature, FindingRecord> = BTreeMap::new();
+        let mut dup = Vec::new();
+        for (_, (_, l)) in self.files.iter() {
+            if let Ok((b, r)) = l {
+                if out.insert(b.signature, r.clone()).is_some() {
+                    dup.push(b.signature);
+                }
+            }
+        }
+        for sig in dup {
+            if let Some(b) = self.bucket(&sig) {
+                let path = self.path_of(&file_stem(&sig));
+                if let Some((_, rec)) = b.render(&path) {
+                    out.insert(sig, rec);
+                }
+            }
+        }
+        out
     }
 
     fn unreadable(&self) -> Vec<FileError> {
         self.files.values().filter_map(|(_, l)| l.as_ref().err().cloned()).collect()
     }
 
-    fn buckets(&self) -> BTreeMap<String, Bucket> {
-        self.files.iter().filter_map(|(k, (_, l))| l.as_ref().ok().map(|(b, _)| (k.clone(), b.clone()))).collect()
+    fn buckets(&self) -> BTreeMap<Signature, Bucket> {
+        let sigs: std::collections::BTreeSet<Signature> =
+            self.files.values().filter_map(|(_, l)| l.as_ref().ok().map(|(b, _)| b.signature)).collect();
+        sigs.into_iter().filter_map(|s| self.bucket(&s).map(|b| (s, b))).collect()
     }
 }
 
 /// Harmful divergences, then oracle violations, then benign divergences; then by hits.
-pub fn sorted(records: &BTreeMap<String, FindingRecord>) -> Vec<&FindingRecord> {
+pub fn sorted(records: &BTreeMap<Signature, FindingRecord>) -> Vec<&FindingRecord> {
     let mut v: Vec<&FindingRecord> = records.values().collect();
     let rank = |r: &FindingRecord| match (r.kind, r.harmful) {
         (Kind::Divergence, true) => 0,
         (Kind::Oracle, _) => 1,
         (Kind::Divergence, false) => 2,
     };
-    v.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.hits.cmp(&a.hits)).then(a.signature.cmp(&b.signature)));
+    v.sort_by_cached_key(|r| (rank(r), std::cmp::Reverse(r.hits), r.signature.to_string()));
     v
 }
 
@@ -334,12 +390,12 @@ pub struct CauseGroup<'a> {
 impl CauseGroup<'_> {
     /// The shortest reproducer (fewest ops, then name).
     pub fn shortest(&self) -> &FindingRecord {
-        self.findings.iter().min_by(|a, b| a.ops.cmp(&b.ops).then(a.signature.cmp(&b.signature))).unwrap()
+        self.findings.iter().min_by_key(|r| (r.ops, r.signature.to_string())).unwrap()
     }
 }
 
 /// Findings grouped by root cause: harmful causes first, then by hits.
-pub fn by_cause(records: &BTreeMap<String, FindingRecord>) -> Vec<CauseGroup<'_>> {
+pub fn by_cause(records: &BTreeMap<Signature, FindingRecord>) -> Vec<CauseGroup<'_>> {
     let mut groups: BTreeMap<Cause, CauseGroup<'_>> = BTreeMap::new();
     for r in sorted(records) {
         let g = groups.entry(r.cause).or_insert(CauseGroup { cause: &r.cause, findings: Vec::new(), hits: 0 });
@@ -360,10 +416,10 @@ pub fn by_cause(records: &BTreeMap<String, FindingRecord>) -> Vec<CauseGroup<'_>
 /// A findings folder as read, without writing or locking anything.
 pub struct Snapshot {
     pub dir: PathBuf,
-    /// By bucket name (file stem).
-    pub records: BTreeMap<String, FindingRecord>,
+    /// By signature.
+    pub records: BTreeMap<Signature, FindingRecord>,
     /// The same buckets in mergeable form.
-    pub buckets: BTreeMap<String, Bucket>,
+    pub buckets: BTreeMap<Signature, Bucket>,
     /// `.ptd` files that could not be read or no longer show their finding.
     pub unreadable: Vec<FileError>,
 }
@@ -385,7 +441,6 @@ pub fn load(dir: &Path) -> io::Result<Snapshot> {
 /// What this writer has to add to one bucket at the next commit.
 #[derive(Debug)]
 struct Pending {
-    kind: Kind,
     /// The best program offered (None: only hits, for a bucket someone else writes).
     best: Option<(Pair, Program)>,
     /// This run's count (cumulative) and any runs absorbed from other folders.
@@ -396,8 +451,8 @@ struct Pending {
 /// One hit of a finding, as [`FindingsDb::hit`] saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hit {
-    /// The bucket (signature slug).
-    pub bucket: String,
+    /// The bucket's signature.
+    pub bucket: Signature,
     /// The bucket was not in the folder at the last commit.
     pub new: bool,
     /// New, or a better program than the folder's: commit soon, it is a finding.
@@ -407,8 +462,8 @@ pub struct Hit {
 /// What a commit wrote.
 #[derive(Clone, Debug, Default)]
 pub struct Commit {
-    /// Buckets this commit created (no file of that name existed).
-    pub created: Vec<String>,
+    /// Buckets this commit created (the folder had no file of that signature).
+    pub created: Vec<Signature>,
     /// Files written.
     pub written: usize,
 }
@@ -418,12 +473,12 @@ pub struct FindingsDb {
     pub dir: PathBuf,
     /// This writer's run id.
     pub run: String,
-    /// The folder's records as of the last commit (every writer's), by bucket.
-    pub records: BTreeMap<String, FindingRecord>,
+    /// The folder's records as of the last commit (every writer's), by signature.
+    pub records: BTreeMap<Signature, FindingRecord>,
     /// Files in the folder that could not be read (reported, left alone).
     pub unreadable: Vec<FileError>,
     folder: Folder,
-    pending: BTreeMap<String, Pending>,
+    pending: BTreeMap<Signature, Pending>,
     lock: File,
 }
 
@@ -509,13 +564,8 @@ impl FindingsDb {
         corpus::write_atomic(&path, &json)
     }
 
-    fn pending(&mut self, bucket: &str, kind: Kind) -> &mut Pending {
-        self.pending.entry(bucket.to_string()).or_insert_with(|| Pending {
-            kind,
-            best: None,
-            runs: Runs::new(),
-            dirty: false,
-        })
+    fn pending(&mut self, bucket: Signature) -> &mut Pending {
+        self.pending.entry(bucket).or_insert_with(|| Pending { best: None, runs: Runs::new(), dirty: false })
     }
 
     /// Record `n` hits of `program`'s finding of `kind` under `pair` (nothing if it
@@ -523,10 +573,10 @@ impl FindingsDb {
     /// at the next [`commit`](Self::commit).
     pub fn hit(&mut self, pair: &Pair, program: &Program, kind: Kind, n: u64) -> Option<Hit> {
         let out = check(program, pair);
-        let bucket = report_of(&out, kind)?.finding.signature.slug();
+        let bucket = report_of(&out, kind)?.finding.signature;
         let on_disk = self.folder.bucket(&bucket).map(|b| program_key(&b.pair, &b.program));
         let run = self.run.clone();
-        let p = self.pending(&bucket, kind);
+        let p = self.pending(bucket);
         let better_than_pending =
             p.best.as_ref().is_none_or(|(bp, bprog)| program_key(pair, program) < program_key(bp, bprog));
         if better_than_pending {
@@ -539,18 +589,17 @@ impl FindingsDb {
         Some(Hit { bucket, new, urgent })
     }
 
-    /// Record `n` more hits of a bucket (a signature slug) without a program.
-    pub fn count(&mut self, bucket: &str, n: u64) {
-        let kind = kind_of_name(bucket).unwrap_or(Kind::Divergence);
+    /// Record `n` more hits of a bucket (a signature) without a program.
+    pub fn count(&mut self, bucket: &Signature, n: u64) {
         let run = self.run.clone();
-        let p = self.pending(bucket, kind);
+        let p = self.pending(*bucket);
         *p.runs.entry(run).or_insert(0) += n;
         p.dirty = true;
     }
 
     /// Merge a bucket from another folder (its program and all its runs' counts).
-    pub fn absorb(&mut self, name: &str, b: &Bucket) {
-        let p = self.pending(name, b.kind);
+    pub fn absorb(&mut self, b: &Bucket) {
+        let p = self.pending(b.signature);
         let better =
             p.best.as_ref().is_none_or(|(bp, bprog)| program_key(&b.pair, &b.program) < program_key(bp, bprog));
         if better {
@@ -577,7 +626,7 @@ impl FindingsDb {
     pub fn unrecorded_hits(&self) -> u64 {
         self.pending
             .iter()
-            .filter(|(k, p)| p.dirty && p.best.is_none() && self.folder.bucket(k).is_none())
+            .filter(|(k, p)| p.dirty && p.best.is_none() && self.folder.stems_of(k).is_empty())
             .filter_map(|(_, p)| p.runs.get(&self.run))
             .sum()
     }
@@ -596,34 +645,39 @@ impl FindingsDb {
         self.folder.refresh()?;
         let mut c = Commit::default();
         let mut first_err: Option<io::Error> = None;
-        let dirty: Vec<String> = self.pending.iter().filter(|(_, p)| p.dirty).map(|(k, _)| k.clone()).collect();
-        for name in dirty {
+        let dirty: Vec<Signature> = self.pending.iter().filter(|(_, p)| p.dirty).map(|(k, _)| *k).collect();
+        for sig in dirty {
+            let stems = self.folder.stems_of(&sig);
+            let name = file_stem(&sig);
             let path = self.folder.path_of(&name);
-            let p = &self.pending[&name];
-            let cur = self.folder.files.get(&name).map(|(_, l)| l);
-            let (mut b, existed) = match cur {
-                Some(Ok((b, _))) => (b.clone(), true),
-                Some(Err(e)) => {
-                    first_err.get_or_insert_with(|| {
-                        io::Error::other(format!("cannot record finding {name}: {e} (the file is left as it is)"))
-                    });
-                    continue;
-                }
+            let p = &self.pending[&sig];
+            // A file of this signature that cannot be read is left alone (and so
+            // is this bucket): its hits stay pending.
+            let broken = self.folder.files.get(&name).and_then(|(_, l)| l.as_ref().err());
+            if let Some(e) = broken {
+                first_err.get_or_insert_with(|| {
+                    io::Error::other(format!("cannot record finding {sig}: {e} (the file is left as it is)"))
+                });
+                continue;
+            }
+            let existed = !stems.is_empty();
+            let (mut b, before) = match self.folder.bucket(&sig) {
+                Some(b) => (b.clone(), Some(b)),
                 None => match &p.best {
                     Some((pair, prog)) => {
-                        (Bucket { pair: *pair, kind: p.kind, program: prog.clone(), runs: Runs::new() }, false)
+                        (Bucket { signature: sig, pair: *pair, program: prog.clone(), runs: Runs::new() }, None)
                     }
                     // Hits of a bucket nobody has written yet: keep them pending.
                     None => continue,
                 },
             };
-            let before = b.clone();
             if let Some((pair, prog)) = &p.best {
                 b.offer(pair, prog);
             }
             b.absorb_runs(&p.runs);
-            if existed && b == before {
-                self.pending.get_mut(&name).expect("pending").dirty = false;
+            let renamed = stems.iter().any(|s| *s != name);
+            if before.as_ref() == Some(&b) && !renamed {
+                self.pending.get_mut(&sig).expect("pending").dirty = false;
                 continue;
             }
             let Some((text, rec)) = b.render(&path) else {
@@ -638,12 +692,17 @@ impl FindingsDb {
             }
             let md =
                 std::fs::metadata(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            // Files of the old names: the bucket now lives under its new name.
+            for old in stems.iter().filter(|s| **s != name) {
+                let _ = std::fs::remove_file(self.folder.path_of(old));
+                self.folder.files.remove(old);
+            }
             self.folder.files.insert(name.clone(), (Stamp::of(&md), Ok((b, rec))));
             if !existed {
-                c.created.push(name.clone());
+                c.created.push(sig);
             }
             c.written += 1;
-            self.pending.get_mut(&name).expect("pending").dirty = false;
+            self.pending.get_mut(&sig).expect("pending").dirty = false;
         }
         self.update_views();
         self.write_json()?;
@@ -672,18 +731,19 @@ impl FindingsDb {
         sorted(&self.records)
     }
 
-    /// The better program the folder holds for a bucket, and its length.
-    pub fn best_ops(&self, bucket: &str) -> Option<usize> {
+    /// The length of the best program the folder holds for a signature.
+    pub fn best_ops(&self, bucket: &Signature) -> Option<usize> {
         self.folder.bucket(bucket).map(|b| b.program.ops.len())
+    }
+
+    /// The file of a signature's bucket.
+    pub fn path_of(&self, sig: &Signature) -> PathBuf {
+        self.folder.path_of(&file_stem(sig))
     }
 }
 
-/// Bucket names with their best program length, for engines that skip known
+/// Signatures with their best program length, for engines that skip known
 /// findings (the libFuzzer target).
-pub fn known_lengths(db: &FindingsDb) -> HashMap<String, usize> {
-    db.folder
-        .files
-        .iter()
-        .filter_map(|(k, (_, l))| l.as_ref().ok().map(|(b, _)| (k.clone(), b.program.ops.len())))
-        .collect()
+pub fn known_lengths(db: &FindingsDb) -> HashMap<Signature, usize> {
+    db.records.iter().map(|(s, r)| (*s, r.ops)).collect()
 }

@@ -478,6 +478,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
     let mut bins = Vec::new();
     let mut names = Vec::new();
     let mut hashes = BTreeMap::new();
+    let mut files = BTreeMap::new();
     let mut sources = Vec::new();
     for f in corpus::collect_files(&o.files) {
         let r = corpus::load(&f).map_err(|e| e.to_string())?;
@@ -488,6 +489,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
                 let src = o.work.join(format!("{name}.c"));
                 corpus::write_atomic(&src, c.as_bytes()).map_err(|e| format!("{}: {e}", src.display()))?;
                 hashes.insert(name.clone(), program_hash(&r.program));
+                files.insert(name.clone(), f.clone());
                 sources.push(src);
                 bins.push(o.work.join(&name));
                 names.push(name);
@@ -551,6 +553,8 @@ pub fn run(o: &Options) -> Result<usize, String> {
     println!();
     let mut bad = 0;
     let mut notes = Vec::new();
+    // Reproducers a real kernel contradicted: name -> "kernel: cell" lines.
+    let mut contradicted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut contract_rows = Vec::new();
     for n in &names {
         print!("| {n} |");
@@ -607,6 +611,9 @@ pub fn run(o: &Options) -> Result<usize, String> {
                 }
             };
             row_bad |= !ok;
+            if !ok && matches!(col, Column::Ran { failure: None, .. }) {
+                contradicted.entry(n.clone()).or_default().push(format!("{name}: {cell}"));
+            }
             print!(" {cell}{} |", if ok { "" } else { " ✗" });
         }
         println!();
@@ -638,7 +645,33 @@ pub fn run(o: &Options) -> Result<usize, String> {
         db.save(p)?;
         println!("results recorded in {}", p.display());
     }
+    if !contradicted.is_empty() {
+        let dir = o.work.join("contradictions");
+        for (n, why) in &contradicted {
+            record_contradiction(&dir, &files[n], why)?;
+        }
+        println!(
+            "{} reproducer(s) a real kernel contradicted, recorded in {} (each is a model fix to make, with a corpus/kc-* regression)",
+            contradicted.len(),
+            dir.display()
+        );
+    }
     Ok(bad)
+}
+
+/// Keep a reproducer a real kernel contradicted: its text with what each kernel
+/// did, written atomically (one file per reproducer, replaced by a later run).
+fn record_contradiction(dir: &Path, file: &Path, why: &[String]) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut out = String::new();
+    for w in why {
+        out += &format!("# contradicted by the real kernel {w}\n");
+    }
+    out += &format!("# from {}\n", file.display());
+    out += &text;
+    let name = file.file_name().map_or("x.ptd".into(), |n| n.to_string_lossy().into_owned());
+    let path = dir.join(name);
+    corpus::write_atomic(&path, out.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn join_or_none(v: &[String]) -> String {

@@ -10,6 +10,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::pipeline::{Offer, Pipeline};
 use crate::check::{analyze, Finding, Kind, Pair, Runner, Signature};
 use crate::judge::ghost::Expect;
 use crate::judge::ghost::Ghost;
@@ -559,7 +560,7 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
     let budget = opts.memory_mb.saturating_mul(1 << 20) / std::mem::size_of::<Kept>().max(1);
     let mut parents: Vec<Vec<(u32, u8)>> = vec![vec![(0, 0)]];
     let mut report = Report { states: 1, ..Report::default() };
-    let mut seen_sigs: HashSet<Signature> = HashSet::new();
+    let mut pipe = Pipeline::new(*pair, false);
     for depth in 1..=opts.depth {
         let level_start = Instant::now();
         let keep = depth < opts.depth;
@@ -655,11 +656,11 @@ pub fn explore(opts: &Options, stop: &AtomicBool, mut progress: impl FnMut(usize
                 .collect();
             handles.into_iter().map(|h| h.join().expect("explore judge")).collect()
         });
+        // Through the finding pipeline (known? minimize), in BFS order.
         for (f, i) in judged.into_iter().flatten().zip(0..) {
-            if let Some(f) = f {
-                if seen_sigs.insert(f.signature) {
-                    report.findings.push((f.signature, programs[i / 2].0.clone(), f.title));
-                }
+            let Some(f) = f else { continue };
+            if let Some(Offer::New(found)) = pipe.offer_analyzed(&programs[i / 2].0, f, start.elapsed()) {
+                report.findings.push((found.signature, found.program, found.title));
             }
         }
         level.elapsed = level_start.elapsed();

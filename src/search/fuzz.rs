@@ -15,8 +15,8 @@ use rand::{Rng, SeedableRng};
 
 pub use super::generate::gen_op;
 use super::generate::{gen_op_near, gen_op_with, Focus};
-use crate::check::{analyze, Kind, Pair, Runner, Signature};
-use crate::minimize::minimize;
+use super::pipeline::{Offer, Pipeline};
+use crate::check::{Kind, Pair, Runner, Signature};
 use crate::model::{self, Entry, State, StepResult};
 use crate::op::{Op, Program};
 
@@ -37,19 +37,7 @@ pub struct Options {
     pub realizable: bool,
 }
 
-/// A distinct divergence (or oracle violation) found by the engine.
-#[derive(Clone, Debug)]
-pub struct Found {
-    pub signature: Signature,
-    /// Provenance title of the minimized program's finding.
-    pub title: String,
-    /// Minimized program.
-    pub program: Program,
-    /// Programs that hit this signature.
-    pub hits: u64,
-    /// When it was first found, since the start.
-    pub at: Duration,
-}
+pub use super::pipeline::Found;
 
 /// Counters.
 #[derive(Clone, Debug, Default)]
@@ -312,8 +300,8 @@ pub struct Worker<'a> {
     /// How much of the hub's pool this worker has looked at.
     hub_cursor: usize,
     hub_known_version: u64,
-    /// Signature -> shortest program length known.
-    known: HashMap<Signature, usize>,
+    /// The finding pipeline (it knows every signature found here or learnt).
+    pipe: Pipeline,
     /// Signatures known to the hub already.
     published: HashMap<Signature, usize>,
     /// Hits of known signatures since the last [`take_hits`](Self::take_hits).
@@ -336,7 +324,7 @@ impl<'a> Worker<'a> {
             fresh: Vec::new(),
             hub_cursor: 0,
             hub_known_version: 0,
-            known: HashMap::new(),
+            pipe: Pipeline::new(opts.pair, opts.realizable),
             published: HashMap::new(),
             hits: HashMap::new(),
             stats: Stats::default(),
@@ -377,34 +365,18 @@ impl<'a> Worker<'a> {
         }
         let kinds = [(hit.divergence, Kind::Divergence), (hit.violation, Kind::Oracle)];
         for kind in kinds.iter().filter(|k| k.0).map(|k| k.1) {
-            let Some(f) = analyze(&prog, &opts.pair, kind) else {
-                continue;
-            };
-            let best = self.known.get(&f.signature).copied();
-            // A known signature: minimize only a program that is already shorter.
-            if best.is_some_and(|b| prog.ops.len() >= b) {
-                *self.hits.entry(f.signature).or_insert(0) += 1;
-                continue;
+            match self.pipe.offer(&prog, kind, self.start.elapsed()) {
+                None => {}
+                Some(Offer::Hit(sig)) => *self.hits.entry(sig).or_insert(0) += 1,
+                Some(Offer::New(found)) => emit(Event { found, first: true }),
+                Some(Offer::Shorter(found)) => emit(Event { found, first: false }),
             }
-            let program = minimize(&prog, &opts.pair, &f.signature);
-            if opts.realizable && crate::emit_c::realizable(&program).is_err() {
-                continue;
-            }
-            if best.is_some_and(|b| program.ops.len() >= b) {
-                *self.hits.entry(f.signature).or_insert(0) += 1;
-                continue;
-            }
-            let title = analyze(&program, &opts.pair, kind).map_or(f.title.clone(), |g| g.title);
-            self.known.insert(f.signature, program.ops.len());
-            self.stats.elapsed = self.start.elapsed();
-            let found = Found { signature: f.signature, title, program, hits: 1, at: self.stats.elapsed };
-            emit(Event { found, first: best.is_none() });
         }
     }
 
     /// Signatures this worker knows (found here or learnt from the hub).
     pub fn known(&self) -> usize {
-        self.known.len()
+        self.pipe.known().len()
     }
 
     /// Size of this worker's mutation pool (its own entries and the hub's).
@@ -441,7 +413,7 @@ impl<'a> Worker<'a> {
         }
         self.hub_cursor = h.pool.len();
         let mut changed = false;
-        for (sig, &n) in &self.known {
+        for (sig, &n) in self.pipe.known() {
             if self.published.get(sig).is_some_and(|&p| p <= n) {
                 continue;
             }
@@ -457,69 +429,14 @@ impl<'a> Worker<'a> {
         }
         if h.known_version != self.hub_known_version {
             for (sig, &n) in &h.known {
-                let e = self.known.entry(*sig).or_insert(n);
-                *e = n.min(*e);
-                self.published.insert(*sig, *e);
+                self.pipe.learn(*sig, n);
+                let e = self.pipe.known()[sig];
+                self.published.insert(*sig, e);
             }
             self.hub_known_version = h.known_version;
         }
         self.stats.pool = self.pool.len();
     }
-}
-
-/// Run the engine on this thread until time, program count, or `stop`.
-/// `on_found` is called for each new signature (already minimized);
-/// `on_progress` about once a second.
-pub fn fuzz(
-    opts: &Options,
-    stop: &AtomicBool,
-    mut on_found: impl FnMut(&Found, &Stats),
-    mut on_progress: impl FnMut(&Stats, usize),
-) -> (Vec<Found>, Stats) {
-    let start = Instant::now();
-    let mut w = Worker::new(opts, 0, start);
-    let mut found: HashMap<Signature, usize> = HashMap::new();
-    let mut list: Vec<Found> = Vec::new();
-    let mut next_report = Duration::from_secs(1);
-    loop {
-        if w.stats.programs.is_multiple_of(256) {
-            w.stats.elapsed = start.elapsed();
-            if w.stats.elapsed >= opts.time || stop.load(Ordering::Relaxed) {
-                break;
-            }
-            if w.stats.elapsed >= next_report {
-                next_report += Duration::from_secs(1);
-                w.stats.pool = w.pool.len();
-                on_progress(&w.stats, list.len());
-            }
-        }
-        if opts.max_programs.is_some_and(|m| w.stats.programs >= m) {
-            break;
-        }
-        let mut events = Vec::new();
-        w.one(&mut |e| events.push(e));
-        for e in events {
-            match found.get(&e.found.signature) {
-                Some(&i) => {
-                    list[i].hits += 1;
-                    list[i].program = e.found.program;
-                }
-                None => {
-                    on_found(&e.found, &w.stats);
-                    found.insert(e.found.signature, list.len());
-                    list.push(e.found);
-                }
-            }
-        }
-    }
-    for (sig, n) in w.take_hits() {
-        if let Some(&i) = found.get(&sig) {
-            list[i].hits += n;
-        }
-    }
-    w.stats.elapsed = start.elapsed();
-    w.stats.pool = w.pool.len();
-    (list, w.stats)
 }
 
 /// What [`fuzz_jobs`] reports to the thread that called it.

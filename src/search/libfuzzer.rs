@@ -25,13 +25,14 @@
 //!   repository's `corpus/`) never count as new;
 //! - `PTEDIFF_ORACLE=1`: also record oracle violations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::pipeline::{Offer, Pipeline};
 use crate::check::Signature;
-use crate::check::{analyze, check, Kind, Pair};
+use crate::check::{check, Kind, Pair};
 use crate::corpus::{self, Expect, RenderOpts};
 use crate::findings::{self, FindingsDb};
 use crate::judge::causes::Cause;
@@ -96,8 +97,8 @@ pub struct Target {
     pub oracle: bool,
     pub panic_on: PanicOn,
     pub db: FindingsDb,
-    /// Bucket -> length of the best program known (the folder's at start, and this process's).
-    known: HashMap<String, usize>,
+    /// The finding pipeline; it knows the folder's signatures at start and this process's.
+    pipe: Pipeline,
     /// Signatures the corpus states for this pair.
     corpus: HashSet<Signature>,
     /// Root causes known (folder and corpus), for `PanicOn::NewCause`.
@@ -171,7 +172,7 @@ impl Target {
             kernel.name(),
             if oracle { ", oracle on" } else { "" },
             dir.display(),
-            t.known.len(),
+            t.pipe.known().len(),
             t.db.run,
             t.corpus.len()
         );
@@ -189,9 +190,12 @@ impl Target {
         let db = FindingsDb::open_as(findings_dir, &findings::new_run_id("libfuzzer"))
             .map_err(|e| format!("findings folder (PTEDIFF_FINDINGS): {e}"))?;
         let corpus = corpus_signatures(corpus_dir, &pair);
-        let known = findings::known_lengths(&db);
+        let mut pipe = Pipeline::new(pair, false);
+        for (sig, n) in findings::known_lengths(&db) {
+            pipe.learn(sig, n);
+        }
         let causes = if panic_on == PanicOn::NewCause { known_causes(corpus_dir, &db) } else { HashSet::new() };
-        Ok(Target { pair, oracle, panic_on, db, known, corpus, causes, last_commit: Instant::now() })
+        Ok(Target { pair, oracle, panic_on, db, pipe, corpus, causes, last_commit: Instant::now() })
     }
 
     /// Judge one input: record its findings; the panic message, if the target should panic.
@@ -199,37 +203,29 @@ impl Target {
         let mut stop = None;
         let kinds: &[Kind] = if self.oracle { &[Kind::Divergence, Kind::Oracle] } else { &[Kind::Divergence] };
         for &kind in kinds {
-            let Some(f) = analyze(program, &self.pair, kind) else { continue };
-            let slug = f.signature.slug();
-            let best = self.known.get(&slug).copied();
+            let Some(offer) = self.pipe.offer(program, kind, Duration::ZERO) else { continue };
+            let sig = offer.signature();
             let mut created = false;
             let mut recorded = None;
-            if best.is_some_and(|b| program.ops.len() >= b) {
-                self.db.count(&slug, 1);
-            } else {
-                let small = minimize(program, &self.pair, &f.signature);
-                if best.is_some_and(|b| small.ops.len() >= b) {
-                    self.db.count(&slug, 1);
-                } else {
-                    self.known.insert(slug.clone(), small.ops.len());
-                    self.db.hit(&self.pair, &small, kind, 1);
+            match offer {
+                Offer::Hit(sig) => self.db.count(&sig, 1),
+                Offer::New(found) | Offer::Shorter(found) => {
+                    self.db.hit(&self.pair, &found.program, kind, 1);
                     let c = self.db.commit().map_err(|e| format!("cannot record a finding: {e}"))?;
                     self.last_commit = Instant::now();
-                    created = c.created.contains(&slug);
-                    let path = self.db.dir.join(format!("{slug}.ptd"));
-                    let title = analyze(&small, &self.pair, kind).map_or(f.title.clone(), |g| g.title);
+                    created = c.created.contains(&sig);
                     eprintln!(
                         "ptediff target: {} {} ({} ops) -> {}",
                         if created { "new finding" } else { "shorter program" },
-                        title,
-                        small.ops.len(),
-                        path.display()
+                        found.title,
+                        found.program.ops.len(),
+                        self.db.path_of(&sig).display()
                     );
-                    recorded = Some(small);
+                    recorded = Some(found.program);
                 }
             }
-            let fresh = created && !self.corpus.contains(&f.signature);
-            let cause = Cause::of(&f.signature);
+            let fresh = created && !self.corpus.contains(&sig);
+            let cause = Cause::of(&sig);
             let new_cause = self.panic_on == PanicOn::NewCause && self.causes.insert(cause);
             let harmful = cause.harmful();
             let panic = match self.panic_on {
@@ -240,14 +236,14 @@ impl Target {
                 PanicOn::Any => true,
             };
             if panic && stop.is_none() {
-                let small = recorded.unwrap_or_else(|| minimize(program, &self.pair, &f.signature));
+                let small = recorded.unwrap_or_else(|| minimize(program, &self.pair, &sig));
                 let out = check(&small, &self.pair);
                 eprintln!(
                     "{}",
                     corpus::render(&self.pair, &out, &small, RenderOpts { report: true, ..Default::default() })
                 );
                 let what = if kind == Kind::Oracle { "oracle violation" } else { "divergence" };
-                stop = Some(format!("ptediff: {what} {slug} (PTEDIFF_PANIC_ON={})", self.panic_on.name()));
+                stop = Some(format!("ptediff: {what} {sig} (PTEDIFF_PANIC_ON={})", self.panic_on.name()));
             }
         }
         if self.last_commit.elapsed() >= COMMIT_EVERY && self.db.dirty() {

@@ -8,3 +8,4 @@ pub mod fuzz;
 pub mod generate;
 pub mod libfuzzer;
 pub mod minimize;
+pub mod pipeline;
