@@ -42,31 +42,30 @@ impl std::fmt::Display for Contract {
 impl Contract {
     pub const ALL: [Contract; 5] = [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P];
 
+    /// Each contract with its letter and its long name.
+    const NAMES: [(Contract, &'static str, &'static str); 5] = [
+        (Contract::U, "U", "uffd-wp"),
+        (Contract::S, "S", "soft-dirty"),
+        (Contract::C, "C", "COW"),
+        (Contract::N, "N", "writenotify"),
+        (Contract::P, "P", "mprotect"),
+    ];
+
+    fn join(self, name: impl Fn(&(Contract, &'static str, &'static str)) -> &'static str, sep: &str) -> String {
+        Self::NAMES.iter().filter(|n| self.contains(n.0)).map(name).collect::<Vec<_>>().join(sep)
+    }
+
     /// `U+S` style, or `none`.
     pub fn letters(self) -> String {
         if self.is_empty() {
             return "none".into();
         }
-        let names = ["U", "S", "C", "N", "P"];
-        Contract::ALL
-            .iter()
-            .zip(names)
-            .filter(|(c, _)| self.contains(**c))
-            .map(|(_, n)| n)
-            .collect::<Vec<_>>()
-            .join("+")
+        self.join(|n| n.1, "+")
     }
 
     /// Long names: "uffd-wp, soft-dirty".
     pub fn words(self) -> String {
-        let names = ["uffd-wp", "soft-dirty", "COW", "writenotify", "mprotect"];
-        Contract::ALL
-            .iter()
-            .zip(names)
-            .filter(|(c, _)| self.contains(**c))
-            .map(|(_, n)| n)
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.join(|n| n.2, ", ")
     }
 
     /// Parse `U+S` (or `none`).
@@ -74,18 +73,7 @@ impl Contract {
         if s == "none" {
             return Some(Contract::empty());
         }
-        let mut c = Contract::empty();
-        for l in s.split('+') {
-            c |= match l {
-                "U" => Contract::U,
-                "S" => Contract::S,
-                "C" => Contract::C,
-                "N" => Contract::N,
-                "P" => Contract::P,
-                _ => return None,
-            };
-        }
-        Some(c)
+        s.split('+').try_fold(Contract::empty(), |c, l| Some(c | Self::NAMES.iter().find(|n| n.1 == l)?.0))
     }
 
     pub(crate) fn index(self) -> usize {
