@@ -28,6 +28,12 @@ debian_uri() {
 PAPT="$KC/apt"
 PAPT_OPTS=()
 
+# apt-get on the machine's own apt state, one caller at a time: the scripts may
+# run side by side (parallel tests), and apt-get fails at once on a held lock.
+apt_get() {
+    flock -w 1800 /var/lock/ptediff-apt.lock apt-get "$@"
+}
+
 # PAPT_OPTS: apt options that use the private state (which must exist).
 papt_set_opts() {
     [[ -f $PAPT/sources.list ]] || die "no private apt state in $PAPT: run scripts/kernel-check-setup.sh first"
@@ -62,8 +68,8 @@ require_commands() {
     [[ ${#pkgs[@]} -eq 0 ]] && return 0
     [[ $(id -u) -eq 0 ]] || die "missing commands: ${cmds[*]} (apt-get install ${pkgs[*]}, or run as root)"
     say "installing ${pkgs[*]} (for ${cmds[*]})"
-    apt-get update -qq >&2
-    apt-get install -y -q "${pkgs[@]}" >&2
+    apt_get update -qq >&2
+    apt_get install -y -q "${pkgs[@]}" >&2
     for spec in "$@"; do
         cmd=${spec%%:*}
         command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after apt-get install ${spec#*:}"

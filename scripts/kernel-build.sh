@@ -166,8 +166,8 @@ for p in "${TOOLS[@]}"; do installed "$p" || missing+=("$p"); done
 if [[ ${#missing[@]} -gt 0 ]]; then
     [[ $(id -u) -eq 0 ]] || die "build tools missing (${missing[*]}): run as root or apt-get install them"
     say "installing ${missing[*]}"
-    apt-get update -qq >&2
-    apt-get install -y -q "${missing[@]}" >&2
+    flock -w 1800 /var/lock/ptediff-apt.lock apt-get update -qq >&2
+    flock -w 1800 /var/lock/ptediff-apt.lock apt-get install -y -q "${missing[@]}" >&2
 fi
 
 # ------------------------------------------------------------------ source
@@ -205,7 +205,7 @@ fetch_deb() {
         opts=("${PAPT_OPTS[@]}")
         ;;
     *)
-        apt-cache show "$SRCPKG" >/dev/null 2>&1 || apt-get update -qq >&2
+        apt-cache show "$SRCPKG" >/dev/null 2>&1 || apt_get update -qq >&2
         ;;
     esac
     say "downloading $want"

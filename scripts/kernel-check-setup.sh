@@ -101,7 +101,7 @@ APT_UPDATED=0
 apt_update_once() {
     if [[ $APT_UPDATED -eq 0 ]]; then
         say "apt-get update"
-        apt-get update -qq
+        apt_get update -qq
         APT_UPDATED=1
     fi
 }
@@ -134,13 +134,13 @@ fi
 # ----------------------------------------------------------------- packages
 if [[ $need_qemu -eq 1 ]]; then
     say "installing qemu-system-x86 from ${BPO}"
-    apt-get install -y -q -t "$BPO" qemu-system-x86
+    apt_get install -y -q -t "$BPO" qemu-system-x86
 else
     say "qemu-system-x86 already installed ($(dpkg-query -W -f='${Version}' qemu-system-x86))"
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     say "installing ${missing[*]}"
-    apt-get install -y -q "${missing[@]}"
+    apt_get install -y -q "${missing[@]}"
 else
     say "host packages already installed: ${HOST_PKGS[*]}"
 fi

@@ -33,6 +33,11 @@ say() { printf 'window-module: %s\n' "$*" >&2; }
 die() { printf 'window-module: ERROR: %s\n' "$*" >&2; exit 2; }
 
 [[ $# -ge 1 ]] || die "usage: $0 KERNEL... (v6.1.y, v6.12, v6.18, v7.3)"
+# Arguments first: a bad name fails before anything is installed.
+for name in "$@"; do
+    case $name in v6.1.y | v6.12 | v6.18 | v7.3) ;;
+    *) die "unknown kernel '$name' (Debian kernels: v6.1.y, v6.12, v6.18, v7.3; a built kernel has patches/debug-migration-window instead)" ;; esac
+done
 
 # shellcheck source=debian-apt.sh
 . "$ROOT/scripts/debian-apt.sh"
