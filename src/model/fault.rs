@@ -2,6 +2,7 @@
 //! the profiles differ the function says so).
 
 use super::events::Event;
+use super::huge_memory;
 use super::migrate::migration_entry_wait;
 use super::pte::*;
 use super::types::*;
@@ -36,16 +37,19 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
         let e = s.procs[p].pt[addr as usize];
         if let Entry::Present { bits, folio } = e {
             if !bits.contains(PteBits::PROTNONE) && (!write || bits.contains(PteBits::W)) {
-                let mut n = bits | PteBits::A;
                 if write {
-                    n |= PteBits::D;
                     // The store's data: a fresh content token.
                     s.next_token = s.next_token.wrapping_add(1).max(1);
                     if folio != ZERO_PAGE {
                         s.folio_mut(folio).data = s.next_token;
                     }
                 }
-                s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+                if s.procs[p].is_huge(addr) {
+                    huge_memory::touch_pmd(s, p, addr, write, false);
+                } else {
+                    let n = if write { bits | PteBits::A | PteBits::D } else { bits | PteBits::A };
+                    s.procs[p].pt[addr as usize] = Entry::Present { bits: n, folio };
+                }
                 return Access::Done;
             }
         }
@@ -106,7 +110,19 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
 /// `handle_pte_fault()` (mm/memory.c): dispatch on the PTE.
 fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
-    match s.procs[p].pt[addr as usize] {
+    if s.procs[p].is_huge(addr) {
+        if let Some(f) = handle_huge_pmd_fault(s, cfg, p, vi, addr, write) {
+            return f;
+        }
+    }
+    let e = s.procs[p].pt[addr as usize];
+    if e.is_none()
+        && v.flags.contains(VmFlags::HUGEPAGE)
+        && huge_memory::do_huge_pmd_anonymous_page(s, cfg.kernel, p, vi, addr)
+    {
+        return Fault::Retry;
+    }
+    match e {
         Entry::None => {
             if v.is_anonymous() {
                 do_anonymous_page(s, cfg.kernel, p, vi, addr, write)
@@ -139,9 +155,45 @@ fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, 
     }
 }
 
+/// The PMD level of `__handle_mm_fault()` (mm/memory.c) for a huge PMD: wait for
+/// a PMD migration entry (`pmd_migration_entry_wait`), `do_huge_pmd_numa_page()`
+/// for a protnone PMD (each page as [`do_numa_page`] rebuilds it), `wp_huge_pmd()`
+/// for a store to a read-only PMD, else `huge_pmd_set_accessed()`. None when the
+/// PMD was split (VM_FAULT_FALLBACK): the PTE level handles the fault.
+fn handle_huge_pmd_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Option<Fault> {
+    let v = s.procs[p].vmas[vi];
+    match s.procs[p].pt[addr as usize] {
+        Entry::Migration { folio, .. } => {
+            migration_entry_wait(s, cfg, folio);
+            Some(Fault::Retry)
+        }
+        Entry::Present { bits, .. } if bits.contains(PteBits::PROTNONE) && v.accessible() => {
+            let (start, end) = huge_memory::pmd_range(addr);
+            for a in start..end {
+                if let Entry::Present { bits, folio } = s.procs[p].pt[a as usize] {
+                    do_numa_page(s, cfg, p, &v, a, bits, folio);
+                }
+            }
+            Some(Fault::Retry)
+        }
+        Entry::Present { bits, .. } if write && !bits.contains(PteBits::W) => {
+            match huge_memory::wp_huge_pmd(s, cfg, p, vi, addr) {
+                huge_memory::HugeWp::Reused => Some(Fault::Retry),
+                huge_memory::HugeWp::Uffd => Some(Fault::Uffd),
+                huge_memory::HugeWp::Fallback => None,
+            }
+        }
+        Entry::Present { .. } => {
+            huge_memory::touch_pmd(s, p, addr, write, true);
+            Some(Fault::Retry)
+        }
+        _ => None,
+    }
+}
+
 /// `anon_vma_prepare()` (mm/rmap.c): give the VMA an anon_vma on its first anon
 /// page, reusing a neighbour's when `find_mergeable_anon_vma()` allows, else a new one.
-fn anon_vma_prepare(s: &mut State, k: Kernel, p: usize, vi: usize) {
+pub(super) fn anon_vma_prepare(s: &mut State, k: Kernel, p: usize, vi: usize) {
     if s.procs[p].vmas[vi].anon_vma != 0 {
         return;
     }

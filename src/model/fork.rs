@@ -45,11 +45,29 @@ pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_
             for a in src.start..src.end {
                 copy_pte(s, cfg, parent, child, &src, &tmp, a);
             }
+            copy_huge_pmd(s, parent, child, &src);
         }
     }
     s.emit(Event::Forked { parent: parent as u8, child: child as u8, event_fork });
     s.emit(Event::Layout { p: child as u8 });
     true
+}
+
+/// `copy_huge_pmd()` (mm/huge_memory.c) for the PMDs of `src`: the child's PMD
+/// maps the same large folio huge. Its entries were copied page by page above
+/// with the PTE rules, which are the PMD's for anonymous memory on every
+/// profile: a present PMD is shared (no pins are modelled, so never split),
+/// write-protected in both, old in the child and without uffd-wp unless the
+/// child VMA is uffd-wp; a writable PMD migration entry becomes readable in both.
+fn copy_huge_pmd(s: &mut State, parent: usize, child: usize, src: &Vma) {
+    let huge = s.procs[parent].huge;
+    for g in 0..NPMDS as u8 {
+        let a = g * HPAGE_PMD_NR;
+        if huge & (1 << g) != 0 && src.start <= a && a < src.end && !s.procs[child].pt[a as usize].is_none() {
+            s.procs[child].huge |= 1 << g;
+            s.procs[child].ptable &= !(1 << g);
+        }
+    }
 }
 
 /// `vma_needs_copy()` (mm/memory.c): copy page tables only when the child VMA is
@@ -162,13 +180,13 @@ fn copy_nonpresent_pte(
 }
 
 /// `exit_mmap()` (mm/mmap.c): zap everything (dropping markers) and free the mm.
-pub fn exit_mmap(s: &mut State, p: usize) {
+pub fn exit_mmap(s: &mut State, cfg: &Config, p: usize) {
     if !s.procs[p].alive {
         return;
     }
     let vmas = s.procs[p].vmas;
     for v in vmas.iter() {
-        zap_pte_range(s, p, v, v.start, v.end, ZapDetails { drop_marker: true });
+        zap_pte_range(s, cfg, p, v, v.start, v.end, ZapDetails { drop_marker: true });
     }
     s.procs[p] = Mm::new(false);
     s.emit(Event::Layout { p: p as u8 });

@@ -12,6 +12,9 @@ use super::types::*;
 /// - A swap slot's count equals the swap PTEs naming it; a swap-cache folio and its
 ///   slot point at each other.
 /// - A page-cache folio is where its file's cache says it is.
+/// - A huge PMD lies inside one VMA and holds one entry: its pages agree on the
+///   entry and its bits and name the pages of one large folio in order; a PMD
+///   is never both huge and a PTE table.
 pub fn check_invariants(s: &State) -> Result<(), String> {
     let mut maps = [0u32; MAX_FOLIOS];
     let mut swaps = [0u32; MAX_SLOTS];
@@ -33,6 +36,11 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
         for v in &mm.vmas {
             if v.start >= v.end || v.end as usize > NPAGES {
                 return Err(format!("p{p}: bad VMA [{}, {})", v.start, v.end));
+            }
+        }
+        for g in 0..NPMDS as u8 {
+            if mm.huge & (1 << g) != 0 {
+                check_huge_pmd(s, mm, g).map_err(|e| format!("p{p} PMD {g}: {e}"))?;
             }
         }
         for (a, e) in mm.pt.iter().enumerate() {
@@ -74,7 +82,8 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
         if fo.mapcount as u32 != maps[i] {
             return Err(format!("folio #{i}: mapcount {} but {} PTEs map it", fo.mapcount, maps[i]));
         }
-        let pending = s.pending.iter().any(|m| m.new == i as FolioId || m.old == i as FolioId);
+        let head = s.folio_head(i as FolioId);
+        let pending = s.pending.iter().any(|m| m.new == head || m.old == head);
         if fo.is_anon() && fo.mapcount == 0 && !pending && !fo.flags.contains(FolioFlags::SWAPCACHE) {
             return Err(format!("anon folio #{i} is mapped nowhere and not in the swap cache (leaked)"));
         }
@@ -91,6 +100,38 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
     for (i, sl) in s.slots.iter().enumerate() {
         if sl.count as u32 != swaps[i] {
             return Err(format!("swap slot {i}: count {} but {} swap PTEs", sl.count, swaps[i]));
+        }
+    }
+    Ok(())
+}
+
+/// The huge PMD `g` of `mm` (see [`check_invariants`]).
+fn check_huge_pmd(s: &State, mm: &Mm, g: u8) -> Result<(), String> {
+    let a = g * HPAGE_PMD_NR;
+    let e = a + HPAGE_PMD_NR;
+    if mm.ptable & (1 << g) != 0 {
+        return Err("huge and a PTE table at once".into());
+    }
+    if mm.vma(a).is_none_or(|v| v.end < e) {
+        return Err("not inside one VMA".into());
+    }
+    let (head, first) = match mm.pt[a as usize] {
+        Entry::Present { folio, .. } | Entry::Migration { folio, .. } if folio != ZERO_PAGE => {
+            (folio, mm.pt[a as usize])
+        }
+        other => return Err(format!("entry {other:?} cannot be huge")),
+    };
+    if !s.is_large(head) || s.folio_head(head) != head {
+        return Err(format!("folio #{head} is not the head of a large folio"));
+    }
+    for i in 1..HPAGE_PMD_NR {
+        let want = match first {
+            Entry::Present { bits, .. } => Entry::Present { bits, folio: head + i },
+            Entry::Migration { kind, bits, .. } => Entry::Migration { kind, bits, folio: head + i },
+            _ => unreachable!(),
+        };
+        if mm.pt[(a + i) as usize] != want {
+            return Err(format!("page {} holds {:?}, the PMD says {want:?}", a + i, mm.pt[(a + i) as usize]));
         }
     }
     Ok(())

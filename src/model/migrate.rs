@@ -4,13 +4,13 @@
 
 use super::pte::*;
 use super::types::*;
-use super::{Config, Restore};
+use super::{Config, Kernel, Restore};
 
 /// `try_to_migrate_one()` (mm/rmap.c) for one PTE: clear it (D → folio dirty),
 /// give up PageAnonExclusive (`page_try_share_anon_rmap`, no pins modelled), and
 /// install MIG_W if W, MIG_RX if it was anon-exclusive, else MIG_R, carrying
 /// young/dirty/soft-dirty/uffd-wp.
-fn try_to_migrate_one(s: &mut State, p: usize, addr: u8, bits: PteBits, f: FolioId) {
+pub(super) fn try_to_migrate_one(s: &mut State, p: usize, addr: u8, bits: PteBits, f: FolioId) {
     if bits.contains(PteBits::D) {
         s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
     }
@@ -49,12 +49,30 @@ pub fn migratable_folio(s: &State, p: usize, addr: u8) -> Option<FolioId> {
 /// First half of `migrate_pages()` (mm/migrate.c): lock the folio, allocate the
 /// destination, and `try_to_migrate()` every mapping (rmap walk). Returns false
 /// if nothing was started (no page, already migrating, no memory).
-pub fn migrate_start(s: &mut State, p: usize, addr: u8) -> bool {
-    let Some(f) = migratable_folio(s, p, addr) else {
+///
+/// A large folio (`migrate_pages_batch()`) needs a large destination; when none
+/// can be allocated the folio is split (`try_split_folio()`, every profile) and
+/// the page at `addr` migrates alone. A PMD mapping it becomes a PMD migration
+/// entry (`set_pmd_migration_entry()`), PTE mappings PTE migration entries.
+pub fn migrate_start(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
+    let Some(mut f) = migratable_folio(s, p, addr) else {
         return false;
     };
     if s.pending.len() == s.pending.capacity() {
         return false;
+    }
+    if s.is_large(f) {
+        if let Some(new) = s.alloc_large_folio() {
+            migrate_start_large(s, cfg.kernel, f, new);
+            return true;
+        }
+        if !super::huge_memory::split_huge_page(s, cfg, f) {
+            return false;
+        }
+        let Some(g) = migratable_folio(s, p, addr) else {
+            return false;
+        };
+        f = g;
     }
     let Some(new) = s.alloc_folio(FolioKind::Free) else {
         return false;
@@ -79,40 +97,101 @@ pub fn migrate_start(s: &mut State, p: usize, addr: u8) -> bool {
     true
 }
 
-/// Second half of `migrate_pages()`: `migrate_folio()` moves the data, flags
-/// (dirty, swap cache) and the page-cache/swap-cache slot to the new folio, then
-/// `remove_migration_ptes()` restores every migration entry and the old folio is freed.
-pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
-    let Pending { old, new } = s.pending.remove(idx);
-    let of = *s.folio(old);
-    let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE;
-    // move_to_new_folio(): the data (and flags) are copied to the new folio.
-    s.folios[new as usize] = Folio { kind: of.kind, flags: of.flags & keep, mapcount: 0, slot: of.slot, data: of.data };
-    match of.kind {
-        FolioKind::File { file, index } => s.files[file as usize].cache[index as usize] = new,
-        FolioKind::Anon if of.flags.contains(FolioFlags::SWAPCACHE) => s.slots[of.slot as usize].folio = new,
-        _ => {}
+/// [`migrate_start`] of the large folio page `f` belongs to, to the large folio
+/// `new`: every page is locked, a PMD mapping it gets
+/// `set_pmd_migration_entry()`, every PTE mapping a page of it `try_to_migrate_one()`.
+fn migrate_start_large(s: &mut State, k: Kernel, f: FolioId, new: FolioId) {
+    let old = s.folio_head(f);
+    for i in 0..HPAGE_PMD_NR {
+        s.folios[(new + i) as usize].flags = FolioFlags::MIGRATING | FolioFlags::LARGE;
     }
-    s.folios[old as usize] = Folio::default();
+    for x in s.folio_pages(f).collect::<arrayvec::ArrayVec<FolioId, { HPAGE_PMD_NR as usize }>>() {
+        s.folio_mut(x).flags.insert(FolioFlags::MIGRATING);
+    }
     for q in 0..MAX_PROCS {
         if !s.procs[q].alive {
             continue;
         }
         for a in 0..NPAGES as u8 {
-            if let Entry::Migration { kind, bits, folio } = s.procs[q].pt[a as usize] {
-                if folio == old {
-                    remove_migration_pte(s, cfg, q, a, kind, bits, new);
+            if let Entry::Present { bits, folio } = s.procs[q].pt[a as usize] {
+                if !s.in_large_folio(folio, old) {
+                    continue;
+                }
+                if s.procs[q].is_huge(a) {
+                    super::huge_memory::set_pmd_migration_entry(s, k, q, a);
+                } else {
+                    try_to_migrate_one(s, q, a, bits, folio);
                 }
             }
         }
     }
-    put_anon_folio(s, new);
+    s.pending.push(Pending { old, new });
+}
+
+/// Second half of `migrate_pages()`: `migrate_folio()` moves the data, flags
+/// (dirty, swap cache) and the page-cache/swap-cache slot to the new folio, then
+/// `remove_migration_ptes()` restores every migration entry and the old folio is
+/// freed. A large folio moves page by page; a PMD migration entry is restored by
+/// `remove_migration_pmd()`, PTE migration entries by `remove_migration_pte()`.
+pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
+    let Pending { old, new } = s.pending.remove(idx);
+    let large = s.is_large(new);
+    let n = if large { HPAGE_PMD_NR } else { 1 };
+    let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE;
+    // Which pages of the old folio were still allocated (a large folio may have
+    // lost some pages to partial unmaps before).
+    let mut moved = 0u8;
+    for i in 0..n {
+        let (o, d) = ((old + i) as usize, (new + i) as usize);
+        let of = s.folios[o];
+        if of.kind == FolioKind::Free || large && !of.flags.contains(FolioFlags::LARGE) {
+            s.folios[d] = Folio::default();
+            continue;
+        }
+        moved |= 1 << i;
+        // move_to_new_folio(): the data (and flags) are copied to the new folio.
+        let flags = of.flags & keep | if large { FolioFlags::LARGE } else { FolioFlags::empty() };
+        s.folios[d] = Folio { kind: of.kind, flags, mapcount: 0, slot: of.slot, data: of.data };
+        match of.kind {
+            FolioKind::File { file, index } => s.files[file as usize].cache[index as usize] = d as FolioId,
+            FolioKind::Anon if of.flags.contains(FolioFlags::SWAPCACHE) => {
+                s.slots[of.slot as usize].folio = d as FolioId
+            }
+            _ => {}
+        }
+        s.folios[o] = Folio::default();
+    }
+    let is_old = |f: FolioId| f >= old && f < old + n && moved & (1 << (f - old)) != 0;
+    for q in 0..MAX_PROCS {
+        if !s.procs[q].alive {
+            continue;
+        }
+        let mut a = 0u8;
+        while (a as usize) < NPAGES {
+            if let Entry::Migration { kind, bits, folio } = s.procs[q].pt[a as usize] {
+                if is_old(folio) {
+                    if s.procs[q].is_huge(a) {
+                        super::huge_memory::remove_migration_pmd(s, cfg, q, a, kind, bits, new);
+                        a = super::huge_memory::pmd_range(a).1;
+                        continue;
+                    }
+                    remove_migration_pte(s, cfg, q, a, kind, bits, new + (folio - old));
+                }
+            }
+            a += 1;
+        }
+    }
+    for i in 0..n {
+        if moved & (1 << i) != 0 {
+            put_anon_folio(s, new + i);
+        }
+    }
 }
 
 /// `migrate_pages()` of the folio mapped at `(p, addr)` in one step: unmap,
 /// copy, restore. False if nothing was started.
 pub fn migrate_pages(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
-    if !migrate_start(s, p, addr) {
+    if !migrate_start(s, cfg, p, addr) {
         return false;
     }
     let i = s.pending.len() - 1;
@@ -141,6 +220,7 @@ pub fn migrate_finish_all(s: &mut State, cfg: &Config) {
 /// under migration sleeps until the migration is done; in a sequential model the
 /// migration therefore completes first.
 pub fn migration_entry_wait(s: &mut State, cfg: &Config, f: FolioId) {
+    let f = s.folio_head(f);
     if let Some(i) = s.pending.iter().position(|m| m.old == f) {
         migrate_finish(s, cfg, i);
     }

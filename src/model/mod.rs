@@ -9,6 +9,7 @@
 pub mod events;
 pub mod fault;
 pub mod fork;
+pub mod huge_memory;
 pub mod invariants;
 pub mod migrate;
 pub mod prot;
@@ -182,6 +183,39 @@ impl Kernel {
     /// after mapping and never treats a non-exclusive entry as exclusive.
     pub fn swapin_frees_swap_cache_after_mapping(self) -> bool {
         self >= Kernel::V73
+    }
+    /// `__split_huge_pmd_locked()` hands a dirty PMD's dirty bit to every PTE
+    /// (`pte_mkdirty`, so soft-dirty too on x86) from v6.12; v6.1 only marks the
+    /// folio dirty.
+    pub fn split_pmd_dirties_ptes(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// "mm/userfaultfd: fix uffd-wp handling for THP migration entries" (v6.3,
+    /// in 6.1.y): `set_pmd_migration_entry()` carries uffd-wp into the entry and
+    /// `change_huge_pmd()` sets and clears it on PMD migration entries. v6.1
+    /// loses the bit when a THP migrates, and UFFDIO_WRITEPROTECT misses a THP
+    /// under migration.
+    pub fn thp_migration_uffd_wp(self) -> bool {
+        self >= Kernel::V61y
+    }
+    /// `remap_page()` after a folio split passes RMP_USE_SHARED_ZEROPAGE (v6.12,
+    /// b1f202060afe): `try_to_map_unused_to_zeropage()` maps a zero-filled page
+    /// of an anonymous folio split (not mlocked) to the shared zero page instead.
+    pub fn split_remaps_zero_pages(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// `try_to_map_unused_to_zeropage()` keeps soft-dirty and uffd-wp from the
+    /// migration entry ("mm/rmap: fix soft-dirty and uffd-wp bit loss when
+    /// remapping zero-filled mTHP subpage to shared zeropage", v6.18, Cc stable;
+    /// read in 6.18.2 and 7.1.5, lost in 6.12.0). The 6.12 profile assumes the
+    /// 6.12.y backport: unverified against Debian's 6.12 tree.
+    pub fn zero_remap_keeps_bits(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// `change_huge_pmd()` makes a PMD writable with MM_CP_TRY_CHANGE_WRITABLE
+    /// and `can_change_pmd_writable()` (v6.3); v6.1 never upgrades a PMD.
+    pub fn change_huge_pmd_upgrades_write(self) -> bool {
+        self >= Kernel::V612
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -432,11 +466,11 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
     }
     let ok = |b: bool| if b { StepResult::Ok } else { StepResult::Failed };
     let res = |r: vma::KResult<()>| ok(r.is_ok());
-    match *op {
+    let r = match *op {
         Op::Mmap { p, addr, len, prot, target } => res(sys_mmap(s, cfg, p as usize, addr, len, prot, target)),
         Op::Munmap { p, addr, len } => {
             let (a, e) = range(addr, len);
-            res(vma::do_munmap(s, p as usize, a, e))
+            res(vma::do_munmap(s, cfg, p as usize, a, e))
         }
         Op::Mprotect { p, addr, len, prot } => {
             let (a, e) = range(addr, len);
@@ -481,14 +515,14 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             ok(fork::dup_mmap(s, cfg, parent as usize, child as usize, event_fork))
         }
         Op::Exit { p } => {
-            fork::exit_mmap(s, p as usize);
+            fork::exit_mmap(s, cfg, p as usize);
             StepResult::Ok
         }
         Op::Migrate { p, addr } => ok(migrate::migrate_pages(s, cfg, p as usize, addr)),
-        Op::MigrateStart { p, addr } => ok(migrate::migrate_start(s, p as usize, addr)),
+        Op::MigrateStart { p, addr } => ok(migrate::migrate_start(s, cfg, p as usize, addr)),
         Op::MigrateFinish { p, addr } => ok(migrate::migrate_finish_at(s, cfg, p as usize, addr)),
         Op::Pageout { p, addr } => {
-            swap::shrink_folio(s, p as usize, addr);
+            swap::shrink_folio(s, cfg, p as usize, addr);
             StepResult::Ok
         }
         Op::Swapoff {} => {
@@ -500,7 +534,11 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             StepResult::Ok
         }
         Op::NumaHint { p, addr } => ok(change_prot_numa(s, cfg, p as usize, addr)),
+    };
+    if s.procs.iter().any(|m| m.huge != 0) {
+        huge_memory::vma_adjust_trans_huge(s, cfg);
     }
+    r
 }
 
 /// A user load or store: `fault::user_access`, as the op's result.
@@ -554,14 +592,14 @@ fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) 
         let (x, y) = (a.max(v.start), e.min(v.end));
         if advice == Advice::DontNeed {
             // zap_page_range(): no ZAP_FLAG_DROP_MARKER, markers stay.
-            pte::zap_pte_range(s, p, &v, x, y, pte::ZapDetails { drop_marker: false });
+            pte::zap_pte_range(s, cfg, p, &v, x, y, pte::ZapDetails { drop_marker: false });
             let (shared, anon) = (v.flags.contains(VmFlags::SHARED), v.is_anonymous());
             s.emit(Event::Zapped { p: p as u8, start: x, end: y, shared, anon });
         } else {
             if !v.is_anonymous() || v.flags.contains(VmFlags::SHARED) {
                 return Err(vma::Errno::Einval);
             }
-            swap::madvise_free(s, p, x, y);
+            swap::madvise_free(s, cfg, p, x, y);
             s.emit(Event::LazyFreed { p: p as u8, start: x, end: y });
         }
     }
@@ -605,17 +643,9 @@ fn change_prot_numa(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
     if !v.accessible() || !v.is_anonymous() && (v.flags & (VmFlags::READ | VmFlags::WRITE)) == VmFlags::READ {
         return false;
     }
-    pte::change_protection(
-        s,
-        cfg,
-        p,
-        &v,
-        addr,
-        addr + 1,
-        PageProt::empty(),
-        pte::CpFlags::PROT_NUMA,
-        Why::ChangeProtNuma,
-    );
+    // task_numa_work() scans whole PMDs: a huge one is hinted as one.
+    let (a, e) = if s.procs[p].is_huge(addr) { huge_memory::pmd_range(addr) } else { (addr, addr + 1) };
+    pte::change_protection(s, cfg, p, &v, a, e, PageProt::empty(), pte::CpFlags::PROT_NUMA, Why::ChangeProtNuma);
     true
 }
 

@@ -47,6 +47,11 @@ pub fn set_pte(s: &mut State, p: usize, addr: u8, e: Entry, why: Why) {
         }
     }
     mm.pt[i] = e;
+    // A PTE in a group no huge PMD maps lives in a PTE table.
+    let g = 1u8 << (addr / HPAGE_PMD_NR);
+    if !e.is_none() && mm.huge & g == 0 {
+        mm.ptable |= g;
+    }
 }
 
 /// `mk_pte(page, prot)` on x86: W iff prot has RW, A set (every user PAGE_* has
@@ -236,11 +241,20 @@ pub fn change_protection(
     let prot_numa = cp.contains(CpFlags::PROT_NUMA);
     let uffd_wp = cp.contains(CpFlags::UFFD_WP);
     let uffd_resolve = cp.contains(CpFlags::UFFD_WP_RESOLVE);
+    // change_pmd_range(): a PMD the range covers in part is split; one covered
+    // whole goes to change_huge_pmd(), whose rules are the PTE rules below
+    // except where `huge` says otherwise.
+    super::huge_memory::split_huge_pmd_range(s, cfg, p, start, end);
     for addr in start..end {
         let e = s.procs[p].pt[addr as usize];
+        let huge = s.procs[p].is_huge(addr);
         match e {
             Entry::Present { bits, folio } => {
-                if prot_numa {
+                // change_huge_pmd() skips no shared folio for NUMA hinting.
+                if prot_numa && huge && bits.contains(PteBits::PROTNONE) {
+                    continue;
+                }
+                if prot_numa && !huge {
                     // NUMA hinting skips: already protnone, zero page, shared COW
                     // pages (by page count on v6.1, by map count on v6.12), dirty
                     // file-LRU pages.
@@ -274,12 +288,23 @@ pub fn change_protection(
                     n.remove(PteBits::UW);
                 }
                 if cp.contains(CpFlags::TRY_CHANGE_WRITABLE)
+                    && (!huge || k.change_huge_pmd_upgrades_write())
                     && !n.contains(PteBits::W)
                     && can_change_pte_writable(s, k, vma, n, folio)
                 {
                     n.insert(PteBits::W);
                 }
                 set_pte(s, p, addr, Entry::Present { bits: n, folio }, why);
+            }
+            Entry::Migration { kind, bits, folio } if huge && !k.thp_migration_uffd_wp() => {
+                // v6.1 change_huge_pmd(): a writable PMD migration entry becomes
+                // readable with its bits; uffd-wp is neither set nor cleared.
+                let kind = match kind {
+                    MigKind::Write if s.folio(folio).is_anon() => MigKind::ReadExclusive,
+                    MigKind::Write => MigKind::Read,
+                    k => k,
+                };
+                set_pte(s, p, addr, Entry::Migration { kind, bits, folio }, why);
             }
             Entry::Migration { kind, mut bits, folio } => {
                 let kind = match kind {
@@ -378,7 +403,12 @@ pub fn pte_install_uffd_wp_if_needed(s: &mut State, p: usize, vma: &Vma, addr: u
 /// `zap_pte_range()` (mm/memory.c) over `[start, end)`: drop mappings, swap and
 /// migration entries; markers are kept unless ZAP_FLAG_DROP_MARKER, and
 /// `zap_install_uffd_wp_if_needed()` leaves new ones.
-pub fn zap_pte_range(s: &mut State, p: usize, vma: &Vma, start: u8, end: u8, details: ZapDetails) {
+///
+/// A PMD the range covers in part is split first; PMDs covered whole are
+/// zapped entry by entry (`zap_huge_pmd()` drops the PMD the same way) and end
+/// up none, without a PTE table.
+pub fn zap_pte_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8, end: u8, details: ZapDetails) {
+    super::huge_memory::split_huge_pmd_range(s, cfg, p, start, end);
     for addr in start..end {
         let e = s.procs[p].pt[addr as usize];
         match e {
@@ -409,6 +439,7 @@ pub fn zap_pte_range(s: &mut State, p: usize, vma: &Vma, start: u8, end: u8, det
             pte_install_uffd_wp_if_needed(s, p, vma, addr, e);
         }
     }
+    super::huge_memory::zap_huge_pmds(&mut s.procs[p], start, end);
 }
 
 /// `clear_refs_write()` with CLEAR_REFS_SOFT_DIRTY (fs/proc/task_mmu.c, the same
@@ -448,7 +479,10 @@ pub fn clear_soft_dirty(s: &mut State, cfg: &Config, p: usize, addr: u8) {
             set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::ClearRefs);
         }
         Entry::Migration { mut kind, bits, folio } => {
-            if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration {
+            // The candidate fix changes clear_soft_dirty() only: a PMD migration
+            // entry goes through clear_soft_dirty_pmd(), which it leaves alone.
+            let pmd = s.procs[p].is_huge(addr);
+            if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration && !pmd {
                 kind = if s.folio(folio).is_anon() { MigKind::ReadExclusive } else { MigKind::Read };
             }
             let e = Entry::Migration { kind, bits: bits - SwpBits::SD, folio };
@@ -490,9 +524,15 @@ pub fn folio_mkclean(s: &mut State, f: FolioId) {
 /// (`move_soft_dirty_pte`). With the 6.1.y backport of "mm: clear uffd-wp PTE/PMD
 /// state on mremap()", a source VMA registered without EVENT_REMAP loses UW,
 /// swpUW and markers on the way.
-pub fn move_ptes(s: &mut State, p: usize, old: u8, new: u8, len: u8, clear_uffd_wp: bool) {
+///
+/// `move_page_tables()`: a PMD moves whole (`move_huge_pmd()`, the same
+/// per-entry rule) when the range covers it and the destination is aligned
+/// alike and has no page table yet; any other PMD in the range is split first.
+pub fn move_ptes(s: &mut State, cfg: &Config, p: usize, old: u8, new: u8, len: u8, clear_uffd_wp: bool) {
+    let moved_huge = super::huge_memory::move_huge_pmds(s, cfg, p, old, new, len);
     let mut tmp = [(Entry::None, PteWhy::default()); NPAGES];
     let mm = &mut s.procs[p];
+    mm.huge |= moved_huge;
     for (i, t) in tmp.iter_mut().enumerate().take(len as usize) {
         let a = old as usize + i;
         *t = (mm.pt[a], mm.why[a]);

@@ -28,11 +28,46 @@ fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS *
 /// cache) or, if lazy-free and clean, are discarded; shmem folios move to shmem's
 /// swap (`shmem_writepage`); clean ext4 folios are dropped, dirty ones only unmapped
 /// (MADV_PAGEOUT reclaims as a task, not kswapd, and does not write them back).
-pub fn shrink_folio(s: &mut State, p: usize, addr: u8) {
+///
+/// A large folio is reclaimed whole: `try_to_unmap()` with TTU_SPLIT_HUGE_PMD
+/// splits every PMD mapping it (`split_huge_pmd()`, bits handed to the PTEs),
+/// then each page is unmapped and swapped or discarded like a small folio. The
+/// model splits the folio itself as it does so (THP_SWAP keeps it whole in the
+/// swap cache until it is freed, which no user can tell apart: swap-in maps
+/// small pages on every profile, PMD-sized swap-in is never done).
+pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
     let f = match s.procs[p].pt[addr as usize] {
         Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
         _ => return,
     };
+    if !s.is_large(f) {
+        shrink_one(s, f);
+        return;
+    }
+    let pages: arrayvec::ArrayVec<FolioId, { HPAGE_PMD_NR as usize }> = s.folio_pages(f).collect();
+    let locked = |s: &State, x: FolioId| {
+        mappings(s, x)
+            .iter()
+            .any(|&(q, a)| s.procs[q as usize].vma(a).is_some_and(|v| v.flags.contains(VmFlags::LOCKED)))
+    };
+    if pages.iter().any(|&x| locked(s, x)) {
+        return;
+    }
+    for &x in &pages {
+        for (q, a) in mappings(s, x) {
+            super::huge_memory::split_huge_pmd(s, cfg, q as usize, a);
+        }
+    }
+    for &x in &pages {
+        s.folio_mut(x).flags.remove(FolioFlags::LARGE);
+    }
+    for &x in &pages {
+        shrink_one(s, x);
+    }
+}
+
+/// [`shrink_folio`] of the small folio `f`.
+fn shrink_one(s: &mut State, f: FolioId) {
     let maps = mappings(s, f);
     // mlocked folios sit on the unevictable LRU.
     if maps.iter().any(|&(q, a)| s.procs[q as usize].vma(a).is_some_and(|v| v.flags.contains(VmFlags::LOCKED))) {
@@ -157,8 +192,34 @@ fn fo_dec(s: &mut State, f: FolioId) {
 /// after MADV_DONTNEED); for each page: a dirty or swap-cache folio mapped more
 /// than once is skipped, else the swap cache is dropped and the folio cleaned; the
 /// PTE loses A and D (W kept) and the folio becomes lazy-free.
-pub fn madvise_free(s: &mut State, p: usize, start: u8, end: u8) {
+///
+/// A huge PMD the range covers whole goes to `madvise_free_huge_pmd()`; one it
+/// covers in part has its folio split first (`split_folio()`, only when mapped
+/// once: otherwise the PMD stays and its pages are left alone).
+pub fn madvise_free(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
+    use super::huge_memory::{madvise_free_huge_pmd, pmd_range, split_huge_page};
+    let mut skip = 0u32;
     for addr in start..end {
+        if !s.procs[p].is_huge(addr) || skip & (1 << addr) != 0 {
+            continue;
+        }
+        let (a, e) = pmd_range(addr);
+        let mask = ((1u32 << e) - 1) & !((1u32 << a) - 1);
+        skip |= mask;
+        if let Entry::Present { folio, .. } = s.procs[p].pt[a as usize] {
+            if a >= start && e <= end {
+                madvise_free_huge_pmd(s, p, a);
+                continue;
+            }
+            if s.folio(folio).mapcount == 1 && split_huge_page(s, cfg, folio) {
+                skip &= !mask;
+            }
+        }
+    }
+    for addr in start..end {
+        if skip & (1 << addr) != 0 {
+            continue;
+        }
         match s.procs[p].pt[addr as usize] {
             Entry::Swap { slot, .. } => {
                 s.procs[p].pt[addr as usize] = Entry::None;

@@ -20,6 +20,11 @@ pub const MAX_FILES: usize = 6;
 pub const MAX_SLOTS: usize = 32;
 /// Migrations that may be in flight at once (between migrate_start and migrate_finish).
 pub const MAX_PENDING: usize = 4;
+/// Model pages per PMD (a huge page): the kernel's 512 PTEs of a PMD are
+/// [`HPAGE_PMD_NR`] model pages, aligned (see `huge_memory` and the README).
+pub const HPAGE_PMD_NR: u8 = 4;
+/// PMDs per process (page groups `[4g, 4g + 4)`).
+pub const NPMDS: usize = NPAGES / HPAGE_PMD_NR as usize;
 
 /// A content token: what a page holds. 0 is zero-filled; every user store
 /// writes a fresh one ([`State::next_token`]).
@@ -54,6 +59,10 @@ bitflags! {
         const WIPEONFORK = 1 << 11;
         /// VM_ACCOUNT: private writable memory charged at mmap/mprotect; never cleared.
         const ACCOUNT = 1 << 12;
+        /// VM_HUGEPAGE (MADV_HUGEPAGE): THP allowed here with `enabled=madvise`.
+        const HUGEPAGE = 1 << 13;
+        /// VM_NOHUGEPAGE (MADV_NOHUGEPAGE): no THP, not even by MADV_COLLAPSE.
+        const NOHUGEPAGE = 1 << 14;
     }
 }
 
@@ -119,6 +128,10 @@ bitflags! {
         const LAZYFREE = 1 << 3;
         /// Locked as the source of an in-flight migration.
         const MIGRATING = 1 << 4;
+        /// A page of a large (PMD-sized) folio: the folio is the aligned run of
+        /// [`HPAGE_PMD_NR`] slots starting at `id & !(HPAGE_PMD_NR - 1)`; folio-wide
+        /// flags (DIRTY, LAZYFREE, MIGRATING, SWAPCACHE) are kept alike on every page.
+        const LARGE = 1 << 5;
     }
 }
 
@@ -241,11 +254,18 @@ pub enum Why {
     TryToUnmapOne,
     ZapInstallUffdWp,
     MadviseFree,
+    DoHugePmdAnonymousPage,
+    DoHugePmdWpPage,
+    SplitHugePmd,
+    SetPmdMigrationEntry,
+    RemoveMigrationPmd,
+    MadviseFreeHugePmd,
+    CollapseHugePage,
 }
 
 impl Why {
     /// Every value, in declaration order.
-    pub const ALL: [Why; 32] = [
+    pub const ALL: [Why; 39] = [
         Why::Unknown,
         Why::MmapRegion,
         Why::MmapExpand,
@@ -278,6 +298,13 @@ impl Why {
         Why::TryToUnmapOne,
         Why::ZapInstallUffdWp,
         Why::MadviseFree,
+        Why::DoHugePmdAnonymousPage,
+        Why::DoHugePmdWpPage,
+        Why::SplitHugePmd,
+        Why::SetPmdMigrationEntry,
+        Why::RemoveMigrationPmd,
+        Why::MadviseFreeHugePmd,
+        Why::CollapseHugePage,
     ];
 
     /// The name as signatures spell it: [`Why::name`] without parentheses
@@ -328,6 +355,13 @@ impl Why {
             Why::TryToUnmapOne => "try_to_unmap_one",
             Why::ZapInstallUffdWp => "zap_install_uffd_wp_if_needed",
             Why::MadviseFree => "madvise_free_pte_range",
+            Why::DoHugePmdAnonymousPage => "do_huge_pmd_anonymous_page",
+            Why::DoHugePmdWpPage => "do_huge_pmd_wp_page",
+            Why::SplitHugePmd => "__split_huge_pmd_locked",
+            Why::SetPmdMigrationEntry => "set_pmd_migration_entry",
+            Why::RemoveMigrationPmd => "remove_migration_pmd",
+            Why::MadviseFreeHugePmd => "madvise_free_huge_pmd",
+            Why::CollapseHugePage => "collapse_huge_page",
         }
     }
 }
@@ -434,18 +468,38 @@ pub struct PteWhy {
     pub uw: Prov,
 }
 
-/// A process address space (`struct mm_struct`) with its single page table.
+/// A process address space (`struct mm_struct`) with its page table.
+///
+/// Page group `g` (pages `[4g, 4g + 4)`) is one PMD. Bit `g` of `huge` says the
+/// PMD maps a huge page (present, or a PMD migration entry): then `pt` holds that
+/// PMD entry once per page, each naming its own page of the large folio, and every
+/// change to one goes to all four (`huge_memory`). Bit `g` of `ptable` says the PMD
+/// points to a PTE table (even an empty one), which keeps a THP fault away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Mm {
     pub alive: bool,
     pub vmas: ArrayVec<[Vma; MAX_VMAS]>,
     pub pt: [Entry; NPAGES],
     pub why: [PteWhy; NPAGES],
+    pub huge: u8,
+    pub ptable: u8,
 }
 
 impl Mm {
     pub fn new(alive: bool) -> Mm {
-        Mm { alive, vmas: ArrayVec::new(), pt: [Entry::None; NPAGES], why: [PteWhy::default(); NPAGES] }
+        Mm {
+            alive,
+            vmas: ArrayVec::new(),
+            pt: [Entry::None; NPAGES],
+            why: [PteWhy::default(); NPAGES],
+            huge: 0,
+            ptable: 0,
+        }
+    }
+    /// Is `addr` mapped by a huge PMD (present or migration entry)?
+    #[inline]
+    pub fn is_huge(&self, addr: u8) -> bool {
+        self.huge & (1 << (addr / HPAGE_PMD_NR)) != 0
     }
     /// find_vma() for an exact address: the VMA containing `addr`.
     pub fn vma_index(&self, addr: u8) -> Option<usize> {
@@ -604,6 +658,53 @@ impl State {
         let i = self.folios.iter().position(|f| f.kind == FolioKind::Free)?;
         self.folios[i] = Folio { kind, ..Folio::default() };
         Some(i as FolioId)
+    }
+
+    /// Allocate a free, aligned run of [`HPAGE_PMD_NR`] folio slots as one large
+    /// anon folio (`vma_alloc_folio(.., HPAGE_PMD_ORDER, ..)`), or None: the
+    /// caller falls back to small pages, as the kernel does.
+    pub fn alloc_large_folio(&mut self) -> Option<FolioId> {
+        let n = HPAGE_PMD_NR as usize;
+        let head = (0..MAX_FOLIOS / n)
+            .map(|i| i * n)
+            .find(|&h| self.folios[h..h + n].iter().all(|f| f.kind == FolioKind::Free))?;
+        for f in &mut self.folios[head..head + n] {
+            *f = Folio { kind: FolioKind::Anon, flags: FolioFlags::LARGE, ..Folio::default() };
+        }
+        Some(head as FolioId)
+    }
+
+    /// The folio page `f` belongs to: its head if `f` is a page of a large folio.
+    #[inline]
+    pub fn folio_head(&self, f: FolioId) -> FolioId {
+        if f != ZERO_PAGE && f != NO_FOLIO && self.folio(f).flags.contains(FolioFlags::LARGE) {
+            f & !(HPAGE_PMD_NR - 1)
+        } else {
+            f
+        }
+    }
+
+    /// The pages of the folio page `f` belongs to that are still allocated (`f`
+    /// alone for a small folio). A large folio's pages are freed one by one as
+    /// their last mapping goes; its head slot may be free, or even a small folio
+    /// of its own, while other pages live: see [`State::in_large_folio`].
+    pub fn folio_pages(&self, f: FolioId) -> impl Iterator<Item = FolioId> + '_ {
+        let large = self.is_large(f);
+        let head = self.folio_head(f);
+        let n = if large { HPAGE_PMD_NR } else { 1 };
+        (head..head + n).filter(move |&x| !large || self.in_large_folio(x, head))
+    }
+
+    /// Is `x` a page of the large folio whose head slot is `head`?
+    #[inline]
+    pub fn in_large_folio(&self, x: FolioId, head: FolioId) -> bool {
+        self.is_large(x) && x & !(HPAGE_PMD_NR - 1) == head
+    }
+
+    /// Is `f` a page of a large folio?
+    #[inline]
+    pub fn is_large(&self, f: FolioId) -> bool {
+        f != ZERO_PAGE && f != NO_FOLIO && self.folio(f).flags.contains(FolioFlags::LARGE)
     }
 
     pub fn file_kind(&self, file: u8) -> FileKind {

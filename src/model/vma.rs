@@ -354,7 +354,7 @@ pub fn mmap_region(
         // accountable_mapping(): private writable memory is charged (VM_ACCOUNT).
         flags |= VmFlags::ACCOUNT;
     }
-    do_munmap(s, p, addr, end)?;
+    do_munmap(s, cfg, p, addr, end)?;
     let k = cfg.kernel;
     let mm = &mut s.procs[p];
     let next = mm.vmas.iter().position(|v| v.start == end);
@@ -442,7 +442,7 @@ pub fn mmap_region(
 
 /// `do_munmap()` / `unmap_region()` (mm/mmap.c): split at the edges, zap with
 /// ZAP_FLAG_DROP_MARKER, remove the VMAs.
-pub fn do_munmap(s: &mut State, p: usize, start: u8, end: u8) -> KResult<()> {
+pub fn do_munmap(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) -> KResult<()> {
     let mm = &mut s.procs[p];
     if !mm.vmas.iter().any(|v| v.start < end && v.end > start) {
         return Ok(());
@@ -459,9 +459,10 @@ pub fn do_munmap(s: &mut State, p: usize, start: u8, end: u8) -> KResult<()> {
         .collect();
     for &i in victims.iter().rev() {
         let v = s.procs[p].vmas[i as usize];
-        zap_pte_range(s, p, &v, v.start, v.end, details);
+        zap_pte_range(s, cfg, p, &v, v.start, v.end, details);
         s.procs[p].vmas.remove(i as usize);
     }
+    super::huge_memory::free_pgtables(&mut s.procs[p]);
     s.emit(Event::Layout { p: p as u8 });
     Ok(())
 }
@@ -545,6 +546,9 @@ pub fn madvise_update_vma(s: &mut State, cfg: &Config, p: usize, start: u8, end:
                 old.flags | VmFlags::WIPEONFORK
             }
             Advice::KeepOnFork => old.flags - VmFlags::WIPEONFORK,
+            // hugepage_madvise() (mm/khugepaged.c): flags only; existing pages stay.
+            Advice::HugePage => (old.flags - VmFlags::NOHUGEPAGE) | VmFlags::HUGEPAGE,
+            Advice::NoHugePage => (old.flags - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE,
             // PTE-walking advice does not come here (see model::madvise).
             Advice::DontNeed | Advice::Free => return Err(Errno::Einval),
         };
@@ -711,7 +715,7 @@ pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) 
     if new < end && old < new + len {
         return Err(Errno::Einval);
     }
-    do_munmap(s, p, new, new + len)?;
+    do_munmap(s, cfg, p, new, new + len)?;
     let Some(i) = s.procs[p].vma_index(old) else { return Err(Errno::Efault) };
     if s.procs[p].vmas[i].end < end {
         return Err(Errno::Efault);
@@ -750,7 +754,7 @@ fn remap_move(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) 
         }
         let d = target + offset;
         // mremap_to() for this slice: unmap its destination, find the VMA again.
-        do_munmap(s, p, d, d + l)?;
+        do_munmap(s, cfg, p, d, d + l)?;
         if s.procs[p].vma_index(a).is_none() {
             return Err(Errno::Efault);
         }
@@ -795,7 +799,7 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
     }
     .unwrap_or(ni);
     let clear_uffd = cfg.mremap_clears_uffd_wp() && src.uffd;
-    super::pte::move_ptes(s, p, old, new, len, clear_uffd);
+    super::pte::move_ptes(s, cfg, p, old, new, len, clear_uffd);
     s.emit(Event::Moved { p: p as u8, old, new, len });
     // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP in the model.
     let mut d = s.procs[p].vmas[dst];
@@ -808,7 +812,7 @@ fn move_vma(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) ->
     }
     // "OOM: unable to split vma, just get accounts right": a source that cannot
     // be unmapped stays mapped (its pages are gone), and the move succeeds.
-    let _ = do_munmap(s, p, old, end);
+    let _ = do_munmap(s, cfg, p, old, end);
     s.emit(Event::Layout { p: p as u8 });
     Ok(())
 }

@@ -85,10 +85,13 @@ pub enum Advice {
     DoFork,
     WipeOnFork,
     KeepOnFork,
+    /// MADV_HUGEPAGE: THP allowed (the guest runs THP `enabled=madvise`).
+    HugePage,
+    NoHugePage,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 8] = [
+    pub const ALL: [Advice; 10] = [
         Advice::DontNeed,
         Advice::Free,
         Advice::Random,
@@ -97,6 +100,8 @@ impl Advice {
         Advice::DoFork,
         Advice::WipeOnFork,
         Advice::KeepOnFork,
+        Advice::HugePage,
+        Advice::NoHugePage,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -108,6 +113,8 @@ impl Advice {
             Advice::DoFork => "MADV_DOFORK",
             Advice::WipeOnFork => "MADV_WIPEONFORK",
             Advice::KeepOnFork => "MADV_KEEPONFORK",
+            Advice::HugePage => "MADV_HUGEPAGE",
+            Advice::NoHugePage => "MADV_NOHUGEPAGE",
         }
     }
     fn index(self) -> u8 {

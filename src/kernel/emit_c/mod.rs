@@ -31,7 +31,7 @@ use crate::judge::contracts::{self, ProbeObs};
 use crate::judge::ghost::{self, Expect};
 use crate::judge::world::World;
 use crate::model::{self, Config, Entry, Kernel, State, StepResult, Token, MAX_PROCS, NPAGES};
-use crate::op::{FileName, Op, Program, Target};
+use crate::op::{Advice, FileName, Op, Program, Target};
 
 /// Profiles whose predictions a reproducer carries: the kernel's own restore.
 pub const PROFILES: [Kernel; 4] = [Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73];
@@ -220,6 +220,9 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         Op::Munmap { addr, len, .. } => format!("r = munmap(PG({addr}), {} * PAGE);", c_len(addr, len)),
         Op::Mprotect { addr, len, prot, .. } => {
             format!("r = mprotect(PG({addr}), {} * PAGE, {});", c_len(addr, len), c_prot(prot))
+        }
+        Op::Madvise { advice: Advice::HugePage | Advice::NoHugePage, .. } => {
+            return Err("THP reproducers need the 2 MiB layout and THP enabled in the guest (not in emit-c yet)")
         }
         Op::Madvise { addr, len, advice, .. } => {
             format!("r = madvise(PG({addr}), {} * PAGE, {});", c_len(addr, len), advice.name())
