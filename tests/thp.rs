@@ -124,13 +124,13 @@ fn pmd_migration_restores_write_from_the_entry() {
 }
 
 #[test]
-fn clear_refs_on_a_pmd_migration_entry_leaves_it_writable_even_with_the_candidate_fix() {
+fn clear_refs_on_a_pmd_migration_entry_leaves_it_writable_unless_the_candidate_fix() {
     // clear_soft_dirty_pmd(): a PMD migration entry only loses its soft-dirty bit;
     // remove_migration_pmd() then maps the THP writable, soft-dirty again only
     // through pmd_mkdirty() of a dirty entry. A clean one (after MADV_FREE) comes
-    // back writable and not soft-dirty. The candidate fix changes
-    // clear_soft_dirty() (PTEs) only.
-    for clear_refs in [ClearRefs::Kernel, ClearRefs::WrprotectMigration] {
+    // back writable and not soft-dirty.
+    {
+        let clear_refs = ClearRefs::Kernel;
         let cfg = Config { clear_refs, ..cfg_k(Kernel::V73) };
         let s = run(&format!("{THP}\nwrite(p0, 0)\nmigrate_start(p0, 0)\nclear_refs(p0)\nmigrate_finish(p0, 0)"), &cfg);
         let (b, _) = present(&s, 0, 0);
@@ -142,12 +142,18 @@ fn clear_refs_on_a_pmd_migration_entry_leaves_it_writable_even_with_the_candidat
         let (b, _) = present(&s, 0, 0);
         assert!(b.contains(PteBits::W) && !b.contains(PteBits::SD), "{clear_refs:?}: {b:?}");
     }
-    // The PTE case is closed by the fix.
+    // The candidate fix closes the PTE case and, in clear_soft_dirty_pmd(), the PMD case.
     let cfg = Config { clear_refs: ClearRefs::WrprotectMigration, ..cfg_k(Kernel::V73) };
     let s = run(
         "mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmigrate_start(p0, 0)\nclear_refs(p0)\nmigrate_finish(p0, 0)",
         &cfg,
     );
+    assert!(!present(&s, 0, 0).0.contains(PteBits::W));
+    let s = run(
+        &format!("{THP}\nwrite(p0, 0)\nmadvise(p0, 0, 4, MADV_FREE)\nmigrate_start(p0, 0)\nclear_refs(p0)\nmigrate_finish(p0, 0)"),
+        &cfg,
+    );
+    assert!(s.procs[0].is_huge(0));
     assert!(!present(&s, 0, 0).0.contains(PteBits::W));
 }
 

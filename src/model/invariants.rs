@@ -84,7 +84,8 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
         }
         let head = s.folio_head(i as FolioId);
         let pending = s.pending.iter().any(|m| m.new == head || m.old == head);
-        if fo.is_anon() && fo.mapcount == 0 && !pending && !fo.flags.contains(FolioFlags::SWAPCACHE) {
+        let large_live = s.is_large(i as FolioId) && s.large_folio_referenced(head);
+        if fo.is_anon() && fo.mapcount == 0 && !pending && !large_live && !fo.flags.contains(FolioFlags::SWAPCACHE) {
             return Err(format!("anon folio #{i} is mapped nowhere and not in the swap cache (leaked)"));
         }
         if fo.flags.contains(FolioFlags::SWAPCACHE) && s.slots[fo.slot as usize].folio != i as FolioId {

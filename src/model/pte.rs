@@ -93,9 +93,22 @@ pub fn maybe_mkwrite(bits: PteBits, vma: &Vma) -> PteBits {
 }
 
 /// Free an anonymous folio nobody references any more (last unmap, last swap
-/// reference, end of migration).
+/// reference, end of migration). A large folio is freed whole, when none of its
+/// pages is referenced (`folio_put()`; the model has no deferred split).
 pub fn put_anon_folio(s: &mut State, f: FolioId) {
     if f == ZERO_PAGE || f == NO_FOLIO {
+        return;
+    }
+    if s.is_large(f) {
+        let head = s.folio_head(f);
+        if s.large_folio_referenced(head) {
+            return;
+        }
+        for x in head..head + HPAGE_PMD_NR {
+            if s.in_large_folio(x, head) {
+                s.folios[x as usize] = Folio::default();
+            }
+        }
         return;
     }
     let fo = *s.folio(f);
@@ -471,7 +484,10 @@ pub fn clear_refs_write(s: &mut State, cfg: &Config, p: usize) {
 /// `remove_migration_pte()` maps the page writable again: the clear_refs
 /// migration-window hole. The `+clear-refs-fix` variant
 /// ([`ClearRefs::WrprotectMigration`]) also makes a writable migration entry
-/// readable (readable-exclusive for anon), as `change_pte_range()` does.
+/// readable (readable-exclusive for anon), as `change_pte_range()` does. A huge
+/// PMD is `clear_soft_dirty_pmd()`: the same rule on its entry (a present PMD is
+/// write-protected and cleaned, a PMD migration entry only loses soft-dirty),
+/// and the fix makes a writable PMD migration entry readable too.
 pub fn clear_soft_dirty(s: &mut State, cfg: &Config, p: usize, addr: u8) {
     match s.procs[p].pt[addr as usize] {
         Entry::Present { bits, folio } => {
@@ -479,10 +495,9 @@ pub fn clear_soft_dirty(s: &mut State, cfg: &Config, p: usize, addr: u8) {
             set_pte(s, p, addr, Entry::Present { bits: n, folio }, Why::ClearRefs);
         }
         Entry::Migration { mut kind, bits, folio } => {
-            // The candidate fix changes clear_soft_dirty() only: a PMD migration
-            // entry goes through clear_soft_dirty_pmd(), which it leaves alone.
-            let pmd = s.procs[p].is_huge(addr);
-            if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration && !pmd {
+            // A PMD migration entry goes through clear_soft_dirty_pmd(), which
+            // has the same rule; the candidate fix changes both.
+            if kind == MigKind::Write && cfg.clear_refs == ClearRefs::WrprotectMigration {
                 kind = if s.folio(folio).is_anon() { MigKind::ReadExclusive } else { MigKind::Read };
             }
             let e = Entry::Migration { kind, bits: bits - SwpBits::SD, folio };

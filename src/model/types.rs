@@ -684,15 +684,25 @@ impl State {
         }
     }
 
-    /// The pages of the folio page `f` belongs to that are still allocated (`f`
-    /// alone for a small folio). A large folio's pages are freed one by one as
-    /// their last mapping goes; its head slot may be free, or even a small folio
-    /// of its own, while other pages live: see [`State::in_large_folio`].
+    /// The pages of the folio page `f` belongs to (`f` alone for a small folio).
+    /// A large folio is allocated and freed whole; its pages become small folios
+    /// of their own only by a split.
     pub fn folio_pages(&self, f: FolioId) -> impl Iterator<Item = FolioId> + '_ {
         let large = self.is_large(f);
         let head = self.folio_head(f);
         let n = if large { HPAGE_PMD_NR } else { 1 };
         (head..head + n).filter(move |&x| !large || self.in_large_folio(x, head))
+    }
+
+    /// Does anything still reference a page of the large folio at `head` (a
+    /// mapping, the swap cache, a migration)?
+    pub fn large_folio_referenced(&self, head: FolioId) -> bool {
+        (head..head + HPAGE_PMD_NR).any(|x| {
+            self.in_large_folio(x, head) && {
+                let fo = self.folio(x);
+                fo.mapcount > 0 || fo.flags.intersects(FolioFlags::SWAPCACHE | FolioFlags::MIGRATING)
+            }
+        })
     }
 
     /// Is `x` a page of the large folio whose head slot is `head`?
