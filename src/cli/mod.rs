@@ -180,6 +180,11 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// Every program starts from two THP-enabled PMDs of anonymous memory
+        /// (pages 0-7, MADV_HUGEPAGE), the first one faulted in by a store; its
+        /// reproducer runs in THP mode.
+        #[arg(long)]
+        thp: bool,
     },
     /// Step-by-step, side-by-side trace of a reproducer.
     Explain {
@@ -334,12 +339,15 @@ pub fn main() -> ExitCode {
         },
         Cmd::Triage { dir, buckets } => findings::cmd_triage(&dir, buckets),
         Cmd::Merge { dirs, out } => findings::cmd_merge(&dirs, &out),
-        Cmd::Sample { count, max_ops, seed, out } => {
-            let progs = crate::fuzz::sample_realizable(seed, count, max_ops);
+        Cmd::Sample { count, max_ops, seed, out, thp } => {
+            let progs = crate::fuzz::sample_realizable(seed, count, max_ops, thp);
             let pair = Pair::default();
             for (i, p) in progs.iter().enumerate() {
                 let text = corpus::render(&pair, &check(p, &pair), p, RenderOpts::default());
-                if let Err(e) = corpus::write_atomic(&out.join(format!("sample-{seed}-{i:03}.ptd")), text.as_bytes()) {
+                if let Err(e) = corpus::write_atomic(
+                    &out.join(format!("sample{}-{seed}-{i:03}.ptd", if thp { "-thp" } else { "" })),
+                    text.as_bytes(),
+                ) {
                     return usage(&format!("{}: {e}", out.display()));
                 }
             }

@@ -39,6 +39,9 @@ pub struct Reproducer {
     pub race: Option<Race>,
     pub ended: bool,
     pub error: Option<String>,
+    /// Why the kernel could not give the program what it needs (a THP where the
+    /// model maps one): the reproducer is not judged.
+    pub not_realized: Option<String>,
 }
 
 /// What a race reproducer reported: rounds run, rounds that saw the window open,
@@ -162,6 +165,14 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
                 let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);
                 r.first.insert(prof.to_string(), rest.join(" "));
             }
+            ["PTEDIFF-THP", name, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().observed.insert(format!("thp {k}"), v);
+            }
+            ["PTEDIFF-NOTREALIZED", name, rest @ ..] => {
+                let r = out.entry(name.to_string()).or_default();
+                r.not_realized.get_or_insert_with(|| rest.join(" "));
+            }
             ["PTEDIFF-END", name] => out.entry(name.to_string()).or_default().ended = true,
             ["PTEDIFF-END", name, "error", rest @ ..] => {
                 let r = out.entry(name.to_string()).or_default();
@@ -247,6 +258,9 @@ pub fn verdict(r: &Reproducer) -> (String, Vec<String>) {
     }
     if !r.ended {
         return ("did not finish".into(), Vec::new());
+    }
+    if let Some(why) = &r.not_realized {
+        return (format!("not realized: {why}"), Vec::new());
     }
     let mut matching = Vec::new();
     let mut details = Vec::new();
@@ -566,7 +580,8 @@ pub fn run(o: &Options) -> Result<usize, String> {
                     let r = log.get(n).cloned().unwrap_or_default();
                     let (mut cell, details) = verdict(&r);
                     // Which profile should have matched: the one named after the kernel.
-                    let mut ok = cell.starts_with("= ") && cell[2..].split(", ").any(|p| p == k.name());
+                    let mut ok = cell.starts_with("= ") && cell[2..].split(", ").any(|p| p == k.name())
+                        || cell.starts_with("not realized");
                     if let (Some(race), true, None) = (&r.race, r.ended, &r.error) {
                         (cell, ok) = race.cell(k.name());
                         if let Some(first) = race.first.get(k.name()) {
@@ -583,8 +598,14 @@ pub fn run(o: &Options) -> Result<usize, String> {
                     }
                     let empty = BTreeMap::new();
                     let owed = r.owed.get(k.name()).unwrap_or(&empty);
-                    let breaks = contract_breaks(&r.observed, owed);
-                    let predicted_breaks = contract_breaks(r.predicted.get(k.name()).unwrap_or(&empty), owed);
+                    // A reproducer the kernel could not realize is not judged.
+                    let judged = r.not_realized.is_none();
+                    let breaks = if judged { contract_breaks(&r.observed, owed) } else { Vec::new() };
+                    let predicted_breaks = if judged {
+                        contract_breaks(r.predicted.get(k.name()).unwrap_or(&empty), owed)
+                    } else {
+                        Vec::new()
+                    };
                     if !breaks.is_empty() || !predicted_breaks.is_empty() {
                         contract_rows.push((n.clone(), name.to_string(), breaks.clone(), predicted_breaks.clone()));
                     }

@@ -536,14 +536,31 @@ pub fn fuzz_jobs(opts: &Options, jobs: usize, stop: &AtomicBool, mut on_message:
     })
 }
 
-/// `count` random programs of up to `max_ops` ops that `emit-c` accepts.
-pub fn sample_realizable(seed: u64, count: usize, max_ops: usize) -> Vec<Program> {
+/// `count` random programs of up to `max_ops` ops that `emit-c` accepts; with
+/// `thp`, after a start of two THP-enabled PMDs (pages 0-7), the first faulted in.
+pub fn sample_realizable(seed: u64, count: usize, max_ops: usize, thp: bool) -> Vec<Program> {
+    use crate::op::{Advice, Prot, Target};
     let mut rng = SmallRng::seed_from_u64(seed);
     let cfg = crate::model::Config::new(crate::model::Restore::VmPageProt);
     let mut out = Vec::new();
+    let start: Vec<Op> = if thp {
+        let rw = Prot(Prot::R | Prot::W);
+        vec![
+            Op::Mmap { p: 0, addr: 0, len: 4, prot: rw, target: Target::Anon },
+            Op::Mmap { p: 0, addr: 4, len: 4, prot: rw, target: Target::Anon },
+            Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::HugePage },
+            Op::Madvise { p: 0, addr: 4, len: 4, advice: Advice::HugePage },
+            Op::Write { p: 0, addr: 1 },
+        ]
+    } else {
+        Vec::new()
+    };
     while out.len() < count {
         let mut s = State::new();
-        let mut ops = Vec::new();
+        let mut ops = start.clone();
+        for op in &ops {
+            model::step(&mut s, &cfg, op);
+        }
         for _ in 0..rng.gen_range(1..=max_ops.max(1)) {
             let op = gen_op_with(&mut rng, &s, true);
             model::step(&mut s, &cfg, &op);

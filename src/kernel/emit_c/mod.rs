@@ -74,9 +74,48 @@ fn owed_load(w: &World, p: usize, a: u8) -> String {
     }
 }
 
+/// Does the program use transparent huge pages (MADV_HUGEPAGE or
+/// MADV_NOHUGEPAGE)? Then its reproducer runs in THP mode: model page `i` is
+/// 4 KiB page `i % 4` of the 2 MiB page `i / 4` (a model PMD is a real one),
+/// the guest's THP settings are the model's (`enabled=madvise`,
+/// `use_zero_page=0`, no khugepaged collapse), every op is followed by the
+/// KPF_THP mask of its process, and a step where the model maps a THP checks
+/// that the kernel did: if it did not (no 2 MiB page free), the reproducer
+/// reports "not realized" instead of being judged.
+pub fn thp_mode(program: &Program) -> bool {
+    program.ops.iter().any(|op| matches!(op, Op::Madvise { advice: Advice::HugePage | Advice::NoHugePage, .. }))
+}
+
+/// Pages of `q` mapped to a page of a large folio (what KPF_THP shows).
+fn thp_mask(s: &State, q: usize) -> u16 {
+    let mut m = 0;
+    for (a, e) in s.procs[q].pt.iter().enumerate() {
+        if let Entry::Present { folio, .. } = *e {
+            if s.is_large(folio) {
+                m |= 1 << a;
+            }
+        }
+    }
+    m
+}
+
+/// Why THP mode cannot run `op`, if it cannot.
+fn thp_refusal(op: &Op) -> Option<&'static str> {
+    match *op {
+        Op::Mmap { target: Target::File { .. }, .. } => {
+            Some("THP mode spreads the pages over 2 MiB pages; file offsets would not follow")
+        }
+        Op::Mremap { addr, new, .. } if addr % 4 != new % 4 => {
+            Some("THP mode: mremap to another offset within a 2 MiB page breaks the layout")
+        }
+        _ => None,
+    }
+}
+
 /// Check that every op of the program can be realised deterministically, under
 /// every profile; returns each profile's trace.
 pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
+    let thp = thp_mode(program);
     let mut traces = Vec::new();
     for k in PROFILES {
         let cfg = native(k);
@@ -88,6 +127,9 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
             // What C cannot run at all (the op table's unrealizable kinds and
             // fields: c_op says why), then what this state makes unrepeatable.
             if let Err(why) = c_op(op, n, 0) {
+                return refuse(why);
+            }
+            if let Some(why) = thp.then(|| thp_refusal(op)).flatten() {
                 return refuse(why);
             }
             if let Op::Pageout { p, addr } = *op {
@@ -119,6 +161,9 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                     let mm = &w.k.procs[q];
                     predicted.push((format!("pm {n} p{q}"), format!("mask={:04x}", ghost::pagemap_softdirty(mm))));
                     owed.push((format!("pm {n} p{q}"), format!("mask={:04x}", w.g.procs[q].changed)));
+                    if thp {
+                        predicted.push((format!("thp {n} p{q}"), format!("mask={:04x}", thp_mask(&w.k, q))));
+                    }
                 }
             }
         }
@@ -141,6 +186,36 @@ fn op_runs(s: &State, op: &Op) -> bool {
         }
         _ => slot_of(op).is_none_or(|sl| s.procs[sl as usize].alive),
     }
+}
+
+/// The steps (1-based) where a profile's model maps a new THP, with the first
+/// page of the PMD (in the process that ran the step).
+fn thp_created(program: &Program) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    for k in PROFILES {
+        let cfg = native(k);
+        let mut s = State::new();
+        for (i, op) in program.ops.iter().enumerate() {
+            let before: Vec<u8> = s.procs.iter().map(|m| m.huge).collect();
+            model::step(&mut s, &cfg, op);
+            let Some(q) = slot_of(op) else { continue };
+            let q = q as usize;
+            if !s.procs[q].alive || matches!(op, Op::Fork { .. }) {
+                continue;
+            }
+            let new = s.procs[q].huge & !before[q];
+            for g in 0..model::NPMDS as u8 {
+                let a = g * model::HPAGE_PMD_NR;
+                // A THP fault (not a move or a restore of an existing one).
+                let fresh = matches!(s.procs[q].pt[a as usize], Entry::Present { .. })
+                    && !matches!(op, Op::Mremap { .. } | Op::Migrate { .. });
+                if new & (1 << g) != 0 && fresh && !out.contains(&(i + 1, a)) {
+                    out.push((i + 1, a));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The content token each op's store writes (the model hands them out in order).
@@ -213,24 +288,21 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
                 }
             };
             format!(
-                "r = (long)mmap(PG({addr}), {n} * PAGE, {}, {flags}|MAP_FIXED, {fd}, {off} * PAGE); if (r == -1L) r = -errno;",
+                "r = (long)mmap(PG({addr}), SPAN({addr}, {n}), {}, {flags}|MAP_FIXED, {fd}, {off} * PAGE); if (r == -1L) r = -errno;",
                 c_prot(prot)
             )
         }
-        Op::Munmap { addr, len, .. } => format!("r = munmap(PG({addr}), {} * PAGE);", c_len(addr, len)),
+        Op::Munmap { addr, len, .. } => format!("r = munmap(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::Mprotect { addr, len, prot, .. } => {
-            format!("r = mprotect(PG({addr}), {} * PAGE, {});", c_len(addr, len), c_prot(prot))
-        }
-        Op::Madvise { advice: Advice::HugePage | Advice::NoHugePage, .. } => {
-            return Err("THP reproducers need the 2 MiB layout and THP enabled in the guest (not in emit-c yet)")
+            format!("r = mprotect(PG({addr}), SPAN({addr}, {}), {});", c_len(addr, len), c_prot(prot))
         }
         Op::Madvise { addr, len, advice, .. } => {
-            format!("r = madvise(PG({addr}), {} * PAGE, {});", c_len(addr, len), advice.name())
+            format!("r = madvise(PG({addr}), SPAN({addr}, {}), {});", c_len(addr, len), advice.name())
         }
-        Op::Mlock { addr, len, .. } => format!("r = mlock(PG({addr}), {} * PAGE);", c_len(addr, len)),
-        Op::Munlock { addr, len, .. } => format!("r = munlock(PG({addr}), {} * PAGE);", c_len(addr, len)),
+        Op::Mlock { addr, len, .. } => format!("r = mlock(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
+        Op::Munlock { addr, len, .. } => format!("r = munlock(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::Mremap { addr, len, new, .. } => format!(
-            "r = (long)mremap(PG({addr}), {n} * PAGE, {n} * PAGE, MREMAP_MAYMOVE|MREMAP_FIXED, PG({new})); if (r == -1L) r = -errno;",
+            "r = (long)mremap(PG({addr}), SPAN({addr}, {n}), SPAN({addr}, {n}), MREMAP_MAYMOVE|MREMAP_FIXED, PG({new})); if (r == -1L) r = -errno;",
             n = c_len(addr, len)
         ),
         Op::Read { p, addr } => format!(
@@ -238,10 +310,10 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         ),
         Op::Write { addr, .. } => format!("*(volatile uint16_t *)PG({addr}) = {token}; r = 0;"),
         Op::ClearRefs { .. } => "r = clear_refs();".into(),
-        Op::UffdRegister { addr, len, .. } => format!("r = uffd_register(PG({addr}), {});", c_len(addr, len)),
-        Op::UffdUnregister { addr, len, .. } => format!("r = uffd_unregister(PG({addr}), {});", c_len(addr, len)),
-        Op::UffdWp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), {}, 1);", c_len(addr, len)),
-        Op::UffdUnwp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), {}, 0);", c_len(addr, len)),
+        Op::UffdRegister { addr, len, .. } => format!("r = uffd_register(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
+        Op::UffdUnregister { addr, len, .. } => format!("r = uffd_unregister(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
+        Op::UffdWp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), SPAN({addr}, {}), 1);", c_len(addr, len)),
+        Op::UffdUnwp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), SPAN({addr}, {}), 0);", c_len(addr, len)),
         Op::UffdClose { .. } => "r = uffd_close();".into(),
         Op::Fork { event_fork: true, .. } => {
             return Err("UFFD_FEATURE_EVENT_FORK hands the child's uffd to the parent; not supported")
@@ -337,16 +409,33 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
         let _ = writeln!(c, " *   {op}");
     }
     let _ = writeln!(c, " */");
+    let thp = thp_mode(program);
+    if thp {
+        c.push_str("#define PTEDIFF_THP 1\n");
+    }
     c.push_str(PRELUDE);
+    let created = if thp { thp_created(program) } else { Vec::new() };
     // Per-op functions; every op run in a process is followed by its pagemap line.
     let _ =
         writeln!(c, "\nstatic long do_fork(int child);\nstatic void run_op(int i) {{\n\tlong r = 0;\n\tswitch (i) {{");
     for (i, op) in program.ops.iter().enumerate() {
-        let _ =
-            writeln!(c, "\tcase {i}: /* {op} */\n\t\t{}\n\t\tbreak;", c_op(op, i + 1, tokens[i]).expect("realizable"));
+        let mut body = c_op(op, i + 1, tokens[i]).expect("realizable");
+        // A step where the model maps a THP: did the kernel get one?
+        for &(_, a) in created.iter().filter(|&&(n, _)| n == i + 1) {
+            let _ = write!(
+                body,
+                "\n\t\tif (!(thp_mask() & (1u << {a}))) printf(\"PTEDIFF-NOTREALIZED %s step {n} `{op}`: no THP at page {a} (no 2 MiB page free?)\\n\", NAME);",
+                n = i + 1
+            );
+        }
+        let _ = writeln!(c, "\tcase {i}: /* {op} */\n\t\t{body}\n\t\tbreak;");
     }
-    let _ = writeln!(c, "\t}}\n\t(void)r;\n\tpm_line(i + 1);\n\tack(r);\n}}");
+    let thp_line = if thp { "\n\tthp_line(i + 1);" } else { "" };
+    let _ = writeln!(c, "\t}}\n\t(void)r;\n\tpm_line(i + 1);{thp_line}\n\tack(r);\n}}");
     c.push_str(SERVE);
+    if thp {
+        c.push_str("\tthp_setup();\n");
+    }
     // Ops on a process that does not exist (or a fork into a taken slot) fail in
     // the model without doing anything; there is nobody to send them to.
     let mut sim = State::new();
@@ -378,6 +467,9 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
         for (key, v) in &t.owed {
             let _ = writeln!(c, "\tprintf(\"PTEDIFF-OWED %s {} {key} {v}\\n\", NAME);", t.kernel.name());
         }
+    }
+    if thp {
+        c.push_str("\tthp_restore();\n");
     }
     c.push_str(
         r#"	for (int s = 0; s < 3; s++) {

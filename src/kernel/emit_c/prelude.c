@@ -34,7 +34,16 @@
 #define NPAGES 16
 /* 64 KiB-aligned, so the 16 pages are exactly one fault-around window. */
 #define BASE 0x7e0000000000UL
+#ifdef PTEDIFF_THP
+/* THP layout: model page i is 4 KiB page i % 4 of the 2 MiB page i / 4, so a
+ * model PMD (4 pages) is a real one; the rest of each 2 MiB is never touched. */
+#define HPAGE (512 * PAGE)
+#define PG(i) ((void *)(BASE + (unsigned long)(i) / 4 * HPAGE + (unsigned long)(i) % 4 * PAGE))
+#else
 #define PG(i) ((void *)(BASE + (unsigned long)(i) * PAGE))
+#endif
+/* The bytes from model page a to model page a + n. */
+#define SPAN(a, n) ((unsigned long)PG((a) + (n)) - (unsigned long)PG(a))
 
 static const char *NAME;
 static int MYSLOT;
@@ -67,7 +76,8 @@ static void *uffd_handler(void *arg) {
 		if (read(fd, &m, sizeof m) != sizeof m) continue;
 		if (m.event != UFFD_EVENT_PAGEFAULT) continue;
 		unsigned long a = m.arg.pagefault.address & ~(PAGE - 1);
-		if (a >= BASE && a < BASE + NPAGES * PAGE) uffd_hit[(a - BASE) / PAGE] = 1;
+		for (int i = 0; i < NPAGES; i++)
+			if (a == (unsigned long)PG(i)) uffd_hit[i] = 1;
 		struct uffdio_writeprotect wp = { .range = { .start = a, .len = PAGE }, .mode = 0 };
 		if (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
 	}
@@ -90,21 +100,21 @@ static int uffd_open(void) {
 	return 0;
 }
 
-UNUSED static long uffd_register(void *a, int n) {
+UNUSED static long uffd_register(void *a, unsigned long len) {
 	if (uffd_open()) return -1;
-	struct uffdio_register r = { .range = { .start = (unsigned long)a, .len = n * PAGE }, .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_register r = { .range = { .start = (unsigned long)a, .len = len }, .mode = UFFDIO_REGISTER_MODE_WP };
 	return ioctl(uffd, UFFDIO_REGISTER, &r) ? -errno : 0;
 }
 
-UNUSED static long uffd_unregister(void *a, int n) {
+UNUSED static long uffd_unregister(void *a, unsigned long len) {
 	if (uffd < 0) return -EINVAL;
-	struct uffdio_range r = { .start = (unsigned long)a, .len = n * PAGE };
+	struct uffdio_range r = { .start = (unsigned long)a, .len = len };
 	return ioctl(uffd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
 }
 
-UNUSED static long uffd_wp(void *a, int n, int on) {
+UNUSED static long uffd_wp(void *a, unsigned long len, int on) {
 	if (uffd < 0) return -EINVAL;
-	struct uffdio_writeprotect wp = { .range = { .start = (unsigned long)a, .len = n * PAGE },
+	struct uffdio_writeprotect wp = { .range = { .start = (unsigned long)a, .len = len },
 					  .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0 };
 	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
 }
@@ -147,9 +157,61 @@ UNUSED static long swap_cycle(void) {
 
 static uint64_t pagemap(int fd, int i) {
 	uint64_t e = 0;
-	if (pread(fd, &e, 8, (off_t)((BASE / PAGE + i) * 8)) != 8) return 0;
+	if (pread(fd, &e, 8, (off_t)((unsigned long)PG(i) / PAGE * 8)) != 8) return 0;
 	return e;
 }
+
+#ifdef PTEDIFF_THP
+/* Pages of this process backed by a transparent huge page (a large folio, mapped
+ * by a PMD or by PTEs): /proc/kpageflags bit 22 (KPF_THP) of the page's PFN. */
+static unsigned thp_mask(void) {
+	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+	unsigned mask = 0;
+	for (int i = 0; i < NPAGES && pm >= 0 && kf >= 0; i++) {
+		uint64_t e = pagemap(pm, i), flags = 0;
+		if (!(e >> 63 & 1)) continue;
+		uint64_t pfn = e & ((1ULL << 55) - 1);
+		if (pfn && pread(kf, &flags, 8, (off_t)(pfn * 8)) == 8 && (flags >> 22 & 1)) mask |= 1u << i;
+	}
+	if (pm >= 0) close(pm);
+	if (kf >= 0) close(kf);
+	return mask;
+}
+
+UNUSED static void thp_line(int step) {
+	printf("PTEDIFF-THP %s %d p%d mask=%04x\n", NAME, step, MYSLOT, thp_mask());
+}
+
+/* The model's settings: THP on MADV_HUGEPAGE only, no huge zero page (a read
+ * fault allocates a THP), direct compaction so the allocation succeeds, and no
+ * khugepaged collapse while the program runs. */
+static const char *THP_SYSFS[][2] = {
+	{ "/sys/kernel/mm/transparent_hugepage/enabled", "madvise" },
+	{ "/sys/kernel/mm/transparent_hugepage/defrag", "madvise" },
+	{ "/sys/kernel/mm/transparent_hugepage/use_zero_page", "0" },
+	{ "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", "0" },
+	{ "/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs", "3600000" },
+};
+
+static int thp_set(const char *path, const char *value) {
+	int fd = open(path, O_WRONLY);
+	if (fd < 0) return -1;
+	int ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static void thp_setup(void) {
+	for (unsigned i = 0; i < sizeof THP_SYSFS / sizeof THP_SYSFS[0]; i++)
+		if (thp_set(THP_SYSFS[i][0], THP_SYSFS[i][1]))
+			printf("PTEDIFF-NOTREALIZED %s cannot set %s\n", NAME, THP_SYSFS[i][0]);
+}
+
+/* The guest's own setting for the reproducers that follow. */
+static void thp_restore(void) {
+	thp_set("/sys/kernel/mm/transparent_hugepage/enabled", "never");
+}
+#endif
 
 static sigjmp_buf probe_jmp;
 static void probe_segv(int sig) {

@@ -59,6 +59,11 @@ pub struct Window {
 
 /// The program's window, or why race mode cannot run it.
 pub fn window(program: &Program) -> Result<Window, Unrealizable> {
+    if super::thp_mode(program) {
+        return Err(Unrealizable(
+            "race mode holds PTE migration entries only (remove_migration_pmd has no window hook yet)".into(),
+        ));
+    }
     let mut w: Option<Window> = None;
     for (i, op) in program.ops.iter().enumerate() {
         let n = i + 1;
