@@ -173,18 +173,42 @@ fn fork_shares_the_pmd_read_only_and_a_store_splits_and_copies() {
 }
 
 #[test]
-fn pageout_of_a_thp_swaps_every_page() {
-    let s = run(
-        &format!("{THP}\nwrite(p0, 0)\nuffd_register(p0, 0, 4)\nuffd_wp(p0, 0, 4)\npageout(p0, 1)"),
-        &cfg_k(Kernel::V73),
-    );
+fn pageout_of_a_thp_splits_it_and_reclaims_one_page() {
+    // MADV_PAGEOUT of one page: the folio is split (through remove_migration_pte,
+    // zero-filled pages to the zero page on v6.12+ with their bits), then that
+    // page is swapped out.
+    let text = format!("{THP}\nwrite(p0, 0)\nwrite(p0, 1)\nuffd_register(p0, 0, 4)\nuffd_wp(p0, 0, 4)\npageout(p0, 1)");
+    let s = run(&text, &cfg_k(Kernel::V73));
     assert_eq!(s.procs[0].huge, 0);
-    for a in 0..4 {
-        match s.procs[0].pt[a] {
-            Entry::Swap { bits, .. } => assert!(bits.contains(SwpBits::UW | SwpBits::SD | SwpBits::EXCL), "{bits:?}"),
-            e => panic!("page {a}: {e:?}"),
-        }
+    match s.procs[0].pt[1] {
+        Entry::Swap { bits, .. } => assert!(bits.contains(SwpBits::UW | SwpBits::SD | SwpBits::EXCL), "{bits:?}"),
+        e => panic!("page 1: {e:?}"),
     }
+    let (b0, f0) = present(&s, 0, 0);
+    assert!(!s.is_large(f0) && b0.contains(PteBits::UW));
+    let (b2, f2) = present(&s, 0, 2);
+    assert!(f2 == ZERO_PAGE && b2.contains(PteBits::UW | PteBits::SD), "{b2:?}");
+    // Mapped by a second process: left alone.
+    let s = run(&format!("{THP}\nwrite(p0, 0)\np1 = fork(p0)\npageout(p0, 1)"), &cfg_k(Kernel::V73));
+    assert!(s.procs[0].is_huge(0) && s.procs[1].is_huge(0));
+}
+
+#[test]
+fn unmodelled_pages_keep_a_split_thp_shared_after_fork() {
+    // After fork both map the THP; the parent's store splits its PMD and copies
+    // the page, but the 508 unmodelled pages of its PMD still map the folio, so
+    // the child's store cannot reuse the PMD either: it splits and copies.
+    let text = format!("{THP}\nwrite(p0, 0)\np1 = fork(p0)\nwrite(p0, 1)\nwrite(p1, 2)");
+    let s = run(&text, &cfg_k(Kernel::V612));
+    assert!(!s.procs[0].is_huge(0) && !s.procs[1].is_huge(0));
+    assert!(!s.is_large(present(&s, 1, 2).1));
+    assert!(!present(&s, 1, 3).0.contains(PteBits::W));
+    // munmap of the last page reaches the unmodelled pages: then the child's
+    // PMD is the folio's only mapping and is reused.
+    let text = format!("{THP}\nwrite(p0, 0)\np1 = fork(p0)\nwrite(p0, 1)\nmunmap(p0, 0, 4)\nwrite(p1, 2)");
+    let s = run(&text, &cfg_k(Kernel::V612));
+    assert!(s.procs[1].is_huge(0));
+    assert!(present(&s, 1, 3).0.contains(PteBits::W));
 }
 
 #[test]

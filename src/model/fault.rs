@@ -6,7 +6,7 @@ use super::huge_memory;
 use super::migrate::migration_entry_wait;
 use super::pte::*;
 use super::types::*;
-use super::{Config, Kernel};
+use super::{Config, Kernel, LargeReuse};
 
 /// What a user access came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,12 +31,17 @@ enum Fault {
 
 /// A user load or store at `(p, addr)`: a hardware access through a suitable PTE
 /// (A set; a store through a W PTE sets D only, never SD, on x86), otherwise the
-/// fault path (`handle_mm_fault` → `handle_pte_fault`) and a retry.
+/// fault path (`handle_mm_fault` → `handle_pte_fault`) and a retry. A PTE of an
+/// execute-only VMA carries the execute-only pkey: a load through it faults
+/// (PF_PK) and `access_error()` raises SIGSEGV (found by kernel-check on v7.3).
 pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool) -> Access {
     for _ in 0..8 {
         let e = s.procs[p].pt[addr as usize];
         if let Entry::Present { bits, folio } = e {
-            if !bits.contains(PteBits::PROTNONE) && (!write || bits.contains(PteBits::W)) {
+            if !bits.contains(PteBits::PROTNONE)
+                && (!write || bits.contains(PteBits::W))
+                && !s.procs[p].vma(addr).is_some_and(|v| v.pkey_exec_only())
+            {
                 if write {
                     // The store's data: a fresh content token.
                     s.next_token = s.next_token.wrapping_add(1).max(1);
@@ -103,6 +108,14 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
                 Fault::Retry => continue,
                 Fault::Uffd | Fault::Oom => break,
             }
+        }
+        // The unmodelled pages after a PMD's last page are populated with it: a
+        // COW break copies them away from a folio another process maps too.
+        let g = (addr / HPAGE_PMD_NR) as usize;
+        let t = s.procs[p].tail[g];
+        if write && addr % HPAGE_PMD_NR == HPAGE_PMD_NR - 1 && t != NO_FOLIO && !s.large_folio_only_in(t, p) {
+            s.procs[p].tail[g] = NO_FOLIO;
+            put_anon_folio(s, t);
         }
     }
 }
@@ -422,6 +435,9 @@ fn do_wp_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, bits: Pte
         if fo.flags.contains(FolioFlags::ANON_EXCLUSIVE) {
             return wp_page_reuse(s, p, &v, addr, bits, f);
         }
+        if s.is_large(f) {
+            return wp_large_anon_folio(s, k, p, vi, addr, bits, f);
+        }
         let swapcache = fo.flags.contains(FolioFlags::SWAPCACHE) as u8;
         if fo.refcount() > 3 || fo.refcount() > 1 + swapcache {
             return wp_page_copy(s, k, p, vi, addr, f);
@@ -440,6 +456,30 @@ fn do_wp_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, bits: Pte
         return wp_page_shared(s, p, &v, addr, bits, f);
     }
     wp_page_copy(s, k, p, vi, addr, f)
+}
+
+/// `wp_can_reuse_anon_folio()` (mm/memory.c) for a page of a large folio that is
+/// not PageAnonExclusive, per [`Kernel::large_anon_reuse`]: reuse (the page
+/// becomes exclusive) or copy.
+#[allow(clippy::too_many_arguments)]
+fn wp_large_anon_folio(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+    let v = s.procs[p].vmas[vi];
+    let head = s.folio_head(f);
+    let reuse = match k.large_anon_reuse() {
+        LargeReuse::Never => false,
+        LargeReuse::RefcountOne => s.large_folio_refcount(head) == 1,
+        LargeReuse::ThisMm => {
+            s.large_folio_mapcount(head) > 1
+                && s.large_folio_only_in(head, p)
+                && (head..head + HPAGE_PMD_NR)
+                    .all(|x| !s.in_large_folio(x, head) || !s.folio(x).flags.contains(FolioFlags::SWAPCACHE))
+        }
+    };
+    if !reuse {
+        return wp_page_copy(s, k, p, vi, addr, f);
+    }
+    s.folio_mut(f).flags.insert(FolioFlags::ANON_EXCLUSIVE);
+    wp_page_reuse(s, p, &v, addr, bits, f)
 }
 
 /// `wp_page_reuse()` (mm/memory.c): `maybe_mkwrite(pte_mkdirty(pte_mkyoung()))`;

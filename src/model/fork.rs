@@ -59,8 +59,17 @@ pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_
 /// profile: a present PMD is shared (no pins are modelled, so never split),
 /// write-protected in both, old in the child and without uffd-wp unless the
 /// child VMA is uffd-wp; a writable PMD migration entry becomes readable in both.
+///
+/// The unmodelled pages of a split PMD whose last model page `src` holds are
+/// copied with it: the child maps the folio there too.
 fn copy_huge_pmd(s: &mut State, parent: usize, child: usize, src: &Vma) {
     let huge = s.procs[parent].huge;
+    for g in 0..NPMDS {
+        let last = g as u8 * HPAGE_PMD_NR + HPAGE_PMD_NR - 1;
+        if src.start <= last && last < src.end {
+            s.procs[child].tail[g] = s.procs[parent].tail[g];
+        }
+    }
     for g in 0..NPMDS as u8 {
         let a = g * HPAGE_PMD_NR;
         if huge & (1 << g) != 0 && src.start <= a && a < src.end && !s.procs[child].pt[a as usize].is_none() {
@@ -188,6 +197,9 @@ pub fn exit_mmap(s: &mut State, cfg: &Config, p: usize) {
     for v in vmas.iter() {
         zap_pte_range(s, cfg, p, v, v.start, v.end, ZapDetails { drop_marker: true });
     }
+    // Unmodelled pages the VMAs above did not reach (moved off their PMD's
+    // last page by an mremap no reproducer can run).
+    super::huge_memory::zap_tails(s, p, 0, NPAGES as u8);
     s.procs[p] = Mm::new(false);
     s.emit(Event::Layout { p: p as u8 });
 }

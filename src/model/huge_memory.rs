@@ -87,22 +87,10 @@ pub fn do_huge_pmd_anonymous_page(s: &mut State, k: Kernel, p: usize, vi: usize,
 }
 
 /// `folio_ref_count()` of a large folio as `do_huge_pmd_wp_page()` reads it: one
-/// reference per PMD and per PTE mapping it, plus the swap cache's (one per page).
+/// reference per PMD and per PTE mapping it (the unmodelled pages too), plus the
+/// swap cache's (one per page).
 fn large_folio_ref_count(s: &State, head: FolioId) -> u32 {
-    let mut n = 0;
-    for mm in s.procs.iter().filter(|m| m.alive) {
-        for (a, e) in mm.pt.iter().enumerate() {
-            if let Entry::Present { folio, .. } = *e {
-                if s.in_large_folio(folio, head) && (!mm.is_huge(a as u8) || (a as u8).is_multiple_of(HPAGE_PMD_NR)) {
-                    n += 1;
-                }
-            }
-        }
-    }
-    if s.folio(head).flags.contains(FolioFlags::SWAPCACHE) {
-        n += HPAGE_PMD_NR as u32;
-    }
-    n
+    s.large_folio_refcount(head)
 }
 
 /// What a write fault on a huge PMD came to.
@@ -202,6 +190,13 @@ fn split_huge_pmd_locked(s: &mut State, cfg: &Config, p: usize, addr: u8, freeze
     let (start, end) = pmd_range(addr);
     s.procs[p].huge &= !pmd_bit(addr);
     s.procs[p].ptable |= pmd_bit(addr);
+    // The unmodelled pages of the PMD are PTE-mapped now (frozen ones go with
+    // the folio split, which remaps them as small folios).
+    if let Entry::Present { folio, .. } | Entry::Migration { folio, .. } = s.procs[p].pt[start as usize] {
+        if !freeze {
+            s.procs[p].tail[(start / HPAGE_PMD_NR) as usize] = s.folio_head(folio);
+        }
+    }
     for a in start..end {
         match s.procs[p].pt[a as usize] {
             Entry::Present { bits, folio } => {
@@ -396,9 +391,15 @@ pub fn split_huge_page(s: &mut State, cfg: &Config, f: FolioId) -> bool {
             }
         }
     }
-    // The pages become folios of their own, with the folio's flags.
+    // The pages become folios of their own, with the folio's flags; the
+    // unmodelled pages are small folios the model does not follow.
     for &x in &pages {
-        s.folio_mut(x).flags.remove(FolioFlags::LARGE);
+        s.folio_mut(x).flags.remove(FolioFlags::LARGE | FolioFlags::PARTIALLY_MAPPED);
+    }
+    for mm in s.procs.iter_mut() {
+        for t in mm.tail.iter_mut().filter(|t| **t == head) {
+            *t = NO_FOLIO;
+        }
     }
     for q in 0..MAX_PROCS {
         if !s.procs[q].alive {
@@ -459,7 +460,7 @@ pub fn madvise_free_huge_pmd(s: &mut State, p: usize, addr: u8) {
         return;
     };
     let head = s.folio_head(folio);
-    if s.folio(head).mapcount != 1 {
+    if s.large_folio_mapcount(head) != 1 {
         return;
     }
     for f in s.folio_pages(head).collect::<arrayvec::ArrayVec<FolioId, 4>>() {
@@ -506,4 +507,58 @@ pub fn move_huge_pmds(s: &mut State, cfg: &Config, p: usize, old: u8, new: u8, l
         split_huge_pmd(s, cfg, p, a);
     }
     dest
+}
+
+/// The zap of `[start, end)` in `p` reaches the unmodelled pages of every PMD
+/// whose last model page it covers ([`Mm::tail`]): their mappings go, and the
+/// folio they kept alive may be freed.
+pub fn zap_tails(s: &mut State, p: usize, start: u8, end: u8) {
+    for g in 0..NPMDS {
+        let last = g as u8 * HPAGE_PMD_NR + HPAGE_PMD_NR - 1;
+        let t = s.procs[p].tail[g];
+        if t != NO_FOLIO && start <= last && last < end {
+            s.procs[p].tail[g] = NO_FOLIO;
+            if s.large_folio_mapcount(t) > 0 {
+                s.mark_partially_mapped(t);
+            }
+            put_anon_folio(s, t);
+        }
+    }
+}
+
+/// `move_ptes()` of `[old, old + len)` to `new` takes the unmodelled pages
+/// after each moved last model page along (to the PMD of its new page).
+pub fn move_tails(mm: &mut Mm, old: u8, new: u8, len: u8) {
+    let mut moved = [NO_FOLIO; NPMDS];
+    for (g, slot) in moved.iter_mut().enumerate() {
+        let last = g as u8 * HPAGE_PMD_NR + HPAGE_PMD_NR - 1;
+        if old <= last && last < old + len {
+            *slot = std::mem::replace(&mut mm.tail[g], NO_FOLIO);
+        }
+    }
+    for (g, &t) in moved.iter().enumerate() {
+        if t != NO_FOLIO {
+            let last = g as u8 * HPAGE_PMD_NR + HPAGE_PMD_NR - 1;
+            let d = (new + (last - old)) / HPAGE_PMD_NR;
+            mm.tail[d as usize] = t;
+        }
+    }
+}
+
+/// CONFIG_PT_RECLAIM (`try_get_and_clear_pmd()` in `zap_pte_range()`, v6.14+,
+/// [`Kernel::dontneed_reclaims_pte_tables`]): a MADV_DONTNEED that zapped a whole
+/// PMD range frees its PTE table when every entry is none (the unmodelled pages
+/// too: the zap covered them).
+pub fn reclaim_empty_pte_tables(mm: &mut Mm, start: u8, end: u8) {
+    for g in 0..NPMDS {
+        let (a, e) = (g as u8 * HPAGE_PMD_NR, g as u8 * HPAGE_PMD_NR + HPAGE_PMD_NR);
+        if start <= a
+            && e <= end
+            && !mm.is_huge(a)
+            && mm.tail[g] == NO_FOLIO
+            && (a..e).all(|x| mm.pt[x as usize].is_none())
+        {
+            mm.ptable &= !(1 << g);
+        }
+    }
 }

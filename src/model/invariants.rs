@@ -85,6 +85,9 @@ pub fn check_invariants(s: &State) -> Result<(), String> {
         let head = s.folio_head(i as FolioId);
         let pending = s.pending.iter().any(|m| m.new == head || m.old == head);
         let large_live = s.is_large(i as FolioId) && s.large_folio_referenced(head);
+        if s.tail_maps(i as FolioId) > 0 && !(s.is_large(i as FolioId) && head == i as FolioId) {
+            return Err(format!("folio #{i}: unmodelled pages map it, but it is not a large folio's head"));
+        }
         if fo.is_anon() && fo.mapcount == 0 && !pending && !large_live && !fo.flags.contains(FolioFlags::SWAPCACHE) {
             return Err(format!("anon folio #{i} is mapped nowhere and not in the swap cache (leaked)"));
         }

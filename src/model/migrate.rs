@@ -52,7 +52,8 @@ pub fn migratable_folio(s: &State, p: usize, addr: u8) -> Option<FolioId> {
 ///
 /// A large folio (`migrate_pages_batch()`) needs a large destination; when none
 /// can be allocated the folio is split (`try_split_folio()`, every profile) and
-/// the page at `addr` migrates alone. A PMD mapping it becomes a PMD migration
+/// the page at `addr` migrates alone; from v6.12 a partially mapped one is split
+/// first ([`Kernel::migrate_splits_partially_mapped`]). A PMD mapping it becomes a PMD migration
 /// entry (`set_pmd_migration_entry()`), PTE mappings PTE migration entries.
 pub fn migrate_start(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
     let Some(mut f) = migratable_folio(s, p, addr) else {
@@ -61,11 +62,14 @@ pub fn migrate_start(s: &mut State, cfg: &Config, p: usize, addr: u8) -> bool {
     if s.pending.len() == s.pending.capacity() {
         return false;
     }
-    if s.is_large(f) {
+    let partial = s.folio(f).flags.contains(FolioFlags::PARTIALLY_MAPPED);
+    if s.is_large(f) && !(partial && cfg.kernel.migrate_splits_partially_mapped()) {
         if let Some(new) = s.alloc_large_folio() {
             migrate_start_large(s, cfg.kernel, f, new);
             return true;
         }
+    }
+    if s.is_large(f) {
         if !super::huge_memory::split_huge_page(s, cfg, f) {
             return false;
         }
@@ -179,6 +183,14 @@ pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
                 }
             }
             a += 1;
+        }
+    }
+    // The unmodelled pages migrate with the folio.
+    if large {
+        for mm in s.procs.iter_mut() {
+            for t in mm.tail.iter_mut().filter(|t| **t == old) {
+                *t = new;
+            }
         }
     }
     for i in 0..n {

@@ -23,6 +23,23 @@ use events::Event;
 pub use types::*;
 use vma::MapKind;
 
+/// See [`Kernel::large_folio_sharing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    Mapcount,
+    FirstPage,
+    Processes,
+}
+
+/// How `do_wp_page()` treats a page of a large folio it cannot reuse by
+/// PageAnonExclusive ([`Kernel::large_anon_reuse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LargeReuse {
+    RefcountOne,
+    Never,
+    ThisMm,
+}
+
 /// The `remove_migration_pte()` variant under test (see
 /// [`migrate::restore_write_bits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,6 +228,42 @@ impl Kernel {
     /// 6.12.y backport: unverified against Debian's 6.12 tree.
     pub fn zero_remap_keeps_bits(self) -> bool {
         self >= Kernel::V612
+    }
+    /// How MADV_PAGEOUT, MADV_FREE and NUMA hinting decide that a large folio is
+    /// shared ([`State::large_folio_shared`]): v6.1 by `folio_mapcount() != 1`
+    /// (the unmodelled pages of a split PMD make it so); 6.1.y and v6.12 by the
+    /// first page's map count (`folio_estimated_sharers()`,
+    /// `folio_likely_mapped_shared()`; 6.1.y found by kernel-check); v6.18+ by
+    /// the processes mapping it (the folio's MM ids).
+    pub fn large_folio_sharing(self) -> Sharing {
+        match self {
+            Kernel::V61 => Sharing::Mapcount,
+            Kernel::V61y | Kernel::V612 => Sharing::FirstPage,
+            Kernel::V618 | Kernel::V73 => Sharing::Processes,
+        }
+    }
+    /// `wp_can_reuse_anon_folio()` on a page of a large folio that is not
+    /// exclusive: v6.1 reuses only a folio with one reference in all
+    /// (`folio_ref_count() > 3` first); v6.12 never reuses one; from v6.15
+    /// (`__wp_can_reuse_large_anon_folio()`) it reuses a folio mapped more than
+    /// once, all in this process, with no other reference.
+    pub fn large_anon_reuse(self) -> LargeReuse {
+        match self {
+            Kernel::V61 | Kernel::V61y => LargeReuse::RefcountOne,
+            Kernel::V612 => LargeReuse::Never,
+            Kernel::V618 | Kernel::V73 => LargeReuse::ThisMm,
+        }
+    }
+    /// `migrate_pages_batch()` splits a partially mapped large folio instead of
+    /// migrating it whole (v6.12; found by kernel-check on 6.12, 6.18 and 7.3).
+    pub fn migrate_splits_partially_mapped(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// MADV_DONTNEED frees a PTE table it left empty when it zapped the whole
+    /// PMD range (CONFIG_PT_RECLAIM, v6.14; found by kernel-check on 6.18 and
+    /// 7.3): the next fault there may map a THP again.
+    pub fn dontneed_reclaims_pte_tables(self) -> bool {
+        self >= Kernel::V618
     }
     /// `change_huge_pmd()` makes a PMD writable with MM_CP_TRY_CHANGE_WRITABLE
     /// and `can_change_pmd_writable()` (v6.3); v6.1 never upgrades a PMD.
@@ -593,6 +646,9 @@ fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) 
         if advice == Advice::DontNeed {
             // zap_page_range(): no ZAP_FLAG_DROP_MARKER, markers stay.
             pte::zap_pte_range(s, cfg, p, &v, x, y, pte::ZapDetails { drop_marker: false });
+            if cfg.kernel.dontneed_reclaims_pte_tables() {
+                huge_memory::reclaim_empty_pte_tables(&mut s.procs[p], x, y);
+            }
             let (shared, anon) = (v.flags.contains(VmFlags::SHARED), v.is_anonymous());
             s.emit(Event::Zapped { p: p as u8, start: x, end: y, shared, anon });
         } else {

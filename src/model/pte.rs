@@ -126,12 +126,21 @@ pub fn put_anon_folio(s: &mut State, f: FolioId) {
 }
 
 /// `page_remove_rmap()` (mm/rmap.c): one mapping fewer.
+///
+/// A page of a large folio that loses its last mapping while other pages stay
+/// mapped makes the folio partially mapped (`deferred_split_folio()`).
 pub fn page_remove_rmap(s: &mut State, f: FolioId) {
     if f == ZERO_PAGE {
         return;
     }
     let fo = s.folio_mut(f);
     fo.mapcount = fo.mapcount.saturating_sub(1);
+    if fo.mapcount == 0 && s.is_large(f) {
+        let head = s.folio_head(f);
+        if s.large_folio_mapcount(head) > 0 {
+            s.mark_partially_mapped(head);
+        }
+    }
     put_anon_folio(s, f);
 }
 
@@ -275,8 +284,14 @@ pub fn change_protection(
                         continue;
                     }
                     let fo = s.folio(folio);
-                    // v6.1: page_count() != 1; v6.12: folio_likely_mapped_shared().
-                    let shared = if k.numa_skips_by_mapcount() { fo.mapcount > 1 } else { fo.refcount() != 1 };
+                    // v6.1: page_count() != 1; v6.12: folio_likely_mapped_shared()
+                    // (a large folio: the folio's references, its processes).
+                    let shared = match (s.is_large(folio), k.numa_skips_by_mapcount()) {
+                        (false, true) => fo.mapcount > 1,
+                        (false, false) => fo.refcount() != 1,
+                        (true, true) => s.large_folio_shared(k, s.folio_head(folio), p),
+                        (true, false) => s.large_folio_refcount(s.folio_head(folio)) != 1,
+                    };
                     if vma.is_cow() && shared {
                         continue;
                     }
@@ -453,6 +468,7 @@ pub fn zap_pte_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8
         }
     }
     super::huge_memory::zap_huge_pmds(&mut s.procs[p], start, end);
+    super::huge_memory::zap_tails(s, p, start, end);
 }
 
 /// `clear_refs_write()` with CLEAR_REFS_SOFT_DIRTY (fs/proc/task_mmu.c, the same
@@ -548,6 +564,7 @@ pub fn move_ptes(s: &mut State, cfg: &Config, p: usize, old: u8, new: u8, len: u
     let mut tmp = [(Entry::None, PteWhy::default()); NPAGES];
     let mm = &mut s.procs[p];
     mm.huge |= moved_huge;
+    super::huge_memory::move_tails(mm, old, new, len);
     for (i, t) in tmp.iter_mut().enumerate().take(len as usize) {
         let a = old as usize + i;
         *t = (mm.pt[a], mm.why[a]);

@@ -4,7 +4,7 @@
 use super::events::Event;
 use super::pte::*;
 use super::types::*;
-use super::{Config, Unuse};
+use super::{Config, Kernel, Sharing, Unuse};
 
 /// Every `(process, addr)` whose PTE maps folio `f` (the rmap walk).
 fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS * NPAGES }> {
@@ -29,12 +29,14 @@ fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS *
 /// swap (`shmem_writepage`); clean ext4 folios are dropped, dirty ones only unmapped
 /// (MADV_PAGEOUT reclaims as a task, not kswapd, and does not write them back).
 ///
-/// A large folio is reclaimed whole: `try_to_unmap()` with TTU_SPLIT_HUGE_PMD
-/// splits every PMD mapping it (`split_huge_pmd()`, bits handed to the PTEs),
-/// then each page is unmapped and swapped or discarded like a small folio. The
-/// model splits the folio itself as it does so (THP_SWAP keeps it whole in the
-/// swap cache until it is freed, which no user can tell apart: swap-in maps
-/// small pages on every profile, PMD-sized swap-in is never done).
+/// A large folio goes through MADV_PAGEOUT's own walk first
+/// (`madvise_cold_or_pageout_pte_range()`, mm/madvise.c): the one-page range
+/// never covers it whole, so it is split (`split_folio()`, through the restore
+/// of `remove_migration_pte()`) and then the small page at `addr` is reclaimed;
+/// it is left alone when mapped elsewhere — v6.1: the PMD's head page or the
+/// PTE-mapped folio mapped more than once (`folio_mapcount() != 1`, which the
+/// unmodelled pages of a split PMD always make true); v6.12+: mapped by
+/// another process (`folio_likely_mapped_shared()`).
 pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
     let f = match s.procs[p].pt[addr as usize] {
         Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
@@ -44,25 +46,20 @@ pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
         shrink_one(s, f);
         return;
     }
-    let pages: arrayvec::ArrayVec<FolioId, { HPAGE_PMD_NR as usize }> = s.folio_pages(f).collect();
-    let locked = |s: &State, x: FolioId| {
-        mappings(s, x)
-            .iter()
-            .any(|&(q, a)| s.procs[q as usize].vma(a).is_some_and(|v| v.flags.contains(VmFlags::LOCKED)))
+    let head = s.folio_head(f);
+    let shared = if cfg.kernel.large_folio_sharing() == Sharing::Mapcount && s.procs[p].is_huge(addr) {
+        // v6.1: page_mapcount() of the head page for a PMD: its PMD and PTE mappings.
+        s.large_folio_shared(Kernel::V61y, head, p)
+    } else {
+        s.large_folio_shared(cfg.kernel, head, p)
     };
-    if pages.iter().any(|&x| locked(s, x)) {
+    if shared || !super::huge_memory::split_huge_page(s, cfg, f) {
         return;
     }
-    for &x in &pages {
-        for (q, a) in mappings(s, x) {
-            super::huge_memory::split_huge_pmd(s, cfg, q as usize, a);
+    if let Entry::Present { folio, .. } = s.procs[p].pt[addr as usize] {
+        if folio != ZERO_PAGE {
+            shrink_one(s, folio);
         }
-    }
-    for &x in &pages {
-        s.folio_mut(x).flags.remove(FolioFlags::LARGE);
-    }
-    for &x in &pages {
-        shrink_one(s, x);
     }
 }
 
@@ -219,6 +216,23 @@ pub fn madvise_free(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
     for addr in start..end {
         if skip & (1 << addr) != 0 {
             continue;
+        }
+        // A PTE-mapped large folio: v6.1 stops at one mapped more than once
+        // (the rest of the PMD is left), v6.12+ skips one another process maps;
+        // otherwise it is split first (`split_folio()`).
+        if let Entry::Present { folio, .. } = s.procs[p].pt[addr as usize] {
+            if s.is_large(folio) {
+                let head = s.folio_head(folio);
+                let shared = s.large_folio_shared(cfg.kernel, head, p);
+                if cfg.kernel.large_folio_sharing() != Sharing::Mapcount {
+                    if shared || !split_huge_page(s, cfg, folio) {
+                        continue;
+                    }
+                } else if shared || !split_huge_page(s, cfg, folio) {
+                    skip |= ((1u32 << pmd_range(addr).1) - 1) & !((1u32 << addr) - 1);
+                    continue;
+                }
+            }
         }
         match s.procs[p].pt[addr as usize] {
             Entry::Swap { slot, .. } => {

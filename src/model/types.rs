@@ -25,6 +25,8 @@ pub const MAX_PENDING: usize = 4;
 pub const HPAGE_PMD_NR: u8 = 4;
 /// PMDs per process (page groups `[4g, 4g + 4)`).
 pub const NPMDS: usize = NPAGES / HPAGE_PMD_NR as usize;
+/// The pages of a real PMD the model does not show (512 - 4), see [`Mm::tail`].
+pub const UNMODELLED_PER_PMD: u32 = 512 - HPAGE_PMD_NR as u32;
 
 /// A content token: what a page holds. 0 is zero-filled; every user store
 /// writes a fresh one ([`State::next_token`]).
@@ -132,6 +134,10 @@ bitflags! {
         /// [`HPAGE_PMD_NR`] slots starting at `id & !(HPAGE_PMD_NR - 1)`; folio-wide
         /// flags (DIRTY, LAZYFREE, MIGRATING, SWAPCACHE) are kept alike on every page.
         const LARGE = 1 << 5;
+        /// A large folio some of whose pages lost their last mapping while
+        /// others are still mapped (`folio_test_partially_mapped()`, on the
+        /// deferred split queue; set on every page).
+        const PARTIALLY_MAPPED = 1 << 6;
     }
 }
 
@@ -475,6 +481,12 @@ pub struct PteWhy {
 /// PMD entry once per page, each naming its own page of the large folio, and every
 /// change to one goes to all four (`huge_memory`). Bit `g` of `ptable` says the PMD
 /// points to a PTE table (even an empty one), which keeps a THP fault away.
+///
+/// `tail[g]`: the large folio whose 508 unmodelled pages (a real PMD has 512)
+/// PMD `g` still maps by PTEs after a split ([`NO_FOLIO`]: none). Those pages
+/// lie after the PMD's last model page in the reproducers' layout, so every
+/// range that covers page `4g + 3` covers them too: they are zapped, moved and
+/// copied with it, and they count in the folio's references and map count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Mm {
     pub alive: bool,
@@ -483,6 +495,7 @@ pub struct Mm {
     pub why: [PteWhy; NPAGES],
     pub huge: u8,
     pub ptable: u8,
+    pub tail: [FolioId; NPMDS],
 }
 
 impl Mm {
@@ -494,6 +507,7 @@ impl Mm {
             why: [PteWhy::default(); NPAGES],
             huge: 0,
             ptable: 0,
+            tail: [NO_FOLIO; NPMDS],
         }
     }
     /// Is `addr` mapped by a huge PMD (present or migration entry)?
@@ -695,14 +709,83 @@ impl State {
     }
 
     /// Does anything still reference a page of the large folio at `head` (a
-    /// mapping, the swap cache, a migration)?
+    /// mapping, the swap cache, a migration, unmodelled pages)?
     pub fn large_folio_referenced(&self, head: FolioId) -> bool {
-        (head..head + HPAGE_PMD_NR).any(|x| {
-            self.in_large_folio(x, head) && {
-                let fo = self.folio(x);
-                fo.mapcount > 0 || fo.flags.intersects(FolioFlags::SWAPCACHE | FolioFlags::MIGRATING)
+        self.tail_maps(head) > 0
+            || (head..head + HPAGE_PMD_NR).any(|x| {
+                self.in_large_folio(x, head) && {
+                    let fo = self.folio(x);
+                    fo.mapcount > 0 || fo.flags.intersects(FolioFlags::SWAPCACHE | FolioFlags::MIGRATING)
+                }
+            })
+    }
+
+    /// How many PMDs of live processes map the unmodelled pages of the large
+    /// folio at `head` by PTEs ([`Mm::tail`]).
+    pub fn tail_maps(&self, head: FolioId) -> u32 {
+        self.procs.iter().filter(|m| m.alive).map(|m| m.tail.iter().filter(|&&t| t == head).count() as u32).sum()
+    }
+
+    /// `folio_mapcount()` of the large folio at `head`, as a real PMD counts it:
+    /// one per PMD mapping it, one per PTE mapping a page of it, 508 per PMD
+    /// whose unmodelled pages map it.
+    pub fn large_folio_mapcount(&self, head: FolioId) -> u32 {
+        let mut n = self.tail_maps(head) * UNMODELLED_PER_PMD;
+        for mm in self.procs.iter().filter(|m| m.alive) {
+            for (a, e) in mm.pt.iter().enumerate() {
+                if let Entry::Present { folio, .. } = *e {
+                    if self.in_large_folio(folio, head)
+                        && (!mm.is_huge(a as u8) || (a as u8).is_multiple_of(HPAGE_PMD_NR))
+                    {
+                        n += 1;
+                    }
+                }
             }
+        }
+        n
+    }
+
+    /// `folio_ref_count()` of the large folio at `head`: its mappings plus the
+    /// swap cache's references (one per page).
+    pub fn large_folio_refcount(&self, head: FolioId) -> u32 {
+        let cached = (head..head + HPAGE_PMD_NR)
+            .filter(|&x| self.in_large_folio(x, head) && self.folio(x).flags.contains(FolioFlags::SWAPCACHE))
+            .count() as u32;
+        self.large_folio_mapcount(head) + cached
+    }
+
+    /// Is the large folio at `head` shared, as `p`'s MADV_PAGEOUT / MADV_FREE /
+    /// NUMA hinting judge it on profile `k` ([`crate::model::Kernel::large_folio_sharing`])?
+    pub fn large_folio_shared(&self, k: crate::model::Kernel, head: FolioId, p: usize) -> bool {
+        use crate::model::Sharing;
+        match k.large_folio_sharing() {
+            Sharing::Mapcount => self.large_folio_mapcount(head) != 1,
+            Sharing::FirstPage => {
+                let mut n = 0;
+                for mm in self.procs.iter().filter(|m| m.alive) {
+                    n += mm.pt.iter().filter(|e| matches!(**e, Entry::Present { folio, .. } if folio == head)).count();
+                }
+                n > 1
+            }
+            Sharing::Processes => !self.large_folio_only_in(head, p),
+        }
+    }
+
+    /// Are all mappings of the large folio at `head` in process `p`?
+    pub fn large_folio_only_in(&self, head: FolioId, p: usize) -> bool {
+        self.procs.iter().enumerate().filter(|(q, m)| *q != p && m.alive).all(|(_, m)| {
+            !m.tail.contains(&head)
+                && !m.pt.iter().any(|e| matches!(*e, Entry::Present { folio, .. } if self.in_large_folio(folio, head)))
         })
+    }
+
+    /// Mark the large folio at `head` partially mapped.
+    pub fn mark_partially_mapped(&mut self, head: FolioId) {
+        for x in head..head + HPAGE_PMD_NR {
+            if self.in_large_folio(x, head) {
+                self.folios[x as usize].flags.insert(FolioFlags::PARTIALLY_MAPPED);
+            }
+        }
     }
 
     /// Is `x` a page of the large folio whose head slot is `head`?

@@ -152,6 +152,7 @@ fn state_bytes(w: &World, out: &mut Out) {
             entry_bytes(e, out);
         }
         out.put([mm.huge, mm.ptable, mm.vmas.len() as u8]);
+        out.put(mm.tail);
         for v in &mm.vmas {
             let f = v.flags.bits().to_le_bytes();
             let backing = match v.backing {
@@ -283,10 +284,10 @@ fn same_state(x: &World, y: &World) -> bool {
     } = k;
     let Ghost { contracts, procs: gprocs, file, wn_clean, breaks, mkwrite_seen: _ } = g;
     let same_mm = |a: &Mm, b: &Mm| {
-        let Mm { alive, vmas, pt, why: _, huge, ptable } = a;
+        let Mm { alive, vmas, pt, why: _, huge, ptable, tail } = a;
         *alive == b.alive
             && *pt == b.pt
-            && (*huge, *ptable) == (b.huge, b.ptable)
+            && (*huge, *ptable, *tail) == (b.huge, b.ptable, b.tail)
             && vmas.len() == b.vmas.len()
             && vmas.iter().zip(b.vmas.iter()).all(|(v, w)| {
                 let Vma {

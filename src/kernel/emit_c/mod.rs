@@ -188,29 +188,48 @@ fn op_runs(s: &State, op: &Op) -> bool {
     }
 }
 
-/// The steps (1-based) where a profile's model maps a new THP, with the first
-/// page of the PMD (in the process that ran the step).
-fn thp_created(program: &Program) -> Vec<(usize, u8)> {
-    let mut out = Vec::new();
+/// The steps (1-based) where a profile's model needs a THP from the kernel, with
+/// the page that shows it (in the process that ran the step) and what the kernel
+/// could not give: a new THP at a fault, or a THP on the other node for a
+/// migration (the kernel splits one it cannot place).
+fn thp_created(program: &Program) -> Vec<(usize, u8, &'static str)> {
+    let mut out: Vec<(usize, u8, &'static str)> = Vec::new();
     for k in PROFILES {
         let cfg = native(k);
         let mut s = State::new();
         for (i, op) in program.ops.iter().enumerate() {
             let before: Vec<u8> = s.procs.iter().map(|m| m.huge).collect();
-            model::step(&mut s, &cfg, op);
+            let r = model::step(&mut s, &cfg, op);
+            if matches!(op, Op::Migrate { .. })
+                && r == StepResult::Ok
+                && !out.iter().any(|w| w.0 == i + 1 && w.1 == u8::MAX)
+            {
+                // The C program checks move_pages() itself (page u8::MAX: no mask).
+                out.push((i + 1, u8::MAX, "move_pages() failed where the model migrates"));
+            }
             let Some(q) = slot_of(op) else { continue };
             let q = q as usize;
             if !s.procs[q].alive || matches!(op, Op::Fork { .. }) {
                 continue;
             }
+            if let Op::Migrate { addr, .. } = *op {
+                let large = matches!(s.procs[q].pt[addr as usize], Entry::Present { folio, .. } if s.is_large(folio));
+                let want =
+                    (i + 1, addr, "the kernel split the THP it migrated (no 2 MiB page free on the other node?)");
+                if large && !out.contains(&want) {
+                    out.push(want);
+                }
+                continue;
+            }
             let new = s.procs[q].huge & !before[q];
             for g in 0..model::NPMDS as u8 {
                 let a = g * model::HPAGE_PMD_NR;
-                // A THP fault (not a move or a restore of an existing one).
-                let fresh = matches!(s.procs[q].pt[a as usize], Entry::Present { .. })
-                    && !matches!(op, Op::Mremap { .. } | Op::Migrate { .. });
-                if new & (1 << g) != 0 && fresh && !out.contains(&(i + 1, a)) {
-                    out.push((i + 1, a));
+                // A THP fault (not a move of an existing one).
+                let fresh =
+                    matches!(s.procs[q].pt[a as usize], Entry::Present { .. }) && !matches!(op, Op::Mremap { .. });
+                let want = (i + 1, a, "no THP where the model maps one (no 2 MiB page free?)");
+                if new & (1 << g) != 0 && fresh && !out.contains(&want) {
+                    out.push(want);
                 }
             }
         }
@@ -421,10 +440,18 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
     for (i, op) in program.ops.iter().enumerate() {
         let mut body = c_op(op, i + 1, tokens[i]).expect("realizable");
         // A step where the model maps a THP: did the kernel get one?
-        for &(_, a) in created.iter().filter(|&&(n, _)| n == i + 1) {
+        for &(_, a, why) in created.iter().filter(|&&(n, _, _)| n == i + 1) {
+            if a == u8::MAX {
+                let _ = write!(
+                    body,
+                    "\n\t\tif (r < 0) printf(\"PTEDIFF-NOTREALIZED %s step {n} `{op}`: {why} (%ld)\\n\", NAME, r);",
+                    n = i + 1
+                );
+                continue;
+            }
             let _ = write!(
                 body,
-                "\n\t\tif (!(thp_mask() & (1u << {a}))) printf(\"PTEDIFF-NOTREALIZED %s step {n} `{op}`: no THP at page {a} (no 2 MiB page free?)\\n\", NAME);",
+                "\n\t\tif (!(thp_mask() & (1u << {a}))) printf(\"PTEDIFF-NOTREALIZED %s step {n} `{op}` page {a}: {why}\\n\", NAME);",
                 n = i + 1
             );
         }
