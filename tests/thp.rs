@@ -327,3 +327,34 @@ fn v61_pmd_migration_drops_uffd_wp_and_61y_keeps_it() {
         assert!(s.procs[0].is_huge(0), "{k:?}");
     }
 }
+
+#[test]
+fn migration_splits_a_partially_mapped_thp_from_v612() {
+    // munmap of one page leaves the THP partially mapped (deferred split); from
+    // v6.12 migrate_pages_batch() splits it and migrates the one page.
+    let text = format!("{THP}\nwrite(p0, 0)\nwrite(p0, 2)\nmunmap(p0, 0, 1)\nmigrate(p0, 2)");
+    let s = run(&text, &cfg_k(Kernel::V61y));
+    assert!(s.is_large(present(&s, 0, 2).1) && s.is_large(present(&s, 0, 1).1));
+    let s = run(&text, &cfg_k(Kernel::V612));
+    assert!(!s.is_large(present(&s, 0, 2).1));
+}
+
+#[test]
+fn dontneed_of_a_whole_pmd_frees_the_pte_table_from_v618() {
+    // After a split the PMD points to a PTE table; MADV_DONTNEED of the whole PMD
+    // leaves it empty and CONFIG_PT_RECLAIM frees it, so a fault maps a THP again.
+    let text = format!("{THP}\nwrite(p0, 0)\nmprotect(p0, 0, 2, r--)\nmprotect(p0, 0, 2, rw-)\nmadvise(p0, 0, 4, MADV_DONTNEED)\nwrite(p0, 1)");
+    for (k, huge) in [(Kernel::V612, false), (Kernel::V618, true), (Kernel::V73, true)] {
+        let s = run(&text, &cfg_k(k));
+        assert_eq!(s.procs[0].is_huge(0), huge, "{k:?}");
+    }
+}
+
+#[test]
+fn a_load_through_a_present_pte_of_an_execute_only_mapping_faults() {
+    let prog = parse("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\nmprotect(p0, 0, 1, --x)\nread(p0, 0)").unwrap();
+    let mut s = State::new();
+    let cfg = cfg_k(Kernel::V73);
+    let res: Vec<_> = prog.ops.iter().map(|op| step(&mut s, &cfg, op)).collect();
+    assert_eq!(*res.last().unwrap(), StepResult::Segv);
+}

@@ -112,6 +112,10 @@ enum Cmd {
         /// Print the alphabet and exit.
         #[arg(long)]
         alphabet: bool,
+        /// The THP alphabet: one MADV_HUGEPAGE PMD (pages 0-3) and the ops that
+        /// split, migrate, protect, free and copy it.
+        #[arg(long)]
+        thp: bool,
         /// Memory for the states a level keeps (MiB); past it, states are replayed from the root.
         #[arg(long, default_value_t = crate::explore::DEFAULT_MEMORY_MB)]
         memory_mb: usize,
@@ -407,7 +411,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
         Cmd::KernelTest(a) => kernel_test::cmd_kernel_test(a),
-        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet, memory_mb, out } => {
+        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet, thp, memory_mb, out } => {
             let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
@@ -418,7 +422,7 @@ pub fn main() -> ExitCode {
                 depth,
                 threads,
                 oracle: !no_oracle,
-                alphabet: crate::explore::default_alphabet(),
+                alphabet: if thp { crate::explore::thp_alphabet() } else { crate::explore::default_alphabet() },
                 memory_mb,
             };
             if alphabet {
@@ -564,7 +568,7 @@ fn cmd_explore(opts: &crate::explore::Options, out: Option<&Path>) -> ExitCode {
         opts.threads,
         if opts.oracle { "on" } else { "off" }
     );
-    println!("alphabet ({} ops; pages 0-1 of p0, p1 only by fork):", opts.alphabet.len());
+    println!("alphabet ({} ops; p1 only by fork):", opts.alphabet.len());
     print!("{}", crate::explore::describe(&opts.alphabet));
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("template"));

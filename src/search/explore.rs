@@ -62,6 +62,40 @@ pub fn default_alphabet() -> Vec<Op> {
     v
 }
 
+/// The THP alphabet (`explore --thp`): one PMD of anonymous memory (pages 0-3)
+/// that MADV_HUGEPAGE makes a THP at its first fault, and the ops that split,
+/// migrate, protect, free and copy it, on its first and last page.
+pub fn thp_alphabet() -> Vec<Op> {
+    let rw = Prot(Prot::R | Prot::W);
+    let mut v = vec![
+        Op::Mmap { p: 0, addr: 0, len: 4, prot: rw, target: Target::Anon },
+        Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::HugePage },
+        Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::Free },
+        Op::Madvise { p: 0, addr: 0, len: 1, advice: Advice::Free },
+        Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::DontNeed },
+        Op::Mprotect { p: 0, addr: 0, len: 4, prot: Prot(Prot::R) },
+        Op::Mprotect { p: 0, addr: 0, len: 4, prot: rw },
+        Op::Mprotect { p: 0, addr: 0, len: 1, prot: Prot(Prot::R) },
+        Op::Munmap { p: 0, addr: 0, len: 1 },
+        Op::ClearRefs { p: 0 },
+        Op::UffdRegister { p: 0, addr: 0, len: 4 },
+        Op::UffdWp { p: 0, addr: 0, len: 4 },
+        Op::UffdUnwp { p: 0, addr: 0, len: 1 },
+        Op::Fork { parent: 0, child: 1, event_fork: false },
+        Op::MigrateStart { p: 0, addr: 0 },
+        Op::MigrateFinish { p: 0, addr: 0 },
+        Op::Pageout { p: 0, addr: 0 },
+        Op::NumaHint { p: 0, addr: 0 },
+    ];
+    for addr in [0, 3] {
+        v.push(Op::Read { p: 0, addr });
+        v.push(Op::Write { p: 0, addr });
+        v.push(Op::Migrate { p: 0, addr });
+    }
+    v.push(Op::Write { p: 1, addr: 0 });
+    v
+}
+
 /// The alphabet, one op per line.
 pub fn describe(alphabet: &[Op]) -> String {
     alphabet.iter().map(|o| format!("  {o}\n")).collect()
