@@ -374,6 +374,7 @@ UNUSED static long do_fork(int child) {
 
 static void serve(int slot) {
 	MYSLOT = slot;
+	slot_pid[slot] = getpid();
 	for (;;) {
 		int i;
 		if (read(cmdp[slot][0], &i, sizeof i) != sizeof i) _exit(0);
@@ -393,6 +394,24 @@ static void send(int slot, int i) {
 	if (read(ackp[0][0], &c, 1) != 1) fail("ack pipe");
 }
 
+/* After an exit op: the process acked before _exit(), so wait until its mm is
+ * gone (a zombie, or reaped), as the model's exit_mmap() is done with the op. */
+UNUSED static void wait_gone(int slot) {
+	char path[64], st[256];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)slot_pid[slot]);
+	for (int t = 0; t < 5000; t++) {
+		int fd = open(path, O_RDONLY);
+		if (fd < 0) return;
+		ssize_t n = read(fd, st, sizeof st - 1);
+		close(fd);
+		if (n <= 0) return;
+		st[n] = 0;
+		char *p = strrchr(st, ')');
+		if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) return;
+		usleep(1000);
+	}
+}
+
 int main(int argc, char **argv) {
 	NAME = argc > 1 ? argv[1] : strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -404,6 +423,8 @@ int main(int argc, char **argv) {
 	CPU_ZERO(&cpu0);
 	CPU_SET(0, &cpu0);
 	sched_setaffinity(0, sizeof cpu0, &cpu0);
+	slot_pid = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (slot_pid == MAP_FAILED) fail("slot pids");
 	memfd = memfd_create("ptediff", 0);
 	if (memfd < 0 || ftruncate(memfd, NPAGES * PAGE)) fail("memfd");
 	ramfd = open("/mnt/ramfs/ptediff", O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -471,6 +492,9 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
         match slot_of(op) {
             _ if !op_runs(&sim, op) => {
                 let _ = writeln!(c, "\t/* {op}: no such process, nothing to do */");
+            }
+            Some(sl) if matches!(op, Op::Exit { .. }) => {
+                let _ = writeln!(c, "\tsend({sl}, {i});\n\twait_gone({sl});");
             }
             Some(sl) => {
                 let _ = writeln!(c, "\tsend({sl}, {i});");

@@ -47,6 +47,8 @@
 
 static const char *NAME;
 static int MYSLOT;
+/* Each process's pid, by slot (shared with the controller). */
+UNUSED static volatile pid_t *slot_pid;
 static int memfd = -1, ramfd = -1;
 UNUSED static int cmdp[3][2], ackp[3][2];
 static int uffd = -1;
