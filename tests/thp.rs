@@ -358,3 +358,16 @@ fn a_load_through_a_present_pte_of_an_execute_only_mapping_faults() {
     let res: Vec<_> = prog.ops.iter().map(|op| step(&mut s, &cfg, op)).collect();
     assert_eq!(*res.last().unwrap(), StepResult::Segv);
 }
+
+#[test]
+fn mlock_of_part_of_a_thp_splits_it_before_populating() {
+    // mlock_fixup() → __split_vma() splits the PMD (vma_adjust_trans_huge) before
+    // the populate write-faults the locked page: the other pages stay read-only
+    // after clear_refs. MADV_PAGEOUT then refuses the locked VMA.
+    let s = run(&format!("{THP}\nwrite(p0, 0)\nclear_refs(p0)\nmlock(p0, 1, 1)\npageout(p0, 1)"), &cfg_k(Kernel::V73));
+    assert!(!s.procs[0].is_huge(0));
+    assert!(present(&s, 0, 1).0.contains(PteBits::W));
+    for a in [0, 2, 3] {
+        assert!(!present(&s, 0, a).0.contains(PteBits::W), "page {a}");
+    }
+}

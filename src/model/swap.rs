@@ -46,6 +46,10 @@ pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
         shrink_one(s, f);
         return;
     }
+    // can_madv_lru_vma(): MADV_PAGEOUT refuses a VM_LOCKED VMA outright.
+    if s.procs[p].vma(addr).is_some_and(|v| v.flags.contains(VmFlags::LOCKED)) {
+        return;
+    }
     let head = s.folio_head(f);
     let shared = if cfg.kernel.large_folio_sharing() == Sharing::Mapcount && s.procs[p].is_huge(addr) {
         // v6.1: page_mapcount() of the head page for a PMD: its PMD and PTE mappings.

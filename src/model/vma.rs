@@ -584,6 +584,9 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
         Ok(())
     });
     if lock && r.is_ok() {
+        // __split_vma() split the PMDs the new boundaries cut (vma_adjust_trans_huge)
+        // before the populate faults anything in.
+        super::huge_memory::vma_adjust_trans_huge(s, cfg);
         super::fault::populate_vma_page_range(s, cfg, p, start, end);
     }
     r
