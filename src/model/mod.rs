@@ -178,9 +178,11 @@ impl Kernel {
         self >= Kernel::V73
     }
     /// `vma_merge_copied_range()` (mm/vma.c, v7.x) never merges the copy of a
-    /// source registered with a uffd that lacks EVENT_REMAP.
+    /// source registered with a uffd that lacks EVENT_REMAP. Debian's 6.12.118
+    /// has it too (a stable backport: kernel-check of kc-copy-vma-uffd-source-no-merge
+    /// matched v7.3 on 6.12.118, v6.12 on 6.12.117); 6.18.15 does not.
     pub fn copy_vma_skips_uffd_source(self) -> bool {
-        self >= Kernel::V73
+        matches!(self, Kernel::V612 | Kernel::V73)
     }
     /// MAP_PRIVATE file mappings merge only when their anonymous page offsets are
     /// contiguous too (`needs_adjacent_anon_pgoff()`, mm/vma.c, v7.x); the same
