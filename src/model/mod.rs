@@ -267,6 +267,13 @@ impl Kernel {
     pub fn dontneed_reclaims_pte_tables(self) -> bool {
         self >= Kernel::V618
     }
+    /// `change_pte_range()` batches the PTEs of a large folio (v6.17, "mm:
+    /// optimize mprotect() by PTE batching"): dirty is ORed over the batch, so a
+    /// PTE-mapped THP's pages come back dirty and soft-dirty (found by
+    /// kernel-check on 6.18 and 7.3).
+    pub fn mprotect_batches_ptes(self) -> bool {
+        self >= Kernel::V618
+    }
     /// `change_huge_pmd()` makes a PMD writable with MM_CP_TRY_CHANGE_WRITABLE
     /// and `can_change_pmd_writable()` (v6.3); v6.1 never upgrades a PMD.
     pub fn change_huge_pmd_upgrades_write(self) -> bool {

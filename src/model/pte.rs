@@ -267,6 +267,8 @@ pub fn change_protection(
     // whole goes to change_huge_pmd(), whose rules are the PTE rules below
     // except where `huge` says otherwise.
     super::huge_memory::split_huge_pmd_range(s, cfg, p, start, end);
+    let (batch_dirty, batch_young) =
+        if k.mprotect_batches_ptes() && !prot_numa { large_folio_batches(s, p, start, end) } else { (0, 0) };
     for addr in start..end {
         let e = s.procs[p].pt[addr as usize];
         let huge = s.procs[p].is_huge(addr);
@@ -314,6 +316,12 @@ pub fn change_protection(
                     n = pte_mkuffd_wp(n - PteBits::W, cfg);
                 } else if uffd_resolve {
                     n.remove(PteBits::UW);
+                }
+                if batch_dirty & (1 << addr) != 0 {
+                    n = pte_mkdirty(n);
+                }
+                if batch_young & (1 << addr) != 0 {
+                    n.insert(PteBits::A);
                 }
                 if cp.contains(CpFlags::TRY_CHANGE_WRITABLE)
                     && (!huge || k.change_huge_pmd_upgrades_write())
@@ -375,6 +383,58 @@ pub fn change_protection(
             }
         }
     }
+}
+
+/// The PTE batches of `change_pte_range()` from v6.17 ([`Kernel::mprotect_batches_ptes`]):
+/// consecutive PTEs of `[start, end)` that map consecutive pages of one large
+/// folio are cleared and rewritten as one (`modify_prot_start_ptes()` /
+/// `modify_prot_commit_ptes()`), so dirty and young are ORed over the batch and
+/// every PTE of it comes back dirty (`pte_mkdirty`: soft-dirty too on x86) if
+/// one was. A batch that reaches a PMD's last model page takes in the 508
+/// unmodelled pages after it when they map the folio ([`Mm::tail`]), which the
+/// model takes as dirty and young (a split THP's pages are). Returns the masks
+/// of the pages that come back dirty and young.
+fn large_folio_batches(s: &State, p: usize, start: u8, end: u8) -> (u16, u16) {
+    let mm = &s.procs[p];
+    let (mut dirty, mut young) = (0u16, 0u16);
+    let mut a = start;
+    while a < end {
+        let Entry::Present { bits, folio } = mm.pt[a as usize] else {
+            a += 1;
+            continue;
+        };
+        if mm.is_huge(a) || !s.is_large(folio) {
+            a += 1;
+            continue;
+        }
+        let head = s.folio_head(folio);
+        let group_end = (a / HPAGE_PMD_NR + 1) * HPAGE_PMD_NR;
+        let (mut b, mut d, mut y, mut f) = (a + 1, bits.contains(PteBits::D), bits.contains(PteBits::A), folio);
+        while b < end.min(group_end) {
+            match mm.pt[b as usize] {
+                Entry::Present { bits, folio } if folio == f + 1 && s.in_large_folio(folio, head) => {
+                    d |= bits.contains(PteBits::D);
+                    y |= bits.contains(PteBits::A);
+                    f = folio;
+                    b += 1;
+                }
+                _ => break,
+            }
+        }
+        let g = (a / HPAGE_PMD_NR) as usize;
+        let tail = b == group_end && mm.tail[g] == head;
+        if b - a + tail as u8 >= 2 {
+            let run = ((1u32 << b) - (1u32 << a)) as u16;
+            if d || tail {
+                dirty |= run;
+            }
+            if y || tail {
+                young |= run;
+            }
+        }
+        a = b;
+    }
+    (dirty, young)
 }
 
 /// `uffd_wp_range()` (mm/userfaultfd.c). v6.1 (before v6.3): protect with
