@@ -38,9 +38,14 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
     for _ in 0..8 {
         let e = s.procs[p].pt[addr as usize];
         if let Entry::Present { bits, folio } = e {
+            // (A store needs W, which an execute-only VMA never has: only
+            // loads look the VMA up.)
             if !bits.contains(PteBits::PROTNONE)
-                && (!write || bits.contains(PteBits::W))
-                && !s.procs[p].vma(addr).is_some_and(|v| v.pkey_exec_only())
+                && (if write {
+                    bits.contains(PteBits::W)
+                } else {
+                    !s.procs[p].vma(addr).is_some_and(|v| v.pkey_exec_only())
+                })
             {
                 if write {
                     // The store's data: a fresh content token.

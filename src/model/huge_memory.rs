@@ -86,13 +86,6 @@ pub fn do_huge_pmd_anonymous_page(s: &mut State, k: Kernel, p: usize, vi: usize,
     true
 }
 
-/// `folio_ref_count()` of a large folio as `do_huge_pmd_wp_page()` reads it: one
-/// reference per PMD and per PTE mapping it (the unmodelled pages too), plus the
-/// swap cache's (one per page).
-fn large_folio_ref_count(s: &State, head: FolioId) -> u32 {
-    s.large_folio_refcount(head)
-}
-
 /// What a write fault on a huge PMD came to.
 pub enum HugeWp {
     /// The PMD was reused: retry the access.
@@ -121,14 +114,14 @@ pub fn wp_huge_pmd(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8) -
     let mut reuse = s.folio(head).flags.contains(FolioFlags::ANON_EXCLUSIVE);
     if !reuse {
         let swapcache = s.folio(head).flags.contains(FolioFlags::SWAPCACHE);
-        let refs = large_folio_ref_count(s, head);
+        let refs = s.large_folio_refcount(head);
         if refs <= 1 + if swapcache { HPAGE_PMD_NR as u32 } else { 0 } {
             if swapcache {
                 for f in s.folio_pages(head).collect::<arrayvec::ArrayVec<FolioId, 4>>() {
                     folio_free_swap(s, f);
                 }
             }
-            reuse = large_folio_ref_count(s, head) == 1;
+            reuse = s.large_folio_refcount(head) == 1;
         }
     }
     if !reuse {

@@ -119,21 +119,20 @@ fn check_huge_pmd(s: &State, mm: &Mm, g: u8) -> Result<(), String> {
     if mm.vma(a).is_none_or(|v| v.end < e) {
         return Err("not inside one VMA".into());
     }
-    let (head, first) = match mm.pt[a as usize] {
-        Entry::Present { folio, .. } | Entry::Migration { folio, .. } if folio != ZERO_PAGE => {
-            (folio, mm.pt[a as usize])
+    // The entry of page `i` of the PMD, as the first one says it must be.
+    let first = mm.pt[a as usize];
+    let (head, page_i): (FolioId, &dyn Fn(u8) -> Entry) = match first {
+        Entry::Present { bits, folio } if folio != ZERO_PAGE => {
+            (folio, &move |i| Entry::Present { bits, folio: folio + i })
         }
+        Entry::Migration { kind, bits, folio } => (folio, &move |i| Entry::Migration { kind, bits, folio: folio + i }),
         other => return Err(format!("entry {other:?} cannot be huge")),
     };
     if !s.is_large(head) || s.folio_head(head) != head {
         return Err(format!("folio #{head} is not the head of a large folio"));
     }
     for i in 1..HPAGE_PMD_NR {
-        let want = match first {
-            Entry::Present { bits, .. } => Entry::Present { bits, folio: head + i },
-            Entry::Migration { kind, bits, .. } => Entry::Migration { kind, bits, folio: head + i },
-            _ => unreachable!(),
-        };
+        let want = page_i(i);
         if mm.pt[(a + i) as usize] != want {
             return Err(format!("page {} holds {:?}, the PMD says {want:?}", a + i, mm.pt[(a + i) as usize]));
         }

@@ -4,7 +4,7 @@
 use super::events::Event;
 use super::pte::*;
 use super::types::*;
-use super::{Config, Kernel, Sharing, Unuse};
+use super::{Config, Sharing, Unuse};
 
 /// Every `(process, addr)` whose PTE maps folio `f` (the rmap walk).
 fn mappings(s: &State, f: FolioId) -> arrayvec::ArrayVec<(u8, u8), { MAX_PROCS * NPAGES }> {
@@ -53,7 +53,7 @@ pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
     let head = s.folio_head(f);
     let shared = if cfg.kernel.large_folio_sharing() == Sharing::Mapcount && s.procs[p].is_huge(addr) {
         // v6.1: page_mapcount() of the head page for a PMD: its PMD and PTE mappings.
-        s.large_folio_shared(Kernel::V61y, head, p)
+        s.first_page_mappings(head) > 1
     } else {
         s.large_folio_shared(cfg.kernel, head, p)
     };
@@ -227,13 +227,11 @@ pub fn madvise_free(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
         if let Entry::Present { folio, .. } = s.procs[p].pt[addr as usize] {
             if s.is_large(folio) {
                 let head = s.folio_head(folio);
-                let shared = s.large_folio_shared(cfg.kernel, head, p);
-                if cfg.kernel.large_folio_sharing() != Sharing::Mapcount {
-                    if shared || !split_huge_page(s, cfg, folio) {
-                        continue;
+                if s.large_folio_shared(cfg.kernel, head, p) || !split_huge_page(s, cfg, folio) {
+                    // v6.1 leaves the rest of this PMD's range too (`goto out`).
+                    if cfg.kernel.large_folio_sharing() == Sharing::Mapcount {
+                        skip |= ((1u32 << pmd_range(addr).1) - 1) & !((1u32 << addr) - 1);
                     }
-                } else if shared || !split_huge_page(s, cfg, folio) {
-                    skip |= ((1u32 << pmd_range(addr).1) - 1) & !((1u32 << addr) - 1);
                     continue;
                 }
             }

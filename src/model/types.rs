@@ -760,15 +760,19 @@ impl State {
         use crate::model::Sharing;
         match k.large_folio_sharing() {
             Sharing::Mapcount => self.large_folio_mapcount(head) != 1,
-            Sharing::FirstPage => {
-                let mut n = 0;
-                for mm in self.procs.iter().filter(|m| m.alive) {
-                    n += mm.pt.iter().filter(|e| matches!(**e, Entry::Present { folio, .. } if folio == head)).count();
-                }
-                n > 1
-            }
+            Sharing::FirstPage => self.first_page_mappings(head) > 1,
             Sharing::Processes => !self.large_folio_only_in(head, p),
         }
+    }
+
+    /// `page_mapcount()` of the first page of the large folio at `head`: the PMDs
+    /// and PTEs that map it (`folio_estimated_sharers()`).
+    pub fn first_page_mappings(&self, head: FolioId) -> usize {
+        self.procs
+            .iter()
+            .filter(|m| m.alive)
+            .map(|mm| mm.pt.iter().filter(|e| matches!(**e, Entry::Present { folio, .. } if folio == head)).count())
+            .sum()
     }
 
     /// Are all mappings of the large folio at `head` in process `p`?

@@ -188,24 +188,55 @@ fn op_runs(s: &State, op: &Op) -> bool {
     }
 }
 
-/// The steps (1-based) where a profile's model needs a THP from the kernel, with
-/// the page that shows it (in the process that ran the step) and what the kernel
-/// could not give: a new THP at a fault, or a THP on the other node for a
-/// migration (the kernel splits one it cannot place).
-fn thp_created(program: &Program) -> Vec<(usize, u8, &'static str)> {
-    // What every profile needs: a check the C program makes must hold on the
-    // kernel of whichever profile runs it.
-    let mut all: Option<Vec<(usize, u8, &'static str)>> = None;
+/// What a THP-mode step needs the kernel to have done, checked right after it
+/// (a reproducer that fails a check is "not realized").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ThpCheck {
+    /// A fault mapped a THP: `page` is a page of a large folio.
+    Faulted { page: u8 },
+    /// A migration kept the THP whole: `page` is still one (the kernel splits a
+    /// THP it cannot place on the other node).
+    MigratedWhole { page: u8 },
+    /// `move_pages()` migrated at all.
+    Migrated,
+}
+
+impl ThpCheck {
+    /// The C statement that reports the failed check (`r`: the op's result).
+    fn c_check(self, step: usize, op: &Op) -> String {
+        let report = |cond: String, why: &str, arg: &str| {
+            format!("if ({cond}) printf(\"PTEDIFF-NOTREALIZED %s step {step} `{op}`{why}\\n\", NAME{arg});")
+        };
+        match self {
+            ThpCheck::Faulted { page } => report(
+                format!("!(thp_mask() & (1u << {page}))"),
+                &format!(" page {page}: no THP where the model maps one (no 2 MiB page free?)"),
+                "",
+            ),
+            ThpCheck::MigratedWhole { page } => report(
+                format!("!(thp_mask() & (1u << {page}))"),
+                &format!(" page {page}: the kernel split the THP it migrated (no 2 MiB page free on the other node?)"),
+                "",
+            ),
+            ThpCheck::Migrated => report("r < 0".into(), ": move_pages() failed where the model migrates (%ld)", ", r"),
+        }
+    }
+}
+
+/// The checks of each step (1-based) that every profile needs from the kernel:
+/// a check the C program makes must hold on the kernel of whichever profile
+/// runs it.
+fn thp_checks(program: &Program) -> Vec<(usize, ThpCheck)> {
+    let mut all: Option<Vec<(usize, ThpCheck)>> = None;
     for k in PROFILES {
         let cfg = native(k);
         let mut s = State::new();
-        let mut out: Vec<(usize, u8, &'static str)> = Vec::new();
+        let mut out: Vec<(usize, ThpCheck)> = Vec::new();
         for (i, op) in program.ops.iter().enumerate() {
             let before: Vec<u8> = s.procs.iter().map(|m| m.huge).collect();
             let r = model::step(&mut s, &cfg, op);
             if matches!(op, Op::Migrate { .. }) && r == StepResult::Ok {
-                // The C program checks move_pages() itself (page u8::MAX: no mask).
-                out.push((i + 1, u8::MAX, "move_pages() failed where the model migrates"));
+                out.push((i + 1, ThpCheck::Migrated));
             }
             let Some(q) = slot_of(op) else { continue };
             let q = q as usize;
@@ -215,11 +246,7 @@ fn thp_created(program: &Program) -> Vec<(usize, u8, &'static str)> {
             if let Op::Migrate { addr, .. } = *op {
                 let large = matches!(s.procs[q].pt[addr as usize], Entry::Present { folio, .. } if s.is_large(folio));
                 if large {
-                    out.push((
-                        i + 1,
-                        addr,
-                        "the kernel split the THP it migrated (no 2 MiB page free on the other node?)",
-                    ));
+                    out.push((i + 1, ThpCheck::MigratedWhole { page: addr }));
                 }
                 continue;
             }
@@ -230,7 +257,7 @@ fn thp_created(program: &Program) -> Vec<(usize, u8, &'static str)> {
                 let fresh =
                     matches!(s.procs[q].pt[a as usize], Entry::Present { .. }) && !matches!(op, Op::Mremap { .. });
                 if new & (1 << g) != 0 && fresh {
-                    out.push((i + 1, a, "no THP where the model maps one (no 2 MiB page free?)"));
+                    out.push((i + 1, ThpCheck::Faulted { page: a }));
                 }
             }
         }
@@ -459,27 +486,15 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
         c.push_str("#define PTEDIFF_THP 1\n");
     }
     c.push_str(PRELUDE);
-    let created = if thp { thp_created(program) } else { Vec::new() };
+    let checks = if thp { thp_checks(program) } else { Vec::new() };
     // Per-op functions; every op run in a process is followed by its pagemap line.
     let _ =
         writeln!(c, "\nstatic long do_fork(int child);\nstatic void run_op(int i) {{\n\tlong r = 0;\n\tswitch (i) {{");
     for (i, op) in program.ops.iter().enumerate() {
         let mut body = c_op(op, i + 1, tokens[i]).expect("realizable");
-        // A step where the model maps a THP: did the kernel get one?
-        for &(_, a, why) in created.iter().filter(|&&(n, _, _)| n == i + 1) {
-            if a == u8::MAX {
-                let _ = write!(
-                    body,
-                    "\n\t\tif (r < 0) printf(\"PTEDIFF-NOTREALIZED %s step {n} `{op}`: {why} (%ld)\\n\", NAME, r);",
-                    n = i + 1
-                );
-                continue;
-            }
-            let _ = write!(
-                body,
-                "\n\t\tif (!(thp_mask() & (1u << {a}))) printf(\"PTEDIFF-NOTREALIZED %s step {n} `{op}` page {a}: {why}\\n\", NAME);",
-                n = i + 1
-            );
+        // A step the model needs a THP (or a migration) for: did the kernel give it?
+        for (_, check) in checks.iter().filter(|(n, _)| *n == i + 1) {
+            let _ = write!(body, "\n\t\t{}", check.c_check(i + 1, op));
         }
         let _ = writeln!(c, "\tcase {i}: /* {op} */\n\t\t{body}\n\t\tbreak;");
     }
