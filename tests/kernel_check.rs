@@ -233,3 +233,56 @@ PTEDIFF-RACE-PREDICT r v7.3 window=S before=none after=none\nPTEDIFF-RACE-FIRST 
     assert_eq!(race.cell("v6.12"), ("confirmed 12/100 rounds (97 inside the window, held)".to_string(), true));
     assert_eq!(race.cell("v6.18"), ("none in 100 rounds (97 inside the window, held), as predicted".to_string(), true));
 }
+
+#[test]
+fn thp_race_reproducers_judge_only_rounds_with_the_models_thp_layout() {
+    use ptediff::emit_c::race::{emit_race, window};
+    // The PMD clear_refs hole: a clean THP's writable PMD migration entry.
+    let p = load("oracle-clear-refs-thp-clean-migration-entry.ptd");
+    let w = window(&p).unwrap();
+    assert_eq!((w.start, w.finish, w.page), (4, 6, 1));
+    let c = emit_race(&p, "thp", 100, 1).unwrap();
+    assert!(c.contains("#define PTEDIFF_THP 1"), "THP layout");
+    // p0's four pages are one THP where the window opens and at the end, on
+    // every profile and placement.
+    assert!(c.contains("static const unsigned THP_START[NPROF] = { 0x000f, 0x000f, 0x000f, 0x000f };"), "{c}");
+    for k in ["v6.1.y", "v6.12", "v6.18", "v7.3"] {
+        assert!(c.contains(&format!("PTEDIFF-RACE-PREDICT %s {k} window=S before=none after=none")), "{k}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("thp.c");
+    std::fs::write(&src, c).unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(dir.path().join("thp"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A THP layout only some rounds realized: the others are not judged.
+    let log = "PTEDIFF-BEGIN t\nPTEDIFF-RACE t rounds=100 raced=100 hits=100 confirmed=100 window=plain \
+migrations=100 seed=1 seconds=8.0 v6.1.y=60 v6.12=0 v7.3=0\nPTEDIFF-RACE-REALIZED t v6.1.y=60 v6.12=0 v7.3=100\n\
+PTEDIFF-RACE-PREDICT t v6.1.y window=S before=none after=none\nPTEDIFF-RACE-PREDICT t v6.12 window=S before=none after=none\n\
+PTEDIFF-RACE-PREDICT t v7.3 window=S before=none after=none\nPTEDIFF-END t\n";
+    let race = parse_log(log)["t"].race.clone().unwrap();
+    assert_eq!(race.violations.len(), 3, "REALIZED is no profile's violations: {:?}", race.violations);
+    assert_eq!(
+        race.cell("v6.1.y"),
+        ("confirmed 60/60 rounds (100 inside the window, plain; 60 of 100 rounds with its THP layout)".into(), true)
+    );
+    let (cell, ok) = race.cell("v6.12");
+    assert!(ok && cell.starts_with("not realized"), "{cell}");
+    assert_eq!(
+        race.cell("v7.3").0,
+        "not observed in 100 rounds (100 inside the window, plain; 100 of 100 rounds with its THP layout)"
+    );
+    // THP mode's layout refusals hold in race mode too.
+    let e = window(
+        &ptediff::text::parse(
+            "mmap(p0, 0, 4, rw-, anon)\nmadvise(p0, 0, 4, MADV_HUGEPAGE)\nwrite(p0, 0)\nmigrate_start(p0, 0)\nmremap(p0, 0, 1, 9)\n",
+        )
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.0.contains("THP mode"), "{e}");
+}

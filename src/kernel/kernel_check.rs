@@ -71,6 +71,11 @@ pub struct Race {
     pub predicted: BTreeMap<String, (String, String, String)>,
     /// profile → the first violating round, described.
     pub first: BTreeMap<String, String>,
+    /// THP mode: profile → rounds whose THP layout (KPF_THP of p0 where the
+    /// window opens and at the end) was the profile's; only those are judged.
+    /// Empty: every round is.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub realized: BTreeMap<String, u64>,
 }
 
 impl Race {
@@ -79,6 +84,16 @@ impl Race {
     /// whether the kernel did what the profile allows.
     pub fn cell(&self, k: &str) -> (String, bool) {
         let v = self.violations.get(k).copied().unwrap_or(0);
+        // THP mode judges only the rounds that realized the profile's layout.
+        let rounds = self.realized.get(k).copied().unwrap_or(self.rounds);
+        if !self.realized.is_empty() && rounds == 0 {
+            return (format!("not realized: no round of {} had the THP layout of {k}", self.rounds), true);
+        }
+        let judged = if self.realized.is_empty() {
+            String::new()
+        } else {
+            format!("; {rounds} of {} rounds with its THP layout", self.rounds)
+        };
         let none = ("none".to_string(), "none".to_string(), "none".to_string());
         let (win, bef, aft) = self.predicted.get(k).unwrap_or(&none);
         let possible = [win, bef, aft].iter().any(|x| x.as_str() != "none");
@@ -88,11 +103,11 @@ impl Race {
             format!("{} inside the window, {}", self.confirmed, self.window)
         };
         match (v > 0, possible) {
-            (true, true) => (format!("confirmed {v}/{} rounds ({hits})", self.rounds), true),
-            (true, false) => (format!("CONTRADICTED {v}/{} rounds", self.rounds), false),
-            (false, true) if win != "none" => (format!("not observed in {} rounds ({hits})", self.rounds), true),
-            (false, _) if self.window.is_empty() => (format!("none in {} rounds, as predicted", self.rounds), true),
-            (false, _) => (format!("none in {} rounds ({hits}), as predicted", self.rounds), true),
+            (true, true) => (format!("confirmed {v}/{rounds} rounds ({hits}{judged})"), true),
+            (true, false) => (format!("CONTRADICTED {v}/{rounds} rounds ({hits}{judged})"), false),
+            (false, true) if win != "none" => (format!("not observed in {rounds} rounds ({hits}{judged})"), true),
+            (false, _) if self.window.is_empty() => (format!("none in {rounds} rounds, as predicted"), true),
+            (false, _) => (format!("none in {rounds} rounds ({hits}{judged}), as predicted"), true),
         }
     }
 }
@@ -160,6 +175,12 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
                     rest.iter().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or("none").to_string()
                 };
                 r.predicted.insert(prof.to_string(), (f("window"), f("before"), f("after")));
+            }
+            ["PTEDIFF-RACE-REALIZED", name, rest @ ..] => {
+                let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);
+                for (k, v) in rest.iter().filter_map(|w| w.split_once('=')) {
+                    r.realized.insert(k.to_string(), v.parse::<u64>().unwrap_or(0));
+                }
             }
             ["PTEDIFF-RACE-FIRST", name, prof, rest @ ..] => {
                 let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);

@@ -87,7 +87,7 @@ pub fn thp_mode(program: &Program) -> bool {
 }
 
 /// Pages of `q` mapped to a page of a large folio (what KPF_THP shows).
-fn thp_mask(s: &State, q: usize) -> u16 {
+pub(super) fn thp_mask(s: &State, q: usize) -> u16 {
     let mut m = 0;
     for (a, e) in s.procs[q].pt.iter().enumerate() {
         if let Entry::Present { folio, .. } = *e {
@@ -100,7 +100,7 @@ fn thp_mask(s: &State, q: usize) -> u16 {
 }
 
 /// Why THP mode cannot run `op`, if it cannot.
-fn thp_refusal(op: &Op) -> Option<&'static str> {
+pub(super) fn thp_refusal(op: &Op) -> Option<&'static str> {
     match *op {
         Op::Mmap { target: Target::File { .. }, .. } => {
             Some("THP mode spreads the pages over 2 MiB pages; file offsets would not follow")

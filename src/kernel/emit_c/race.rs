@@ -21,6 +21,19 @@
 //! - `window=plain`: before v6.3 (one folio at a time) without the module, the
 //!   page alone, moved back and forth until the poll catches it (up to 20 ms).
 //!
+//! A program that uses THPs (`MADV_HUGEPAGE`) runs in THP mode, as in the
+//! deterministic reproducer (model page `i` is 4 KiB page `i % 4` of the 2 MiB
+//! page `i / 4`; the guest's THP settings are the model's). The window is then a
+//! PMD migration entry: the holder covers it (`remove_migration_pmd()` runs
+//! inside the held rmap walk); fillers do not (a THP is a batch of 512 pages by
+//! itself, the fillers would move in the next batch), so without the holder the
+//! 2 MiB copy is the window, caught by polling (`plain`: 100 % of rounds inside
+//! the window on 6.18 and 7.3). Each round compares p0's KPF_THP mask where the
+//! window opens and at the end with each profile's model; a round whose layout
+//! is not the profile's (no 2 MiB page free, a split the model does not make) is
+//! not judged for it (`PTEDIFF-RACE-REALIZED name v6.1.y=400 ...` counts those
+//! that are).
+//!
 //! It prints, per profile, how many rounds broke a contract the profile owes:
 //!
 //! ```text
@@ -59,11 +72,7 @@ pub struct Window {
 
 /// The program's window, or why race mode cannot run it.
 pub fn window(program: &Program) -> Result<Window, Unrealizable> {
-    if super::thp_mode(program) {
-        return Err(Unrealizable(
-            "race mode holds PTE migration entries only (remove_migration_pmd has no window hook yet)".into(),
-        ));
-    }
+    let thp = super::thp_mode(program);
     let mut w: Option<Window> = None;
     for (i, op) in program.ops.iter().enumerate() {
         let n = i + 1;
@@ -83,7 +92,7 @@ pub fn window(program: &Program) -> Result<Window, Unrealizable> {
                 _ => return refuse("a migrate_finish that does not close the window"),
             },
             ref op => {
-                if let Some(why) = race_refusal(op) {
+                if let Some(why) = race_refusal(op).or_else(|| thp.then(|| super::thp_refusal(op)).flatten()) {
                     return refuse(why);
                 }
                 if crate::emit_c::slot_of(op).is_some_and(|s| s != 0) {
@@ -178,6 +187,37 @@ fn breaks(program: &Program, k: model::Kernel) -> (Contract, Vec<ProbeObs>) {
     (w.g.breaks.contracts(), probe)
 }
 
+/// THP mode: the KPF_THP mask of p0 (pages backed by a large folio) that a
+/// profile's model has where the window opens, and at the end of the round with
+/// the migration in the window, before it and after it.
+struct ThpLayout {
+    start: u16,
+    end: [u16; 3],
+}
+
+fn thp_layout(program: &Program, w: &Window, k: model::Kernel) -> ThpLayout {
+    let cfg = native(k);
+    let run = |ops: &[Op]| {
+        let mut s = State::new();
+        for op in ops {
+            model::step(&mut s, &cfg, op);
+        }
+        // The end of the program finishes the window's migration.
+        if !s.pending.is_empty() {
+            model::step(&mut s, &cfg, &Op::MigrateFinish { p: 0, addr: w.page });
+        }
+        super::thp_mask(&s, 0)
+    };
+    let mut s = State::new();
+    for op in &program.ops[..w.start] {
+        model::step(&mut s, &cfg, op);
+    }
+    ThpLayout {
+        start: super::thp_mask(&s, 0),
+        end: [run(&program.ops), run(&placed(program, w, true).ops), run(&placed(program, w, false).ops)],
+    }
+}
+
 /// Generate the race reproducer (`rounds` and `seconds` bound it; both can be
 /// overridden on its command line: `NAME ROUNDS SECONDS SEED`; the seed picks
 /// how far into the window each round's ops start).
@@ -191,6 +231,10 @@ pub fn emit_race(program: &Program, name: &str, rounds: u32, seconds: u32) -> Re
         let _ = writeln!(c, " *   {op}");
     }
     let _ = writeln!(c, " */");
+    let thp = super::thp_mode(program);
+    if thp {
+        c.push_str("#define PTEDIFF_THP 1\n");
+    }
     c.push_str(PRELUDE);
     let _ = writeln!(c, "#define WINDOW_PAGE {}", w.page);
     let _ = writeln!(c, "#define NPROF {}", PROFILES.len());
@@ -245,6 +289,21 @@ pub fn emit_race(program: &Program, name: &str, rounds: u32, seconds: u32) -> Re
     let _ =
         writeln!(c, "#define N_OPS {}\n#define W_START {}\n#define W_FINISH {}", program.ops.len(), w.start, w.finish);
     let _ = writeln!(c, "#define ROUNDS {rounds}\n#define SECONDS {seconds}");
+    if thp {
+        // The THP layout each profile's model has where the window opens and,
+        // for each placement of the migration, at the end of the round: a round
+        // whose kernel layout is none of them (no 2 MiB page free, a THP split
+        // where the model keeps it) is not realized for that profile.
+        let layouts: Vec<ThpLayout> = PROFILES.iter().map(|&k| thp_layout(program, &w, k)).collect();
+        let start: Vec<String> = layouts.iter().map(|l| format!("0x{:04x}", l.start)).collect();
+        let end: Vec<String> = layouts
+            .iter()
+            .map(|l| format!("{{{}}}", l.end.iter().map(|m| format!("0x{m:04x}")).collect::<Vec<_>>().join(", ")))
+            .collect();
+        c.push_str("#define WINDOW_THP 1\n");
+        let _ = writeln!(c, "static const unsigned THP_START[NPROF] = {{ {} }};", start.join(", "));
+        let _ = writeln!(c, "static const unsigned THP_END[NPROF][3] = {{ {} }};", end.join(", "));
+    }
     c.push_str(RACE_MAIN);
     for (k, win, bef, aft) in preds {
         let _ = writeln!(
@@ -372,7 +431,7 @@ static int soft_dirty_tracked(int pmfd) {
 
 /* Back to nothing: the range unmapped, the files emptied. */
 static void reset(void) {
-	munmap(PG(0), NPAGES * PAGE);
+	munmap(PG(0), SPAN(0, NPAGES));
 	if (memfd >= 0 && (ftruncate(memfd, 0) || ftruncate(memfd, NPAGES * PAGE))) fail("memfd reset");
 	if (ramfd >= 0 && (ftruncate(ramfd, 0) || ftruncate(ramfd, NPAGES * PAGE))) fail("ramfs reset");
 }
@@ -384,8 +443,9 @@ static void race_segv(int sig) {
 }
 
 /* The probe of every page, judged against what each profile owes; returns a
- * bitmask of the profiles whose contracts broke, and describes the first. */
-static int judge(int round, char *first, size_t n) {
+ * bitmask of the profiles (of those in `real`) whose contracts broke, and
+ * describes the first. */
+static int judge(int round, char *first, int real) {
 	int fd = open("/proc/self/pagemap", O_RDONLY);
 	uint64_t pm[NPAGES];
 	for (int i = 0; i < NPAGES; i++) pm[i] = fd >= 0 ? pagemap(fd, i) : 0;
@@ -408,6 +468,7 @@ static int judge(int round, char *first, size_t n) {
 		int sd = (int)(pm[i] >> 55 & 1), sd2 = fd >= 0 ? (int)(pagemap(fd, i) >> 55 & 1) : 0;
 		for (int k = 0; k < NPROF; k++) {
 			const char *why = NULL;
+			if (!(real & (1 << k))) continue;
 			long want = OWED_LD[k][i];
 			if (OWED_SD[k][i] && !sd) why = "S (probe pagemap)";
 			else if (stored && !sd2) why = "S (probe store not soft-dirty)";
@@ -421,7 +482,6 @@ static int judge(int round, char *first, size_t n) {
 			}
 		}
 	}
-	(void)n;
 	if (fd >= 0) close(fd);
 	return broke;
 }
@@ -461,6 +521,13 @@ int main(int argc, char **argv) {
 	if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
 	int batched = major > 6 || (major == 6 && minor >= 3);
 	int nfill = held || !batched ? 0 : NFILL;
+#ifdef WINDOW_THP
+	/* A THP fills a migration batch by itself (512 pages): the fillers would
+	 * move in the next batch, after the restore. Without the holder the 2 MiB
+	 * copy is the window, caught by polling. */
+	nfill = 0;
+	thp_setup();
+#endif
 	plain = !held && !nfill;
 	if (nfill) {
 		fill = mmap(NULL, nfill * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -473,7 +540,7 @@ int main(int argc, char **argv) {
 	move_list[0] = PG(WINDOW_PAGE);
 	pthread_t mt;
 	if (pthread_create(&mt, NULL, mover, NULL)) fail("mover thread");
-	long count[NPROF] = { 0 }, hits = 0, confirmed = 0, raced = 0, rounds = 0;
+	long count[NPROF] = { 0 }, realized[NPROF] = { 0 }, hits = 0, confirmed = 0, raced = 0, rounds = 0;
 	char first[NPROF * 128];
 	memset(first, 0, sizeof first);
 	long t0 = now_ns();
@@ -481,6 +548,9 @@ int main(int argc, char **argv) {
 	for (; rounds < max_rounds && secs < max_secs; rounds++) {
 		reset();
 		for (int i = 0; i < W_START; i++) run_op(i);
+#ifdef WINDOW_THP
+		unsigned thp_start = thp_mask();
+#endif
 		/* Race only a page that is there to migrate (the model's window on an
 		 * absent page is empty). */
 		int node = node_of(PG(WINDOW_PAGE));
@@ -513,9 +583,20 @@ int main(int argc, char **argv) {
 			for (int i = W_START + 1; i < W_FINISH; i++) run_op(i);
 		}
 		for (int i = W_FINISH + 1; i < N_OPS; i++) run_op(i);
-		int broke = judge((int)rounds, first, sizeof first);
+		/* Which profiles' THP layout the kernel realized this round. */
+		int real = (1 << NPROF) - 1;
+#ifdef WINDOW_THP
+		unsigned thp_end = thp_mask();
 		for (int k = 0; k < NPROF; k++)
+			if (thp_start != THP_START[k] ||
+			    (thp_end != THP_END[k][0] && thp_end != THP_END[k][1] && thp_end != THP_END[k][2]))
+				real &= ~(1 << k);
+#endif
+		int broke = judge((int)rounds, first, real);
+		for (int k = 0; k < NPROF; k++) {
 			if (broke & (1 << k)) count[k]++;
+			if (real & (1 << k)) realized[k]++;
+		}
 		if (uffd >= 0) uffd_close();
 		secs = (now_ns() - t0) / 1e9;
 	}
@@ -526,6 +607,15 @@ int main(int argc, char **argv) {
 	       rounds, raced, hits, confirmed, migrations, held ? "held" : nfill ? "batch" : "plain", seed0, secs);
 	for (int k = 0; k < NPROF; k++) printf(" %s=%ld", PROF[k], count[k]);
 	printf("\n");
+#ifdef WINDOW_THP
+	/* Rounds whose THP layout was each profile's (the others are not judged). */
+	printf("PTEDIFF-RACE-REALIZED %s", NAME);
+	for (int k = 0; k < NPROF; k++) printf(" %s=%ld", PROF[k], realized[k]);
+	printf("\n");
+	thp_restore();
+#else
+	(void)realized;
+#endif
 	for (int k = 0; k < NPROF; k++)
 		if (first[k * 128]) printf("PTEDIFF-RACE-FIRST %s %s %s\n", NAME, PROF[k], first + k * 128);
 "#;
