@@ -384,3 +384,38 @@ fn mprotect_batches_a_split_thp_and_ors_dirty_from_v618() {
         assert!(!present(&s, 0, 2).0.contains(PteBits::SD), "{k:?}: page 2 is not in the range");
     }
 }
+
+#[test]
+fn pmd_modify_drops_a_pmds_dirty_bit_on_v618_only() {
+    // x86 pmd_modify() of 6.6..7.3-rc4 (Debian's 6.18.15; 6.12.118 has the
+    // stable fix): mprotect leaves the PMD clean, soft-dirty kept.
+    let text = format!("{THP}\nwrite(p0, 1)\nmprotect(p0, 0, 4, r--)");
+    for (k, dirty) in [(Kernel::V61y, true), (Kernel::V612, true), (Kernel::V618, false), (Kernel::V73, true)] {
+        let s = run(&text, &cfg_k(k));
+        let (b, _) = present(&s, 0, 1);
+        assert!(s.procs[0].is_huge(1) && b.contains(PteBits::SD), "{k:?}: {b:?}");
+        assert_eq!(b.contains(PteBits::D), dirty, "{k:?}: {b:?}");
+    }
+    // So a lazy-free THP written again and mprotected is discarded by reclaim
+    // on 6.18: the store is lost (corpus/kc-thp-madv-free-mprotect-data-loss.ptd).
+    let text = format!(
+        "{THP}\nwrite(p0, 1)\nmadvise(p0, 0, 4, MADV_FREE)\nwrite(p0, 1)\nmprotect(p0, 0, 4, r--)\npageout(p0, 1)"
+    );
+    for (k, lost) in [(Kernel::V612, false), (Kernel::V618, true), (Kernel::V73, false)] {
+        let s = run(&text, &cfg_k(k));
+        let gone = matches!(s.procs[0].pt[1], Entry::None);
+        assert_eq!(gone, lost, "{k:?}: {:?}", s.procs[0].pt[1]);
+    }
+}
+
+#[test]
+fn v612_pageout_skips_a_thp_mapped_more_often_than_it_has_pages() {
+    // folio_likely_mapped_shared(): the parent maps 512 pages of the split THP,
+    // the child 511 (not the first): shared on 6.12, not by 6.1.y's first page.
+    let text = "mmap(p0, 0, 4, rw-, anon)\nmadvise(p0, 0, 4, MADV_HUGEPAGE)\nwrite(p0, 0)\np1 = fork(p0)\n\
+munmap(p1, 0, 1)\nmprotect(p0, 0, 1, r--)\npageout(p0, 0)";
+    for (k, swapped) in [(Kernel::V61y, true), (Kernel::V612, false), (Kernel::V618, false), (Kernel::V73, false)] {
+        let s = run(text, &cfg_k(k));
+        assert_eq!(matches!(s.procs[0].pt[0], Entry::Swap { .. }), swapped, "{k:?}: {:?}", s.procs[0].pt[0]);
+    }
+}

@@ -26,8 +26,14 @@ use vma::MapKind;
 /// See [`Kernel::large_folio_sharing`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sharing {
+    /// `folio_mapcount() != 1`.
     Mapcount,
+    /// `folio_estimated_sharers()`: the first page's map count.
     FirstPage,
+    /// `folio_likely_mapped_shared()`: mapped more than once, and mapped by a
+    /// PMD, more often than it has pages, or its first page more than once.
+    LikelyMappedShared,
+    /// `folio_maybe_mapped_shared()`: mapped by another process (MM ids).
     Processes,
 }
 
@@ -233,14 +239,18 @@ impl Kernel {
     }
     /// How MADV_PAGEOUT, MADV_FREE and NUMA hinting decide that a large folio is
     /// shared ([`State::large_folio_shared`]): v6.1 by `folio_mapcount() != 1`
-    /// (the unmodelled pages of a split PMD make it so); 6.1.y and v6.12 by the
-    /// first page's map count (`folio_estimated_sharers()`,
-    /// `folio_likely_mapped_shared()`; 6.1.y found by kernel-check); v6.18+ by
-    /// the processes mapping it (the folio's MM ids).
+    /// (the unmodelled pages of a split PMD make it so); 6.1.y by the first
+    /// page's map count (`folio_estimated_sharers()`; found by kernel-check);
+    /// v6.12 by `folio_likely_mapped_shared()` (include/linux/mm.h, 6.12.118:
+    /// also shared when mapped by a PMD or more often than it has pages — two
+    /// processes each mapping most of a split THP; found by kernel-check,
+    /// sample-thp-2-144); v6.18+ by the processes mapping it
+    /// (`folio_maybe_mapped_shared()`, the folio's MM ids).
     pub fn large_folio_sharing(self) -> Sharing {
         match self {
             Kernel::V61 => Sharing::Mapcount,
-            Kernel::V61y | Kernel::V612 => Sharing::FirstPage,
+            Kernel::V61y => Sharing::FirstPage,
+            Kernel::V612 => Sharing::LikelyMappedShared,
             Kernel::V618 | Kernel::V73 => Sharing::Processes,
         }
     }
@@ -278,6 +288,19 @@ impl Kernel {
     /// and `can_change_pmd_writable()` (v6.3); v6.1 never upgrades a PMD.
     pub fn change_huge_pmd_upgrades_write(self) -> bool {
         self >= Kernel::V612
+    }
+    /// x86 `pmd_modify()` (arch/x86/include/asm/pgtable.h) drops the PMD's
+    /// hardware dirty bit (soft-dirty stays): from v6.6 (bb3aadf7d446, "x86/mm:
+    /// Start actually marking _PAGE_SAVED_DIRTY") until "x86/mm: Fix user-space
+    /// data loss with MADV_FREE and THP" (v7.3-rc4, Cc: stable; Debian's 6.12
+    /// has it from 6.12.111, its 6.18.15 does not). `change_huge_pmd()`
+    /// (mprotect, uffd-wp, NUMA hinting) and `do_huge_pmd_numa_page()` then leave a
+    /// clean PMD: nothing dirties the folio at a split, a migration entry is not
+    /// dirty (so `remove_migration_pmd()` does not `pmd_mkdirty`), and reclaim
+    /// discards a lazy-free THP written since MADV_FREE. Found by kernel-check
+    /// on 6.18 (sample-thp-1-311, sample-thp-2-073); tree 6.18.15.
+    pub fn pmd_modify_drops_dirty(self) -> bool {
+        self == Kernel::V618
     }
     pub fn name(self) -> &'static str {
         match self {

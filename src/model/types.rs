@@ -761,8 +761,29 @@ impl State {
         match k.large_folio_sharing() {
             Sharing::Mapcount => self.large_folio_mapcount(head) != 1,
             Sharing::FirstPage => self.first_page_mappings(head) > 1,
+            Sharing::LikelyMappedShared => {
+                let n = self.large_folio_mapcount(head);
+                n > 1 && (self.large_folio_pmd_maps(head) > 0 || n > 512 || self.first_page_mappings(head) > 1)
+            }
             Sharing::Processes => !self.large_folio_only_in(head, p),
         }
+    }
+
+    /// `folio_entire_mapcount()` of the large folio at `head`: the PMDs mapping it.
+    pub fn large_folio_pmd_maps(&self, head: FolioId) -> usize {
+        self.procs
+            .iter()
+            .filter(|m| m.alive)
+            .map(|mm| {
+                (0..NPMDS as u8)
+                    .map(|g| g * HPAGE_PMD_NR)
+                    .filter(|&a| {
+                        mm.is_huge(a)
+                            && matches!(mm.pt[a as usize], Entry::Present { folio, .. } if self.in_large_folio(folio, head))
+                    })
+                    .count()
+            })
+            .sum()
     }
 
     /// `page_mapcount()` of the first page of the large folio at `head`: the PMDs
