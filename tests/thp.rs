@@ -419,3 +419,68 @@ munmap(p1, 0, 1)\nmprotect(p0, 0, 1, r--)\npageout(p0, 0)";
         assert_eq!(matches!(s.procs[0].pt[0], Entry::Swap { .. }), swapped, "{k:?}: {:?}", s.procs[0].pt[0]);
     }
 }
+
+#[test]
+fn madv_collapse_copies_small_pages_into_a_dirty_soft_dirty_thp() {
+    // No MADV_HUGEPAGE needed; the written pages keep their data, the empty
+    // ones are zero-filled; the PMD is dirty, soft-dirty, writable, exclusive.
+    let text = "mmap(p0, 0, 4, rw-, anon)\nwrite(p0, 0)\nwrite(p0, 2)\nmadvise(p0, 0, 4, MADV_COLLAPSE)";
+    for k in [Kernel::V61, Kernel::V612, Kernel::V618, Kernel::V73] {
+        let before = run("mmap(p0, 0, 4, rw-, anon)\nwrite(p0, 0)\nwrite(p0, 2)", &cfg_k(k));
+        let s = run(text, &cfg_k(k));
+        assert!(s.procs[0].is_huge(0), "{k:?}");
+        let (b, head) = present(&s, 0, 0);
+        assert!(b.contains(PteBits::W | PteBits::D | PteBits::SD) && !b.contains(PteBits::UW), "{k:?}: {b:?}");
+        assert!(s.folio(head).flags.contains(FolioFlags::LARGE | FolioFlags::ANON_EXCLUSIVE));
+        for a in 0..4 {
+            let old = match before.procs[0].pt[a] {
+                Entry::Present { folio, .. } => before.folio(folio).data,
+                _ => 0,
+            };
+            assert_eq!(s.folio(present(&s, 0, a).1).data, old, "{k:?}: page {a}");
+        }
+    }
+}
+
+#[test]
+fn madv_collapse_refusals_per_profile() {
+    // A refused collapse is an error of the step; the state is what counts.
+    let run = |text: &str, cfg: &Config| {
+        let mut s = State::new();
+        for op in &parse(text).unwrap().ops {
+            step(&mut s, cfg, op);
+            check_invariants(&s).unwrap_or_else(|e| panic!("after `{op}`: {e}\n{text}"));
+        }
+        s
+    };
+    let huge = |text: &str, k: Kernel| run(text, &cfg_k(k)).procs[0].is_huge(0);
+    // No writable PTE (clear_refs write-protected them): SCAN_PAGE_RO before 6.18.
+    let ro = "mmap(p0, 0, 4, rw-, anon)\nwrite(p0, 0)\nclear_refs(p0)\nmadvise(p0, 0, 4, MADV_COLLAPSE)";
+    for (k, want) in [(Kernel::V61y, false), (Kernel::V612, false), (Kernel::V618, true), (Kernel::V73, true)] {
+        assert_eq!(huge(ro, k), want, "{k:?}: read-only PTEs");
+    }
+    // A VMA registered with userfaultfd: an empty entry is SCAN_EXCEED_NONE_PTE
+    // (the 508 unmodelled entries are empty).
+    let uffd = "mmap(p0, 0, 4, rw-, anon)\nwrite(p0, 0)\nwrite(p0, 1)\nwrite(p0, 2)\nwrite(p0, 3)\n\
+uffd_register(p0, 0, 4)\nmadvise(p0, 0, 4, MADV_COLLAPSE)";
+    // A split THP in a registered VMA has no empty entry (its 508 unmodelled
+    // pages are mapped): it collapses, unless a PTE has the uffd-wp bit
+    // (SCAN_PTE_UFFD_WP). Never faulted (no anon_vma): EINVAL.
+    let split = "mmap(p0, 0, 4, rw-, anon)\nmadvise(p0, 0, 4, MADV_HUGEPAGE)\nwrite(p0, 1)\nuffd_register(p0, 0, 4)\n";
+    let wp = format!("{split}uffd_wp(p0, 0, 1)\nmadvise(p0, 0, 4, MADV_COLLAPSE)");
+    let resplit = format!("{split}uffd_wp(p0, 0, 1)\nuffd_unwp(p0, 0, 1)\nmadvise(p0, 0, 4, MADV_COLLAPSE)");
+    let fresh = "mmap(p0, 0, 4, rw-, anon)\nmadvise(p0, 0, 4, MADV_COLLAPSE)";
+    for k in [Kernel::V61, Kernel::V612, Kernel::V618, Kernel::V73] {
+        assert!(!huge(uffd, k), "{k:?}: uffd armed");
+        assert!(!huge(fresh, k), "{k:?}: no anon_vma");
+        let s = run(&wp, &cfg_k(k));
+        assert!(!s.procs[0].is_huge(0) && present(&s, 0, 0).0.contains(PteBits::UW), "{k:?}: uffd-wp bit");
+        assert!(huge(&resplit, k), "{k:?}: a registered, fully mapped split THP collapses");
+    }
+    // A fork child's shared pages are copied for the parent; the child keeps them.
+    let fork = "mmap(p0, 0, 4, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\nwrite(p0, 1)\nmadvise(p0, 0, 4, MADV_COLLAPSE)";
+    let s = run(fork, &cfg_k(Kernel::V612));
+    let (parent, child) = (present(&s, 0, 0).1, present(&s, 1, 0).1);
+    assert!(s.procs[0].is_huge(0) && !s.procs[1].is_huge(0) && parent != child);
+    assert_eq!(s.folio(parent).data, s.folio(child).data);
+}

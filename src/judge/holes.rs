@@ -37,13 +37,16 @@ pub enum Hole {
     /// v6.1 mremap keeps uffd-wp bits of a source registered without EVENT_REMAP
     /// ("mm: clear uffd-wp PTE/PMD state on mremap()", v6.13, 6.1.y).
     MremapUffdWp,
+    /// x86 `pmd_modify()` drops a PMD's dirty bit (v6.6 until the v7.3-rc4 fix
+    /// "x86/mm: Fix user-space data loss with MADV_FREE and THP"; Debian's 6.18.15).
+    PmdModifyDirty,
 }
 
 impl Hole {
     /// Every hole, in the order the counterfactual tries them.
     /// Every hole, in the order the counterfactual tries them (the first whose
     /// patch removes the harm takes it).
-    pub const ALL: [Hole; 8] = [
+    pub const ALL: [Hole; 9] = [
         Hole::ClearRefs,
         Hole::VmaMerge,
         Hole::UffdWpWritenotify,
@@ -52,6 +55,7 @@ impl Hole {
         Hole::NumaSavedwrite,
         Hole::ForkMarker,
         Hole::MremapUffdWp,
+        Hole::PmdModifyDirty,
     ];
 
     /// Its name in verdicts (`-via-clear-refs`) and causes (`hole.clear-refs`).
@@ -65,6 +69,7 @@ impl Hole {
             Hole::NumaSavedwrite => "numa-savedwrite",
             Hole::ForkMarker => "fork-marker",
             Hole::MremapUffdWp => "mremap-uffd-wp",
+            Hole::PmdModifyDirty => "pmd-modify-dirty",
         }
     }
 
@@ -90,6 +95,7 @@ impl Hole {
             Hole::NumaSavedwrite => "the pre-v6.3 NUMA savedwrite restoring the write bit (removed in v6.3)",
             Hole::ForkMarker => "v6.1's fork copying a uffd-wp marker into a child without uffd-wp (fixed by B3)",
             Hole::MremapUffdWp => "v6.1's mremap keeping uffd-wp without EVENT_REMAP (fixed in v6.13 and 6.1.y)",
+            Hole::PmdModifyDirty => "x86 pmd_modify() dropping a THP's dirty bit (v6.6 until v7.3-rc4, Cc: stable)",
         }
     }
 
@@ -130,6 +136,11 @@ impl Hole {
                 "v6.1 mremap keeps uffd-wp bits and markers of a source registered without EVENT_REMAP (fixed by \
                  \"mm: clear uffd-wp PTE/PMD state on mremap()\", v6.13, 6.1.y)"
             }
+            Hole::PmdModifyDirty => {
+                "x86 pmd_modify() drops a THP's dirty bit (mprotect, uffd-wp, NUMA hinting: change_huge_pmd), so \
+                 reclaim discards a lazy-free THP written since MADV_FREE: the data is lost (v6.6 until \"x86/mm: \
+                 Fix user-space data loss with MADV_FREE and THP\", v7.3-rc4, Cc: stable; Debian's 6.18.15)"
+            }
         }
     }
 
@@ -144,6 +155,7 @@ impl Hole {
             Hole::NumaSavedwrite => !c.numa_savedwrite(),
             Hole::ForkMarker => c.b3_fork_marker(),
             Hole::MremapUffdWp => c.mremap_clears_uffd_wp(),
+            Hole::PmdModifyDirty => !c.pmd_modify_drops_dirty(),
         }
     }
 
@@ -158,6 +170,7 @@ impl Hole {
             Hole::NumaSavedwrite => Config { patches: c.patches | Patches::NUMA_NO_SAVEDWRITE, ..c },
             Hole::ForkMarker => Config { patches: c.patches | Patches::FORK_MARKER, ..c },
             Hole::MremapUffdWp => Config { patches: c.patches | Patches::MREMAP_UFFD_WP, ..c },
+            Hole::PmdModifyDirty => Config { patches: c.patches | Patches::PMD_MODIFY_KEEPS_DIRTY, ..c },
         }
     }
 

@@ -22,7 +22,7 @@ pub enum Access {
 }
 
 /// Internal result of one fault attempt.
-enum Fault {
+pub(super) enum Fault {
     /// The PTE changed (or a wait finished): retry the access.
     Retry,
     Uffd,
@@ -126,7 +126,7 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
 }
 
 /// `handle_pte_fault()` (mm/memory.c): dispatch on the PTE.
-fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
+pub(super) fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     if s.procs[p].is_huge(addr) {
         if let Some(f) = handle_huge_pmd_fault(s, cfg, p, vi, addr, write) {
@@ -190,7 +190,7 @@ fn handle_huge_pmd_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr:
             for a in start..end {
                 if let Entry::Present { mut bits, folio } = s.procs[p].pt[a as usize] {
                     // do_huge_pmd_numa_page(): pmd_modify(), which v6.18 makes clean.
-                    if cfg.kernel.pmd_modify_drops_dirty() {
+                    if cfg.pmd_modify_drops_dirty() {
                         bits.remove(PteBits::D);
                     }
                     do_numa_page(s, cfg, p, &v, a, bits, folio);

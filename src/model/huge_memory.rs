@@ -48,14 +48,14 @@ pub fn thp_vma_suitable(v: &Vma, addr: u8) -> bool {
 }
 
 /// `pmd_none()`: no PMD entry and no PTE table under it.
-fn pmd_none(mm: &Mm, addr: u8) -> bool {
+pub(super) fn pmd_none(mm: &Mm, addr: u8) -> bool {
     let (a, e) = pmd_range(addr);
     mm.ptable & pmd_bit(addr) == 0 && mm.huge & pmd_bit(addr) == 0 && (a..e).all(|x| mm.pt[x as usize].is_none())
 }
 
 /// Write the PMD entry `bits` (present) over the PMD at `start`, page `i` naming
 /// page `head + i` of its folio.
-fn set_pmd_at(s: &mut State, p: usize, start: u8, head: FolioId, bits: PteBits, why: Why) {
+pub(super) fn set_pmd_at(s: &mut State, p: usize, start: u8, head: FolioId, bits: PteBits, why: Why) {
     s.procs[p].huge |= pmd_bit(start);
     for i in 0..HPAGE_PMD_NR {
         set_pte(s, p, start + i, Entry::Present { bits, folio: head + i }, why);

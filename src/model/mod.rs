@@ -11,6 +11,7 @@ pub mod fault;
 pub mod fork;
 pub mod huge_memory;
 pub mod invariants;
+pub mod khugepaged;
 pub mod migrate;
 pub mod prot;
 pub mod pte;
@@ -302,6 +303,23 @@ impl Kernel {
     pub fn pmd_modify_drops_dirty(self) -> bool {
         self == Kernel::V618
     }
+    /// MADV_COLLAPSE needs a writable PTE among the PMD's (`SCAN_PAGE_RO`) before
+    /// v6.18 ("mm: enable khugepaged anonymous collapse on non-writable
+    /// regions", 6.18 merge window; read in 6.1.192 and 6.12.118, gone in 7.3.4).
+    pub fn collapse_needs_writable_pte(self) -> bool {
+        self <= Kernel::V612
+    }
+    /// `madvise_collapse()` stops at a PMD without a PTE table (`SCAN_PMD_NONE`
+    /// is not whitelisted) up to v6.18; 7.3's `SCAN_NO_PTE_TABLE` is, and the
+    /// loop goes on to the next PMD.
+    pub fn collapse_stops_at_pmd_none(self) -> bool {
+        self <= Kernel::V618
+    }
+    /// A PMD migration entry counts as collapsed (`SCAN_PMD_MAPPED`:
+    /// `check_pmd_state()`, 7.3); before, `!pmd_present()` is `SCAN_PMD_NULL`.
+    pub fn collapse_waits_for_pmd_migration(self) -> bool {
+        self >= Kernel::V73
+    }
     pub fn name(self) -> &'static str {
         match self {
             Kernel::V61 => "v6.1",
@@ -374,6 +392,8 @@ bitflags::bitflags! {
         const FORK_MARKER = 1 << 5;
         /// mremap clears uffd-wp without EVENT_REMAP (v6.13, 6.1.y) on v6.1 too.
         const MREMAP_UFFD_WP = 1 << 6;
+        /// x86 `pmd_modify()` keeps the dirty bit (the v7.3-rc4 fix) on v6.18 too.
+        const PMD_MODIFY_KEEPS_DIRTY = 1 << 7;
     }
 }
 
@@ -407,6 +427,10 @@ impl Config {
     /// Does mremap clear uffd-wp of a source without EVENT_REMAP (or patched)?
     pub fn mremap_clears_uffd_wp(&self) -> bool {
         self.kernel.mremap_clears_uffd_wp() || self.patches.contains(Patches::MREMAP_UFFD_WP)
+    }
+    /// Does x86 `pmd_modify()` drop the PMD's dirty bit (v6.18, unless patched)?
+    pub fn pmd_modify_drops_dirty(&self) -> bool {
+        self.kernel.pmd_modify_drops_dirty() && !self.patches.contains(Patches::PMD_MODIFY_KEEPS_DIRTY)
     }
 }
 
@@ -508,7 +532,8 @@ impl std::str::FromStr for Variant {
 pub const VARIANT_NAMES: &str =
     "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care, then +clear-refs-fix)";
 
-fn range(addr: u8, len: u8) -> (u8, u8) {
+/// The pages `[addr, addr + len)` of an op, clipped to the model's space.
+pub fn range(addr: u8, len: u8) -> (u8, u8) {
     (addr, addr.saturating_add(len).min(NPAGES as u8))
 }
 
@@ -665,6 +690,9 @@ fn sys_mmap(
 /// madvise() dispatch (mm/madvise.c): DONTNEED and FREE walk PTEs (both refuse
 /// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
 fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> vma::KResult<()> {
+    if advice == Advice::Collapse {
+        return madvise_walk_vmas(s, p, a, e, |s, x, y| khugepaged::madvise_collapse(s, cfg, p, x, y));
+    }
     if !matches!(advice, Advice::DontNeed | Advice::Free) {
         return vma::madvise_update_vma(s, cfg, p, a, e, advice);
     }
@@ -690,6 +718,27 @@ fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) 
             swap::madvise_free(s, cfg, p, x, y);
             s.emit(Event::LazyFreed { p: p as u8, start: x, end: y });
         }
+    }
+    Ok(())
+}
+
+/// `madvise_walk_vmas()` (mm/madvise.c): `visit` each VMA's part of `[a, e)`,
+/// stopping at the first error; a hole in the range is ENOMEM at the end.
+fn madvise_walk_vmas(
+    s: &mut State,
+    p: usize,
+    a: u8,
+    e: u8,
+    mut visit: impl FnMut(&mut State, u8, u8) -> vma::KResult<()>,
+) -> vma::KResult<()> {
+    let parts: arrayvec::ArrayVec<(u8, u8), MAX_VMAS> =
+        s.procs[p].vmas.iter().filter(|v| v.start < e && v.end > a).map(|v| (a.max(v.start), e.min(v.end))).collect();
+    let covered: u32 = parts.iter().map(|(x, y)| (y - x) as u32).sum();
+    for (x, y) in parts {
+        visit(s, x, y)?;
+    }
+    if covered < (e - a) as u32 {
+        return Err(vma::Errno::Enomem);
     }
     Ok(())
 }

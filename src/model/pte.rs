@@ -309,7 +309,7 @@ pub fn change_protection(
                 // pte_mkwrite on x86); v6.3+ drops it and do_numa_page re-derives it.
                 let preserve_write = prot_numa && bits.contains(PteBits::W) && cfg.numa_savedwrite();
                 let mut n = pte_modify(bits, newprot);
-                if huge && k.pmd_modify_drops_dirty() {
+                if huge && cfg.pmd_modify_drops_dirty() {
                     n.remove(PteBits::D);
                 }
                 if preserve_write {

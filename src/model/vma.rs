@@ -550,7 +550,7 @@ pub fn madvise_update_vma(s: &mut State, cfg: &Config, p: usize, start: u8, end:
             Advice::HugePage => (old.flags - VmFlags::NOHUGEPAGE) | VmFlags::HUGEPAGE,
             Advice::NoHugePage => (old.flags - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE,
             // PTE-walking advice does not come here (see model::madvise).
-            Advice::DontNeed | Advice::Free => return Err(Errno::Einval),
+            Advice::DontNeed | Advice::Free | Advice::Collapse => return Err(Errno::Einval),
         };
         if newflags == old.flags {
             return Ok(());

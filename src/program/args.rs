@@ -88,10 +88,12 @@ pub enum Advice {
     /// MADV_HUGEPAGE: THP allowed (the guest runs THP `enabled=madvise`).
     HugePage,
     NoHugePage,
+    /// MADV_COLLAPSE (v6.1): collapse into THPs now (mm/khugepaged.c).
+    Collapse,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 10] = [
+    pub const ALL: [Advice; 11] = [
         Advice::DontNeed,
         Advice::Free,
         Advice::Random,
@@ -102,6 +104,7 @@ impl Advice {
         Advice::KeepOnFork,
         Advice::HugePage,
         Advice::NoHugePage,
+        Advice::Collapse,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -115,6 +118,7 @@ impl Advice {
             Advice::KeepOnFork => "MADV_KEEPONFORK",
             Advice::HugePage => "MADV_HUGEPAGE",
             Advice::NoHugePage => "MADV_NOHUGEPAGE",
+            Advice::Collapse => "MADV_COLLAPSE",
         }
     }
     fn index(self) -> u8 {

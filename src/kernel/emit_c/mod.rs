@@ -30,7 +30,7 @@ use crate::judge::contracts::Contract;
 use crate::judge::contracts::{self, ProbeObs};
 use crate::judge::ghost::{self, Expect};
 use crate::judge::world::World;
-use crate::model::{self, Config, Entry, Kernel, State, StepResult, Token, MAX_PROCS, NPAGES};
+use crate::model::{self, Config, Entry, Kernel, State, StepResult, Token, VmFlags, MAX_PROCS, NPAGES};
 use crate::op::{Advice, FileName, Op, Program, Target};
 
 /// Profiles whose predictions a reproducer carries: the kernel's own restore.
@@ -74,8 +74,8 @@ fn owed_load(w: &World, p: usize, a: u8) -> String {
     }
 }
 
-/// Does the program use transparent huge pages (MADV_HUGEPAGE or
-/// MADV_NOHUGEPAGE)? Then its reproducer runs in THP mode: model page `i` is
+/// Does the program use transparent huge pages (MADV_HUGEPAGE, MADV_NOHUGEPAGE
+/// or MADV_COLLAPSE)? Then its reproducer runs in THP mode: model page `i` is
 /// 4 KiB page `i % 4` of the 2 MiB page `i / 4` (a model PMD is a real one),
 /// the guest's THP settings are the model's (`enabled=madvise`,
 /// `use_zero_page=0`, no khugepaged collapse), every op is followed by the
@@ -83,7 +83,10 @@ fn owed_load(w: &World, p: usize, a: u8) -> String {
 /// that the kernel did: if it did not (no 2 MiB page free), the reproducer
 /// reports "not realized" instead of being judged.
 pub fn thp_mode(program: &Program) -> bool {
-    program.ops.iter().any(|op| matches!(op, Op::Madvise { advice: Advice::HugePage | Advice::NoHugePage, .. }))
+    program
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::Madvise { advice: Advice::HugePage | Advice::NoHugePage | Advice::Collapse, .. }))
 }
 
 /// Pages of `q` mapped to a page of a large folio (what KPF_THP shows).
@@ -131,6 +134,17 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
             }
             if let Some(why) = thp.then(|| thp_refusal(op)).flatten() {
                 return refuse(why);
+            }
+            if let Op::Madvise { p, addr, len, advice: Advice::Collapse } = *op {
+                // The model collapses private anonymous memory only.
+                let (a, e) = model::range(addr, len);
+                if w.k.procs[p as usize]
+                    .vmas
+                    .iter()
+                    .any(|v| v.start < e && v.end > a && (!v.is_anonymous() || v.flags.contains(VmFlags::SHARED)))
+                {
+                    return refuse("MADV_COLLAPSE of file or shmem memory is not modelled");
+                }
             }
             if let Op::Pageout { p, addr } = *op {
                 // MADV_PAGEOUT leaves pages mapped more than once alone.
@@ -199,6 +213,10 @@ enum ThpCheck {
     MigratedWhole { page: u8 },
     /// `move_pages()` migrated at all.
     Migrated,
+    /// MADV_COLLAPSE collapsed where the model does: a failure for want of
+    /// memory (ENOMEM) or a transient one (EAGAIN: a page locked or off the LRU)
+    /// is not the model's to judge; any other shows in the KPF_THP line.
+    Collapsed,
 }
 
 impl ThpCheck {
@@ -219,6 +237,11 @@ impl ThpCheck {
                 "",
             ),
             ThpCheck::Migrated => report("r < 0".into(), ": move_pages() failed where the model migrates (%ld)", ", r"),
+            ThpCheck::Collapsed => report(
+                "r == -1 && (errno == ENOMEM || errno == EAGAIN)".into(),
+                ": MADV_COLLAPSE failed for want of a 2 MiB page or transiently (%s)",
+                ", strerror(errno)",
+            ),
         }
     }
 }
@@ -251,6 +274,12 @@ fn thp_checks(program: &Program) -> Vec<(usize, ThpCheck)> {
                 continue;
             }
             let new = s.procs[q].huge & !before[q];
+            if matches!(op, Op::Madvise { advice: Advice::Collapse, .. }) {
+                if new != 0 {
+                    out.push((i + 1, ThpCheck::Collapsed));
+                }
+                continue;
+            }
             for g in 0..model::NPMDS as u8 {
                 let a = g * model::HPAGE_PMD_NR;
                 // A THP fault (not a move of an existing one).

@@ -29,6 +29,9 @@
 #ifndef MADV_FREE
 #define MADV_FREE 8
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 #define UNUSED __attribute__((unused))
 #define PAGE 4096UL
 #define NPAGES 16
