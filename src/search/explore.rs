@@ -64,7 +64,7 @@ pub fn default_alphabet() -> Vec<Op> {
 
 /// The THP alphabet (`explore --thp`): one PMD of anonymous memory (pages 0-3)
 /// that MADV_HUGEPAGE makes a THP at its first fault, and the ops that split,
-/// migrate, protect, free and copy it, on its first and last page.
+/// migrate, protect, free, copy and collapse it, on its first and last page.
 pub fn thp_alphabet() -> Vec<Op> {
     let rw = Prot(Prot::R | Prot::W);
     let mut v = vec![
@@ -73,6 +73,7 @@ pub fn thp_alphabet() -> Vec<Op> {
         Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::Free },
         Op::Madvise { p: 0, addr: 0, len: 1, advice: Advice::Free },
         Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::DontNeed },
+        Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::Collapse },
         Op::Mprotect { p: 0, addr: 0, len: 4, prot: Prot(Prot::R) },
         Op::Mprotect { p: 0, addr: 0, len: 4, prot: rw },
         Op::Mprotect { p: 0, addr: 0, len: 1, prot: Prot(Prot::R) },
