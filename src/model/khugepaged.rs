@@ -3,8 +3,8 @@
 //! `collapse_scan_pmd()`), swaps in what is swapped out
 //! (`__collapse_huge_page_swapin()`), checks the PTEs again
 //! (`__collapse_huge_page_isolate()`) and copies the pages into a new THP mapped
-//! by one PMD (`collapse_huge_page()`). Read in Debian's 6.1.192, 6.12.118 and
-//! 7.3.4 trees; 6.18 from the 6.18 merge log (see [`Kernel::collapse_needs_writable_pte`]).
+//! by one PMD (`collapse_huge_page()`). Read in Debian's 6.1.192, 6.12.118,
+//! 6.18.15 and 7.3.4 trees.
 //!
 //! MADV_COLLAPSE ignores the THP sysfs settings and VM_HUGEPAGE, and none of
 //! khugepaged's limits (max_ptes_none, _swap, _shared, "referenced") apply to
@@ -26,11 +26,11 @@ use super::{Config, Kernel};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanResult {
     Succeed,
-    /// Already a huge PMD (7.3: a PMD migration entry too).
+    /// Already a huge PMD (from 6.18: a PMD migration entry too).
     PmdMapped,
     /// No PTE table (`SCAN_PMD_NONE`; 7.3 `SCAN_NO_PTE_TABLE`).
     PmdNone,
-    /// A PMD migration entry before 7.3 (`!pmd_present()`: `SCAN_PMD_NULL`).
+    /// A PMD migration entry before 6.18 (`!pmd_present()`: `SCAN_PMD_NULL`).
     PmdNull,
     /// `hugepage_vma_revalidate()` refused the VMA (no anon_vma yet, not
     /// anonymous, not covering the PMD, VM_NOHUGEPAGE).
@@ -120,7 +120,7 @@ pub fn madvise_collapse(s: &mut State, cfg: &Config, p: usize, start: u8, end: u
 /// `collapse_huge_page()`.
 ///
 /// - A huge PMD is `SCAN_PMD_MAPPED` (nothing changes); a PMD migration entry is
-///   too on 7.3, `SCAN_PMD_NULL` before ([`Kernel::collapse_waits_for_pmd_migration`]).
+///   too from 6.18, `SCAN_PMD_NULL` before ([`Kernel::collapse_waits_for_pmd_migration`]).
 ///   No PTE table: `SCAN_PMD_NONE`.
 /// - Per entry (the four model pages and the 508 unmodelled ones after them,
 ///   which map the split THP they came from, [`Mm::tail`], or nothing): an

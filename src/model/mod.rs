@@ -305,7 +305,8 @@ impl Kernel {
     }
     /// MADV_COLLAPSE needs a writable PTE among the PMD's (`SCAN_PAGE_RO`) before
     /// v6.18 ("mm: enable khugepaged anonymous collapse on non-writable
-    /// regions", 6.18 merge window; read in 6.1.192 and 6.12.118, gone in 7.3.4).
+    /// regions", 6.18 merge window; read in 6.1.192 and 6.12.118, gone in
+    /// 6.18.15 and 7.3.4).
     pub fn collapse_needs_writable_pte(self) -> bool {
         self <= Kernel::V612
     }
@@ -316,9 +317,10 @@ impl Kernel {
         self <= Kernel::V618
     }
     /// A PMD migration entry counts as collapsed (`SCAN_PMD_MAPPED`:
-    /// `check_pmd_state()`, 7.3); before, `!pmd_present()` is `SCAN_PMD_NULL`.
+    /// `check_pmd_state()`, read in 6.18.15 and 7.3.4); in 6.1.192 and 6.12.118
+    /// `!pmd_present()` is `SCAN_PMD_NULL`.
     pub fn collapse_waits_for_pmd_migration(self) -> bool {
-        self >= Kernel::V73
+        self >= Kernel::V618
     }
     pub fn name(self) -> &'static str {
         match self {
