@@ -164,6 +164,21 @@ fn contract_breaks_are_read_from_observations_and_owed_values() {
     assert_eq!(b.len(), 6, "{b:?}");
 }
 
+/// Build the C program `c` as `dir/name` (as kernel-check does, warnings fatal).
+fn build_c(dir: &std::path::Path, name: &str, c: &str) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, c).unwrap();
+    let bin = dir.join(name);
+    let out = std::process::Command::new("gcc")
+        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    bin
+}
+
 #[test]
 fn race_reproducers_compile_and_their_results_are_judged() {
     use ptediff::emit_c::race::{emit_race, window};
@@ -173,16 +188,7 @@ fn race_reproducers_compile_and_their_results_are_judged() {
     let c = emit_race(&p, "race", 100, 1).unwrap();
     assert!(c.contains("PTEDIFF-RACE-PREDICT %s v7.3 window=S before=none after=none"), "{c}");
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("race.c");
-    std::fs::write(&src, c).unwrap();
-    let bin = dir.path().join("race");
-    let out = std::process::Command::new("gcc")
-        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bin = build_c(dir.path(), "race", &c);
     // Bounded: it ends by itself in its budget (on this machine without a
     // second NUMA node nothing migrates; without soft-dirty it says so).
     let t = std::time::Instant::now();
@@ -249,16 +255,7 @@ fn thp_race_reproducers_judge_only_rounds_with_the_models_thp_layout() {
     for k in ["v6.1.y", "v6.12", "v6.18", "v7.3"] {
         assert!(c.contains(&format!("PTEDIFF-RACE-PREDICT %s {k} window=S before=none after=none")), "{k}");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("thp.c");
-    std::fs::write(&src, c).unwrap();
-    let out = std::process::Command::new("gcc")
-        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(dir.path().join("thp"))
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    build_c(tempfile::tempdir().unwrap().path(), "thp", &c);
     // A THP layout only some rounds realized: the others are not judged.
     let log = "PTEDIFF-BEGIN t\nPTEDIFF-RACE t rounds=100 raced=100 hits=100 confirmed=100 window=plain \
 migrations=100 seed=1 seconds=8.0 v6.1.y=60 v6.12=0 v7.3=0\nPTEDIFF-RACE-REALIZED t v6.1.y=60 v6.12=0 v7.3=100\n\

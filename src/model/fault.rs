@@ -188,11 +188,9 @@ fn handle_huge_pmd_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr:
         Entry::Present { bits, .. } if bits.contains(PteBits::PROTNONE) && v.accessible() => {
             let (start, end) = huge_memory::pmd_range(addr);
             for a in start..end {
-                if let Entry::Present { mut bits, folio } = s.procs[p].pt[a as usize] {
-                    // do_huge_pmd_numa_page(): pmd_modify(), which v6.18 makes clean.
-                    if cfg.pmd_modify_drops_dirty() {
-                        bits.remove(PteBits::D);
-                    }
+                if let Entry::Present { bits, folio } = s.procs[p].pt[a as usize] {
+                    // do_huge_pmd_numa_page() rebuilds the PMD with pmd_modify().
+                    let bits = pmd_modify(cfg, bits, v.prot);
                     do_numa_page(s, cfg, p, &v, a, bits, folio);
                 }
             }

@@ -249,7 +249,7 @@ fn collapse_huge_page(s: &mut State, p: usize, v: &Vma, start: u8, head: FolioId
         s.folios[(head + i) as usize].data = data;
     }
     let tail = std::mem::replace(&mut s.procs[p].tail[g], NO_FOLIO);
-    let bits = maybe_mkwrite(pte_mkdirty(mk_pte(v.prot)), v) - PteBits::UW;
+    let bits = maybe_mkwrite(pte_mkdirty(mk_pte(v.prot)), v);
     for i in 0..HPAGE_PMD_NR {
         page_add_rmap(s, head + i, true);
     }

@@ -76,6 +76,20 @@ pub fn pte_modify(bits: PteBits, prot: PageProt) -> PteBits {
     keep | (mk_pte(prot) - PteBits::A)
 }
 
+/// `pmd_modify(pmd, prot)` on x86: [`pte_modify`], except that v6.18 drops D
+/// ([`Config::pmd_modify_drops_dirty`]; soft-dirty stays). Every change of a huge
+/// PMD's protection goes through it: `change_huge_pmd()` (mprotect, uffd-wp,
+/// NUMA hinting) and `do_huge_pmd_numa_page()`.
+#[inline]
+pub fn pmd_modify(cfg: &Config, bits: PteBits, prot: PageProt) -> PteBits {
+    let n = pte_modify(bits, prot);
+    if cfg.pmd_modify_drops_dirty() {
+        n - PteBits::D
+    } else {
+        n
+    }
+}
+
 /// `pte_mkdirty()` on x86 sets both D and the soft-dirty bit.
 #[inline]
 pub fn pte_mkdirty(bits: PteBits) -> PteBits {
@@ -308,10 +322,7 @@ pub fn change_protection(
                 // v6.1 keeps W in a NUMA-hinting PTE (pte_mk_savedwrite ==
                 // pte_mkwrite on x86); v6.3+ drops it and do_numa_page re-derives it.
                 let preserve_write = prot_numa && bits.contains(PteBits::W) && cfg.numa_savedwrite();
-                let mut n = pte_modify(bits, newprot);
-                if huge && cfg.pmd_modify_drops_dirty() {
-                    n.remove(PteBits::D);
-                }
+                let mut n = if huge { pmd_modify(cfg, bits, newprot) } else { pte_modify(bits, newprot) };
                 if preserve_write {
                     n |= PteBits::W;
                 }
