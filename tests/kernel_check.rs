@@ -49,7 +49,7 @@ fn the_thread_scenario_predicts_the_measured_kernels() {
     assert!(c.contains("PTEDIFF-OWED %s v6.12 p0 0 ld=1 sd=0 trap=none"), "{c}");
     assert!(c.contains("PTEDIFF-OWED %s v6.12 p0 1 ld=0 sd=1 trap=none"), "{c}");
     assert!(c.contains("PTEDIFF-OWED %s v6.12 pm 4 p0 mask=0002"), "{c}");
-    assert!(c.contains("MAP_SHARED|MAP_FIXED, memfd, 1 * PAGE"), "the merging mmap maps file page 1");
+    assert!(c.contains("MAP_SHARED | MAP_FIXED, memfd, 1 * PAGE"), "the merging mmap maps file page 1");
 }
 
 #[test]
@@ -251,7 +251,7 @@ fn thp_race_reproducers_judge_only_rounds_with_the_models_thp_layout() {
     assert!(c.contains("#define PTEDIFF_THP 1"), "THP layout");
     // p0's four pages are one THP where the window opens and at the end, on
     // every profile and placement.
-    assert!(c.contains("static const unsigned THP_START[NPROF] = { 0x000f, 0x000f, 0x000f, 0x000f };"), "{c}");
+    assert!(c.contains("static const unsigned int THP_START[NPROF] = { 0x000f, 0x000f, 0x000f, 0x000f };"), "{c}");
     for k in ["v6.1.y", "v6.12", "v6.18", "v7.3"] {
         assert!(c.contains(&format!("PTEDIFF-RACE-PREDICT %s {k} window=S before=none after=none")), "{k}");
     }

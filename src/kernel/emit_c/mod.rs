@@ -22,6 +22,7 @@
 //! PTEDIFF-END name
 //! ```
 
+pub mod kselftest;
 pub mod race;
 
 use std::fmt::Write as _;
@@ -222,25 +223,37 @@ enum ThpCheck {
 impl ThpCheck {
     /// The C statement that reports the failed check (`r`: the op's result).
     fn c_check(self, step: usize, op: &Op) -> String {
-        let report = |cond: String, why: &str, arg: &str| {
-            format!("if ({cond}) printf(\"PTEDIFF-NOTREALIZED %s step {step} `{op}`{why}\\n\", NAME{arg});")
+        // The op is in the comment above the check; the line names the step.
+        let _ = op;
+        let report = |cond: String, fmt: &str, args: &[String]| {
+            let mut s =
+                format!("if ({cond})\n\t\t\tnot_realized(\"PTEDIFF-NOTREALIZED %s step %d{fmt}\\n\", NAME, {step}");
+            for a in args {
+                let _ = write!(s, ",\n\t\t\t\t     {a}");
+            }
+            s.push_str(");");
+            s
         };
         match self {
             ThpCheck::Faulted { page } => report(
                 format!("!(thp_mask() & (1u << {page}))"),
-                &format!(" page {page}: no THP where the model maps one (no 2 MiB page free?)"),
-                "",
+                " page %d: %s",
+                &[page.to_string(), "\"no THP where the model maps one (no 2 MiB page free?)\"".into()],
             ),
             ThpCheck::MigratedWhole { page } => report(
                 format!("!(thp_mask() & (1u << {page}))"),
-                &format!(" page {page}: the kernel split the THP it migrated (no 2 MiB page free on the other node?)"),
-                "",
+                " page %d: %s",
+                &[page.to_string(), "\"the kernel split the THP it migrated (no 2 MiB page free there?)\"".into()],
             ),
-            ThpCheck::Migrated => report("r < 0".into(), ": move_pages() failed where the model migrates (%ld)", ", r"),
+            ThpCheck::Migrated => report(
+                "r < 0".into(),
+                ": %s (%ld)",
+                &["\"move_pages() failed where the model migrates\"".into(), "r".into()],
+            ),
             ThpCheck::Collapsed => report(
                 "r == -1 && (errno == ENOMEM || errno == EAGAIN)".into(),
-                ": MADV_COLLAPSE failed for want of a 2 MiB page or transiently (%s)",
-                ", strerror(errno)",
+                ": %s (%s)",
+                &["\"MADV_COLLAPSE failed for want of a 2 MiB page or transiently\"".into(), "strerror(errno)".into()],
             ),
         }
     }
@@ -330,7 +343,7 @@ fn c_prot(p: crate::op::Prot) -> String {
     if v.is_empty() {
         "PROT_NONE".into()
     } else {
-        v.join("|")
+        v.join(" | ")
     }
 }
 
@@ -359,8 +372,8 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         Op::Mmap { addr, len, prot, target, .. } => {
             let n = c_len(addr, len);
             let (flags, fd, off) = match target {
-                Target::Anon => ("MAP_PRIVATE|MAP_ANONYMOUS".to_string(), "-1".to_string(), 0),
-                Target::SharedAnon => ("MAP_SHARED|MAP_ANONYMOUS".to_string(), "-1".to_string(), 0),
+                Target::Anon => ("MAP_PRIVATE | MAP_ANONYMOUS".to_string(), "-1".to_string(), 0),
+                Target::SharedAnon => ("MAP_SHARED | MAP_ANONYMOUS".to_string(), "-1".to_string(), 0),
                 Target::File { file, shared, pgoff } => {
                     let fd = if file == FileName::Ramfs { "ramfd" } else { "memfd" };
                     let m = if shared { "MAP_SHARED" } else { "MAP_PRIVATE" };
@@ -368,7 +381,7 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
                 }
             };
             format!(
-                "r = (long)mmap(PG({addr}), SPAN({addr}, {n}), {}, {flags}|MAP_FIXED, {fd}, {off} * PAGE); if (r == -1L) r = -errno;",
+                "r = (long)mmap(PG({addr}), SPAN({addr}, {n}), {},\n\t\t\t       {flags} | MAP_FIXED, {fd}, {off} * PAGE);\n\t\tif (r == -1L)\n\t\t\tr = -errno;",
                 c_prot(prot)
             )
         }
@@ -382,14 +395,14 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         Op::Mlock { addr, len, .. } => format!("r = mlock(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::Munlock { addr, len, .. } => format!("r = munlock(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::Mremap { addr, len, new, .. } => format!(
-            "r = (long)mremap(PG({addr}), SPAN({addr}, {n}), SPAN({addr}, {n}), MREMAP_MAYMOVE|MREMAP_FIXED, PG({new})); if (r == -1L) r = -errno;",
+            "r = (long)mremap(PG({addr}), SPAN({addr}, {n}), SPAN({addr}, {n}),\n\t\t\t\t MREMAP_MAYMOVE | MREMAP_FIXED, PG({new}));\n\t\tif (r == -1L)\n\t\t\tr = -errno;",
             n = c_len(addr, len)
         ),
         Op::Read { p, addr } => format!(
-            "r = *(volatile uint16_t *)PG({addr}); printf(\"PTEDIFF-LD %s {step} p{p} {addr} val=%ld\\n\", NAME, r);"
+            "r = LOAD16(PG({addr}));\n\t\tprintf(\"PTEDIFF-LD %s {step} p{p} {addr} val=%ld\\n\", NAME, r);\n\t\towe_ld({step}, {p}, {addr}, r);"
         ),
-        Op::Write { addr, .. } => format!("*(volatile uint16_t *)PG({addr}) = {token}; r = 0;"),
-        Op::ClearRefs { .. } => "r = clear_refs();".into(),
+        Op::Write { addr, .. } => format!("STORE16(PG({addr}), {token});\n\t\tr = 0;"),
+        Op::ClearRefs { .. } => "r = write_clear_refs();".into(),
         Op::UffdRegister { addr, len, .. } => format!("r = uffd_register(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::UffdUnregister { addr, len, .. } => format!("r = uffd_unregister(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::UffdWp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), SPAN({addr}, {}), 1);", c_len(addr, len)),
@@ -399,7 +412,7 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
             return Err("UFFD_FEATURE_EVENT_FORK hands the child's uffd to the parent; not supported")
         }
         Op::Fork { child, .. } => format!("r = do_fork({child});"),
-        Op::Exit { .. } => "ack(0); _exit(0);".into(),
+        Op::Exit { .. } => "ack(0);\n\t\t_exit(0);".into(),
         Op::Migrate { addr, .. } => format!("r = migrate(PG({addr}));"),
         Op::Pageout { addr, .. } => format!("r = madvise(PG({addr}), PAGE, 21 /* MADV_PAGEOUT */);"),
         Op::Swapoff {} => "r = swap_cycle();".into(),
@@ -413,112 +426,55 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
 
 pub(crate) const PRELUDE: &str = include_str!("prelude.c");
 
-const SERVE: &str = r#"
-static void serve(int slot);
+const SERVE: &str = include_str!("serve.c");
 
-UNUSED static long do_fork(int child) {
-	pid_t pid = fork();
-	if (pid < 0) return -errno;
-	if (pid == 0) {
-		/* No UFFD_FEATURE_EVENT_FORK: the child's VMAs lose their registration.
-		 * The handler thread did not survive the fork; drop the inherited fds. */
-		if (uffd >= 0) {
-			close(uffd);
-			close(uffd_stop[0]);
-			close(uffd_stop[1]);
-		}
-		uffd = -1;
-		serve(child);
-	}
-	return 0;
+/// What a C program is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavour<'a> {
+    /// `emit-c`: it prints what the kernel did; kernel-check judges.
+    Reproducer,
+    /// A kselftest that judges itself ([`kselftest`]), for this tree.
+    Kselftest(&'a kselftest::Tree),
 }
-
-static void serve(int slot) {
-	MYSLOT = slot;
-	slot_pid[slot] = getpid();
-	for (;;) {
-		int i;
-		if (read(cmdp[slot][0], &i, sizeof i) != sizeof i) _exit(0);
-		if (i == -1) {
-			probe(slot);
-			ack(0);
-			continue;
-		}
-		if (i == -2) _exit(0);
-		run_op(i);
-	}
-}
-
-static void send(int slot, int i) {
-	char c;
-	if (write(cmdp[slot][1], &i, sizeof i) != sizeof i) fail("command pipe");
-	if (read(ackp[0][0], &c, 1) != 1) fail("ack pipe");
-}
-
-/* After an exit op: the process acked before _exit(), so wait until its mm is
- * gone (a zombie, or reaped), as the model's exit_mmap() is done with the op. */
-UNUSED static void wait_gone(int slot) {
-	char path[64], st[256];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)slot_pid[slot]);
-	for (int t = 0; t < 5000; t++) {
-		int fd = open(path, O_RDONLY);
-		if (fd < 0) return;
-		ssize_t n = read(fd, st, sizeof st - 1);
-		close(fd);
-		if (n <= 0) return;
-		st[n] = 0;
-		char *p = strrchr(st, ')');
-		if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) return;
-		usleep(1000);
-	}
-}
-
-int main(int argc, char **argv) {
-	NAME = argc > 1 ? argv[1] : strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("PTEDIFF-BEGIN %s\n", NAME);
-	/* Every process and thread on CPU 0: the per-CPU LRU batches (new folios,
-	 * lazy-free moves) are then drained by the next madvise whichever process
-	 * runs it, as the model assumes (it has no per-CPU state). */
-	cpu_set_t cpu0;
-	CPU_ZERO(&cpu0);
-	CPU_SET(0, &cpu0);
-	sched_setaffinity(0, sizeof cpu0, &cpu0);
-	slot_pid = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (slot_pid == MAP_FAILED) fail("slot pids");
-	memfd = memfd_create("ptediff", 0);
-	if (memfd < 0 || ftruncate(memfd, NPAGES * PAGE)) fail("memfd");
-	ramfd = open("/mnt/ramfs/ptediff", O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (ramfd >= 0 && ftruncate(ramfd, NPAGES * PAGE)) fail("ramfs file");
-	for (int s = 0; s < 3; s++)
-		if (pipe(cmdp[s])) fail("pipe");
-	if (pipe(ackp[0])) fail("pipe");
-	pid_t p0 = fork();
-	if (p0 < 0) fail("fork");
-	if (p0 == 0) serve(0);
-	/* The controller: one op at a time, in the process that runs it. */
-"#;
 
 /// Generate the C reproducer. `name` labels the output lines.
 pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
+    emit_c_as(program, name, Flavour::Reproducer)
+}
+
+/// The C program of a deterministic reproducer, as `flavour` says.
+pub(crate) fn emit_c_as(program: &Program, name: &str, flavour: Flavour) -> Result<String, Unrealizable> {
     let traces = realizable(program)?;
     let tokens = store_tokens(program);
     let mut c = String::new();
-    let _ = writeln!(c, "/* Generated by `ptediff emit-c` from {name}. Build: gcc -static -O1 -pthread.");
-    let _ = writeln!(c, " * Program:");
-    for op in &program.ops {
-        let _ = writeln!(c, " *   {op}");
-    }
-    let _ = writeln!(c, " */");
     let thp = thp_mode(program);
-    if thp {
-        c.push_str("#define PTEDIFF_THP 1\n");
+    match flavour {
+        Flavour::Reproducer => {
+            let _ = writeln!(
+                c,
+                "// SPDX-License-Identifier: GPL-2.0\n/*\n * Generated by `ptediff emit-c` from {name}.\n * Build: gcc -static -O1 -pthread."
+            );
+            let _ = writeln!(c, " * Program:");
+            for op in &program.ops {
+                let _ = writeln!(c, " *   {op}");
+            }
+            let _ = writeln!(c, " */");
+            if thp {
+                c.push_str("#define PTEDIFF_THP 1\n");
+            }
+            c.push_str(PRELUDE);
+        }
+        Flavour::Kselftest(tree) => {
+            c.push_str(&kselftest::c_head(program, name, thp, false, tree));
+            c.push_str(&kselftest::c_owed(&traces, program)?);
+        }
     }
-    c.push_str(PRELUDE);
     let checks = if thp { thp_checks(program) } else { Vec::new() };
     // Per-op functions; every op run in a process is followed by its pagemap line.
-    let _ =
-        writeln!(c, "\nstatic long do_fork(int child);\nstatic void run_op(int i) {{\n\tlong r = 0;\n\tswitch (i) {{");
+    let _ = writeln!(
+        c,
+        "\nstatic long do_fork(int child);\n\nstatic void run_op(int i)\n{{\n\tlong r = 0;\n\n\tswitch (i) {{"
+    );
     for (i, op) in program.ops.iter().enumerate() {
         let mut body = c_op(op, i + 1, tokens[i]).expect("realizable");
         // A step the model needs a THP (or a migration) for: did the kernel give it?
@@ -549,7 +505,8 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
                 let _ = writeln!(c, "\tsend({sl}, {i});");
             }
             None => {
-                let _ = writeln!(c, "\t{{ long r; {} (void)r; }}", c_op(op, i + 1, 0).expect("realizable"));
+                let body = c_op(op, i + 1, 0).expect("realizable");
+                let _ = writeln!(c, "\t{{\n\t\tlong r;\n\n\t\t{body}\n\t\t(void)r;\n\t}}");
             }
         }
         model::step(&mut sim, &cfg, op);
@@ -559,8 +516,11 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
             let _ = writeln!(c, "\tsend({p}, -1);");
         }
     }
-    // Predictions and what is owed, per profile.
-    for t in &traces {
+    if let Flavour::Kselftest(_) = flavour {
+        c.push_str("\ttest_verdict();\n");
+    }
+    // Predictions and what is owed, per profile (a kselftest judges itself).
+    for t in traces.iter().filter(|_| flavour == Flavour::Reproducer) {
         for (key, v) in &t.predicted {
             let _ = writeln!(c, "\tprintf(\"PTEDIFF-PREDICT %s {} {key} {v}\\n\", NAME);", t.kernel.name());
         }
@@ -574,12 +534,16 @@ pub fn emit_c(program: &Program, name: &str) -> Result<String, Unrealizable> {
     c.push_str(
         r#"	for (int s = 0; s < 3; s++) {
 		int q = -2;
-		if (write(cmdp[s][1], &q, sizeof q) < 0) { }
+
+		if (write(cmdp[s][1], &q, sizeof(q)) < 0)
+			continue;
 	}
 	printf("PTEDIFF-END %s\n", NAME);
-	return 0;
-}
 "#,
     );
+    c.push_str(match flavour {
+        Flavour::Reproducer => "\treturn 0;\n}\n",
+        Flavour::Kselftest(_) => "\tksft_finished();\n}\n",
+    });
     Ok(c)
 }

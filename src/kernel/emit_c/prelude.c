@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,18 +33,30 @@
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
-#define UNUSED __attribute__((unused))
+/* Not every program uses every helper below. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+/* Accesses the compiler must make exactly once, where they are written. */
+#define READ_ONCE(x) __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
+#define WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_SEQ_CST)
+/* A user load and store of a page's first 16 bits (the content token). */
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+#define LOAD16(p) __atomic_load_n((uint16_t *)(p), __ATOMIC_RELAXED)
+#define STORE16(p, v) __atomic_store_n((uint16_t *)(p), (v), __ATOMIC_RELAXED)
 #define PAGE 4096UL
 #define NPAGES 16
 /* 64 KiB-aligned, so the 16 pages are exactly one fault-around window. */
 #define BASE 0x7e0000000000UL
 #ifdef PTEDIFF_THP
 /* THP layout: model page i is 4 KiB page i % 4 of the 2 MiB page i / 4, so a
- * model PMD (4 pages) is a real one; the rest of each 2 MiB is never touched. */
+ * model PMD (4 pages) is a real one; the rest of each 2 MiB is never touched.
+ */
 #define HPAGE (512 * PAGE)
 #define PG(i) ((void *)(BASE + (unsigned long)(i) / 4 * HPAGE + (unsigned long)(i) % 4 * PAGE))
 #else
-#define PG(i) ((void *)(BASE + (unsigned long)(i) * PAGE))
+#define PG(i) ((void *)(BASE + (unsigned long)(i)*PAGE))
 #endif
 /* The bytes from model page a to model page a + n. */
 #define SPAN(a, n) ((unsigned long)PG((a) + (n)) - (unsigned long)PG(a))
@@ -51,84 +64,169 @@
 static const char *NAME;
 static int MYSLOT;
 /* Each process's pid, by slot (shared with the controller). */
-UNUSED static volatile pid_t *slot_pid;
+static pid_t *slot_pid;
 static int memfd = -1, ramfd = -1;
-UNUSED static int cmdp[3][2], ackp[3][2];
+static int cmdp[3][2], ackp[3][2];
 static int uffd = -1;
 static int uffd_stop[2] = { -1, -1 };
 static pthread_t uffd_thread;
-static volatile int uffd_hit[NPAGES];
+static int uffd_hit[NPAGES];
 
-static void fail(const char *what) {
+#ifdef PTEDIFF_KSELFTEST
+/* The test judges itself (kselftest mode): what every process observes is
+ * checked against what is owed as it is made; [0] counts the contracts broken,
+ * [1] the steps the kernel could not do as the model needs, in memory shared by
+ * all of the test's processes.
+ */
+static int *shared_counts;
+#endif
+#if defined(PTEDIFF_KSELFTEST) && !defined(PTEDIFF_RACE)
+static void owe_pm(int step, int slot, unsigned int mask);
+static void owe_ld(int step, int slot, int page, long val);
+static void owe_page(int slot, int page, const char *obs, int sd, long ld, int sd2);
+#else
+/* Without kselftest mode the checks are the caller's (ptediff kernel-check). */
+static void owe_pm(int step, int slot, unsigned int mask)
+{
+	(void)step, (void)slot, (void)mask;
+}
+
+static void owe_ld(int step, int slot, int page, long val)
+{
+	(void)step, (void)slot, (void)page, (void)val;
+}
+
+static void owe_page(int slot, int page, const char *obs, int sd, long ld, int sd2)
+{
+	(void)slot, (void)page, (void)obs, (void)sd, (void)ld, (void)sd2;
+}
+#endif
+
+/* A step the kernel did not do as the program needs (no THP where the model
+ * maps one): the program is not judged.
+ */
+static void not_realized(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	printf("%s", line);
+#ifdef PTEDIFF_KSELFTEST
+	__atomic_add_fetch(&shared_counts[1], 1, __ATOMIC_SEQ_CST);
+#endif
+}
+
+static void fail(const char *what)
+{
 	printf("PTEDIFF-END %s error %s: %s\n", NAME, what, strerror(errno));
 	fflush(stdout);
 	_exit(1);
 }
 
-UNUSED static void ack(long r) {
+static void ack(long r)
+{
 	char c = r < 0;
-	if (write(ackp[0][1], &c, 1) != 1) fail("ack");
+
+	if (write(ackp[0][1], &c, 1) != 1)
+		fail("ack");
 	(void)r;
 }
 
-static void *uffd_handler(void *arg) {
+static void *uffd_handler(void *arg)
+{
 	int fd = (int)(long)arg;
+
 	for (;;) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = uffd_stop[0], .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) continue;
-		if (p[1].revents) return NULL; /* uffd_close(): let go of the file first */
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = uffd_stop[0], .events = POLLIN } };
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[1].revents)
+			return NULL; /* uffd_close(): let go of the file first */
 		struct uffd_msg m;
-		if (read(fd, &m, sizeof m) != sizeof m) continue;
-		if (m.event != UFFD_EVENT_PAGEFAULT) continue;
+
+		if (read(fd, &m, sizeof(m)) != sizeof(m))
+			continue;
+		if (m.event != UFFD_EVENT_PAGEFAULT)
+			continue;
 		unsigned long a = m.arg.pagefault.address & ~(PAGE - 1);
+
 		for (int i = 0; i < NPAGES; i++)
-			if (a == (unsigned long)PG(i)) uffd_hit[i] = 1;
+			if (a == (unsigned long)PG(i))
+				WRITE_ONCE(uffd_hit[i], 1);
 		struct uffdio_writeprotect wp = { .range = { .start = a, .len = PAGE }, .mode = 0 };
-		if (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+
+		if (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+			ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
 	}
 	return NULL;
 }
 
-static int uffd_open(void) {
-	if (uffd >= 0) return 0;
+static int uffd_open(void)
+{
+	if (uffd >= 0)
+		return 0;
 	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (uffd < 0) return -errno;
+	if (uffd < 0)
+		return -errno;
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	if (ioctl(uffd, UFFDIO_API, &api)) return -errno;
+
+	if (ioctl(uffd, UFFDIO_API, &api))
+		return -errno;
 	uint64_t want = UFFD_FEATURE_WP_HUGETLBFS_SHMEM & api.features;
+
 	close(uffd);
 	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	struct uffdio_api api2 = { .api = UFFD_API, .features = want };
-	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api2)) return -errno;
-	if (pipe(uffd_stop)) return -errno;
-	if (pthread_create(&uffd_thread, NULL, uffd_handler, (void *)(long)uffd)) return -1;
+
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api2))
+		return -errno;
+	if (pipe(uffd_stop))
+		return -errno;
+	if (pthread_create(&uffd_thread, NULL, uffd_handler, (void *)(long)uffd))
+		return -1;
 	return 0;
 }
 
-UNUSED static long uffd_register(void *a, unsigned long len) {
-	if (uffd_open()) return -1;
-	struct uffdio_register r = { .range = { .start = (unsigned long)a, .len = len }, .mode = UFFDIO_REGISTER_MODE_WP };
+static long uffd_register(void *a, unsigned long len)
+{
+	if (uffd_open())
+		return -1;
+	struct uffdio_register r = { .range = { .start = (unsigned long)a, .len = len },
+				     .mode = UFFDIO_REGISTER_MODE_WP };
 	return ioctl(uffd, UFFDIO_REGISTER, &r) ? -errno : 0;
 }
 
-UNUSED static long uffd_unregister(void *a, unsigned long len) {
-	if (uffd < 0) return -EINVAL;
+static long uffd_unregister(void *a, unsigned long len)
+{
+	if (uffd < 0)
+		return -EINVAL;
 	struct uffdio_range r = { .start = (unsigned long)a, .len = len };
+
 	return ioctl(uffd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
 }
 
-UNUSED static long uffd_wp(void *a, unsigned long len, int on) {
-	if (uffd < 0) return -EINVAL;
+static long uffd_wp(void *a, unsigned long len, int on)
+{
+	if (uffd < 0)
+		return -EINVAL;
 	struct uffdio_writeprotect wp = { .range = { .start = (unsigned long)a, .len = len },
 					  .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0 };
 	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
 }
 
-UNUSED static long uffd_close(void) {
-	if (uffd < 0) return -EINVAL;
+static long uffd_close(void)
+{
+	if (uffd < 0)
+		return -EINVAL;
 	/* Stop the handler first: a thread inside poll() holds a reference to the
-	 * file, and userfaultfd_release() only runs when the last one goes. */
-	if (write(uffd_stop[1], "x", 1) != 1) return -errno;
+	 * file, and userfaultfd_release() only runs when the last one goes.
+	 */
+	if (write(uffd_stop[1], "x", 1) != 1)
+		return -errno;
 	pthread_join(uffd_thread, NULL);
 	close(uffd_stop[0]);
 	close(uffd_stop[1]);
@@ -137,59 +235,84 @@ UNUSED static long uffd_close(void) {
 	return 0;
 }
 
-UNUSED static long clear_refs(void) {
+static long write_clear_refs(void)
+{
 	int fd = open("/proc/self/clear_refs", O_WRONLY);
-	if (fd < 0) return -errno;
+
+	if (fd < 0)
+		return -errno;
 	long r = write(fd, "4", 1) == 1 ? 0 : -errno;
+
 	close(fd);
 	return r;
 }
 
-UNUSED static long migrate(void *a) {
+static long migrate(void *a)
+{
 	void *pages[1] = { a };
 	int status[1] = { -1 }, node[1];
-	if (syscall(SYS_move_pages, 0, 1, pages, NULL, status, 0)) return -errno;
-	if (status[0] < 0) return status[0];
+
+	if (syscall(SYS_move_pages, 0, 1, pages, NULL, status, 0))
+		return -errno;
+	if (status[0] < 0)
+		return status[0];
 	node[0] = !status[0];
-	if (syscall(SYS_move_pages, 0, 1, pages, node, status, 4 /* MPOL_MF_MOVE_ALL */)) return -errno;
+	if (syscall(SYS_move_pages, 0, 1, pages, node, status, 4 /* MPOL_MF_MOVE_ALL */))
+		return -errno;
 	return status[0] < 0 ? status[0] : 0;
 }
 
-UNUSED static long swap_cycle(void) {
-	if (swapoff("/dev/zram0")) return -errno;
+static long swap_cycle(void)
+{
+	if (swapoff("/dev/zram0"))
+		return -errno;
 	return swapon("/dev/zram0", 0) ? -errno : 0;
 }
 
-static uint64_t pagemap(int fd, int i) {
+static uint64_t pagemap(int fd, int i)
+{
 	uint64_t e = 0;
-	if (pread(fd, &e, 8, (off_t)((unsigned long)PG(i) / PAGE * 8)) != 8) return 0;
+
+	if (pread(fd, &e, 8, (off_t)((unsigned long)PG(i) / PAGE * 8)) != 8)
+		return 0;
 	return e;
 }
 
 #ifdef PTEDIFF_THP
 /* Pages of this process backed by a transparent huge page (a large folio, mapped
- * by a PMD or by PTEs): /proc/kpageflags bit 22 (KPF_THP) of the page's PFN. */
-static unsigned thp_mask(void) {
+ * by a PMD or by PTEs): /proc/kpageflags bit 22 (KPF_THP) of the page's PFN.
+ */
+static unsigned int thp_mask(void)
+{
 	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
-	unsigned mask = 0;
+	unsigned int mask = 0;
+
 	for (int i = 0; i < NPAGES && pm >= 0 && kf >= 0; i++) {
 		uint64_t e = pagemap(pm, i), flags = 0;
-		if (!(e >> 63 & 1)) continue;
+
+		if (!(e >> 63 & 1))
+			continue;
 		uint64_t pfn = e & ((1ULL << 55) - 1);
-		if (pfn && pread(kf, &flags, 8, (off_t)(pfn * 8)) == 8 && (flags >> 22 & 1)) mask |= 1u << i;
+
+		if (pfn && pread(kf, &flags, 8, (off_t)(pfn * 8)) == 8 && (flags >> 22 & 1))
+			mask |= 1u << i;
 	}
-	if (pm >= 0) close(pm);
-	if (kf >= 0) close(kf);
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
 	return mask;
 }
 
-UNUSED static void thp_line(int step) {
+static void thp_line(int step)
+{
 	printf("PTEDIFF-THP %s %d p%d mask=%04x\n", NAME, step, MYSLOT, thp_mask());
 }
 
 /* The model's settings: THP on MADV_HUGEPAGE only, no huge zero page (a read
  * fault allocates a THP), direct compaction so the allocation succeeds, and no
- * khugepaged collapse while the program runs. */
+ * khugepaged collapse while the program runs.
+ */
 static const char *THP_SYSFS[][2] = {
 	{ "/sys/kernel/mm/transparent_hugepage/enabled", "madvise" },
 	{ "/sys/kernel/mm/transparent_hugepage/defrag", "madvise" },
@@ -198,85 +321,112 @@ static const char *THP_SYSFS[][2] = {
 	{ "/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs", "3600000" },
 };
 
-static int thp_set(const char *path, const char *value) {
+static int thp_set(const char *path, const char *value)
+{
 	int fd = open(path, O_WRONLY);
-	if (fd < 0) return -1;
+
+	if (fd < 0)
+		return -1;
 	int ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+
 	close(fd);
 	return ok ? 0 : -1;
 }
 
-static void thp_setup(void) {
-	for (unsigned i = 0; i < sizeof THP_SYSFS / sizeof THP_SYSFS[0]; i++)
+static void thp_setup(void)
+{
+	for (unsigned int i = 0; i < ARRAY_SIZE(THP_SYSFS); i++)
 		if (thp_set(THP_SYSFS[i][0], THP_SYSFS[i][1]))
-			printf("PTEDIFF-NOTREALIZED %s cannot set %s\n", NAME, THP_SYSFS[i][0]);
+			not_realized("PTEDIFF-NOTREALIZED %s cannot set %s\n", NAME,
+				     THP_SYSFS[i][0]);
 }
 
 /* The guest's own setting for the reproducers that follow. */
-static void thp_restore(void) {
+static void thp_restore(void)
+{
 	thp_set("/sys/kernel/mm/transparent_hugepage/enabled", "never");
 }
 #endif
 
 static sigjmp_buf probe_jmp;
-static void probe_segv(int sig) {
+static void probe_segv(int sig)
+{
 	(void)sig;
 	siglongjmp(probe_jmp, 1);
 }
 
-static void catch_segv(void) {
+static void catch_segv(void)
+{
 	struct sigaction sa = { .sa_handler = probe_segv };
+
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_NODEFER;
 	sigaction(SIGSEGV, &sa, NULL);
 }
 
 /* Pagemap bit 55 (soft-dirty) of the 16 pages, after an op of this process. */
-UNUSED static void pm_line(int step) {
+static void pm_line(int step)
+{
 	int fd = open("/proc/self/pagemap", O_RDONLY);
-	unsigned mask = 0;
+	unsigned int mask = 0;
+
 	for (int i = 0; i < NPAGES; i++)
-		if (fd >= 0 && (pagemap(fd, i) >> 55 & 1)) mask |= 1u << i;
-	if (fd >= 0) close(fd);
+		if (fd >= 0 && (pagemap(fd, i) >> 55 & 1))
+			mask |= 1u << i;
+	if (fd >= 0)
+		close(fd);
 	printf("PTEDIFF-PM %s %d p%d mask=%04x\n", NAME, step, MYSLOT, mask);
+	owe_pm(step, MYSLOT, mask);
 }
 
 /* The end-of-program probe of this process: pagemap of all pages first, then for
  * every page a load (the content token), one store of a token of its own (a
  * store that raises SIGSEGV reports segv, a uffd-wp message uffd, a minor or
- * major fault fault, none writable) and pagemap bit 55 again. */
-UNUSED static void probe(int slot) {
+ * major fault "fault", none of these "writable") and pagemap bit 55 again.
+ */
+static void probe(int slot)
+{
 	catch_segv();
 	int fd = open("/proc/self/pagemap", O_RDONLY);
 	uint64_t pm[NPAGES];
-	for (int i = 0; i < NPAGES; i++) pm[i] = fd >= 0 ? pagemap(fd, i) : 0;
+
+	for (int i = 0; i < NPAGES; i++)
+		pm[i] = fd >= 0 ? pagemap(fd, i) : 0;
 	struct rusage r0, r1;
+
 	getrusage(RUSAGE_SELF, &r0);
 	getrusage(RUSAGE_SELF, &r1);
 	for (int i = 0; i < NPAGES; i++) {
 		char ld[16] = "-";
 		const char *obs;
 		/* sigsetjmp() writes probe_jmp (in .bss, write-protected after
-		 * clear_refs): do it before the fault count starts. */
+		 * clear_refs): do it before the fault count starts.
+		 */
 		if (!sigsetjmp(probe_jmp, 1)) {
-			unsigned v = *(volatile uint16_t *)PG(i);
-			snprintf(ld, sizeof ld, "%u", v);
+			unsigned int v = LOAD16(PG(i));
+
+			snprintf(ld, sizeof(ld), "%u", v);
 		}
-		uffd_hit[i] = 0;
+		WRITE_ONCE(uffd_hit[i], 0);
 		if (sigsetjmp(probe_jmp, 1)) {
 			obs = "segv";
 		} else {
 			getrusage(RUSAGE_SELF, &r0);
-			*(volatile uint16_t *)PG(i) = (uint16_t)(0x8000 | slot << 8 | i);
+			STORE16(PG(i), (uint16_t)(0x8000 | slot << 8 | i));
 			getrusage(RUSAGE_SELF, &r1);
 			/* A fault that reads the page (swap-in, page cache) is a major one. */
 			long f = (r1.ru_minflt - r0.ru_minflt) + (r1.ru_majflt - r0.ru_majflt);
-			obs = uffd_hit[i] ? "uffd" : f > 0 ? "fault" : "writable";
+
+			obs = READ_ONCE(uffd_hit[i]) ? "uffd" : f > 0 ? "fault" : "writable";
 		}
 		int sd2 = fd >= 0 ? (int)(pagemap(fd, i) >> 55 & 1) : 0;
-		printf("PTEDIFF-PAGE %s p%d %d obs=%s sd=%d uw=%d present=%d ld=%s sd2=%d\n", NAME, slot, i, obs,
-		       (int)(pm[i] >> 55 & 1), (int)(pm[i] >> 57 & 1), (int)(pm[i] >> 63 & 1), ld, sd2);
+
+		printf("PTEDIFF-PAGE %s p%d %d obs=%s sd=%d uw=%d present=%d ld=%s sd2=%d\n", NAME,
+		       slot, i, obs, (int)(pm[i] >> 55 & 1), (int)(pm[i] >> 57 & 1),
+		       (int)(pm[i] >> 63 & 1), ld, sd2);
+		owe_page(slot, i, obs, (int)(pm[i] >> 55 & 1), ld[0] == '-' ? -1 : atol(ld), sd2);
 	}
 	fflush(stdout);
-	if (fd >= 0) close(fd);
+	if (fd >= 0)
+		close(fd);
 }
