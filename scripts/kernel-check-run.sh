@@ -17,7 +17,13 @@
 # Exit 0 iff the log has PTEDIFF-EXIT for the last binary.
 #
 # Environment: KERNEL_CHECK_TIMEOUT (whole QEMU run, default 300 s),
-#              KERNEL_CHECK_TEST_TIMEOUT (per binary, default 20 s).
+#              KERNEL_CHECK_TEST_TIMEOUT (per binary, default 20 s),
+#              KERNEL_CHECK_EXTRA_BINS: more static executables, ':'-separated,
+#                run after BIN... the same way (e.g. a kselftest built by
+#                scripts/kselftest-check.sh, inside the boots of `ptediff
+#                kernel-check` or `kernel-test`); BIN... may then be empty. When
+#                it is set, every binary's output is framed: a line
+#                "PTEDIFF-START <name>" before it, PTEDIFF-EXIT after it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,11 +32,16 @@ KC="$ROOT/target/kernel-check"
 say() { printf 'kernel-check-run: %s\n' "$*" >&2; }
 die() { printf 'kernel-check-run: ERROR: %s\n' "$*" >&2; exit 2; }
 
-[[ $# -ge 3 ]] || die "usage: $0 KERNEL_NAME OUT_LOG BIN..."
+EXTRA_BINS=()
+if [[ -n ${KERNEL_CHECK_EXTRA_BINS:-} ]]; then
+    IFS=: read -r -a extra <<<"$KERNEL_CHECK_EXTRA_BINS"
+    for b in "${extra[@]}"; do [[ -z $b ]] || EXTRA_BINS+=("$b"); done
+fi
+[[ $# -ge 3 || ($# -eq 2 && ${#EXTRA_BINS[@]} -gt 0) ]] || die "usage: $0 KERNEL_NAME OUT_LOG BIN..."
 NAME=$1
 OUT_LOG=$2
 shift 2
-BINS=("$@")
+BINS=("$@" "${EXTRA_BINS[@]}")
 
 KDIR="$KC/kernels/$NAME"
 [[ -f $KDIR/.complete && -f $KDIR/vmlinuz ]] ||
@@ -136,6 +147,11 @@ echo "PTEDIFF-DONE uptime \$(cat /proc/uptime)"
 sync
 poweroff -f
 EOF
+if [[ ${#EXTRA_BINS[@]} -gt 0 ]]; then
+    # frame each binary's output (the init above is unchanged without extras)
+    sed -i 's|^    timeout [^ ]* /bin-tests/\$t < /dev/null$|    echo "PTEDIFF-START $t"\n&|' "$STAGE/init"
+    grep -q '^    echo "PTEDIFF-START \$t"$' "$STAGE/init" || die "could not add PTEDIFF-START to the guest's init"
+fi
 chmod 755 "$STAGE/init"
 
 INITRD="$WORK/initramfs.cpio.gz"

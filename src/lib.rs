@@ -12,6 +12,7 @@
 //!   ([`kernel_check`]).
 //! - [`corpus`]: reproducer files with expected outcomes, replay.
 //! - [`findings`]: the findings database (any number of writers, mergeable).
+//! - [`report`]: what a maintainer acts on: mail, kselftest, format-patch files.
 //! - [`explain`], [`bench`]: traces and measurements; [`cli`]: the command line.
 
 pub mod bench;
@@ -23,6 +24,7 @@ pub mod judge;
 pub mod kernel;
 pub mod model;
 pub mod program;
+pub mod report;
 pub mod search;
 
 pub use judge::{check, oracle};

@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 mod findings;
 mod kernel;
 mod kernel_test;
+mod report;
 
 use crate::check::{analyze, check, Kind, Pair};
 use crate::corpus::{self, RenderOpts, Verdict};
@@ -258,6 +259,8 @@ enum Cmd {
         #[arg(long)]
         find_only: bool,
     },
+    /// Write a report a kernel maintainer can act on (mail.txt, reproducer, kselftest, format-patch files).
+    Report(report::Args),
     /// Turn text programs into libFuzzer seed bytes (one file per input, named after it).
     Encode {
         #[arg(required = true)]
@@ -358,6 +361,7 @@ pub fn main() -> ExitCode {
             println!("{} programs in {}", progs.len(), out.display());
             ExitCode::SUCCESS
         }
+        Cmd::Report(a) => report::cmd_report(a),
         Cmd::EmitC { file, out, race, rounds, race_seconds } => {
             let r = match corpus::load(&file) {
                 Ok(r) => r,
