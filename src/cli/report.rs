@@ -89,7 +89,7 @@ pub fn cmd_report(a: Args) -> ExitCode {
         if let Err(e) = r.write(&dir) {
             return usage(&e);
         }
-        let tag = if r.confirmed { "" } else { " (model only: no real kernel confirmed it)" };
+        let tag = if r.confirmed { "" } else { " (model only: no real kernel confirmed a hole in it)" };
         println!("{}: {} file(s){tag}", dir.display(), r.files.len());
         for n in &r.notes {
             println!("  note: {n}");

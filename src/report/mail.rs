@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::measured::TestResult;
 use super::specs::{Fix, Spec};
-use super::{confirmed_on, Case, Inputs, MAIL_WIDTH};
+use super::{Case, Inputs, MAIL_WIDTH};
 use crate::judge::affected::{self, Affected};
 use crate::kernel_check::{program_hash, KernelResult, ResultsDb};
 use crate::model::Kernel;
@@ -15,7 +15,6 @@ pub struct MailInput<'a> {
     pub cases: &'a [Case],
     pub inputs: &'a Inputs,
     pub confirmed: bool,
-    pub notes: &'a [String],
 }
 
 /// Text wrapped to 72 columns, every line after `indent`.
@@ -123,9 +122,6 @@ pub fn render(m: &MailInput) -> String {
          prints what changed.",
         "",
     );
-    // The notes (a tree missing here, ...) are the caller's: the mail is the
-    // same wherever it is written.
-    let _ = m.notes;
     while s.ends_with("\n\n") {
         s.pop();
     }
@@ -310,9 +306,6 @@ fn fix_section(s: &mut String, spec: &Spec, m: &MailInput) {
                 ),
                 "",
             );
-            for c in m.cases {
-                let _ = c;
-            }
         }
         Fix::Upstream { commit, note } => {
             para(s, &format!("The fix is {commit}. {note}"), "");
@@ -381,7 +374,6 @@ fn selftest_section(s: &mut String, spec: &Spec, m: &MailInput) {
             }
         }
     }
-    let _ = confirmed_on;
 }
 
 /// `a, b or c`.

@@ -143,9 +143,19 @@ pub fn description(text: &str) -> String {
     out.join(" ")
 }
 
-/// Has a real kernel confirmed case `c` (its own Debian kernel did what its profile predicts, hole open)?
+/// Did the real kernel of profile `k` do what the profile predicts for case `c`?
 pub fn confirmed_on(m: &Measured, c: &Case, k: Kernel) -> bool {
     m.result(&c.name, &program_hash(&c.repro.program), k.name()).is_some_and(|r| r.matches_own_profile)
+}
+
+/// Has a real kernel confirmed the hole of case `c`: a profile whose model
+/// has it open, and whose real kernel did what the profile predicts?
+pub fn hole_confirmed(m: &Measured, c: &Case) -> bool {
+    let rows = crate::judge::affected::affected(&c.path, &c.repro, &crate::kernel_check::ResultsDb::default());
+    let Some(row) = rows.iter().find(|r| r.kind != "none").or(rows.first()) else { return false };
+    emit_c::PROFILES
+        .iter()
+        .any(|&k| row.profiles.iter().any(|p| p.profile == k.name() && p.open) && confirmed_on(m, c, k))
 }
 
 /// Build the report of `subject`.
@@ -184,8 +194,8 @@ fn build_spec(spec: &'static Spec, inputs: &Inputs) -> Result<Report, String> {
     }
     let series = specs::patch_series(spec, &selftests, inputs, &cases, &mut notes)?;
     files.extend(series);
-    let confirmed = cases.iter().any(|c| emit_c::PROFILES.iter().any(|&k| confirmed_on(&inputs.measured, c, k)));
-    let mail = mail::render(&mail::MailInput { spec: Some(spec), cases: &cases, inputs, confirmed, notes: &notes });
+    let confirmed = cases.iter().any(|c| hole_confirmed(&inputs.measured, c));
+    let mail = mail::render(&mail::MailInput { spec: Some(spec), cases: &cases, inputs, confirmed });
     files.insert(0, OutFile { path: "mail.txt".into(), contents: mail });
     Ok(Report { name: spec.name.to_string(), files, notes, confirmed })
 }
@@ -209,8 +219,8 @@ fn build_file(path: &Path, inputs: &Inputs) -> Result<Report, String> {
         Err(e) => notes.push(format!("no selftest: {e}")),
     }
     let cases = [case];
-    let confirmed = emit_c::PROFILES.iter().any(|&k| confirmed_on(&inputs.measured, &cases[0], k));
-    let mail = mail::render(&mail::MailInput { spec: None, cases: &cases, inputs, confirmed, notes: &notes });
+    let confirmed = hole_confirmed(&inputs.measured, &cases[0]);
+    let mail = mail::render(&mail::MailInput { spec: None, cases: &cases, inputs, confirmed });
     files.insert(0, OutFile { path: "mail.txt".into(), contents: mail });
     Ok(Report { name, files, notes, confirmed })
 }

@@ -443,6 +443,5 @@ fn selftest_patch(
         }
         body = body.trim_end().to_string();
     }
-    let _ = spec;
     Ok((Message { subject, body, trailers: Vec::new() }, files))
 }
