@@ -18,6 +18,7 @@
 #      built from P's source (target/kernel-check/kernels/P+*), one QEMU boot
 #      per kernel with every report's selftests (scripts/kernel-check-run.sh);
 #      -> target/kselftest/R/runs/KERNEL/{<test>.out,<test>.rc,uname}
+# REPORT_CHECK_BOOTS=0: step 1 only (the runs of an earlier check are kept).
 # Exit 0 when every series applied, built and passed checkpatch, 1 otherwise.
 set -euo pipefail
 
@@ -37,7 +38,8 @@ rm -f "$OUT/bins.list"
 # 1. Every report's series on every tree it has patches for.
 for R in "${REPORTS[@]}"; do
     [[ -f reports/$R/mail.txt ]] || die "reports/$R: no such report (ptediff report --all --out reports)"
-    rm -rf "${OUT:?}/$R"
+    rm -rf "${OUT:?}/$R/check"
+    [[ ${REPORT_CHECK_BOOTS:-1} == 0 ]] || rm -rf "${OUT:?}/$R/runs"
     for pdir in reports/"$R"/patches/*/; do
         [[ -d $pdir ]] || continue
         P=$(basename "$pdir")
@@ -74,6 +76,7 @@ for R in "${REPORTS[@]}"; do
     done
 done
 # 2. One boot per kernel with every selftest built for its tree.
+[[ ${REPORT_CHECK_BOOTS:-1} == 0 ]] && { say "REPORT_CHECK_BOOTS=0: no boots"; exit $status; }
 declare -A seen=()
 for P in v6.1.y v6.12 v6.18 v7.3; do
     mapfile -t mine < <(awk -v p="$P" '$2 == p' "$OUT/bins.list" 2>/dev/null)

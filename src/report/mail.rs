@@ -377,7 +377,7 @@ fn selftest_section(s: &mut String, spec: &Spec, m: &MailInput) {
 }
 
 /// `a, b or c`.
-fn or_list(items: &[&str]) -> String {
+pub(crate) fn or_list(items: &[&str]) -> String {
     match items {
         [] => "nothing".into(),
         [one] => one.to_string(),

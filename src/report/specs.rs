@@ -422,13 +422,19 @@ fn selftest_patch(
             Fix::Upstream { .. } => " It fails on kernels without the fix and passes with it.",
             Fix::None { .. } => " It fails on every kernel so far.",
         };
+        let how = if emit_c::race::window(&case.repro.program).is_ok() {
+            "runs the program below, which ptediff minimized, round after round while a second thread \
+             migrates the page (the steps between migrate_start and migrate_finish run while the migration \
+             entry is there), and checks at the end of every round"
+        } else {
+            "runs the program below, which ptediff minimized, and checks after every step and at the end"
+        };
         let para = format!(
-            "{} checks {}: it runs the program below, which ptediff minimized, and checks after every step \
-             and at the end what user space is owed (pagemap's soft-dirty bit, the content of every page, \
-             the faults a store owes).{fixed} It needs {}, and skips without.",
+            "{} checks {}: it {how} what user space is owed (pagemap's soft-dirty bit, the content of every \
+             page, the faults a store owes).{fixed} It skips without {}.",
             st.name,
             case.label,
-            needs.join(", ")
+            super::mail::or_list(&needs)
         );
         if !body.is_empty() {
             body.push_str("\n\n");

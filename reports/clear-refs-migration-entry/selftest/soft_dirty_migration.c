@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * soft_dirty_migration: the program below, minimized by ptediff, run step by step
- * (each process a real process, driven over pipes), every observation
- * checked against what user space is owed: pagemap's soft-dirty bit after
- * each step, the content of each load, and at the end a load, a store and
- * pagemap of every page. It fails where the kernel breaks one of these.
+ * soft_dirty_migration: the program below, minimized by ptediff.
+ * It runs round after round in one process while a second thread migrates
+ * the page with move_pages(), the steps between migrate_start and
+ * migrate_finish once pagemap shows the migration entry; each round ends
+ * with a load, a store and pagemap of every page, checked against what
+ * user space is owed. It fails when a round inside the window breaks it.
  *
  * Program:
  *    1. mmap(p0, 4, 1, -w-, memfd, shared, 4)

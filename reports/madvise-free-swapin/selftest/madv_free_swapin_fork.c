@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * madv_free_swapin_fork: the program below, minimized by ptediff, run step by step
- * (each process a real process, driven over pipes), every observation
- * checked against what user space is owed: pagemap's soft-dirty bit after
- * each step, the content of each load, and at the end a load, a store and
- * pagemap of every page. It fails where the kernel breaks one of these.
+ * madv_free_swapin_fork: the program below, minimized by ptediff.
+ * It runs step by step, each process a real process driven over pipes;
+ * every observation is checked against what user space is owed:
+ * pagemap's soft-dirty bit after each step, the content of each load, and
+ * at the end a load, a store and pagemap of every page. It fails where the
+ * kernel breaks one of these.
  *
  * Program:
  *    1. mmap(p0, 10, 1, rw-, anon)

@@ -272,11 +272,20 @@ pub(crate) fn c_head(program: &Program, name: &str, thp: bool, race: bool, tree:
     let mut c = String::new();
     let _ = writeln!(c, "// SPDX-License-Identifier: GPL-2.0");
     let _ = writeln!(c, "/*");
-    let _ = writeln!(c, " * {name}: the program below, minimized by ptediff, run step by step");
-    let _ = writeln!(c, " * (each process a real process, driven over pipes), every observation");
-    let _ = writeln!(c, " * checked against what user space is owed: pagemap's soft-dirty bit after");
-    let _ = writeln!(c, " * each step, the content of each load, and at the end a load, a store and");
-    let _ = writeln!(c, " * pagemap of every page. It fails where the kernel breaks one of these.");
+    let _ = writeln!(c, " * {name}: the program below, minimized by ptediff.");
+    if race {
+        let _ = writeln!(c, " * It runs round after round in one process while a second thread migrates");
+        let _ = writeln!(c, " * the page with move_pages(), the steps between migrate_start and");
+        let _ = writeln!(c, " * migrate_finish once pagemap shows the migration entry; each round ends");
+        let _ = writeln!(c, " * with a load, a store and pagemap of every page, checked against what");
+        let _ = writeln!(c, " * user space is owed. It fails when a round inside the window breaks it.");
+    } else {
+        let _ = writeln!(c, " * It runs step by step, each process a real process driven over pipes;");
+        let _ = writeln!(c, " * every observation is checked against what user space is owed:");
+        let _ = writeln!(c, " * pagemap's soft-dirty bit after each step, the content of each load, and");
+        let _ = writeln!(c, " * at the end a load, a store and pagemap of every page. It fails where the");
+        let _ = writeln!(c, " * kernel breaks one of these.");
+    }
     let _ = writeln!(c, " *");
     let _ = writeln!(c, " * Program:");
     for (i, op) in program.ops.iter().enumerate() {
