@@ -55,6 +55,7 @@ fn result_name(r: Option<StepResult>) -> String {
         Some(StepResult::Failed) => "failed".into(),
         Some(StepResult::UffdWp) => "blocked on uffd-wp".into(),
         Some(StepResult::Segv) => "SIGSEGV".into(),
+        Some(StepResult::NotInKernel { feature, since }) => format!("not in this kernel ({feature} is {since}+)"),
     }
 }
 

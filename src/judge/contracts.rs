@@ -29,6 +29,11 @@ bitflags! {
         const N = 1 << 3;
         /// A store to a VMA without VM_WRITE faults (SIGSEGV).
         const P = 1 << 4;
+        /// Write watch: a page stored to in an async uffd-wp VMA since its last
+        /// write protection (UFFDIO_WRITEPROTECT, a PM_SCAN_WP_MATCHING scan)
+        /// is reported PAGE_IS_WRITTEN by PAGEMAP_SCAN, and pagemap bit 57 is
+        /// clear for it.
+        const W = 1 << 5;
     }
 }
 
@@ -40,15 +45,16 @@ impl std::fmt::Display for Contract {
 }
 
 impl Contract {
-    pub const ALL: [Contract; 5] = [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P];
+    pub const ALL: [Contract; 6] = [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P, Contract::W];
 
     /// Each contract with its letter and its long name.
-    const NAMES: [(Contract, &'static str, &'static str); 5] = [
+    const NAMES: [(Contract, &'static str, &'static str); 6] = [
         (Contract::U, "U", "uffd-wp"),
         (Contract::S, "S", "soft-dirty"),
         (Contract::C, "C", "COW"),
         (Contract::N, "N", "writenotify"),
         (Contract::P, "P", "mprotect"),
+        (Contract::W, "W", "write-watch"),
     ];
 
     fn join(self, name: impl Fn(&(Contract, &'static str, &'static str)) -> &'static str, sep: &str) -> String {
@@ -116,6 +122,9 @@ pub struct Owed {
     /// The store must trap: `uffd` (write-protected by the user), `segv` (no
     /// write permission), or `none`.
     pub trap: &'static str,
+    /// Stored to since its last write protection in an async uffd-wp VMA:
+    /// pagemap bit 57 must be 0 (write watch).
+    pub written: bool,
 }
 
 impl ProbeObs {
@@ -137,7 +146,8 @@ impl Owed {
             (Some(t), true) => format!("{t}|0"),
             (Some(t), false) => t.to_string(),
         };
-        format!("ld={ld} sd={} trap={}", self.sd as u8, self.trap)
+        let wr = if self.written { " wr=1" } else { "" };
+        format!("ld={ld} sd={} trap={}{wr}", self.sd as u8, self.trap)
     }
 }
 
@@ -160,7 +170,7 @@ fn owed_at(w: &World, p: usize, a: u8) -> Owed {
         Some(_) if g.user_wp & (1 << a) != 0 => "uffd",
         Some(_) => "none",
     };
-    Owed { ld, or_zero, sd: g.changed & (1 << a) != 0, trap }
+    Owed { ld, or_zero, sd: g.changed & (1 << a) != 0, trap, written: g.written & (1 << a) != 0 }
 }
 
 /// The end-of-program probe on `w` (a clone: it writes to every page), as
@@ -205,6 +215,9 @@ pub fn probe(w: &mut World, cfg: &Config) -> Vec<ProbeObs> {
             }
             let sd_after = ghost::pagemap_softdirty(&w.k.procs[p]) & (1 << a) != 0;
             let (present, uw) = before[a as usize];
+            if owed[a as usize].written && uw {
+                w.g.broke(Contract::W, p, a, w.k.step);
+            }
             out.push(ProbeObs {
                 process: p as u8,
                 page: a,

@@ -22,7 +22,9 @@
 use super::contracts::Contract;
 use crate::model::events::Event;
 use crate::model::ZERO_PAGE;
-use crate::model::{Backing, Entry, Mm, PteBits, State, SwpBits, Token, VmFlags, Vma, MAX_FILES, MAX_PROCS, NPAGES};
+use crate::model::{
+    Backing, Entry, Mm, PteBits, State, SwpBits, Token, UffdCtx, VmFlags, Vma, MAX_FILES, MAX_PROCS, NPAGES,
+};
 
 /// What a load at a page must return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -56,7 +58,7 @@ pub struct BreakAt {
 /// Every contract break so far: per contract, a bit per (process, page).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Breaks {
-    pub mask: [u64; 5],
+    pub mask: [u64; 6],
     pub first: Option<BreakAt>,
 }
 
@@ -115,8 +117,12 @@ pub struct MmGhost {
     pub expect: [Expect; NPAGES],
     /// Changed since the last clear_refs (soft-dirty contract), a bit per page.
     pub changed: u16,
-    /// Write-protected by the user and not since un-protected, a bit per page.
+    /// Write-protected by the user and not since un-protected, a bit per page
+    /// (a sync context: a store must raise a message).
     pub user_wp: u16,
+    /// Stored to in an async uffd-wp VMA since its last write protection, a bit
+    /// per page (write watch: PAGEMAP_SCAN must report it WRITTEN).
+    pub written: u16,
 }
 
 /// Machine-wide ghost state.
@@ -213,6 +219,15 @@ impl Ghost {
             }
             Event::ClearedRefs { p } => self.procs[p as usize].changed = 0,
             Event::WriteProtected { p, start, end, on } => self.write_protect(k, p as usize, start, end, on),
+            Event::Scanned { p, looked, reported, protected } => {
+                let mut missed = self.procs[p as usize].written & looked & !reported;
+                while missed != 0 {
+                    let a = missed.trailing_zeros() as u8;
+                    missed &= missed - 1;
+                    self.broke(Contract::W, p as usize, a, k.step);
+                }
+                self.procs[p as usize].written &= !protected;
+            }
             Event::PageMkwrite { file, index } => {
                 self.wn_clean[file as usize] &= !bit(index % NPAGES as u8);
                 self.mkwrite_seen = true;
@@ -259,6 +274,7 @@ impl Ghost {
         }
         g.changed &= mapped;
         g.user_wp &= wp;
+        g.written &= wp;
     }
 
     /// `move_vma()` moved `[old, old + len)` to `new`: what user space sees moves with
@@ -278,6 +294,7 @@ impl Ghost {
             g.expect[n as usize] = e[o as usize];
             g.changed = (g.changed & !bit(n)) | if c & bit(o) != 0 { bit(n) } else { 0 };
             g.user_wp &= !bit(n);
+            g.written &= !bit(n);
         }
     }
 
@@ -299,6 +316,7 @@ impl Ghost {
         g.changed = 0;
         if !event_fork {
             g.user_wp = 0;
+            g.written = 0;
         }
         self.procs[child] = g;
     }
@@ -330,17 +348,23 @@ impl Ghost {
 
     /// UFFDIO_WRITEPROTECT applied to `[start, end)` (on or off). Write protection
     /// covers what the ioctl can protect: every page of a shmem VMA (a none PTE gets a
-    /// marker), but only populated pages of an anonymous one (without
-    /// UFFD_FEATURE_WP_UNPOPULATED a none PTE stays unprotected, as documented).
+    /// marker), but only populated pages of an anonymous one unless the context
+    /// has UFFD_FEATURE_WP_UNPOPULATED (without it a none PTE stays unprotected,
+    /// as documented). A WP_ASYNC context owes no message: protecting starts a
+    /// write watch over the range instead.
     fn write_protect(&mut self, k: &State, p: usize, start: u8, end: u8, on: bool) {
+        let mm = &k.procs[p];
+        let unpopulated = mm.uffd.contains(UffdCtx::WP_UNPOPULATED);
+        let asynchronous = mm.uffd.contains(UffdCtx::WP_ASYNC);
         for a in start..end {
-            let mm = &k.procs[p];
             let populated = !mm.pt[a as usize].is_none();
             let anon = mm.vma(a).is_some_and(|v| v.is_anonymous());
             let g = &mut self.procs[p];
             if !on {
                 g.user_wp &= !bit(a);
-            } else if populated || !anon {
+            } else if asynchronous {
+                g.written &= !bit(a);
+            } else if populated || !anon || unpopulated {
                 g.user_wp |= bit(a);
             }
         }
@@ -398,8 +422,12 @@ impl Ghost {
         }
         // The store itself: the fresh token the kernel wrote is what user space is owed.
         let t = k.next_token;
+        let watched = v.uffd_wp() && k.procs[p].uffd.contains(UffdCtx::WP_ASYNC);
         let g = &mut self.procs[p];
         g.changed |= bit(a);
+        if watched {
+            g.written |= bit(a);
+        }
         match g.expect[a as usize] {
             Expect::Unmapped => {}
             Expect::Private { file, index, .. } => {

@@ -233,7 +233,7 @@ impl fmt::Display for Verdict {
 
 /// Contract letters (`U+S`) at the start of `s`, and the rest.
 fn letters_prefix(s: &str) -> Option<(Contract, &str)> {
-    let end = s.find(|c: char| !matches!(c, 'U' | 'S' | 'C' | 'N' | 'P' | '+')).unwrap_or(s.len());
+    let end = s.find(|c: char| !matches!(c, 'U' | 'S' | 'C' | 'N' | 'P' | 'W' | '+')).unwrap_or(s.len());
     let (l, rest) = if s.starts_with("none") { s.split_at(4) } else { s.split_at(end) };
     Some((Contract::parse(l)?, rest))
 }

@@ -42,6 +42,8 @@ pub struct Reproducer {
     /// Why the kernel could not give the program what it needs (a THP where the
     /// model maps one): the reproducer is not judged.
     pub not_realized: Option<String>,
+    /// The kernel lacks a feature the program uses (PTEDIFF-NOTON).
+    pub not_on: Option<String>,
 }
 
 /// What a race reproducer reported: rounds run, rounds that saw the window open,
@@ -186,9 +188,17 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
                 let r = out.entry(name.to_string()).or_default().race.get_or_insert_with(Race::default);
                 r.first.insert(prof.to_string(), rest.join(" "));
             }
+            ["PTEDIFF-SCAN", name, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().observed.insert(format!("scan {k}"), v);
+            }
             ["PTEDIFF-THP", name, rest @ ..] => {
                 let (k, v) = key_value(rest);
                 out.entry(name.to_string()).or_default().observed.insert(format!("thp {k}"), v);
+            }
+            ["PTEDIFF-NOTON", name, rest @ ..] => {
+                let r = out.entry(name.to_string()).or_default();
+                r.not_on.get_or_insert_with(|| rest.join(" "));
             }
             ["PTEDIFF-NOTREALIZED", name, rest @ ..] => {
                 let r = out.entry(name.to_string()).or_default();
@@ -228,6 +238,15 @@ pub fn contract_breaks(values: &BTreeMap<String, String>, owed: &BTreeMap<String
                     }
                 }
             }
+            ["scan", step, p] => {
+                let parse = |v: &str| field(v, "written").and_then(|m| u16::from_str_radix(m, 16).ok());
+                let (Some(g), Some(w)) = (parse(got), parse(want)) else { continue };
+                for a in 0..16 {
+                    if w & !g & (1 << a) != 0 {
+                        out.push(format!("W {p} {a} (PAGEMAP_SCAN of step {step} missed a store)"));
+                    }
+                }
+            }
             ["ld", step, p, a] if !load_owed(field(got, "val"), field(want, "val")) => {
                 out.push(format!(
                     "C {p} {a} (step {step} read {}, owed {})",
@@ -242,6 +261,9 @@ pub fn contract_breaks(values: &BTreeMap<String, String>, owed: &BTreeMap<String
                     out.push(format!("S {p} {a} (probe pagemap)"));
                 } else if stored && field(got, "sd2") == Some("0") {
                     out.push(format!("S {p} {a} (probe store not soft-dirty)"));
+                }
+                if field(want, "wr") == Some("1") && field(got, "uw") == Some("1") {
+                    out.push(format!("W {p} {a} (probe pagemap: stored to, still uffd-wp)"));
                 }
                 match field(want, "trap") {
                     Some("uffd") if obs != "uffd" => out.push(format!("U {p} {a} (probe store {obs})")),
@@ -279,6 +301,9 @@ pub fn verdict(r: &Reproducer) -> (String, Vec<String>) {
     }
     if !r.ended {
         return ("did not finish".into(), Vec::new());
+    }
+    if let Some(what) = &r.not_on {
+        return (format!("not on this kernel: {what}"), Vec::new());
     }
     if let Some(why) = &r.not_realized {
         return (format!("not realized: {why}"), Vec::new());
@@ -601,8 +626,12 @@ pub fn run(o: &Options) -> Result<usize, String> {
                     let r = log.get(n).cloned().unwrap_or_default();
                     let (mut cell, details) = verdict(&r);
                     // Which profile should have matched: the one named after the kernel.
+                    // A kernel without a feature the program uses agrees when its
+                    // profile lacks it too.
+                    let own_lacks = r.predicted.get(k.name()).is_some_and(|p| p.contains_key("noton"));
                     let mut ok = cell.starts_with("= ") && cell[2..].split(", ").any(|p| p == k.name())
-                        || cell.starts_with("not realized");
+                        || cell.starts_with("not realized")
+                        || cell.starts_with("not on this kernel") && own_lacks;
                     if let (Some(race), true, None) = (&r.race, r.ended, &r.error) {
                         (cell, ok) = race.cell(k.name());
                         if let Some(first) = race.first.get(k.name()) {
@@ -620,7 +649,7 @@ pub fn run(o: &Options) -> Result<usize, String> {
                     let empty = BTreeMap::new();
                     let owed = r.owed.get(k.name()).unwrap_or(&empty);
                     // A reproducer the kernel could not realize is not judged.
-                    let judged = r.not_realized.is_none();
+                    let judged = r.not_realized.is_none() && r.not_on.is_none();
                     let breaks = if judged { contract_breaks(&r.observed, owed) } else { Vec::new() };
                     let predicted_breaks = if judged {
                         contract_breaks(r.predicted.get(k.name()).unwrap_or(&empty), owed)

@@ -31,6 +31,10 @@ pub enum Event {
     ClearedRefs { p: u8 },
     /// UFFDIO_WRITEPROTECT applied (`on`) or removed protection over `[start, end)`.
     WriteProtected { p: u8, start: u8, end: u8, on: bool },
+    /// PAGEMAP_SCAN looked at the pages `looked` (those in async uffd-wp VMAs),
+    /// returned those of `reported` as WRITTEN, and write-protected `protected`
+    /// (PM_SCAN_WP_MATCHING; even when it failed and returned nothing).
+    Scanned { p: u8, looked: u16, reported: u16, protected: u16 },
     /// `->page_mkwrite` ran for a file page.
     PageMkwrite { file: u8, index: u8 },
     /// A file page of a `page_mkwrite` file system became clean (read in, written back).

@@ -143,7 +143,7 @@ pub(super) fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize,
     match e {
         Entry::None => {
             if v.is_anonymous() {
-                do_anonymous_page(s, cfg.kernel, p, vi, addr, write)
+                do_anonymous_page(s, cfg, p, vi, addr, write, false)
             } else {
                 do_fault(s, cfg, p, vi, addr, write, false)
             }
@@ -259,10 +259,16 @@ fn anon_vma_compatible(k: Kernel, a: &Vma, b: &Vma) -> bool {
 
 /// `do_anonymous_page()` (mm/memory.c): a read maps the zero page with
 /// `vm_page_prot`; a write maps a new exclusive page `pte_mkwrite(pte_mkdirty())`.
-fn do_anonymous_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
+/// From a uffd-wp marker (`marker`, v6.4 WP_UNPOPULATED) either PTE gets
+/// `pte_mkuffd_wp()`: a store then faults again into `do_wp_page`.
+fn do_anonymous_page(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool, marker: bool) -> Fault {
+    let k = cfg.kernel;
     let v = s.procs[p].vmas[vi];
     if !write {
-        let bits = mk_pte(v.prot);
+        let mut bits = mk_pte(v.prot);
+        if marker {
+            bits = pte_mkuffd_wp(bits, cfg);
+        }
         set_pte(s, p, addr, Entry::Present { bits, folio: ZERO_PAGE }, Why::DoAnonymousPage);
         return Fault::Retry;
     }
@@ -273,6 +279,9 @@ fn do_anonymous_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, wr
     let mut bits = mk_pte(v.prot);
     if v.flags.contains(VmFlags::WRITE) {
         bits = pte_mkdirty(bits) | PteBits::W;
+    }
+    if marker {
+        bits = pte_mkuffd_wp(bits, cfg);
     }
     page_add_rmap(s, f, true);
     set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoAnonymousPage);
@@ -414,25 +423,35 @@ fn do_set_pte(s: &mut State, k: Kernel, p: usize, v: &Vma, addr: u8, f: FolioId,
 }
 
 /// `handle_pte_marker()` → `pte_marker_handle_uffd_wp()` (mm/memory.c): a stale
-/// marker (VMA no longer uffd-wp, or anonymous) is cleared; otherwise the fault is
-/// handled like a none PTE by `do_fault`, which keeps the write protection.
+/// marker (VMA no longer uffd-wp; before v6.4 also any anonymous one) is
+/// cleared; otherwise the fault is handled like a none PTE (`do_pte_missing`:
+/// `do_anonymous_page` or `do_fault`), which keeps the write protection.
 fn handle_pte_marker(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
-    if !v.uffd_wp() || v.is_anonymous() {
+    if !v.uffd_wp() || v.is_anonymous() && !cfg.kernel.uffd_wp_unpopulated() {
         set_pte(s, p, addr, Entry::None, Why::HandlePteMarker);
         return Fault::Retry;
+    }
+    if v.is_anonymous() {
+        return do_anonymous_page(s, cfg, p, vi, addr, write, true);
     }
     do_fault(s, cfg, p, vi, addr, write, true)
 }
 
-/// `do_wp_page()` (mm/memory.c, v6.1): uffd-wp → user fault; anon pages are reused
+/// `do_wp_page()` (mm/memory.c, v6.1): uffd-wp → user fault (v6.7 WP_ASYNC: the
+/// bit is cleared in place and the fault goes on); anon pages are reused
 /// when exclusive (or when the only reference after freeing the swap cache),
 /// otherwise copied; file pages of shared writable VMAs go to `wp_page_shared`;
 /// everything else (zero page, private file pages) is copied.
-fn do_wp_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, bits: PteBits, f: FolioId) -> Fault {
+fn do_wp_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, mut bits: PteBits, f: FolioId) -> Fault {
     let v = s.procs[p].vmas[vi];
     if v.uffd_wp() && bits.contains(PteBits::UW) {
-        return Fault::Uffd;
+        if !super::userfaultfd::userfaultfd_wp_async(&s.procs[p], &v) {
+            return Fault::Uffd;
+        }
+        // WP_ASYNC (v6.7): the bit goes in place, then reuse or copy as usual.
+        bits.remove(PteBits::UW);
+        set_pte(s, p, addr, Entry::Present { bits, folio: f }, Why::DoWpPage);
     }
     if f == ZERO_PAGE {
         return wp_page_copy(s, k, p, vi, addr, f);

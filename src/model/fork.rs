@@ -17,6 +17,11 @@ pub fn dup_mmap(s: &mut State, cfg: &Config, parent: usize, child: usize, event_
         return false;
     }
     s.procs[child] = Mm::new(true);
+    // dup_userfaultfd(): with EVENT_FORK the child's VMAs get a context of their
+    // own with the parent's features.
+    if event_fork {
+        s.procs[child].uffd = s.procs[parent].uffd;
+    }
     for i in 0..s.procs[parent].vmas.len() {
         let src = s.procs[parent].vmas[i];
         if src.flags.contains(VmFlags::DONTCOPY) {

@@ -100,7 +100,9 @@ pub enum HugeWp {
 /// anonymous: a uffd-wp PMD of a uffd-wp VMA goes to user space; an exclusive
 /// folio (or one whose only reference is this PMD once the swap cache is
 /// dropped) is reused with `maybe_pmd_mkwrite(pmd_mkdirty(pmd_mkyoung()))`;
-/// otherwise the PMD is split and the PTE fault copies the page.
+/// otherwise the PMD is split and the PTE fault copies the page. With a
+/// WP_ASYNC context (v6.7) a uffd-wp PMD is split too, and the PTE fault
+/// resolves the protection.
 pub fn wp_huge_pmd(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8) -> HugeWp {
     let v = s.procs[p].vmas[vi];
     let (start, _) = pmd_range(addr);
@@ -108,6 +110,10 @@ pub fn wp_huge_pmd(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8) -
         return HugeWp::Fallback;
     };
     if v.uffd_wp() && bits.contains(PteBits::UW) {
+        if super::userfaultfd::userfaultfd_wp_async(&s.procs[p], &v) {
+            split_huge_pmd(s, cfg, p, addr);
+            return HugeWp::Fallback;
+        }
         return HugeWp::Uffd;
     }
     let head = s.folio_head(folio);

@@ -16,7 +16,9 @@ pub mod migrate;
 pub mod prot;
 pub mod pte;
 pub mod swap;
+pub mod task_mmu;
 pub mod types;
+pub mod userfaultfd;
 pub mod vma;
 
 use crate::op::{Advice, FileName, Op, Target};
@@ -36,6 +38,19 @@ pub enum Sharing {
     LikelyMappedShared,
     /// `folio_maybe_mapped_shared()`: mapped by another process (MM ids).
     Processes,
+}
+
+/// See [`Kernel::pagemap_scan_unpopulated`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanUnpopulated {
+    /// 6.12.118: a none PTE is WRITTEN in any VMA; a range without a PTE
+    /// table is WRITTEN in a uffd-wp VMA.
+    NoneWrittenAnywhere,
+    /// 6.18.15: a none PTE is WRITTEN only on the WRITTEN-only fast path; a
+    /// range without a PTE table never is.
+    FastPathOnly,
+    /// 7.3.4: an unpopulated page is WRITTEN in a uffd-wp VMA, table or not.
+    WrittenInUffdWp,
 }
 
 /// How `do_wp_page()` treats a page of a large folio it cannot reuse by
@@ -322,6 +337,32 @@ impl Kernel {
     pub fn collapse_waits_for_pmd_migration(self) -> bool {
         self >= Kernel::V618
     }
+    /// UFFD_FEATURE_WP_UNPOPULATED (v6.4, "mm/uffd: UFFD_FEATURE_WP_UNPOPULATED"):
+    /// uffd-wp of an anonymous VMA puts markers in none PTEs, and a fault there
+    /// keeps the protection (`do_anonymous_page()` with `vmf_orig_pte_uffd_wp()`).
+    pub fn uffd_wp_unpopulated(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// UFFD_FEATURE_WP_ASYNC (v6.7, "mm/userfaultfd: UFFD_FEATURE_WP_ASYNC"):
+    /// write faults on protected pages resolve in the kernel.
+    pub fn uffd_wp_async(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// The PAGEMAP_SCAN ioctl of /proc/pid/pagemap (v6.7, "fs/proc/task_mmu:
+    /// implement IOCTL to get and optionally clear info about PTEs").
+    pub fn pagemap_scan(self) -> bool {
+        self >= Kernel::V612
+    }
+    /// Is an unpopulated page WRITTEN to PAGEMAP_SCAN (fs/proc/task_mmu.c,
+    /// `pagemap_page_category()` and `pagemap_scan_pte_hole()`)? Read in each
+    /// tree; the three differ.
+    pub fn pagemap_scan_unpopulated(self) -> ScanUnpopulated {
+        match self {
+            Kernel::V61 | Kernel::V61y | Kernel::V612 => ScanUnpopulated::NoneWrittenAnywhere,
+            Kernel::V618 => ScanUnpopulated::FastPathOnly,
+            Kernel::V73 => ScanUnpopulated::WrittenInUffdWp,
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             Kernel::V61 => "v6.1",
@@ -564,6 +605,25 @@ pub enum StepResult {
     /// A store blocked on userfaultfd write protection.
     UffdWp,
     Segv,
+    /// The profile's kernel lacks what the op asks for (`since` added it): the
+    /// kernel's EINVAL or ENOTTY.
+    NotInKernel {
+        feature: &'static str,
+        since: &'static str,
+    },
+}
+
+impl StepResult {
+    /// A small number per kind of result (novelty feedback).
+    pub fn code(self) -> u32 {
+        match self {
+            StepResult::Ok => 0,
+            StepResult::Failed => 1,
+            StepResult::UffdWp => 2,
+            StepResult::Segv => 3,
+            StepResult::NotInKernel { .. } => 1,
+        }
+    }
 }
 
 /// Apply one op to the kernel state (the model's next-state function). What
@@ -646,6 +706,18 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             StepResult::Ok
         }
         Op::NumaHint { p, addr } => ok(change_prot_numa(s, cfg, p as usize, addr)),
+        Op::UffdApi { p, features } => match userfaultfd::missing_feature(cfg.kernel, features) {
+            Some((feature, since)) => StepResult::NotInKernel { feature, since },
+            None => res(userfaultfd::userfaultfd_api(s, cfg.kernel, p as usize, features)),
+        },
+        Op::PagemapScan { p, addr, len, mode } => {
+            if !cfg.kernel.pagemap_scan() {
+                StepResult::NotInKernel { feature: "PAGEMAP_SCAN", since: "v6.7" }
+            } else {
+                let (a, e) = range(addr, len);
+                res(task_mmu::do_pagemap_scan(s, cfg, p as usize, a, e, mode).1)
+            }
+        }
     };
     if s.procs.iter().any(|m| m.huge != 0) {
         huge_memory::vma_adjust_trans_huge(s, cfg);

@@ -391,7 +391,8 @@ pub fn change_protection(
                 }
             }
             Entry::None => {
-                if uffd_wp && !vma.is_anonymous() {
+                // Markers: files always, anonymous VMAs with WP_UNPOPULATED (v6.4).
+                if uffd_wp && super::userfaultfd::userfaultfd_wp_use_markers(&s.procs[p], vma) {
                     set_pte(s, p, addr, Entry::Marker, why);
                 }
             }

@@ -141,6 +141,20 @@ bitflags! {
     }
 }
 
+bitflags! {
+    /// The process's userfaultfd context (`struct userfaultfd_ctx`, one per
+    /// process here): whether it is open (UFFDIO_API done; the reproducers open
+    /// it at the first register) and the write-protect features it asked for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct UffdCtx: u8 {
+        const OPEN = 1 << 0;
+        /// UFFD_FEATURE_WP_UNPOPULATED (v6.4).
+        const WP_UNPOPULATED = 1 << 1;
+        /// UFFD_FEATURE_WP_ASYNC (v6.7; implies WP_UNPOPULATED).
+        const WP_ASYNC = 1 << 2;
+    }
+}
+
 /// Migration entry type (include/linux/swapops.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MigKind {
@@ -267,11 +281,12 @@ pub enum Why {
     RemoveMigrationPmd,
     MadviseFreeHugePmd,
     CollapseHugePage,
+    MakeUffdWpPte,
 }
 
 impl Why {
     /// Every value, in declaration order.
-    pub const ALL: [Why; 39] = [
+    pub const ALL: [Why; 40] = [
         Why::Unknown,
         Why::MmapRegion,
         Why::MmapExpand,
@@ -311,6 +326,7 @@ impl Why {
         Why::RemoveMigrationPmd,
         Why::MadviseFreeHugePmd,
         Why::CollapseHugePage,
+        Why::MakeUffdWpPte,
     ];
 
     /// The name as signatures spell it: [`Why::name`] without parentheses
@@ -368,6 +384,7 @@ impl Why {
             Why::RemoveMigrationPmd => "remove_migration_pmd",
             Why::MadviseFreeHugePmd => "madvise_free_huge_pmd",
             Why::CollapseHugePage => "collapse_huge_page",
+            Why::MakeUffdWpPte => "make_uffd_wp_pte",
         }
     }
 }
@@ -496,6 +513,8 @@ pub struct Mm {
     pub huge: u8,
     pub ptable: u8,
     pub tail: [FolioId; NPMDS],
+    /// The userfaultfd context its VMAs register with.
+    pub uffd: UffdCtx,
 }
 
 impl Mm {
@@ -508,6 +527,7 @@ impl Mm {
             huge: 0,
             ptable: 0,
             tail: [NO_FOLIO; NPMDS],
+            uffd: UffdCtx::empty(),
         }
     }
     /// Is `addr` mapped by a huge PMD (present or migration entry)?

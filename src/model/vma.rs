@@ -17,6 +17,18 @@ pub enum Errno {
     Efault,
 }
 
+impl Errno {
+    /// The negative errno a C program sees.
+    pub fn c_errno(self) -> i32 {
+        match self {
+            Errno::Enomem => -12,
+            Errno::Einval => -22,
+            Errno::Eperm => -1,
+            Errno::Efault => -14,
+        }
+    }
+}
+
 pub type KResult<T> = Result<T, Errno>;
 
 /// Insert a VMA keeping the list sorted by start.
@@ -593,8 +605,12 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
 }
 
 /// `vma_can_userfault()` (include/linux/userfaultfd_k.h) for WP with
-/// CONFIG_PTE_MARKER_UFFD_WP: anonymous or shmem (ext4/ramfs are not allowed).
-fn vma_can_userfault(s: &State, v: &Vma) -> bool {
+/// CONFIG_PTE_MARKER_UFFD_WP: anonymous or shmem (ext4/ramfs are not allowed),
+/// except that a WP_ASYNC context registering WP alone may take any VMA (v6.7).
+fn vma_can_userfault(s: &State, v: &Vma, wp_async: bool) -> bool {
+    if wp_async {
+        return true;
+    }
     match v.backing {
         Backing::Anon => true,
         Backing::File(f) => s.file_kind(f) == FileKind::Shmem,
@@ -604,13 +620,16 @@ fn vma_can_userfault(s: &State, v: &Vma) -> bool {
 /// `userfaultfd_register()` (fs/userfaultfd.c) in UFFDIO_REGISTER_MODE_WP: every
 /// VMA in range must be registrable and VM_MAYWRITE; merge or split with this
 /// ctx; `userfaultfd_set_vm_flags()` (B1: prot recomputed when VM_UFFD_WP flips on a
-/// shared VMA; v6.1: plain assignment). No PTE is touched.
+/// shared VMA; v6.1: plain assignment). No PTE is touched. The process's
+/// context opens first if it is not open (as the reproducers do it).
 pub fn userfaultfd_register(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) -> KResult<()> {
+    super::userfaultfd::userfaultfd_open_default(&mut s.procs[p]);
+    let wp_async = s.procs[p].uffd.contains(UffdCtx::WP_ASYNC);
     let mut vs = s.procs[p].vmas.iter().filter(|v| v.start < end && v.end > start).peekable();
     if vs.peek().is_none() {
         return Err(Errno::Einval);
     }
-    if vs.any(|v| !vma_can_userfault(s, v) || !v.flags.contains(VmFlags::MAYWRITE)) {
+    if vs.any(|v| !vma_can_userfault(s, v, wp_async) || !v.flags.contains(VmFlags::MAYWRITE)) {
         return Err(Errno::Einval);
     }
     for_each_piece(s, p, start, end, false, |s, p, a, b| {
@@ -681,11 +700,12 @@ fn unregister_piece(s: &mut State, cfg: &Config, p: usize, a: u8, b: u8, why: Wh
 }
 
 /// `userfaultfd_release()` (fs/userfaultfd.c): closing the uffd resolves and
-/// unregisters every VMA of this context.
+/// unregisters every VMA of this context; the process has none after it.
 pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()> {
     let r = for_each_piece(s, p, 0, NPAGES as u8, false, |s, p, a, b| {
         unregister_piece(s, cfg, p, a, b, Why::UffdUnregister)
     });
+    s.procs[p].uffd = UffdCtx::empty();
     s.emit(Event::Layout { p: p as u8 });
     r
 }

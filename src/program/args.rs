@@ -568,3 +568,93 @@ impl Domain for EventFork {
         g.event_fork()
     }
 }
+
+/// A field whose values are a few names (an enum with `ALL` and `name`): one
+/// byte modulo the count, printed and parsed by name, unknown names listed,
+/// shrunk to the first value, drawn uniformly.
+macro_rules! named_domain {
+    ($ty:ident, $shape:literal, $what:literal) => {
+        impl Domain for $ty {
+            type Value = $ty;
+            const SHAPE: &'static str = $shape;
+            fn decode(u: &mut Unstructured, _cx: &mut ArgCx) -> arbitrary::Result<$ty> {
+                Ok($ty::ALL[(byte(u)? % $ty::ALL.len() as u8) as usize])
+            }
+            fn encode(v: $ty, out: &mut Vec<u8>) {
+                out.push($ty::ALL.iter().position(|&x| x == v).unwrap_or(0) as u8);
+            }
+            fn print(v: $ty, out: &mut ArgPrinter) {
+                out.arg(v.name());
+            }
+            fn parse(args: &mut ArgParser, _cx: &mut ArgCx) -> Result<$ty, ParseError> {
+                let t = args.take()?;
+                $ty::ALL.iter().copied().find(|x| x.name() == t.s).ok_or_else(|| {
+                    let names: Vec<_> = $ty::ALL.iter().map(|x| x.name()).collect();
+                    args.error(t.col, format!(concat!("unknown ", $what, " `{}` (known: {})"), t.s, names.join(", ")))
+                })
+            }
+            fn simpler(v: $ty, _cx: &ArgCx) -> ArrayVec<$ty, 4> {
+                let mut out = ArrayVec::new();
+                if v != $ty::ALL[0] {
+                    out.push($ty::ALL[0]);
+                }
+                out
+            }
+            fn gen(g: &mut GenCx) -> $ty {
+                use rand::Rng as _;
+                $ty::ALL[g.rng.gen_range(0..$ty::ALL.len())]
+            }
+        }
+    };
+}
+
+/// The features a process's userfaultfd asks for with UFFDIO_API, as the sets
+/// that behave differently (UFFD_FEATURE_WP_ASYNC implies WP_UNPOPULATED).
+/// Every set includes UFFD_FEATURE_WP_HUGETLBFS_SHMEM where the kernel has it
+/// (the reproducers' context always asks for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UffdFeatures {
+    /// No write-protect feature beyond the default (sync uffd-wp).
+    Sync,
+    /// UFFD_FEATURE_WP_UNPOPULATED (v6.4): none PTEs of anonymous VMAs get markers.
+    WpUnpopulated,
+    /// UFFD_FEATURE_WP_ASYNC (v6.7): faults resolve in the kernel, no message.
+    WpAsync,
+}
+
+impl UffdFeatures {
+    pub const ALL: [UffdFeatures; 3] = [UffdFeatures::Sync, UffdFeatures::WpUnpopulated, UffdFeatures::WpAsync];
+    pub fn name(self) -> &'static str {
+        match self {
+            UffdFeatures::Sync => "sync",
+            UffdFeatures::WpUnpopulated => "WP_UNPOPULATED",
+            UffdFeatures::WpAsync => "WP_ASYNC",
+        }
+    }
+}
+
+named_domain!(UffdFeatures, "sync|WP_UNPOPULATED|WP_ASYNC", "uffd feature set");
+
+/// What a PAGEMAP_SCAN call asks (every call reports PRESENT, SWAPPED, FILE,
+/// PFNZERO, WRITTEN and SOFT_DIRTY of every page it returns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScanMode {
+    /// Report every page of the range (no category filter, no write protection).
+    Read,
+    /// Wine's write-watch reset: `category_mask = PAGE_IS_WRITTEN`,
+    /// `PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC`: report the written pages
+    /// and write-protect them again (EPERM at a VMA that is not async uffd-wp).
+    WpWritten,
+}
+
+impl ScanMode {
+    pub const ALL: [ScanMode; 2] = [ScanMode::Read, ScanMode::WpWritten];
+    pub fn name(self) -> &'static str {
+        match self {
+            ScanMode::Read => "read",
+            ScanMode::WpWritten => "wp_written",
+        }
+    }
+}
+
+named_domain!(ScanMode, "read|wp_written", "PAGEMAP_SCAN mode");

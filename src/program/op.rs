@@ -16,7 +16,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use arrayvec::ArrayVec;
 
-pub use super::args::{Advice, FileName, Prot, Target};
+pub use super::args::{Advice, FileName, Prot, ScanMode, Target, UffdFeatures};
 use super::args::{ArgCx, Child, Dest, Domain, EventFork, Len, Page, Proc, Retarget};
 use super::text::{ArgParser, ArgPrinter, ParseError};
 use crate::search::generate::GenCx;
@@ -348,6 +348,13 @@ define_ops! {
     /// NUMA hinting scan (change_prot_numa) of addr.
     NumaHint = "numa_hint", tag 23, weight 3, realizable false, Fields, focus Page
         { p: Proc, addr: Page }
+    /// userfaultfd() + UFFDIO_API asking for `features`: the process's uffd,
+    /// which otherwise opens at the first uffd_register with none of them.
+    UffdApi = "uffd_api", tag 24, weight 2, realizable true, Fields, focus Keep
+        { p: Proc, features: UffdFeatures }
+    /// ioctl(PAGEMAP_SCAN) over `len` pages at `addr` (fs/proc/task_mmu.c).
+    PagemapScan = "pagemap_scan", tag 25, weight 4, realizable true, Fields, focus Page
+        { p: Proc, addr: Page, len: Len, mode: ScanMode }
 }
 
 /// Number of op kinds (the tag domain).

@@ -319,8 +319,9 @@ fn same_state(x: &World, y: &World) -> bool {
     } = k;
     let Ghost { contracts, procs: gprocs, file, wn_clean, breaks, mkwrite_seen: _ } = g;
     let same_mm = |a: &Mm, b: &Mm| {
-        let Mm { alive, vmas, pt, why: _, huge, ptable, tail } = a;
+        let Mm { alive, vmas, pt, why: _, huge, ptable, tail, uffd } = a;
         *alive == b.alive
+            && *uffd == b.uffd
             && *pt == b.pt
             && (*huge, *ptable, *tail) == (b.huge, b.ptable, b.tail)
             && vmas.len() == b.vmas.len()

@@ -101,7 +101,7 @@ fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
         _ => 0,
     };
     let h = (op.kind() as u32)
-        ^ ((r as u32) << 5)
+        ^ (r.code() << 5)
         ^ (ec << 7)
         ^ vc.wrapping_mul(0x9e37_79b1)
         ^ fc.wrapping_mul(0x27d4_eb2f)

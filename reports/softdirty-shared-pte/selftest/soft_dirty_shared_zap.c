@@ -34,6 +34,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/fs.h>
 #include <linux/userfaultfd.h>
 #include <sys/utsname.h>
 #include "kselftest.h"
@@ -43,6 +44,47 @@
 
 #ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
 #define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
+#endif
+/* The uapi of v6.4 to v6.7, for build hosts whose headers are older. */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef PAGEMAP_SCAN
+#define PAGE_IS_WPALLOWED (1 << 0)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_FILE (1 << 2)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+#define PAGE_IS_PFNZERO (1 << 5)
+#define PAGE_IS_HUGE (1 << 6)
+#define PAGE_IS_SOFT_DIRTY (1 << 7)
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+struct page_region {
+	__u64 start;
+	__u64 end;
+	__u64 categories;
+};
+
+struct pm_scan_arg {
+	__u64 size;
+	__u64 flags;
+	__u64 start;
+	__u64 end;
+	__u64 walk_end;
+	__u64 vec;
+	__u64 vec_len;
+	__u64 max_pages;
+	__u64 category_inverted;
+	__u64 category_mask;
+	__u64 category_anyof_mask;
+	__u64 return_mask;
+};
+
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
@@ -70,7 +112,7 @@
 #define NPAGES 16
 /* 64 KiB-aligned, so the 16 pages are exactly one fault-around window. */
 #define BASE 0x7e0000000000UL
-#ifdef PTEDIFF_THP
+#if defined(PTEDIFF_THP) || defined(PTEDIFF_THP_LAYOUT)
 /* THP layout: model page i is 4 KiB page i % 4 of the 2 MiB page i / 4, so a
  * model PMD (4 pages) is a real one; the rest of each 2 MiB is never touched.
  */
@@ -105,7 +147,13 @@ static int *shared_counts;
 static void owe_pm(int step, int slot, unsigned int mask);
 static void owe_ld(int step, int slot, int page, long val);
 static void owe_page(int slot, int page, const char *obs, int sd, long ld, int sd2);
+static void owe_scan(int step, int slot, unsigned int written);
 #else
+static void owe_scan(int step, int slot, unsigned int written)
+{
+	(void)step, (void)slot, (void)written;
+}
+
 /* Without kselftest mode the checks are the caller's (ptediff kernel-check). */
 static void owe_pm(int step, int slot, unsigned int mask)
 {
@@ -186,10 +234,12 @@ static void *uffd_handler(void *arg)
 	return NULL;
 }
 
-static int uffd_open(void)
+/* Open the process's userfaultfd asking for `features` and, where the kernel
+ * has it, UFFD_FEATURE_WP_HUGETLBFS_SHMEM. A feature the kernel lacks is
+ * -EINVAL (as UFFDIO_API says) and leaves the uffd closed.
+ */
+static int uffd_open_with(uint64_t features, const char *name)
 {
-	if (uffd >= 0)
-		return 0;
 	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (uffd < 0)
 		return -errno;
@@ -197,20 +247,56 @@ static int uffd_open(void)
 
 	if (ioctl(uffd, UFFDIO_API, &api))
 		return -errno;
-	uint64_t want = UFFD_FEATURE_WP_HUGETLBFS_SHMEM & api.features;
+	uint64_t want = (UFFD_FEATURE_WP_HUGETLBFS_SHMEM & api.features) | features;
+
+	if (features & ~api.features) {
+		not_realized("PTEDIFF-NOTON %s %s\n", NAME, name);
+		close(uffd);
+		uffd = -1;
+		return -EINVAL;
+	}
 
 	close(uffd);
 	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	struct uffdio_api api2 = { .api = UFFD_API, .features = want };
 
-	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api2))
+	if (uffd < 0)
 		return -errno;
+	if (ioctl(uffd, UFFDIO_API, &api2)) {
+		int e = errno;
+
+		close(uffd);
+		uffd = -1;
+		return -e;
+	}
 	if (pipe(uffd_stop))
 		return -errno;
 	if (pthread_create(&uffd_thread, NULL, uffd_handler, (void *)(long)uffd))
 		return -1;
 	return 0;
 }
+
+static int uffd_open(void)
+{
+	if (uffd >= 0)
+		return 0;
+	return uffd_open_with(0, "");
+}
+
+/* userfaultfd() and UFFDIO_API asking for `features`; UFFDIO_API on the open
+ * uffd when there is one (which the kernel refuses).
+ */
+static long uffd_api(uint64_t features, const char *name)
+{
+	if (uffd >= 0) {
+		struct uffdio_api again = { .api = UFFD_API, .features = features };
+
+		return ioctl(uffd, UFFDIO_API, &again) ? -errno : 0;
+	}
+	return uffd_open_with(features, name);
+}
+
+#define UFFD_API_NAMED(f) uffd_api(f, #f)
 
 static long uffd_register(void *a, unsigned long len)
 {
@@ -254,6 +340,76 @@ static long uffd_close(void)
 	close(uffd);
 	uffd = -1;
 	return 0;
+}
+
+/* The model page at address `a`, or -1 (THP mode: a page it does not model). */
+static int page_index(unsigned long a)
+{
+	if (a < BASE)
+		return -1;
+#if defined(PTEDIFF_THP) || defined(PTEDIFF_THP_LAYOUT)
+	unsigned long off = (a - BASE) % HPAGE / PAGE, i = (a - BASE) / HPAGE * 4 + off;
+
+	return off < 4 && i < NPAGES ? (int)i : -1;
+#else
+	unsigned long i = (a - BASE) / PAGE;
+
+	return i < NPAGES ? (int)i : -1;
+#endif
+}
+
+/* ioctl(PAGEMAP_SCAN) over `len` bytes at `a`: every page's categories, or
+ * (`wp`) the written pages only, write-protecting them again (Wine's write
+ * watch reset). Prints the pages returned and those of each category.
+ */
+static long pagemap_scan(int step, void *a, unsigned long len, int wp)
+{
+	static struct page_region vec[512];
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg),
+		.start = (unsigned long)a,
+		.end = (unsigned long)a + len,
+		.vec = (unsigned long)vec,
+		.vec_len = ARRAY_SIZE(vec),
+	};
+	unsigned int m[7] = { 0 };
+	static const unsigned long cat[7] = { 0, PAGE_IS_WRITTEN, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
+					      PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_SOFT_DIRTY };
+	long r;
+	int fd;
+
+	if (wp) {
+		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+		arg.category_mask = PAGE_IS_WRITTEN;
+		arg.return_mask = PAGE_IS_WRITTEN;
+	} else {
+		arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
+				  PAGE_IS_FILE | PAGE_IS_PFNZERO | PAGE_IS_SOFT_DIRTY;
+	}
+	memset(vec, 0, sizeof(vec));
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	r = ioctl(fd, PAGEMAP_SCAN, &arg) < 0 ? -errno : 0;
+	close(fd);
+	if (r == -ENOTTY)
+		not_realized("PTEDIFF-NOTON %s PAGEMAP_SCAN\n", NAME);
+	/* On an error the regions found so far are still copied out. */
+	for (unsigned int i = 0; i < ARRAY_SIZE(vec) && vec[i].end > vec[i].start; i++) {
+		for (unsigned long x = vec[i].start; x < vec[i].end; x += PAGE) {
+			int pg = page_index(x);
+
+			if (pg < 0)
+				continue;
+			for (int c = 0; c < 7; c++)
+				if (!c || (vec[i].categories & cat[c]))
+					m[c] |= 1u << pg;
+		}
+	}
+	printf("PTEDIFF-SCAN %s %d p%d rc=%ld ret=%04x written=%04x present=%04x swapped=%04x file=%04x zero=%04x sd=%04x\n",
+	       NAME, step, MYSLOT, r, m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+	owe_scan(step, MYSLOT, m[1]);
+	return r;
 }
 
 static long write_clear_refs(void)
@@ -459,11 +615,11 @@ static void probe(int slot)
  */
 struct owed {
 	int prof; /* -1: every kernel version; else an index into PROF */
-	char kind; /* 'm' pagemap after a step, 'l' a load, 'p' the probe */
+	char kind; /* 'm' pagemap after a step, 'l' a load, 'p' the probe, 's' a scan */
 	int step;
 	int slot; /* the process (p0, p1, p2) */
 	int page;
-	unsigned int mask; /* 'm': the pages owed soft-dirty */
+	unsigned int mask; /* 'm': the pages owed soft-dirty; 's': owed written */
 	long ld; /* the value owed (bit 16: or zero), -1: none */
 	int sd; /* 'p': owed soft-dirty before the probe's store */
 	int trap; /* 'p': the store owes a uffd message (1), SIGSEGV (2) */
@@ -547,6 +703,22 @@ static void owe_ld(int step, int slot, int page, long val)
 		if (owed_here(o, 'l', slot) && o->step == step && o->page == page &&
 		    !load_ok(val, o->ld))
 			broke("content", slot, page, where);
+	}
+}
+
+static void owe_scan(int step, int slot, unsigned int written)
+{
+	char where[48];
+
+	snprintf(where, sizeof(where), "PAGEMAP_SCAN of step %d", step);
+	for (unsigned int i = 0; i < ARRAY_SIZE(OWED); i++) {
+		const struct owed *o = &OWED[i];
+
+		if (!owed_here(o, 's', slot) || o->step != step)
+			continue;
+		for (int a = 0; a < NPAGES; a++)
+			if (o->mask & ~written & (1u << a))
+				broke("write-watch", slot, a, where);
 	}
 }
 

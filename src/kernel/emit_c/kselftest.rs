@@ -160,6 +160,8 @@ enum Owe {
     Ld { step: usize, slot: u8, page: u8, val: Option<(u32, bool)> },
     /// The probe of `page`: soft-dirty before the store, the trap, the load.
     Page { slot: u8, page: u8, sd: bool, trap: u8, ld: Option<(u32, bool)> },
+    /// The PAGEMAP_SCAN of `step` in `slot`: these pages reported WRITTEN.
+    Scan { step: usize, slot: u8, mask: u16 },
 }
 
 fn field<'a>(v: &'a str, name: &str) -> Option<&'a str> {
@@ -190,6 +192,11 @@ fn owes(t: &Trace) -> Result<Vec<Owe>, Unrealizable> {
                 step: step.parse().map_err(|_| bad(key))?,
                 slot: slot(p).ok_or_else(|| bad(key))?,
                 mask: field(v, "mask").and_then(|m| u16::from_str_radix(m, 16).ok()).ok_or_else(|| bad(key))?,
+            },
+            ["scan", step, p] => Owe::Scan {
+                step: step.parse().map_err(|_| bad(key))?,
+                slot: slot(p).ok_or_else(|| bad(key))?,
+                mask: field(v, "written").and_then(|m| u16::from_str_radix(m, 16).ok()).ok_or_else(|| bad(key))?,
             },
             ["ld", step, p, a] => Owe::Ld {
                 step: step.parse().map_err(|_| bad(key))?,
@@ -245,6 +252,9 @@ fn c_owed_table(traces: &[Trace]) -> Result<String, Unrealizable> {
             Owe::Pm { step, slot, mask } => {
                 format!("{{ .prof = {prof}, .kind = 'm', .step = {step}, .slot = {slot}, .mask = 0x{mask:04x} }}")
             }
+            Owe::Scan { step, slot, mask } => {
+                format!("{{ .prof = {prof}, .kind = 's', .step = {step}, .slot = {slot}, .mask = 0x{mask:04x} }}")
+            }
             Owe::Ld { step, slot, page, val } => format!(
                 "{{ .prof = {prof}, .kind = 'l', .step = {step}, .slot = {slot}, .page = {page}, .ld = {} }}",
                 c_val(*val)
@@ -268,7 +278,7 @@ const OWED: &str = include_str!("kselftest_owed.c");
 
 /// The test's first lines: its comment, the mode and the prelude, with
 /// kselftest.h included and the reproducer's lines made TAP diagnostics.
-pub(crate) fn c_head(program: &Program, name: &str, thp: bool, race: bool, tree: &Tree) -> String {
+pub(crate) fn c_head(program: &Program, name: &str, race: bool, tree: &Tree) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "// SPDX-License-Identifier: GPL-2.0");
     let _ = writeln!(c, "/*");
@@ -293,9 +303,7 @@ pub(crate) fn c_head(program: &Program, name: &str, thp: bool, race: bool, tree:
     }
     let _ = writeln!(c, " */");
     c.push_str("#define PTEDIFF_KSELFTEST 1\n");
-    if thp {
-        c.push_str("#define PTEDIFF_THP 1\n");
-    }
+    c.push_str(super::layout_defines(program));
     if race {
         c.push_str("#define PTEDIFF_RACE 1\n");
     }

@@ -4,11 +4,11 @@
  */
 struct owed {
 	int prof; /* -1: every kernel version; else an index into PROF */
-	char kind; /* 'm' pagemap after a step, 'l' a load, 'p' the probe */
+	char kind; /* 'm' pagemap after a step, 'l' a load, 'p' the probe, 's' a scan */
 	int step;
 	int slot; /* the process (p0, p1, p2) */
 	int page;
-	unsigned int mask; /* 'm': the pages owed soft-dirty */
+	unsigned int mask; /* 'm': the pages owed soft-dirty; 's': owed written */
 	long ld; /* the value owed (bit 16: or zero), -1: none */
 	int sd; /* 'p': owed soft-dirty before the probe's store */
 	int trap; /* 'p': the store owes a uffd message (1), SIGSEGV (2) */
@@ -67,6 +67,22 @@ static void owe_ld(int step, int slot, int page, long val)
 		if (owed_here(o, 'l', slot) && o->step == step && o->page == page &&
 		    !load_ok(val, o->ld))
 			broke("content", slot, page, where);
+	}
+}
+
+static void owe_scan(int step, int slot, unsigned int written)
+{
+	char where[48];
+
+	snprintf(where, sizeof(where), "PAGEMAP_SCAN of step %d", step);
+	for (unsigned int i = 0; i < ARRAY_SIZE(OWED); i++) {
+		const struct owed *o = &OWED[i];
+
+		if (!owed_here(o, 's', slot) || o->step != step)
+			continue;
+		for (int a = 0; a < NPAGES; a++)
+			if (o->mask & ~written & (1u << a))
+				broke("write-watch", slot, a, where);
 	}
 }
 

@@ -32,7 +32,7 @@ use crate::judge::contracts::{self, ProbeObs};
 use crate::judge::ghost::{self, Expect};
 use crate::judge::world::World;
 use crate::model::{self, Config, Entry, Kernel, State, StepResult, Token, VmFlags, MAX_PROCS, NPAGES};
-use crate::op::{Advice, FileName, Op, Program, Target};
+use crate::op::{Advice, FileName, Op, Program, ScanMode, Target, UffdFeatures};
 
 /// Profiles whose predictions a reproducer carries: the kernel's own restore.
 pub const PROFILES: [Kernel; 4] = [Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73];
@@ -63,6 +63,10 @@ pub struct Trace {
     pub probe: Vec<ProbeObs>,
     /// The world after the program (before the probe).
     pub last: World,
+    /// The profile's kernel lacks a feature the program uses (`UFFD_FEATURE_WP_ASYNC
+    /// v6.7`): the trace stops there, predicts nothing, and the reproducer reports
+    /// "not on this kernel" on such a kernel.
+    pub not_on: Option<String>,
 }
 
 fn owed_load(w: &World, p: usize, a: u8) -> String {
@@ -90,6 +94,26 @@ pub fn thp_mode(program: &Program) -> bool {
         .any(|op| matches!(op, Op::Madvise { advice: Advice::HugePage | Advice::NoHugePage | Advice::Collapse, .. }))
 }
 
+/// Does the reproducer lay the pages out as THP mode does (each model PMD a
+/// real 2 MiB PMD)? THP mode does, and so does a program that uses
+/// PAGEMAP_SCAN: what it reports of an unpopulated page depends on whether the
+/// PMD has a PTE table (`pagemap_scan_pte_hole()`), which the model decides per
+/// model PMD.
+pub fn thp_layout(program: &Program) -> bool {
+    thp_mode(program) || program.ops.iter().any(|op| matches!(op, Op::PagemapScan { .. }))
+}
+
+/// The C defines of the layout and THP mode.
+pub(super) fn layout_defines(program: &Program) -> &'static str {
+    if thp_mode(program) {
+        "#define PTEDIFF_THP 1\n"
+    } else if thp_layout(program) {
+        "#define PTEDIFF_THP_LAYOUT 1\n"
+    } else {
+        ""
+    }
+}
+
 /// Pages of `q` mapped to a page of a large folio (what KPF_THP shows).
 pub(super) fn thp_mask(s: &State, q: usize) -> u16 {
     let mut m = 0;
@@ -103,11 +127,11 @@ pub(super) fn thp_mask(s: &State, q: usize) -> u16 {
     m
 }
 
-/// Why THP mode cannot run `op`, if it cannot.
+/// Why the THP layout cannot run `op`, if it cannot.
 pub(super) fn thp_refusal(op: &Op) -> Option<&'static str> {
     match *op {
-        Op::Mmap { target: Target::File { .. }, .. } => {
-            Some("THP mode spreads the pages over 2 MiB pages; file offsets would not follow")
+        Op::Mmap { addr, len, target: Target::File { .. }, .. } if addr / 4 != (model::range(addr, len).1 - 1) / 4 => {
+            Some("the THP layout spreads the pages over 2 MiB pages; file offsets across them would not follow")
         }
         Op::Mremap { addr, new, .. } if addr % 4 != new % 4 => {
             Some("THP mode: mremap to another offset within a 2 MiB page breaks the layout")
@@ -119,12 +143,13 @@ pub(super) fn thp_refusal(op: &Op) -> Option<&'static str> {
 /// Check that every op of the program can be realised deterministically, under
 /// every profile; returns each profile's trace.
 pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
-    let thp = thp_mode(program);
+    let (thp, layout) = (thp_mode(program), thp_layout(program));
     let mut traces = Vec::new();
     for k in PROFILES {
         let cfg = native(k);
         let mut w = World::new(Contract::all());
         let (mut predicted, mut owed) = (Vec::new(), Vec::new());
+        let mut not_on = None;
         for (i, op) in program.ops.iter().enumerate() {
             let n = i + 1;
             let refuse = |why: &str| Err(Unrealizable(format!("step {n} `{op}`: {why}")));
@@ -133,7 +158,7 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
             if let Err(why) = c_op(op, n, 0) {
                 return refuse(why);
             }
-            if let Some(why) = thp.then(|| thp_refusal(op)).flatten() {
+            if let Some(why) = layout.then(|| thp_refusal(op)).flatten() {
                 return refuse(why);
             }
             if let Op::Madvise { p, addr, len, advice: Advice::Collapse } = *op {
@@ -156,9 +181,19 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                 }
             }
             let runs = op_runs(&w.k, op);
+            if let (true, Op::PagemapScan { p, addr, len, mode }) = (runs, *op) {
+                let (q, n) = (p as usize, i + 1);
+                let (got, owe) = scan_prediction(&w, &cfg, q, addr, len, mode);
+                predicted.push((format!("scan {n} p{q}"), got));
+                owed.push((format!("scan {n} p{q}"), owe));
+            }
             match w.step(&cfg, op) {
                 StepResult::UffdWp => return refuse("the store blocks on uffd-wp until a handler resolves it"),
                 StepResult::Segv => return refuse("the access raises SIGSEGV"),
+                StepResult::NotInKernel { feature, since } => {
+                    not_on = Some(format!("{feature} {since}"));
+                    break;
+                }
                 _ => {}
             }
             if !w.k.pending.is_empty() {
@@ -182,15 +217,50 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                 }
             }
         }
+        if let Some(what) = &not_on {
+            let predicted = vec![("noton".to_string(), format!("what={}", what.replace(' ', "_")))];
+            let (owed, probe) = (Vec::new(), Vec::new());
+            traces.push(Trace { kernel: k, predicted, owed, probe, last: w, not_on });
+            continue;
+        }
         let mut last = w;
         let probe = contracts::probe(&mut last, &cfg);
         for o in &probe {
             predicted.push((format!("p{} {}", o.process, o.page), o.render()));
             owed.push((format!("p{} {}", o.process, o.page), o.owed.render()));
         }
-        traces.push(Trace { kernel: k, predicted, owed, probe, last: w });
+        traces.push(Trace { kernel: k, predicted, owed, probe, last: w, not_on });
     }
     Ok(traces)
+}
+
+/// What the PAGEMAP_SCAN of `(q, addr, len, mode)` prints on profile
+/// `cfg` in world `w` (before the scan), and what it owes: its PTEDIFF-SCAN
+/// line, and the pages it must report WRITTEN (the write watch's stores among
+/// those it looks at).
+fn scan_prediction(w: &World, cfg: &Config, q: usize, addr: u8, len: u8, mode: ScanMode) -> (String, String) {
+    let mut k = w.k;
+    k.events.clear();
+    let (a, e) = model::range(addr, len);
+    let (rc, rep) = if !cfg.kernel.pagemap_scan() {
+        (-25, model::task_mmu::ScanReport::default())
+    } else {
+        let (rep, r) = model::task_mmu::do_pagemap_scan(&mut k, cfg, q, a, e, mode);
+        (r.err().map_or(0, |err| err.c_errno()), rep)
+    };
+    let looked = k
+        .events
+        .iter()
+        .find_map(|ev| match *ev {
+            model::events::Event::Scanned { looked, .. } => Some(looked),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let got = format!(
+        "rc={rc} ret={:04x} written={:04x} present={:04x} swapped={:04x} file={:04x} zero={:04x} sd={:04x}",
+        rep.returned, rep.written, rep.present, rep.swapped, rep.file, rep.pfnzero, rep.soft_dirty
+    );
+    (got, format!("written={:04x}", w.g.procs[q].written & looked))
 }
 
 /// Does the C program run `op` (a process that exists; a fork into a free slot)?
@@ -311,9 +381,10 @@ fn thp_checks(program: &Program) -> Vec<(usize, ThpCheck)> {
     all.unwrap_or_default()
 }
 
-/// The content token each op's store writes (the model hands them out in order).
+/// The content token each op's store writes (the model hands them out in order,
+/// alike on every profile that runs the program: the newest has every feature).
 fn store_tokens(program: &Program) -> Vec<Token> {
-    let cfg = native(PROFILES[0]);
+    let cfg = native(PROFILES[PROFILES.len() - 1]);
     let mut s = State::new();
     program
         .ops
@@ -408,6 +479,19 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         Op::UffdWp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), SPAN({addr}, {}), 1);", c_len(addr, len)),
         Op::UffdUnwp { addr, len, .. } => format!("r = uffd_wp(PG({addr}), SPAN({addr}, {}), 0);", c_len(addr, len)),
         Op::UffdClose { .. } => "r = uffd_close();".into(),
+        Op::UffdApi { features, .. } => format!(
+            "r = UFFD_API_NAMED({});",
+            match features {
+                UffdFeatures::Sync => "0",
+                UffdFeatures::WpUnpopulated => "UFFD_FEATURE_WP_UNPOPULATED",
+                UffdFeatures::WpAsync => "UFFD_FEATURE_WP_ASYNC",
+            }
+        ),
+        Op::PagemapScan { addr, len, mode, .. } => format!(
+            "r = pagemap_scan({step}, PG({addr}), SPAN({addr}, {}), {});",
+            c_len(addr, len),
+            (mode == ScanMode::WpWritten) as u8
+        ),
         Op::Fork { event_fork: true, .. } => {
             return Err("UFFD_FEATURE_EVENT_FORK hands the child's uffd to the parent; not supported")
         }
@@ -459,13 +543,11 @@ pub(crate) fn emit_c_as(program: &Program, name: &str, flavour: Flavour) -> Resu
                 let _ = writeln!(c, " *   {op}");
             }
             let _ = writeln!(c, " */");
-            if thp {
-                c.push_str("#define PTEDIFF_THP 1\n");
-            }
+            c.push_str(layout_defines(program));
             c.push_str(PRELUDE);
         }
         Flavour::Kselftest(tree) => {
-            c.push_str(&kselftest::c_head(program, name, thp, false, tree));
+            c.push_str(&kselftest::c_head(program, name, false, tree));
             c.push_str(&kselftest::c_owed(&traces, program)?);
         }
     }
@@ -492,7 +574,7 @@ pub(crate) fn emit_c_as(program: &Program, name: &str, flavour: Flavour) -> Resu
     // Ops on a process that does not exist (or a fork into a taken slot) fail in
     // the model without doing anything; there is nobody to send them to.
     let mut sim = State::new();
-    let cfg = native(PROFILES[0]);
+    let cfg = native(PROFILES[PROFILES.len() - 1]);
     for (i, op) in program.ops.iter().enumerate() {
         match slot_of(op) {
             _ if !op_runs(&sim, op) => {

@@ -131,6 +131,7 @@ fn race_refusal(op: &Op) -> Option<&'static str> {
     match *op {
         Op::Fork { .. } | Op::Exit { .. } => Some("race mode runs one process (no fork, no exit)"),
         Op::Swapoff {} => Some("race mode does not cycle swap"),
+        Op::UffdApi { .. } | Op::PagemapScan { .. } => Some("race mode has no uffd features or PAGEMAP_SCAN"),
         Op::Mmap { .. }
         | Op::Munmap { .. }
         | Op::Mprotect { .. }
@@ -253,7 +254,7 @@ pub(crate) fn emit_race_as(
             }
             c.push_str(PRELUDE);
         }
-        Flavour::Kselftest(tree) => c.push_str(&super::kselftest::c_head(program, name, thp, true, tree)),
+        Flavour::Kselftest(tree) => c.push_str(&super::kselftest::c_head(program, name, true, tree)),
     }
     let _ = writeln!(c, "#define WINDOW_PAGE {}", w.page);
     let _ = writeln!(c, "#define NPROF {}", PROFILES.len());
