@@ -190,6 +190,11 @@ enum Cmd {
         /// reproducer runs in THP mode.
         #[arg(long)]
         thp: bool,
+        /// Every program starts from a write watch (an async uffd-wp context over
+        /// anonymous pages 0-3 and shared memfd pages 4-7, protected after a
+        /// store to page 1) and ends with a full PAGEMAP_SCAN of pages 0-11.
+        #[arg(long, conflicts_with = "thp")]
+        tracking: bool,
     },
     /// Step-by-step, side-by-side trace of a reproducer.
     Explain {
@@ -346,15 +351,24 @@ pub fn main() -> ExitCode {
         },
         Cmd::Triage { dir, buckets } => findings::cmd_triage(&dir, buckets),
         Cmd::Merge { dirs, out } => findings::cmd_merge(&dirs, &out),
-        Cmd::Sample { count, max_ops, seed, out, thp } => {
-            let progs = crate::fuzz::sample_realizable(seed, count, max_ops, thp);
+        Cmd::Sample { count, max_ops, seed, out, thp, tracking } => {
+            let start = match (thp, tracking) {
+                (true, _) => crate::fuzz::SampleStart::Thp,
+                (_, true) => crate::fuzz::SampleStart::Tracking,
+                _ => crate::fuzz::SampleStart::Empty,
+            };
+            let tag = match start {
+                crate::fuzz::SampleStart::Thp => "-thp",
+                crate::fuzz::SampleStart::Tracking => "-tracking",
+                crate::fuzz::SampleStart::Empty => "",
+            };
+            let progs = crate::fuzz::sample_realizable(seed, count, max_ops, start);
             let pair = Pair::default();
             for (i, p) in progs.iter().enumerate() {
                 let text = corpus::render(&pair, &check(p, &pair), p, RenderOpts::default());
-                if let Err(e) = corpus::write_atomic(
-                    &out.join(format!("sample{}-{seed}-{i:03}.ptd", if thp { "-thp" } else { "" })),
-                    text.as_bytes(),
-                ) {
+                if let Err(e) =
+                    corpus::write_atomic(&out.join(format!("sample{tag}-{seed}-{i:03}.ptd")), text.as_bytes())
+                {
                     return usage(&format!("{}: {e}", out.display()));
                 }
             }

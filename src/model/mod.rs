@@ -49,7 +49,8 @@ pub enum ScanUnpopulated {
     /// 6.18.15: a none PTE is WRITTEN only on the WRITTEN-only fast path; a
     /// range without a PTE table never is.
     FastPathOnly,
-    /// 7.3.4: an unpopulated page is WRITTEN in a uffd-wp VMA, table or not.
+    /// 7.3.4: an unpopulated page is WRITTEN in a uffd-wp VMA, table or not,
+    /// and nothing is WRITTEN outside one.
     WrittenInUffdWp,
 }
 

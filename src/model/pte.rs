@@ -504,7 +504,8 @@ pub fn pte_install_uffd_wp_if_needed(s: &mut State, p: usize, vma: &Vma, addr: u
 }
 
 /// `zap_pte_range()` (mm/memory.c) over `[start, end)`: drop mappings, swap and
-/// migration entries; markers are kept unless ZAP_FLAG_DROP_MARKER, and
+/// migration entries; markers of file VMAs are kept unless ZAP_FLAG_DROP_MARKER
+/// (an anonymous VMA's always go), and
 /// `zap_install_uffd_wp_if_needed()` leaves new ones.
 ///
 /// A PMD the range covers in part is split first; PMDs covered whole are
@@ -531,7 +532,9 @@ pub fn zap_pte_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8
                 s.procs[p].pt[addr as usize] = Entry::None;
             }
             Entry::Marker => {
-                if !details.drop_marker {
+                // zap_nonpresent_ptes(): an anonymous VMA always drops its
+                // markers (WP_UNPOPULATED's); a file VMA only with DROP_MARKER.
+                if !details.drop_marker && !vma.is_anonymous() {
                     continue;
                 }
                 s.procs[p].pt[addr as usize] = Entry::None;

@@ -47,7 +47,8 @@ struct Category {
 /// uffd-wp bit or is a uffd-wp marker, FILE for a migrating page-cache page,
 /// SOFT_DIRTY from its swap bit. An unpopulated page (a none PTE, or no PTE
 /// table: `pagemap_scan_pte_hole()`) is WRITTEN as
-/// [`Kernel::pagemap_scan_unpopulated`] says. `fast`: the WRITTEN-only path of
+/// [`Kernel::pagemap_scan_unpopulated`] says; 7.3.4 reports nothing WRITTEN
+/// outside a uffd-wp VMA. `fast`: the WRITTEN-only path of
 /// `pagemap_scan_pmd_entry()` (category and return mask both PAGE_IS_WRITTEN),
 /// which reports a none PTE WRITTEN in every tree.
 fn pagemap_page_category(s: &State, k: Kernel, p: usize, v: &Vma, addr: u8, fast: bool) -> Category {
@@ -84,6 +85,10 @@ fn pagemap_page_category(s: &State, k: Kernel, p: usize, v: &Vma, addr: u8, fast
             c.soft_dirty |= bits.contains(SwpBits::SD);
         }
         Entry::Marker => c.swapped = true,
+    }
+    // 7.3.4 reports WRITTEN (and ACCESSED) only in a uffd-wp VMA.
+    if k.pagemap_scan_unpopulated() == ScanUnpopulated::WrittenInUffdWp && !v.uffd_wp() {
+        c.written = false;
     }
     c
 }

@@ -538,22 +538,37 @@ pub fn fuzz_jobs(opts: &Options, jobs: usize, stop: &AtomicBool, mut on_message:
 
 /// `count` random programs of up to `max_ops` ops that `emit-c` accepts; with
 /// `thp`, after a start of two THP-enabled PMDs (pages 0-7), the first faulted in.
-pub fn sample_realizable(seed: u64, count: usize, max_ops: usize, thp: bool) -> Vec<Program> {
-    use crate::op::{Advice, Prot, Target};
+pub fn sample_realizable(seed: u64, count: usize, max_ops: usize, start: SampleStart) -> Vec<Program> {
+    use crate::op::{Advice, FileName, Prot, ScanMode, Target, UffdFeatures};
     let mut rng = SmallRng::seed_from_u64(seed);
     let cfg = crate::model::Config::new(crate::model::Restore::VmPageProt);
     let mut out = Vec::new();
-    let start: Vec<Op> = if thp {
-        let rw = Prot(Prot::R | Prot::W);
-        vec![
+    let rw = Prot(Prot::R | Prot::W);
+    let mut end = Vec::new();
+    let start: Vec<Op> = match start {
+        SampleStart::Empty => Vec::new(),
+        SampleStart::Thp => vec![
             Op::Mmap { p: 0, addr: 0, len: 4, prot: rw, target: Target::Anon },
             Op::Mmap { p: 0, addr: 4, len: 4, prot: rw, target: Target::Anon },
             Op::Madvise { p: 0, addr: 0, len: 4, advice: Advice::HugePage },
             Op::Madvise { p: 0, addr: 4, len: 4, advice: Advice::HugePage },
             Op::Write { p: 0, addr: 1 },
-        ]
-    } else {
-        Vec::new()
+        ],
+        SampleStart::Tracking => {
+            let memfd = Target::File { file: FileName::Memfd, shared: true, pgoff: 4 };
+            for addr in [0, 4, 8] {
+                end.push(Op::PagemapScan { p: 0, addr, len: 4, mode: ScanMode::Read });
+            }
+            vec![
+                Op::UffdApi { p: 0, features: UffdFeatures::WpAsync },
+                Op::Mmap { p: 0, addr: 0, len: 4, prot: rw, target: Target::Anon },
+                Op::Mmap { p: 0, addr: 4, len: 4, prot: rw, target: memfd },
+                Op::UffdRegister { p: 0, addr: 0, len: 4 },
+                Op::UffdRegister { p: 0, addr: 4, len: 4 },
+                Op::Write { p: 0, addr: 1 },
+                Op::UffdWp { p: 0, addr: 0, len: 4 },
+            ]
+        }
     };
     while out.len() < count {
         let mut s = State::new();
@@ -566,10 +581,24 @@ pub fn sample_realizable(seed: u64, count: usize, max_ops: usize, thp: bool) -> 
             model::step(&mut s, &cfg, &op);
             ops.push(op);
         }
+        ops.extend(end.iter().copied());
         let p = Program::new(ops);
         if crate::emit_c::realizable(&p).is_ok() {
             out.push(p);
         }
     }
     out
+}
+
+/// What every program [`sample_realizable`] writes starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleStart {
+    /// The empty address space.
+    Empty,
+    /// Two THP-enabled PMDs of anonymous memory, the first faulted in.
+    Thp,
+    /// A write watch (an async uffd-wp context over anonymous pages 0-3 and
+    /// shared memfd pages 4-7, page 1 stored to and everything protected);
+    /// the program ends with a full PAGEMAP_SCAN of pages 0-11.
+    Tracking,
 }

@@ -396,8 +396,9 @@ static long pagemap_scan(int step, void *a, unsigned long len, int wp)
 					m[c] |= 1u << pg;
 		}
 	}
-	printf("PTEDIFF-SCAN %s %d p%d rc=%ld ret=%04x written=%04x present=%04x swapped=%04x file=%04x zero=%04x sd=%04x\n",
-	       NAME, step, MYSLOT, r, m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+	printf("PTEDIFF-SCAN %s %d p%d rc=%ld ret=%04x written=%04x present=%04x",
+	       NAME, step, MYSLOT, r, m[0], m[1], m[2]);
+	printf(" swapped=%04x file=%04x zero=%04x sd=%04x\n", m[3], m[4], m[5], m[6]);
 	owe_scan(step, MYSLOT, m[1]);
 	return r;
 }
