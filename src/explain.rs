@@ -118,11 +118,26 @@ pub fn trace(program: &Program, pair: &Pair) -> Trace {
                 }
             }
         }
+        // What a PAGEMAP_SCAN returned (as the reproducer prints it).
+        let scanned = |k: &crate::model::State, cfg: &crate::model::Config, r: Option<StepResult>| {
+            let name = result_name(r);
+            match program.ops.get(i) {
+                Some(&crate::op::Op::PagemapScan { p, addr, len, mode })
+                    if matches!(r, Some(StepResult::Ok | StepResult::Failed)) =>
+                {
+                    let mut k = *k;
+                    let (x, y) = crate::model::range(addr, len);
+                    let (rep, _) = crate::model::task_mmu::do_pagemap_scan(&mut k, cfg, p as usize, x, y, mode);
+                    format!("{name}: {}", rep.render())
+                }
+                _ => name,
+            }
+        };
         steps.push(TraceStep {
             step: i + 1,
             op,
-            result_a: result_name(ra),
-            result_b: result_name(rb),
+            result_a: scanned(&pa, &pair.a, ra),
+            result_b: scanned(&pb, &pair.b, rb),
             vmas,
             pages,
             first_divergence: first,

@@ -106,3 +106,63 @@ fn a_stored_then_zapped_page_is_missed_by_the_full_scan_of_6_18_only() {
     let wp = text.replace("read)", "wp_written)");
     assert!(!world(&wp, &cfg(Kernel::V618)).g.breaks.contracts().contains(Contract::W));
 }
+
+const TWINS: &str = "mmap(p0, 0, 3, rw-, anon)\nmadvise(p0, 0, 3, MADV_MERGEABLE)\nwrite_val(p0, 0, 1)\nwrite_val(p0, 1, 1)\nwrite_val(p0, 2, 2)\n";
+
+fn folio_at(s: &State, a: usize) -> u8 {
+    match s.procs[0].pt[a] {
+        Entry::Present { folio, .. } => folio,
+        e => panic!("page {a}: {e:?}"),
+    }
+}
+
+#[test]
+fn ksmd_merges_equal_pages_the_later_one_becoming_the_ksm_page() {
+    let c = cfg(Kernel::V73);
+    let (s, r) = run(&format!("{TWINS}ksm_merge()"), &c);
+    assert!(r.iter().all(|x| *x == StepResult::Ok));
+    // Pages 0 and 1 hold value 1: one KSM folio; page 2 (value 2) alone stays.
+    assert_eq!(folio_at(&s, 0), folio_at(&s, 1));
+    assert_ne!(folio_at(&s, 2), folio_at(&s, 0));
+    assert!(s.folio(folio_at(&s, 0)).flags.contains(ptediff::model::FolioFlags::KSM));
+    assert!(matches!(s.procs[0].pt[0], Entry::Present { bits, .. } if !bits.contains(PteBits::W)));
+    // A store copies the KSM page (never reused) and leaves the other mapping.
+    let (s, _) = run(&format!("{TWINS}ksm_merge()\nwrite(p0, 1)"), &c);
+    assert_ne!(folio_at(&s, 0), folio_at(&s, 1));
+    // Without MADV_MERGEABLE nothing merges.
+    let (s, _) = run(&format!("{}ksm_merge()", TWINS.replace("MADV_MERGEABLE", "MADV_RANDOM")), &c);
+    assert_ne!(folio_at(&s, 0), folio_at(&s, 1));
+}
+
+/// `replace_page()` rebuilds the earlier page's PTE from `vm_page_prot`: its
+/// uffd-wp bit goes on every tree (a store completes without a message) and its
+/// soft-dirty bit on all but 6.12.118. Confirmed on the four real kernels.
+#[test]
+fn a_ksm_merge_drops_uffd_wp_everywhere_and_soft_dirty_but_on_6_12() {
+    let wp = format!("{TWINS}uffd_register(p0, 0, 3)\nuffd_wp(p0, 0, 3)\nksm_merge()\nwrite(p0, 0)");
+    for k in [Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73] {
+        let w = world(&wp, &cfg(k));
+        assert!(w.g.breaks.contracts().contains(Contract::U), "{k:?}");
+    }
+    let sd = format!("{TWINS}clear_refs(p0)\nwrite_val(p0, 0, 1)\nksm_merge()");
+    for k in [Kernel::V61y, Kernel::V612, Kernel::V618, Kernel::V73] {
+        let w = world(&sd, &cfg(k));
+        assert_eq!(w.g.breaks.contracts().contains(Contract::S), k != Kernel::V612, "{k:?}");
+    }
+}
+
+#[test]
+fn madv_unmergeable_unshares_or_cow_breaks_and_6_1_leaves_a_protected_page_merged() {
+    let text =
+        format!("{TWINS}uffd_register(p0, 0, 3)\nuffd_wp(p0, 1, 1)\nksm_merge()\nmadvise(p0, 0, 3, MADV_UNMERGEABLE)");
+    // 6.12+: an unshare fault gives each page a private read-only copy, bits kept.
+    let (s, _) = run(&text, &cfg(Kernel::V612));
+    assert_ne!(folio_at(&s, 0), folio_at(&s, 1));
+    assert!(
+        matches!(s.procs[0].pt[1], Entry::Present { bits, .. } if bits.contains(PteBits::UW) && !bits.contains(PteBits::W))
+    );
+    // 6.1: the write fault on the protected page 1 is SIGBUS: it stays merged.
+    let (s, _) = run(&text, &cfg(Kernel::V61y));
+    assert!(s.folio(folio_at(&s, 1)).flags.contains(ptediff::model::FolioFlags::KSM));
+    assert!(matches!(s.procs[0].pt[0], Entry::Present { bits, .. } if bits.contains(PteBits::W)));
+}

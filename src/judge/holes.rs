@@ -40,13 +40,20 @@ pub enum Hole {
     /// x86 `pmd_modify()` drops a PMD's dirty bit (v6.6 until the v7.3-rc4 fix
     /// "x86/mm: Fix user-space data loss with MADV_FREE and THP"; Debian's 6.18.15).
     PmdModifyDirty,
+    /// KSM's `replace_page()` rebuilds the replaced PTE from `vm_page_prot`,
+    /// dropping its uffd-wp bit (every tree) and soft-dirty bit (all but Debian's
+    /// 6.12.118).
+    KsmReplacePage,
+    /// 6.18.15's full PAGEMAP_SCAN reports no unpopulated page WRITTEN (its
+    /// WRITTEN-only fast path does; 6.12.118 and 7.3.4 report them in uffd-wp VMAs).
+    ScanUnpopulated,
 }
 
 impl Hole {
     /// Every hole, in the order the counterfactual tries them.
     /// Every hole, in the order the counterfactual tries them (the first whose
     /// patch removes the harm takes it).
-    pub const ALL: [Hole; 9] = [
+    pub const ALL: [Hole; 11] = [
         Hole::ClearRefs,
         Hole::VmaMerge,
         Hole::UffdWpWritenotify,
@@ -56,6 +63,8 @@ impl Hole {
         Hole::ForkMarker,
         Hole::MremapUffdWp,
         Hole::PmdModifyDirty,
+        Hole::KsmReplacePage,
+        Hole::ScanUnpopulated,
     ];
 
     /// Its name in verdicts (`-via-clear-refs`) and causes (`hole.clear-refs`).
@@ -70,6 +79,8 @@ impl Hole {
             Hole::ForkMarker => "fork-marker",
             Hole::MremapUffdWp => "mremap-uffd-wp",
             Hole::PmdModifyDirty => "pmd-modify-dirty",
+            Hole::KsmReplacePage => "ksm-replace-page",
+            Hole::ScanUnpopulated => "pagemap-scan-unpopulated",
         }
     }
 
@@ -96,6 +107,8 @@ impl Hole {
             Hole::ForkMarker => "v6.1's fork copying a uffd-wp marker into a child without uffd-wp (fixed by B3)",
             Hole::MremapUffdWp => "v6.1's mremap keeping uffd-wp without EVENT_REMAP (fixed in v6.13 and 6.1.y)",
             Hole::PmdModifyDirty => "x86 pmd_modify() dropping a THP's dirty bit (v6.6 until v7.3-rc4, Cc: stable)",
+            Hole::KsmReplacePage => "KSM's replace_page() dropping the replaced PTE's uffd-wp and soft-dirty bits",
+            Hole::ScanUnpopulated => "6.18.15's full PAGEMAP_SCAN reporting no unpopulated page WRITTEN",
         }
     }
 
@@ -141,6 +154,17 @@ impl Hole {
                  reclaim discards a lazy-free THP written since MADV_FREE: the data is lost (v6.6 until \"x86/mm: \
                  Fix user-space data loss with MADV_FREE and THP\", v7.3-rc4, Cc: stable; Debian's 6.18.15)"
             }
+            Hole::KsmReplacePage => {
+                "a KSM merge rebuilds the PTE of the page it replaces from vm_page_prot (replace_page()): its uffd-wp \
+                 bit is lost on every kernel, so a store to a write-protected page completes without a message (a \
+                 snapshot misses the write), and its soft-dirty bit on all but Debian's 6.12.118 (a dump skips the \
+                 page)"
+            }
+            Hole::ScanUnpopulated => {
+                "6.18.15's full PAGEMAP_SCAN gives an unpopulated page of a uffd-wp VMA no category, so a page \
+                 stored to and then zapped is not PAGE_IS_WRITTEN (a write watch misses the store; its WRITTEN-only \
+                 fast path, 6.12.118 and 7.3.4 report it)"
+            }
         }
     }
 
@@ -156,6 +180,8 @@ impl Hole {
             Hole::ForkMarker => c.b3_fork_marker(),
             Hole::MremapUffdWp => c.mremap_clears_uffd_wp(),
             Hole::PmdModifyDirty => !c.pmd_modify_drops_dirty(),
+            Hole::KsmReplacePage => c.ksm_replace_keeps_uffd_wp(),
+            Hole::ScanUnpopulated => c.pagemap_scan_unpopulated() != crate::model::ScanUnpopulated::FastPathOnly,
         }
     }
 
@@ -171,6 +197,8 @@ impl Hole {
             Hole::ForkMarker => Config { patches: c.patches | Patches::FORK_MARKER, ..c },
             Hole::MremapUffdWp => Config { patches: c.patches | Patches::MREMAP_UFFD_WP, ..c },
             Hole::PmdModifyDirty => Config { patches: c.patches | Patches::PMD_MODIFY_KEEPS_DIRTY, ..c },
+            Hole::KsmReplacePage => Config { patches: c.patches | Patches::KSM_REPLACE_KEEPS_BITS, ..c },
+            Hole::ScanUnpopulated => Config { patches: c.patches | Patches::SCAN_UNPOPULATED_WRITTEN, ..c },
         }
     }
 

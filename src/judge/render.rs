@@ -108,6 +108,7 @@ pub fn show_vma(s: &State, v: &Vma) -> String {
         (VmFlags::RAND_READ, "rand_read"),
         (VmFlags::DONTCOPY, "dontcopy"),
         (VmFlags::WIPEONFORK, "wipeonfork"),
+        (VmFlags::MERGEABLE, "mergeable"),
     ] {
         if f.contains(b) {
             extra.push(n);

@@ -51,7 +51,7 @@ impl World {
         }
         let access = match *op {
             Op::Read { p, addr } => Some((p as usize, addr, false)),
-            Op::Write { p, addr } => Some((p as usize, addr, true)),
+            Op::Write { p, addr } | Op::WriteVal { p, addr, .. } => Some((p as usize, addr, true)),
             _ => None,
         };
         let before = access.map(|(p, a, _)| self.g.before_access(&self.k, p, a));

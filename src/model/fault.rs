@@ -125,6 +125,12 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
     }
 }
 
+/// `break_ksm()`'s write fault (v6.1: `handle_mm_fault(FAULT_FLAG_WRITE)`, no
+/// store): the KSM page is copied (`do_wp_page`).
+pub(super) fn break_cow(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8) {
+    let _ = handle_pte_fault(s, cfg, p, vi, addr, true);
+}
+
 /// `handle_pte_fault()` (mm/memory.c): dispatch on the PTE.
 pub(super) fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
@@ -458,6 +464,10 @@ fn do_wp_page(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, mut bits:
     }
     let fo = *s.folio(f);
     if fo.is_anon() {
+        // A KSM page is never reused (folio_test_ksm(): copy).
+        if fo.flags.contains(FolioFlags::KSM) {
+            return wp_page_copy(s, k, p, vi, addr, f);
+        }
         if fo.flags.contains(FolioFlags::ANON_EXCLUSIVE) {
             return wp_page_reuse(s, p, &v, addr, bits, f);
         }
@@ -524,6 +534,31 @@ fn wp_page_shared(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: 
     }
     s.folio_mut(f).flags.insert(FolioFlags::DIRTY);
     wp_page_reuse(s, p, v, addr, bits, f)
+}
+
+/// `wp_page_copy()` with FAULT_FLAG_UNSHARE (mm/memory.c): a new exclusive anon
+/// page mapped `mk_pte(vm_page_prot)` read-only and clean, keeping the old
+/// PTE's soft-dirty and uffd-wp bits; the old page loses a mapping.
+pub(super) fn wp_page_unshare(
+    s: &mut State,
+    k: Kernel,
+    p: usize,
+    vi: usize,
+    addr: u8,
+    old: FolioId,
+    bits: PteBits,
+) -> bool {
+    anon_vma_prepare(s, k, p, vi);
+    let v = s.procs[p].vmas[vi];
+    let Some(new) = s.alloc_folio(FolioKind::Anon) else {
+        return false;
+    };
+    s.folios[new as usize].data = s.folio(old).data;
+    let n = (mk_pte(v.prot) - PteBits::W) | (bits & (PteBits::SD | PteBits::UW));
+    page_add_rmap(s, new, true);
+    set_pte(s, p, addr, Entry::Present { bits: n, folio: new }, Why::BreakKsm);
+    page_remove_rmap(s, old);
+    true
 }
 
 /// `wp_page_copy()` (mm/memory.c): a new exclusive anon page mapped

@@ -141,7 +141,7 @@ pub fn migrate_finish(s: &mut State, cfg: &Config, idx: usize) {
     let Pending { old, new } = s.pending.remove(idx);
     let large = s.is_large(new);
     let n = if large { HPAGE_PMD_NR } else { 1 };
-    let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE;
+    let keep = FolioFlags::DIRTY | FolioFlags::SWAPCACHE | FolioFlags::LAZYFREE | FolioFlags::KSM;
     // Which pages of the old folio were still allocated (a large folio may have
     // lost some pages to partial unmaps before).
     let mut moved = 0u8;

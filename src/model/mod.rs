@@ -12,6 +12,7 @@ pub mod fork;
 pub mod huge_memory;
 pub mod invariants;
 pub mod khugepaged;
+pub mod ksm;
 pub mod migrate;
 pub mod prot;
 pub mod pte;
@@ -354,6 +355,19 @@ impl Kernel {
     pub fn pagemap_scan(self) -> bool {
         self >= Kernel::V612
     }
+    /// `replace_page()` (mm/ksm.c) keeps the replaced PTE's soft-dirty bit: in
+    /// Debian's 6.12.118 tree only (not in 6.1.192, 6.18.15 or 7.3.4). No tree
+    /// keeps its uffd-wp bit.
+    pub fn ksm_replace_keeps_soft_dirty(self) -> bool {
+        self == Kernel::V612
+    }
+    /// `break_ksm()` unmerges with an unshare fault (read in 6.12.118, 6.18.15,
+    /// 7.3.4): a read-only private copy keeping soft-dirty and uffd-wp. 6.1.192
+    /// takes a write fault, which a sync uffd-wp PTE turns into SIGBUS (the page
+    /// stays merged).
+    pub fn break_ksm_unshares(self) -> bool {
+        self >= Kernel::V612
+    }
     /// Is an unpopulated page WRITTEN to PAGEMAP_SCAN (fs/proc/task_mmu.c,
     /// `pagemap_page_category()` and `pagemap_scan_pte_hole()`)? Read in each
     /// tree; the three differ.
@@ -420,7 +434,7 @@ pub struct Config {
 bitflags::bitflags! {
     /// Counterfactual patches of holes common to every variant.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    pub struct Patches: u8 {
+    pub struct Patches: u16 {
         /// VMA merges OR VM_SOFTDIRTY (v6.19's sticky flags) on every profile.
         const STICKY_SOFTDIRTY = 1 << 0;
         /// B1 (uffd-wp VMAs want writenotify, v6.2-rc4 and 6.1.y) on v6.1 too.
@@ -438,6 +452,12 @@ bitflags::bitflags! {
         const MREMAP_UFFD_WP = 1 << 6;
         /// x86 `pmd_modify()` keeps the dirty bit (the v7.3-rc4 fix) on v6.18 too.
         const PMD_MODIFY_KEEPS_DIRTY = 1 << 7;
+        /// KSM's `replace_page()` keeps the replaced PTE's soft-dirty and
+        /// uffd-wp bits on every profile.
+        const KSM_REPLACE_KEEPS_BITS = 1 << 8;
+        /// PAGEMAP_SCAN reports an unpopulated page of a uffd-wp VMA WRITTEN on
+        /// every path (as 6.12.118 and 7.3.4 do) on v6.18 too.
+        const SCAN_UNPOPULATED_WRITTEN = 1 << 9;
     }
 }
 
@@ -471,6 +491,23 @@ impl Config {
     /// Does mremap clear uffd-wp of a source without EVENT_REMAP (or patched)?
     pub fn mremap_clears_uffd_wp(&self) -> bool {
         self.kernel.mremap_clears_uffd_wp() || self.patches.contains(Patches::MREMAP_UFFD_WP)
+    }
+    /// Does KSM's `replace_page()` keep the replaced PTE's soft-dirty bit (6.12.118, or patched)?
+    pub fn ksm_replace_keeps_soft_dirty(&self) -> bool {
+        self.kernel.ksm_replace_keeps_soft_dirty() || self.patches.contains(Patches::KSM_REPLACE_KEEPS_BITS)
+    }
+    /// Does KSM's `replace_page()` keep the replaced PTE's uffd-wp bit (no tree; patched)?
+    pub fn ksm_replace_keeps_uffd_wp(&self) -> bool {
+        self.patches.contains(Patches::KSM_REPLACE_KEEPS_BITS)
+    }
+    /// How PAGEMAP_SCAN treats an unpopulated page ([`Kernel::pagemap_scan_unpopulated`], or patched).
+    pub fn pagemap_scan_unpopulated(&self) -> ScanUnpopulated {
+        match self.kernel.pagemap_scan_unpopulated() {
+            ScanUnpopulated::FastPathOnly if self.patches.contains(Patches::SCAN_UNPOPULATED_WRITTEN) => {
+                ScanUnpopulated::WrittenInUffdWp
+            }
+            u => u,
+        }
     }
     /// Does x86 `pmd_modify()` drop the PMD's dirty bit (v6.18, unless patched)?
     pub fn pmd_modify_drops_dirty(&self) -> bool {
@@ -667,6 +704,15 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
         }
         Op::Read { p, addr } => user_access(s, cfg, p as usize, addr, false),
         Op::Write { p, addr } => user_access(s, cfg, p as usize, addr, true),
+        Op::WriteVal { p, addr, val } => {
+            // The store writes the value's token (fresh tokens go on from it).
+            s.next_token = crate::program::args::value_token(val) - 1;
+            user_access(s, cfg, p as usize, addr, true)
+        }
+        Op::KsmMerge {} => {
+            ksm::ksm_do_scan(s, cfg);
+            StepResult::Ok
+        }
         Op::ClearRefs { p } => {
             pte::clear_refs_write(s, cfg, p as usize);
             StepResult::Ok
@@ -767,6 +813,10 @@ fn sys_mmap(
 fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> vma::KResult<()> {
     if advice == Advice::Collapse {
         return madvise_walk_vmas(s, p, a, e, |s, x, y| khugepaged::madvise_collapse(s, cfg, p, x, y));
+    }
+    if advice == Advice::Unmergeable {
+        // ksm_madvise(): unmerge the KSM pages of the range first.
+        ksm::unmerge_ksm_pages(s, cfg, p, a, e);
     }
     if !matches!(advice, Advice::DontNeed | Advice::Free) {
         return vma::madvise_update_vma(s, cfg, p, a, e, advice);

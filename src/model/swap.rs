@@ -42,6 +42,10 @@ pub fn shrink_folio(s: &mut State, cfg: &Config, p: usize, addr: u8) {
         Entry::Present { folio, .. } if folio != ZERO_PAGE && !s.is_migrating(folio) => folio,
         _ => return,
     };
+    // Reclaim of a KSM page (rmap_walk_ksm) is not modelled: it stays.
+    if s.folio(f).flags.contains(FolioFlags::KSM) {
+        return;
+    }
     if !s.is_large(f) {
         shrink_one(s, f);
         return;
@@ -244,7 +248,8 @@ pub fn madvise_free(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
             }
             Entry::Present { bits, folio } if folio != ZERO_PAGE => {
                 let fo = *s.folio(folio);
-                if !fo.is_anon() {
+                // (MADV_FREE of a KSM page is not modelled: left alone.)
+                if !fo.is_anon() || fo.flags.contains(FolioFlags::KSM) {
                     continue;
                 }
                 if fo.flags.intersects(FolioFlags::SWAPCACHE | FolioFlags::DIRTY) {

@@ -10,7 +10,7 @@ use super::pte::{pte_mkuffd_wp, set_pte};
 use super::types::*;
 use super::userfaultfd::{userfaultfd_wp_async, userfaultfd_wp_use_markers};
 use super::vma::{Errno, KResult};
-use super::{Config, Kernel, ScanUnpopulated};
+use super::{Config, ScanUnpopulated};
 use crate::op::ScanMode;
 
 /// What a scan returned, as masks over the model's pages (a page is in a mask
@@ -25,6 +25,17 @@ pub struct ScanReport {
     pub pfnzero: u16,
     pub written: u16,
     pub soft_dirty: u16,
+}
+
+impl ScanReport {
+    /// `ret=000f written=0002 present=0003 swapped=000c file=0000 zero=0001 sd=000f`
+    /// (the masks as the reproducer prints them).
+    pub fn render(&self) -> String {
+        format!(
+            "ret={:04x} written={:04x} present={:04x} swapped={:04x} file={:04x} zero={:04x} sd={:04x}",
+            self.returned, self.written, self.present, self.swapped, self.file, self.pfnzero, self.soft_dirty
+        )
+    }
 }
 
 /// `PAGE_IS_*` of one page.
@@ -51,7 +62,7 @@ struct Category {
 /// outside a uffd-wp VMA. `fast`: the WRITTEN-only path of
 /// `pagemap_scan_pmd_entry()` (category and return mask both PAGE_IS_WRITTEN),
 /// which reports a none PTE WRITTEN in every tree.
-fn pagemap_page_category(s: &State, k: Kernel, p: usize, v: &Vma, addr: u8, fast: bool) -> Category {
+fn pagemap_page_category(s: &State, cfg: &Config, p: usize, v: &Vma, addr: u8, fast: bool) -> Category {
     let mm = &s.procs[p];
     let e = mm.pt[addr as usize];
     let mut c = Category { soft_dirty: v.flags.contains(VmFlags::SOFTDIRTY), ..Category::default() };
@@ -60,7 +71,7 @@ fn pagemap_page_category(s: &State, k: Kernel, p: usize, v: &Vma, addr: u8, fast
         Entry::None => {
             let g = 1u8 << (addr / HPAGE_PMD_NR);
             let table = (mm.ptable | mm.huge) & g != 0;
-            c.written = match k.pagemap_scan_unpopulated() {
+            c.written = match cfg.pagemap_scan_unpopulated() {
                 ScanUnpopulated::NoneWrittenAnywhere => table || v.uffd_wp(),
                 ScanUnpopulated::FastPathOnly => table && fast,
                 ScanUnpopulated::WrittenInUffdWp => v.uffd_wp(),
@@ -87,7 +98,7 @@ fn pagemap_page_category(s: &State, k: Kernel, p: usize, v: &Vma, addr: u8, fast
         Entry::Marker => c.swapped = true,
     }
     // 7.3.4 reports WRITTEN (and ACCESSED) only in a uffd-wp VMA.
-    if k.pagemap_scan_unpopulated() == ScanUnpopulated::WrittenInUffdWp && !v.uffd_wp() {
+    if cfg.kernel.pagemap_scan_unpopulated() == ScanUnpopulated::WrittenInUffdWp && !v.uffd_wp() {
         c.written = false;
     }
     c
@@ -145,7 +156,7 @@ pub fn do_pagemap_scan(
         }
         for addr in x..y {
             let ent = s.procs[p].pt[addr as usize];
-            let c = pagemap_page_category(s, cfg.kernel, p, &v, addr, wp);
+            let c = pagemap_page_category(s, cfg, p, &v, addr, wp);
             if wp_allowed {
                 looked |= 1 << addr;
             }

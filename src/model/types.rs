@@ -65,6 +65,8 @@ bitflags! {
         const HUGEPAGE = 1 << 13;
         /// VM_NOHUGEPAGE (MADV_NOHUGEPAGE): no THP, not even by MADV_COLLAPSE.
         const NOHUGEPAGE = 1 << 14;
+        /// VM_MERGEABLE (MADV_MERGEABLE): ksmd may merge its anonymous pages.
+        const MERGEABLE = 1 << 15;
     }
 }
 
@@ -138,6 +140,9 @@ bitflags! {
         /// others are still mapped (`folio_test_partially_mapped()`, on the
         /// deferred split queue; set on every page).
         const PARTIALLY_MAPPED = 1 << 6;
+        /// A KSM page (`folio_test_ksm()`): shared by content, never reused
+        /// by a write fault.
+        const KSM = 1 << 7;
     }
 }
 
@@ -282,11 +287,14 @@ pub enum Why {
     MadviseFreeHugePmd,
     CollapseHugePage,
     MakeUffdWpPte,
+    WriteProtectPage,
+    ReplacePage,
+    BreakKsm,
 }
 
 impl Why {
     /// Every value, in declaration order.
-    pub const ALL: [Why; 40] = [
+    pub const ALL: [Why; 43] = [
         Why::Unknown,
         Why::MmapRegion,
         Why::MmapExpand,
@@ -327,6 +335,9 @@ impl Why {
         Why::MadviseFreeHugePmd,
         Why::CollapseHugePage,
         Why::MakeUffdWpPte,
+        Why::WriteProtectPage,
+        Why::ReplacePage,
+        Why::BreakKsm,
     ];
 
     /// The name as signatures spell it: [`Why::name`] without parentheses
@@ -385,6 +396,9 @@ impl Why {
             Why::MadviseFreeHugePmd => "madvise_free_huge_pmd",
             Why::CollapseHugePage => "collapse_huge_page",
             Why::MakeUffdWpPte => "make_uffd_wp_pte",
+            Why::WriteProtectPage => "write_protect_page",
+            Why::ReplacePage => "replace_page",
+            Why::BreakKsm => "break_ksm",
         }
     }
 }

@@ -561,6 +561,11 @@ pub fn madvise_update_vma(s: &mut State, cfg: &Config, p: usize, start: u8, end:
             // hugepage_madvise() (mm/khugepaged.c): flags only; existing pages stay.
             Advice::HugePage => (old.flags - VmFlags::NOHUGEPAGE) | VmFlags::HUGEPAGE,
             Advice::NoHugePage => (old.flags - VmFlags::HUGEPAGE) | VmFlags::NOHUGEPAGE,
+            // ksm_madvise() (mm/ksm.c): private mappings only; others ignore it.
+            Advice::Mergeable if old.flags.intersects(VmFlags::SHARED | VmFlags::MAYSHARE) => old.flags,
+            Advice::Mergeable => old.flags | VmFlags::MERGEABLE,
+            // (its KSM pages were unmerged first, see model::madvise)
+            Advice::Unmergeable => old.flags - VmFlags::MERGEABLE,
             // PTE-walking advice does not come here (see model::madvise).
             Advice::DontNeed | Advice::Free | Advice::Collapse => return Err(Errno::Einval),
         };

@@ -90,10 +90,14 @@ pub enum Advice {
     NoHugePage,
     /// MADV_COLLAPSE (v6.1): collapse into THPs now (mm/khugepaged.c).
     Collapse,
+    /// MADV_MERGEABLE: KSM may merge the range's anonymous pages (mm/ksm.c).
+    Mergeable,
+    /// MADV_UNMERGEABLE: unmerge its KSM pages, no more merging.
+    Unmergeable,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 11] = [
+    pub const ALL: [Advice; 13] = [
         Advice::DontNeed,
         Advice::Free,
         Advice::Random,
@@ -105,6 +109,8 @@ impl Advice {
         Advice::HugePage,
         Advice::NoHugePage,
         Advice::Collapse,
+        Advice::Mergeable,
+        Advice::Unmergeable,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -119,6 +125,8 @@ impl Advice {
             Advice::HugePage => "MADV_HUGEPAGE",
             Advice::NoHugePage => "MADV_NOHUGEPAGE",
             Advice::Collapse => "MADV_COLLAPSE",
+            Advice::Mergeable => "MADV_MERGEABLE",
+            Advice::Unmergeable => "MADV_UNMERGEABLE",
         }
     }
     fn index(self) -> u8 {
@@ -658,3 +666,41 @@ impl ScanMode {
 }
 
 named_domain!(ScanMode, "read|wp_written", "PAGEMAP_SCAN mode");
+
+/// The value a `write_val` store writes: 1..=3, a small domain so that stores
+/// can give pages equal content (what KSM merges).
+pub struct StoreValue;
+
+/// The content token of value `v` (apart from the fresh tokens of `write`
+/// and the probe's).
+pub const fn value_token(v: u8) -> u16 {
+    0x7ff0 + v as u16
+}
+
+impl Domain for StoreValue {
+    type Value = u8;
+    const SHAPE: &'static str = "value";
+    fn decode(u: &mut Unstructured, _cx: &mut ArgCx) -> arbitrary::Result<u8> {
+        Ok(1 + byte(u)? % 3)
+    }
+    fn encode(v: u8, out: &mut Vec<u8>) {
+        out.push(v.saturating_sub(1));
+    }
+    fn print(v: u8, out: &mut ArgPrinter) {
+        out.arg(v);
+    }
+    fn parse(args: &mut ArgParser, _cx: &mut ArgCx) -> Result<u8, ParseError> {
+        page_num(args, "a stored value", 1, 3)
+    }
+    fn simpler(v: u8, _cx: &ArgCx) -> ArrayVec<u8, 4> {
+        let mut out = ArrayVec::new();
+        if v != 1 {
+            out.push(1);
+        }
+        out
+    }
+    fn gen(g: &mut GenCx) -> u8 {
+        use rand::Rng as _;
+        g.rng.gen_range(1..=3)
+    }
+}

@@ -17,7 +17,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use arrayvec::ArrayVec;
 
 pub use super::args::{Advice, FileName, Prot, ScanMode, Target, UffdFeatures};
-use super::args::{ArgCx, Child, Dest, Domain, EventFork, Len, Page, Proc, Retarget};
+use super::args::{ArgCx, Child, Dest, Domain, EventFork, Len, Page, Proc, Retarget, StoreValue};
 use super::text::{ArgParser, ArgPrinter, ParseError};
 use crate::search::generate::GenCx;
 
@@ -355,6 +355,13 @@ define_ops! {
     /// ioctl(PAGEMAP_SCAN) over `len` pages at `addr` (fs/proc/task_mmu.c).
     PagemapScan = "pagemap_scan", tag 25, weight 4, realizable true, Fields, focus Page
         { p: Proc, addr: Page, len: Len, mode: ScanMode }
+    /// A user store of a small value (1..=3): stores of one value give pages
+    /// equal content, which KSM merges.
+    WriteVal = "write_val", tag 26, weight 4, realizable true, Fields, focus Page
+        { p: Proc, addr: Page, val: StoreValue }
+    /// ksmd runs until two more full scans have passed (`/sys/kernel/mm/ksm/run`),
+    /// merging the pages of equal content of MADV_MERGEABLE VMAs.
+    KsmMerge = "ksm_merge", tag 27, weight 2, realizable true, Fields, focus Keep {}
 }
 
 /// Number of op kinds (the tag domain).

@@ -62,6 +62,8 @@ pub enum Need {
     Uffd,
     /// The ramfs file's mount.
     Ramfs,
+    /// KSM's sysfs controls (CONFIG_KSM).
+    Ksm,
 }
 
 impl Need {
@@ -79,6 +81,7 @@ impl Need {
             Need::SoftDirty => "if (!soft_dirty_works())\n\t\tksft_exit_skip(\"needs soft-dirty (CONFIG_MEM_SOFT_DIRTY)\\n\");",
             Need::Uffd => "if (!uffd_works())\n\t\tksft_exit_skip(\"needs userfaultfd with write-protect\\n\");",
             Need::Ramfs => "if (access(\"/mnt/ramfs\", W_OK))\n\t\tksft_exit_skip(\"needs a ramfs mounted at /mnt/ramfs\\n\");",
+            Need::Ksm => "if (access(\"/sys/kernel/mm/ksm/run\", W_OK))\n\t\tksft_exit_skip(\"needs KSM (CONFIG_KSM)\\n\");",
         }
     }
 
@@ -92,6 +95,7 @@ impl Need {
             Need::SoftDirty => "CONFIG_MEM_SOFT_DIRTY",
             Need::Uffd => "userfaultfd write-protect",
             Need::Ramfs => "a ramfs at /mnt/ramfs",
+            Need::Ksm => "KSM",
         }
     }
 }
@@ -108,6 +112,7 @@ pub fn needs(program: &Program) -> Vec<Need> {
             Op::Pageout { .. } => v.push(Need::Zram),
             Op::Swapoff {} => v.extend([Need::Root, Need::Zram]),
             Op::Mlock { .. } => v.push(Need::Root),
+            Op::KsmMerge {} => v.extend([Need::Root, Need::Ksm]),
             Op::UffdRegister { .. } => v.push(Need::Uffd),
             Op::Mmap { target: Target::File { file: FileName::Ramfs, .. }, .. } => v.push(Need::Ramfs),
             Op::Madvise { advice: Advice::Collapse, .. } => v.push(Need::Thp),

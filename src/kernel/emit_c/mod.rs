@@ -172,6 +172,9 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                     return refuse("MADV_COLLAPSE of file or shmem memory is not modelled");
                 }
             }
+            if let Some(why) = ksm_refusal(&w.k, op) {
+                return refuse(why);
+            }
             if let Op::Pageout { p, addr } = *op {
                 // MADV_PAGEOUT leaves pages mapped more than once alone.
                 if let Entry::Present { folio, .. } = w.k.procs[p as usize].pt[addr as usize] {
@@ -256,11 +259,47 @@ fn scan_prediction(w: &World, cfg: &Config, q: usize, addr: u8, len: u8, mode: S
             _ => None,
         })
         .unwrap_or(0);
-    let got = format!(
-        "rc={rc} ret={:04x} written={:04x} present={:04x} swapped={:04x} file={:04x} zero={:04x} sd={:04x}",
-        rep.returned, rep.written, rep.present, rep.swapped, rep.file, rep.pfnzero, rep.soft_dirty
-    );
+    let got = format!("rc={rc} {}", rep.render());
     (got, format!("written={:04x}", w.g.procs[q].written & looked))
+}
+
+/// What of KSM the model does not follow, if `op` meets it in state `s`: ksmd's
+/// order across processes, a fork-shared page in a mergeable VMA, and reclaim,
+/// MADV_FREE or migration of a KSM page.
+fn ksm_refusal(s: &State, op: &Op) -> Option<&'static str> {
+    let ksm_at = |p: u8, a: u8| {
+        matches!(s.procs[p as usize].pt[a as usize],
+            Entry::Present { folio, .. } if folio != model::ZERO_PAGE && s.folio(folio).flags.contains(model::FolioFlags::KSM))
+    };
+    match *op {
+        Op::KsmMerge {} => {
+            let mut procs = 0;
+            for (p, mm) in s.procs.iter().enumerate().filter(|(_, m)| m.alive) {
+                for v in mm.vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE)) {
+                    for a in v.start..v.end {
+                        if let Entry::Present { folio, .. } = mm.pt[a as usize] {
+                            if folio == model::ZERO_PAGE || !s.folio(folio).is_anon() {
+                                continue;
+                            }
+                            procs |= 1 << p;
+                            if s.folio(folio).mapcount > 1 && !s.folio(folio).flags.contains(model::FolioFlags::KSM) {
+                                return Some("KSM merging of a page several processes share is not modelled");
+                            }
+                        }
+                    }
+                }
+            }
+            (procs & (procs - 1) != 0).then_some("ksmd's scan order across processes is not modelled")
+        }
+        Op::Pageout { p, addr } | Op::Migrate { p, addr } if ksm_at(p, addr) => {
+            Some("reclaim and migration of a KSM page are not modelled")
+        }
+        Op::Madvise { p, addr, len, advice: Advice::Free } => {
+            let (a, e) = model::range(addr, len);
+            (a..e).any(|x| ksm_at(p, x)).then_some("MADV_FREE of a KSM page is not modelled")
+        }
+        _ => None,
+    }
 }
 
 /// Does the C program run `op` (a process that exists; a fork into a free slot)?
@@ -391,7 +430,7 @@ fn store_tokens(program: &Program) -> Vec<Token> {
         .iter()
         .map(|op| {
             model::step(&mut s, &cfg, op);
-            if matches!(op, Op::Write { .. }) {
+            if matches!(op, Op::Write { .. } | Op::WriteVal { .. }) {
                 s.next_token
             } else {
                 0
@@ -472,7 +511,8 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         Op::Read { p, addr } => format!(
             "r = LOAD16(PG({addr}));\n\t\tprintf(\"PTEDIFF-LD %s {step} p{p} {addr} val=%ld\\n\", NAME, r);\n\t\towe_ld({step}, {p}, {addr}, r);"
         ),
-        Op::Write { addr, .. } => format!("STORE16(PG({addr}), {token});\n\t\tr = 0;"),
+        Op::Write { addr, .. } | Op::WriteVal { addr, .. } => format!("STORE16(PG({addr}), {token});\n\t\tr = 0;"),
+        Op::KsmMerge {} => "r = ksm_merge();".into(),
         Op::ClearRefs { .. } => "r = write_clear_refs();".into(),
         Op::UffdRegister { addr, len, .. } => format!("r = uffd_register(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),
         Op::UffdUnregister { addr, len, .. } => format!("r = uffd_unregister(PG({addr}), SPAN({addr}, {}));", c_len(addr, len)),

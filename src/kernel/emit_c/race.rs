@@ -132,6 +132,7 @@ fn race_refusal(op: &Op) -> Option<&'static str> {
         Op::Fork { .. } | Op::Exit { .. } => Some("race mode runs one process (no fork, no exit)"),
         Op::Swapoff {} => Some("race mode does not cycle swap"),
         Op::UffdApi { .. } | Op::PagemapScan { .. } => Some("race mode has no uffd features or PAGEMAP_SCAN"),
+        Op::WriteVal { .. } | Op::KsmMerge {} => Some("race mode has no KSM"),
         Op::Mmap { .. }
         | Op::Munmap { .. }
         | Op::Mprotect { .. }
