@@ -117,6 +117,11 @@ enum Cmd {
         /// split, migrate, protect, free and copy it.
         #[arg(long)]
         thp: bool,
+        /// The tracking alphabet: an async uffd-wp write watch over two anonymous
+        /// pages KSM may merge, PAGEMAP_SCAN, and the ops that zap, migrate,
+        /// reclaim, copy and track them.
+        #[arg(long, conflicts_with = "thp")]
+        tracking: bool,
         /// Memory for the states a level keeps (MiB); past it, states are replayed from the root.
         #[arg(long, default_value_t = crate::explore::DEFAULT_MEMORY_MB)]
         memory_mb: usize,
@@ -429,7 +434,19 @@ pub fn main() -> ExitCode {
         }
         Cmd::Affected { paths, json, results } => kernel::cmd_affected(&paths, json, &results),
         Cmd::KernelTest(a) => kernel_test::cmd_kernel_test(a),
-        Cmd::Explore { depth, variants, kernel, threads, no_oracle, contracts, alphabet, thp, memory_mb, out } => {
+        Cmd::Explore {
+            depth,
+            variants,
+            kernel,
+            threads,
+            no_oracle,
+            contracts,
+            alphabet,
+            thp,
+            tracking,
+            memory_mb,
+            out,
+        } => {
             let pair = match parse_pair(&variants, &kernel).and_then(|p| with_contracts(p, &contracts)) {
                 Ok(p) => p,
                 Err(e) => return usage(&e),
@@ -440,7 +457,13 @@ pub fn main() -> ExitCode {
                 depth,
                 threads,
                 oracle: !no_oracle,
-                alphabet: if thp { crate::explore::thp_alphabet() } else { crate::explore::default_alphabet() },
+                alphabet: if thp {
+                    crate::explore::thp_alphabet()
+                } else if tracking {
+                    crate::explore::tracking_alphabet()
+                } else {
+                    crate::explore::default_alphabet()
+                },
                 memory_mb,
             };
             if alphabet {

@@ -350,7 +350,7 @@ define_ops! {
         { p: Proc, addr: Page }
     /// userfaultfd() + UFFDIO_API asking for `features`: the process's uffd,
     /// which otherwise opens at the first uffd_register with none of them.
-    UffdApi = "uffd_api", tag 24, weight 2, realizable true, Fields, focus Keep
+    UffdApi = "uffd_api", tag 24, weight 3, realizable true, Fields, focus Keep
         { p: Proc, features: UffdFeatures }
     /// ioctl(PAGEMAP_SCAN) over `len` pages at `addr` (fs/proc/task_mmu.c).
     PagemapScan = "pagemap_scan", tag 25, weight 4, realizable true, Fields, focus Page
@@ -361,7 +361,7 @@ define_ops! {
         { p: Proc, addr: Page, val: StoreValue }
     /// ksmd runs until two more full scans have passed (`/sys/kernel/mm/ksm/run`),
     /// merging the pages of equal content of MADV_MERGEABLE VMAs.
-    KsmMerge = "ksm_merge", tag 27, weight 2, realizable true, Fields, focus Keep {}
+    KsmMerge = "ksm_merge", tag 27, weight 3, realizable true, Fields, focus Keep {}
 }
 
 /// Number of op kinds (the tag domain).

@@ -97,6 +97,37 @@ pub fn thp_alphabet() -> Vec<Op> {
     v
 }
 
+/// The tracking alphabet (`explore --tracking`): an async uffd-wp write watch
+/// over two anonymous pages that may be merged by KSM, with PAGEMAP_SCAN, and the
+/// ops that zap, migrate, reclaim, copy and track them.
+pub fn tracking_alphabet() -> Vec<Op> {
+    use crate::op::{ScanMode, UffdFeatures};
+    let rw = Prot(Prot::R | Prot::W);
+    let mut v = vec![
+        Op::UffdApi { p: 0, features: UffdFeatures::WpAsync },
+        Op::Mmap { p: 0, addr: 0, len: 2, prot: rw, target: Target::Anon },
+        Op::Madvise { p: 0, addr: 0, len: 2, advice: Advice::Mergeable },
+        Op::Madvise { p: 0, addr: 0, len: 2, advice: Advice::Unmergeable },
+        Op::Madvise { p: 0, addr: 0, len: 1, advice: Advice::DontNeed },
+        Op::UffdRegister { p: 0, addr: 0, len: 2 },
+        Op::UffdWp { p: 0, addr: 0, len: 2 },
+        Op::UffdUnwp { p: 0, addr: 0, len: 1 },
+        Op::PagemapScan { p: 0, addr: 0, len: 2, mode: ScanMode::Read },
+        Op::PagemapScan { p: 0, addr: 0, len: 2, mode: ScanMode::WpWritten },
+        Op::KsmMerge {},
+        Op::ClearRefs { p: 0 },
+        Op::Fork { parent: 0, child: 1, event_fork: false },
+        Op::Migrate { p: 0, addr: 0 },
+        Op::Pageout { p: 0, addr: 0 },
+    ];
+    for addr in 0..2 {
+        v.push(Op::WriteVal { p: 0, addr, val: 1 });
+        v.push(Op::Write { p: 0, addr });
+        v.push(Op::Read { p: 0, addr });
+    }
+    v
+}
+
 /// The alphabet, one op per line.
 pub fn describe(alphabet: &[Op]) -> String {
     alphabet.iter().map(|o| format!("  {o}\n")).collect()
@@ -122,6 +153,12 @@ impl Canon {
     fn id(&mut self, t: Token) -> [u8; 2] {
         if t == 0 || !self.on {
             return [0, 0];
+        }
+        // The tokens of `write_val`'s values are what later stores write again
+        // (and what KSM compares): never renamed.
+        use crate::program::args::value_token;
+        if (value_token(1)..=value_token(3)).contains(&t) {
+            return (0xff00 | (t - value_token(0))).to_le_bytes();
         }
         let i = match self.seen.iter().position(|&x| x == t) {
             Some(i) => i,

@@ -69,7 +69,11 @@ impl GenCx<'_> {
     pub fn prot(&mut self) -> Prot {
         pick_prot(self.rng)
     }
+    /// Uniform, but MADV_MERGEABLE more often (KSM needs it before anything merges).
     pub fn advice(&mut self) -> Advice {
+        if self.rng.gen_range(0..8) == 0 {
+            return Advice::Mergeable;
+        }
         Advice::ALL[self.rng.gen_range(0..Advice::ALL.len())]
     }
     /// Mostly memfd at the identity offset (so adjacent mappings can merge).

@@ -405,6 +405,57 @@ static long pagemap_scan(int step, void *a, unsigned long len, int wp)
 	return r;
 }
 
+#define KSM_SYSFS "/sys/kernel/mm/ksm/"
+
+static long ksm_set(const char *knob, const char *val)
+{
+	char path[64];
+	long r = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), KSM_SYSFS "%s", knob);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+static long ksm_full_scans(void)
+{
+	char buf[32] = { 0 };
+	int fd = open(KSM_SYSFS "full_scans", O_RDONLY);
+	long n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atol(buf) : -1;
+}
+
+/* ksmd merges now, until three more full scans have passed (two see every
+ * page, whatever the scan cursor's place), then stops: merged pages stay merged.
+ */
+static long ksm_merge(void)
+{
+	long start = ksm_full_scans(), now = start;
+
+	if (start < 0 || ksm_set("pages_to_scan", "10000") || ksm_set("sleep_millisecs", "0") ||
+	    ksm_set("run", "1"))
+		return -1;
+	for (int i = 0; i < 4000 && now < start + 3; i++) {
+		usleep(2000);
+		now = ksm_full_scans();
+	}
+	ksm_set("run", "0");
+	if (now < start + 3)
+		not_realized("PTEDIFF-NOTREALIZED %s ksmd did not scan\n", NAME);
+	return 0;
+}
+
 static long write_clear_refs(void)
 {
 	int fd = open("/proc/self/clear_refs", O_WRONLY);
