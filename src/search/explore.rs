@@ -223,7 +223,7 @@ fn state_bytes(w: &World, out: &mut Out) {
         for e in &mm.pt {
             entry_bytes(e, out);
         }
-        out.put([mm.huge, mm.ptable, mm.vmas.len() as u8]);
+        out.put([mm.huge, mm.ptable, mm.uffd.bits(), mm.vmas.len() as u8]);
         out.put(mm.tail);
         for v in &mm.vmas {
             let f = v.flags.bits().to_le_bytes();
@@ -244,8 +244,11 @@ fn state_bytes(w: &World, out: &mut Out) {
                 v.anon_forked as u8 | (v.uffd as u8) << 1,
             ]);
         }
-        out.put(gm.changed.to_le_bytes());
-        out.put(gm.user_wp.to_le_bytes());
+        // Every field of the ghost's process state (the compiler names a new one).
+        let crate::judge::ghost::MmGhost { expect: _, changed, user_wp, written } = gm;
+        out.put(changed.to_le_bytes());
+        out.put(user_wp.to_le_bytes());
+        out.put(written.to_le_bytes());
         for e in &gm.expect {
             match *e {
                 Expect::Unmapped => out.put([0]),
