@@ -273,7 +273,7 @@ fn ksm_refusal(s: &State, op: &Op) -> Option<&'static str> {
     };
     match *op {
         Op::KsmMerge {} => {
-            let mut procs = 0;
+            let mut procs = 0u8;
             for (p, mm) in s.procs.iter().enumerate().filter(|(_, m)| m.alive) {
                 for v in mm.vmas.iter().filter(|v| v.flags.contains(VmFlags::MERGEABLE)) {
                     for a in v.start..v.end {
@@ -289,7 +289,7 @@ fn ksm_refusal(s: &State, op: &Op) -> Option<&'static str> {
                     }
                 }
             }
-            (procs & (procs - 1) != 0).then_some("ksmd's scan order across processes is not modelled")
+            (procs.count_ones() > 1).then_some("ksmd's scan order across processes is not modelled")
         }
         Op::Pageout { p, addr } | Op::Migrate { p, addr } if ksm_at(p, addr) => {
             Some("reclaim and migration of a KSM page are not modelled")
