@@ -538,27 +538,19 @@ fn wp_page_shared(s: &mut State, p: usize, v: &Vma, addr: u8, bits: PteBits, f: 
 
 /// `wp_page_copy()` with FAULT_FLAG_UNSHARE (mm/memory.c): a new exclusive anon
 /// page mapped `mk_pte(vm_page_prot)` read-only and clean, keeping the old
-/// PTE's soft-dirty and uffd-wp bits; the old page loses a mapping.
-pub(super) fn wp_page_unshare(
-    s: &mut State,
-    k: Kernel,
-    p: usize,
-    vi: usize,
-    addr: u8,
-    old: FolioId,
-    bits: PteBits,
-) -> bool {
+/// PTE's soft-dirty and uffd-wp bits; the old page loses a mapping. Without a
+/// free folio (OOM) the page stays as it is.
+pub(super) fn wp_page_unshare(s: &mut State, k: Kernel, p: usize, vi: usize, addr: u8, old: FolioId, bits: PteBits) {
     anon_vma_prepare(s, k, p, vi);
     let v = s.procs[p].vmas[vi];
     let Some(new) = s.alloc_folio(FolioKind::Anon) else {
-        return false;
+        return;
     };
     s.folios[new as usize].data = s.folio(old).data;
     let n = (mk_pte(v.prot) - PteBits::W) | (bits & (PteBits::SD | PteBits::UW));
     page_add_rmap(s, new, true);
     set_pte(s, p, addr, Entry::Present { bits: n, folio: new }, Why::BreakKsm);
     page_remove_rmap(s, old);
-    true
 }
 
 /// `wp_page_copy()` (mm/memory.c): a new exclusive anon page mapped

@@ -442,8 +442,10 @@ static long ksm_merge(void)
 	long start = ksm_full_scans(), now = start;
 
 	if (start < 0 || ksm_set("pages_to_scan", "10000") || ksm_set("sleep_millisecs", "0") ||
-	    ksm_set("run", "1"))
+	    ksm_set("run", "1")) {
+		not_realized("PTEDIFF-NOTREALIZED %s no KSM to run (/sys/kernel/mm/ksm)\n", NAME);
 		return -1;
+	}
 	for (int i = 0; i < 4000 && now < start + 3; i++) {
 		usleep(2000);
 		now = ksm_full_scans();
