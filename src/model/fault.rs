@@ -429,9 +429,12 @@ fn do_set_pte(s: &mut State, k: Kernel, p: usize, v: &Vma, addr: u8, f: FolioId,
 }
 
 /// `handle_pte_marker()` → `pte_marker_handle_uffd_wp()` (mm/memory.c): a stale
-/// marker (VMA no longer uffd-wp; before v6.4 also any anonymous one) is
-/// cleared; otherwise the fault is handled like a none PTE (`do_pte_missing`:
+/// marker (VMA no longer uffd-wp) is cleared; otherwise the fault is handled like a none PTE (`do_pte_missing`:
 /// `do_anonymous_page` or `do_fault`), which keeps the write protection.
+///
+/// Before v6.4 no anonymous VMA has markers (6.1.192's `handle_pte_marker()`
+/// answers one with SIGBUS); the model clears such a stale one, a path no
+/// 6.1 program reaches.
 fn handle_pte_marker(s: &mut State, cfg: &Config, p: usize, vi: usize, addr: u8, write: bool) -> Fault {
     let v = s.procs[p].vmas[vi];
     if !v.uffd_wp() || v.is_anonymous() && !cfg.kernel.uffd_wp_unpopulated() {

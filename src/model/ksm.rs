@@ -19,7 +19,7 @@ use super::Config;
 /// A page ksmd can merge: present, anonymous, small, normal (not the zero
 /// page), mapped once (a shared non-KSM page is left to the model's caller to
 /// refuse), not under migration, in a VM_MERGEABLE private VMA with an anon_vma.
-fn mergeable_page(s: &State, p: usize, v: &Vma, addr: u8) -> Option<(PteBits, FolioId)> {
+fn mergeable_page(s: &State, p: usize, v: &Vma, addr: u8) -> Option<FolioId> {
     let Entry::Present { bits, folio } = s.procs[p].pt[addr as usize] else { return None };
     if folio == ZERO_PAGE || bits.contains(PteBits::PROTNONE) || s.procs[p].is_huge(addr) || s.is_large(folio) {
         return None;
@@ -28,7 +28,7 @@ fn mergeable_page(s: &State, p: usize, v: &Vma, addr: u8) -> Option<(PteBits, Fo
     if !fo.is_anon() || fo.flags.contains(FolioFlags::MIGRATING) || v.anon_vma == 0 {
         return None;
     }
-    (fo.mapcount == 1 || fo.flags.contains(FolioFlags::KSM)).then_some((bits, folio))
+    (fo.mapcount == 1 || fo.flags.contains(FolioFlags::KSM)).then_some(folio)
 }
 
 /// `ksm_do_scan()` until two more full scans have passed: `cmp_and_merge_page()`
@@ -57,7 +57,7 @@ pub fn ksm_do_scan(s: &mut State, cfg: &Config) {
                 continue;
             }
             for addr in v.start..v.end {
-                let Some((_, folio)) = mergeable_page(s, p, &v, addr) else { continue };
+                let Some(folio) = mergeable_page(s, p, &v, addr) else { continue };
                 let data = s.folio(folio).data;
                 if s.folio(folio).flags.contains(FolioFlags::KSM) {
                     continue;
