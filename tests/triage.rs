@@ -388,7 +388,7 @@ fn oracle_letters_and_words() {
     assert_eq!(Reasons::empty().letters(), "none");
     assert_eq!((Reasons::U | Reasons::S).letters(), "U+S");
     assert_eq!((Reasons::U | Reasons::S).words(), "uffd-wp, soft-dirty");
-    assert_eq!(Reasons::all().letters(), "U+S+C+N+P+W");
+    assert_eq!(Reasons::all().letters(), "U+S+C+N+P+W+G");
 }
 
 // ---------------------------------------------------------------------------

@@ -34,6 +34,10 @@ bitflags! {
         /// is reported PAGE_IS_WRITTEN by PAGEMAP_SCAN, and pagemap bit 57 is
         /// clear for it.
         const W = 1 << 5;
+        /// Guard pages (MADV_GUARD_INSTALL, v6.13): the install returns, and
+        /// from then until MADV_GUARD_REMOVE or munmap every access to a
+        /// guarded page raises SIGSEGV (madvise(2): "guard region").
+        const G = 1 << 6;
     }
 }
 
@@ -45,16 +49,18 @@ impl std::fmt::Display for Contract {
 }
 
 impl Contract {
-    pub const ALL: [Contract; 6] = [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P, Contract::W];
+    pub const ALL: [Contract; 7] =
+        [Contract::U, Contract::S, Contract::C, Contract::N, Contract::P, Contract::W, Contract::G];
 
     /// Each contract with its letter and its long name.
-    const NAMES: [(Contract, &'static str, &'static str); 6] = [
+    const NAMES: [(Contract, &'static str, &'static str); 7] = [
         (Contract::U, "U", "uffd-wp"),
         (Contract::S, "S", "soft-dirty"),
         (Contract::C, "C", "COW"),
         (Contract::N, "N", "writenotify"),
         (Contract::P, "P", "mprotect"),
         (Contract::W, "W", "write-watch"),
+        (Contract::G, "G", "guard"),
     ];
 
     fn join(self, name: impl Fn(&(Contract, &'static str, &'static str)) -> &'static str, sep: &str) -> String {
@@ -80,6 +86,11 @@ impl Contract {
             return Some(Contract::empty());
         }
         s.split('+').try_fold(Contract::empty(), |c, l| Some(c | Self::NAMES.iter().find(|n| n.1 == l)?.0))
+    }
+
+    /// Whether `c` is a contract letter (what [`Contract::parse`] reads between `+`s).
+    pub fn is_letter(c: char) -> bool {
+        Self::NAMES.iter().any(|n| n.1.starts_with(c))
     }
 
     pub(crate) fn index(self) -> usize {
@@ -125,6 +136,8 @@ pub struct Owed {
     /// Stored to since its last write protection in an async uffd-wp VMA:
     /// pagemap bit 57 must be 0 (write watch).
     pub written: bool,
+    /// A guard page: the load and the store must raise SIGSEGV.
+    pub guard: bool,
 }
 
 impl ProbeObs {
@@ -147,7 +160,8 @@ impl Owed {
             (Some(t), false) => t.to_string(),
         };
         let wr = if self.written { " wr=1" } else { "" };
-        format!("ld={ld} sd={} trap={}{wr}", self.sd as u8, self.trap)
+        let gd = if self.guard { " gd=1" } else { "" };
+        format!("ld={ld} sd={} trap={}{wr}{gd}", self.sd as u8, self.trap)
     }
 }
 
@@ -164,13 +178,16 @@ fn owed_at(w: &World, p: usize, a: u8) -> Owed {
         Expect::File { shared: false, .. } => (None, false),
         Expect::File { file, index, .. } => (Some(w.g.file[file as usize][index as usize]), false),
     };
+    let guard = g.guard & (1 << a) != 0;
     let trap = match mm.vma(a) {
         None => "segv",
+        Some(_) if guard => "segv",
         Some(v) if !v.flags.contains(crate::model::VmFlags::WRITE) || v.pkey_exec_only() => "segv",
         Some(_) if g.user_wp & (1 << a) != 0 => "uffd",
         Some(_) => "none",
     };
-    Owed { ld, or_zero, sd: g.changed & (1 << a) != 0, trap, written: g.written & (1 << a) != 0 }
+    let ld = if guard { None } else { ld };
+    Owed { ld, or_zero, sd: g.changed & (1 << a) != 0, trap, written: g.written & (1 << a) != 0, guard }
 }
 
 /// The end-of-program probe on `w` (a clone: it writes to every page), as
@@ -241,7 +258,9 @@ pub fn probe(w: &mut World, cfg: &Config) -> Vec<ProbeObs> {
 fn pagemap_bits(s: &State, p: usize, a: usize) -> (bool, bool) {
     match s.procs[p].pt[a] {
         Entry::Present { bits, .. } => (true, bits.contains(PteBits::UW)),
-        Entry::Swap { bits, .. } | Entry::Migration { bits, .. } => (false, bits.contains(crate::model::SwpBits::UW)),
+        Entry::Swap { bits, .. } | Entry::Migration { bits, .. } | Entry::Guard { bits } => {
+            (false, bits.contains(crate::model::SwpBits::UW))
+        }
         Entry::Marker => (false, true),
         Entry::None => (false, false),
     }
@@ -283,6 +302,8 @@ pub fn probe_can_break(w: &World) -> bool {
                 }
                 // A fault will bring in data the load checks: let the probe look.
                 Entry::Swap { .. } | Entry::Migration { .. } => return true,
+                // A guard page faults with SIGSEGV, as it is owed.
+                Entry::Guard { .. } => {}
             }
         }
     }

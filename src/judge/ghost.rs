@@ -58,7 +58,7 @@ pub struct BreakAt {
 /// Every contract break so far: per contract, a bit per (process, page).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Breaks {
-    pub mask: [u64; 6],
+    pub mask: [u64; 7],
     pub first: Option<BreakAt>,
 }
 
@@ -123,6 +123,9 @@ pub struct MmGhost {
     /// Stored to in an async uffd-wp VMA since its last write protection, a bit
     /// per page (write watch: PAGEMAP_SCAN must report it WRITTEN).
     pub written: u16,
+    /// Guard pages (MADV_GUARD_INSTALL returned 0 over them, no
+    /// MADV_GUARD_REMOVE or munmap since), a bit per page: every access owes SIGSEGV.
+    pub guard: u16,
 }
 
 /// Machine-wide ghost state.
@@ -203,6 +206,15 @@ impl Ghost {
             Event::Moved { p, old, new, len } => self.moved(k, p as usize, old, new, len),
             Event::Forked { parent, child, event_fork } => self.forked(k, parent as usize, child as usize, event_fork),
             Event::Zapped { p, start, end, shared, anon } => self.dontneed(p as usize, start, end, shared, anon),
+            Event::GuardInstalled { p, start, end } => self.procs[p as usize].guard |= span(start, end),
+            Event::GuardRestarts { p, start, end } => {
+                // The call never returns: the first page it could not guard
+                // (what it did guard is not owed: the caller never learns).
+                let a = (start..end).find(|&a| !matches!(k.procs[p as usize].pt[a as usize], Entry::Guard { .. }));
+                self.broke(Contract::G, p as usize, a.unwrap_or(start), k.step);
+                self.procs[p as usize].guard &= !span(start, end);
+            }
+            Event::GuardRemoved { p, start, end } => self.procs[p as usize].guard &= !span(start, end),
             Event::LazyFreed { p, start, end } => {
                 let g = &mut self.procs[p as usize];
                 for a in start..end {
@@ -245,6 +257,7 @@ impl Ghost {
             g.expect[a as usize] = fresh(v, a);
             g.changed |= bit(a);
             g.user_wp &= !bit(a);
+            g.guard &= !bit(a);
         }
     }
 
@@ -273,6 +286,7 @@ impl Ghost {
             }
         }
         g.changed &= mapped;
+        g.guard &= mapped;
         g.user_wp &= wp;
         g.written &= wp;
     }
@@ -284,13 +298,16 @@ impl Ghost {
         // kernel keeps it when it cannot split it, and carries on), they read as
         // freshly mapped.
         let g = &mut self.procs[p];
-        let (e, c) = (g.expect, g.changed);
+        let (e, c, gd) = (g.expect, g.changed, g.guard);
         for o in old..old + len {
             g.expect[o as usize] = k.procs[p].vma(o).map_or(Expect::Unmapped, |v| fresh(v, o));
             g.changed &= !bit(o);
+            g.guard &= !bit(o);
         }
         for i in 0..len {
             let (o, n) = (old + i, new + i);
+            // Guard markers move with the page tables (move_ptes()).
+            g.guard = (g.guard & !bit(n)) | if gd & bit(o) != 0 { bit(n) } else { 0 };
             g.expect[n as usize] = e[o as usize];
             g.changed = (g.changed & !bit(n)) | if c & bit(o) != 0 { bit(n) } else { 0 };
             g.user_wp &= !bit(n);
@@ -303,6 +320,8 @@ impl Ghost {
     /// only with UFFD_FEATURE_EVENT_FORK, and only where a PTE carries it: a
     /// VM_WIPEONFORK VMA (private anonymous) starts empty, and an empty anonymous
     /// page is not write-protected (no markers without UFFD_FEATURE_WP_UNPOPULATED).
+    /// Guard pages are inherited (the guard-regions selftests and madvise(2)
+    /// say so), except in a VM_WIPEONFORK VMA, whose child starts empty.
     fn forked(&mut self, k: &State, parent: usize, child: usize, event_fork: bool) {
         let mut g = self.procs[parent];
         for v in k.procs[child].vmas.iter() {
@@ -310,6 +329,7 @@ impl Ghost {
                 for a in v.start..v.end {
                     g.expect[a as usize] = fresh(v, a);
                     g.user_wp &= !bit(a);
+                    g.guard &= !bit(a);
                 }
             }
         }
@@ -403,6 +423,9 @@ impl Ghost {
     /// contracts it can break, and for a store record the token the kernel wrote.
     pub fn after_access(&mut self, k: &State, p: usize, a: u8, write: bool, before: Before) {
         let Some(v) = k.procs[p].vma(a).copied() else { return };
+        if self.procs[p].guard & bit(a) != 0 {
+            self.broke(Contract::G, p, a, k.step);
+        }
         if !write {
             if let Some(got) = loaded(k, p, a) {
                 if !self.load_ok(p, a, got) {
@@ -505,7 +528,7 @@ pub fn pagemap_softdirty(mm: &Mm) -> u16 {
 fn pte_softdirty(e: Entry) -> bool {
     match e {
         Entry::Present { bits, .. } => bits.contains(PteBits::SD),
-        Entry::Migration { bits, .. } | Entry::Swap { bits, .. } => bits.contains(SwpBits::SD),
+        Entry::Migration { bits, .. } | Entry::Swap { bits, .. } | Entry::Guard { bits } => bits.contains(SwpBits::SD),
         Entry::Marker | Entry::None => false,
     }
 }

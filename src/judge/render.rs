@@ -93,6 +93,7 @@ pub fn show_entry(e: Entry) -> String {
         }
         Entry::Swap { bits: b, slot } => format!("swap slot#{slot} {}", swp(b)).trim_end().into(),
         Entry::Marker => "uffd-wp marker".into(),
+        Entry::Guard { bits: b } => format!("guard marker {}", swp(b)).trim_end().into(),
     }
 }
 

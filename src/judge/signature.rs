@@ -33,10 +33,11 @@ pub enum EntryClass {
     MigW,
     Swap,
     Marker,
+    Guard,
 }
 
 impl EntryClass {
-    pub const ALL: [EntryClass; 8] = [
+    pub const ALL: [EntryClass; 9] = [
         EntryClass::None,
         EntryClass::Ro,
         EntryClass::Rw,
@@ -45,6 +46,7 @@ impl EntryClass {
         EntryClass::MigW,
         EntryClass::Swap,
         EntryClass::Marker,
+        EntryClass::Guard,
     ];
 
     /// The class of an entry.
@@ -59,6 +61,7 @@ impl EntryClass {
             Entry::Migration { kind: MigKind::Write, .. } => EntryClass::MigW,
             Entry::Swap { .. } => EntryClass::Swap,
             Entry::Marker => EntryClass::Marker,
+            Entry::Guard { .. } => EntryClass::Guard,
         }
     }
 
@@ -72,6 +75,7 @@ impl EntryClass {
             EntryClass::MigW => "mig_w",
             EntryClass::Swap => "swap",
             EntryClass::Marker => "marker",
+            EntryClass::Guard => "guard",
         }
     }
 
@@ -233,7 +237,7 @@ impl fmt::Display for Verdict {
 
 /// Contract letters (`U+S`) at the start of `s`, and the rest.
 fn letters_prefix(s: &str) -> Option<(Contract, &str)> {
-    let end = s.find(|c: char| !matches!(c, 'U' | 'S' | 'C' | 'N' | 'P' | 'W' | '+')).unwrap_or(s.len());
+    let end = s.find(|c: char| c != '+' && !Contract::is_letter(c)).unwrap_or(s.len());
     let (l, rest) = if s.starts_with("none") { s.split_at(4) } else { s.split_at(end) };
     Some((Contract::parse(l)?, rest))
 }

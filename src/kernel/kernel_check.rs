@@ -192,6 +192,10 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Reproducer> {
                 let (k, v) = key_value(rest);
                 out.entry(name.to_string()).or_default().observed.insert(format!("scan {k}"), v);
             }
+            ["PTEDIFF-MADV", name, rest @ ..] => {
+                let (k, v) = key_value(rest);
+                out.entry(name.to_string()).or_default().observed.insert(format!("madv {k}"), v);
+            }
             ["PTEDIFF-THP", name, rest @ ..] => {
                 let (k, v) = key_value(rest);
                 out.entry(name.to_string()).or_default().observed.insert(format!("thp {k}"), v);
@@ -245,6 +249,11 @@ pub fn contract_breaks(values: &BTreeMap<String, String>, owed: &BTreeMap<String
                     if w & !g & (1 << a) != 0 {
                         out.push(format!("W {p} {a} (PAGEMAP_SCAN of step {step} missed a store)"));
                     }
+                }
+            }
+            ["madv", step, p] => {
+                if field(got, "rc") == Some("hang") {
+                    out.push(format!("G {p} - (MADV_GUARD_INSTALL of step {step} never returns)"));
                 }
             }
             ["ld", step, p, a] if !load_owed(field(got, "val"), field(want, "val")) => {

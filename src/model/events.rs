@@ -23,6 +23,12 @@ pub enum Event {
     Forked { parent: u8, child: u8, event_fork: bool },
     /// MADV_DONTNEED zapped `[start, end)` of a VMA (shared or not, anonymous or not).
     Zapped { p: u8, start: u8, end: u8, shared: bool, anon: bool },
+    /// MADV_GUARD_INSTALL made every page of `[start, end)` a guard page.
+    GuardInstalled { p: u8, start: u8, end: u8 },
+    /// MADV_GUARD_INSTALL over `[start, end)` gave up and restarts for ever.
+    GuardRestarts { p: u8, start: u8, end: u8 },
+    /// MADV_GUARD_REMOVE cleared the guard pages of `[start, end)`.
+    GuardRemoved { p: u8, start: u8, end: u8 },
     /// MADV_FREE marked `[start, end)` lazy-free.
     LazyFreed { p: u8, start: u8, end: u8 },
     /// A lazy-free page (or a freed swap entry) was discarded: it reads zero now.

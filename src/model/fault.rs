@@ -27,6 +27,8 @@ pub(super) enum Fault {
     Retry,
     Uffd,
     Oom,
+    /// VM_FAULT_SIGSEGV: a guard marker (`handle_pte_marker()`).
+    Segv,
 }
 
 /// A user load or store at `(p, addr)`: a hardware access through a suitable PTE
@@ -75,6 +77,7 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
             Fault::Retry => continue,
             Fault::Uffd => return Access::UffdWp,
             Fault::Oom => return Access::Oom,
+            Fault::Segv => return Access::Segv,
         }
     }
     Access::Oom
@@ -87,15 +90,17 @@ pub fn user_access(s: &mut State, cfg: &Config, p: usize, addr: u8, write: bool)
 /// follows a NUMA-hinting (protnone) PTE without faulting; a FOLL_WRITE touch of a
 /// clean writable PTE dirties the folio (`follow_page_pte`), so a MADV_FREE'd page
 /// is no longer discarded. The walk stops at the first VMA GUP refuses (PROT_NONE,
-/// execute-only pkey): mlock ignores no errors.
-pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) {
+/// execute-only pkey): mlock ignores no errors. A guard page stops the walk
+/// with EFAULT (its fault is VM_FAULT_SIGSEGV), which mlock() returns as ENOMEM
+/// (`__mlock_posix_error_return()`); the pages before it stay populated.
+pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8) -> super::vma::KResult<()> {
     for addr in start..end.min(NPAGES as u8) {
         let Some(vi) = s.procs[p].vma_index(addr) else {
             continue;
         };
         let v = s.procs[p].vmas[vi];
         if !v.accessible() || v.pkey_exec_only() {
-            return;
+            return Ok(());
         }
         let write = (v.flags & (VmFlags::WRITE | VmFlags::SHARED)) == VmFlags::WRITE;
         for _ in 0..8 {
@@ -112,6 +117,7 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
             match handle_pte_fault(s, cfg, p, vi, addr, write) {
                 Fault::Retry => continue,
                 Fault::Uffd | Fault::Oom => break,
+                Fault::Segv => return Err(super::vma::Errno::Efault),
             }
         }
         // The unmodelled pages after a PMD's last page are populated with it: a
@@ -123,6 +129,7 @@ pub fn populate_vma_page_range(s: &mut State, cfg: &Config, p: usize, start: u8,
             put_anon_folio(s, t);
         }
     }
+    Ok(())
 }
 
 /// `break_ksm()`'s write fault (v6.1: `handle_mm_fault(FAULT_FLAG_WRITE)`, no
@@ -160,6 +167,9 @@ pub(super) fn handle_pte_fault(s: &mut State, cfg: &Config, p: usize, vi: usize,
         }
         Entry::Swap { bits, slot } => do_swap_page(s, cfg, p, vi, addr, bits, slot, write),
         Entry::Marker => handle_pte_marker(s, cfg, p, vi, addr, write),
+        // handle_pte_marker(): a guard marker raises SIGSEGV (before any
+        // uffd-wp handling; v6.13).
+        Entry::Guard { .. } => Fault::Segv,
         Entry::Present { bits, folio } => {
             if bits.contains(PteBits::PROTNONE) && v.accessible() {
                 do_numa_page(s, cfg, p, &v, addr, bits, folio);

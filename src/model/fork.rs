@@ -86,9 +86,10 @@ fn copy_huge_pmd(s: &mut State, parent: usize, child: usize, src: &Vma) {
 
 /// `vma_needs_copy()` (mm/memory.c): copy page tables only when the child VMA is
 /// uffd-wp or the source has an anon_vma (PFNMAP/MIXEDMAP not modelled); shared
-/// file VMAs are left to fault in afresh.
+/// file VMAs are left to fault in afresh. 7.3.4 also copies a VMA carrying
+/// VM_MAYBE_GUARD (in VM_COPY_ON_FORK), which only its MADV_GUARD_INSTALL sets.
 pub fn vma_needs_copy(dst: &Vma, src: &Vma) -> bool {
-    dst.uffd_wp() || src.anon_vma != 0
+    dst.uffd_wp() || src.anon_vma != 0 || dst.flags.contains(VmFlags::MAYBE_GUARD)
 }
 
 fn copy_pte(s: &mut State, cfg: &Config, parent: usize, child: usize, src: &Vma, dst: &Vma, a: u8) {
@@ -177,6 +178,12 @@ fn copy_nonpresent_pte(
                 s.warned = true;
             }
             set_pte(s, child, a, Entry::Marker, Why::CopyNonpresentPte);
+            return;
+        }
+        // copy_pte_marker() (v6.13): a guard is always copied, as a fresh marker
+        // (no swap soft-dirty or uffd-wp bit).
+        Entry::Guard { .. } => {
+            set_pte(s, child, a, Entry::Guard { bits: SwpBits::empty() }, Why::CopyNonpresentPte);
             return;
         }
         _ => return,

@@ -161,10 +161,13 @@ pub fn collapse_one(s: &mut State, cfg: &Config, p: usize, addr: u8) -> ScanResu
     for a in start..end {
         for _ in 0..8 {
             match s.procs[p].pt[a as usize] {
-                Entry::Swap { .. } | Entry::Migration { .. } => match handle_pte_fault(s, cfg, p, vi, a, false) {
-                    Fault::Retry => {}
-                    Fault::Uffd | Fault::Oom => return ScanResult::Fail,
-                },
+                // (a guard marker is swapped in too, and raises SIGSEGV)
+                Entry::Swap { .. } | Entry::Migration { .. } | Entry::Guard { .. } => {
+                    match handle_pte_fault(s, cfg, p, vi, a, false) {
+                        Fault::Retry => {}
+                        Fault::Uffd | Fault::Oom | Fault::Segv => return ScanResult::Fail,
+                    }
+                }
                 _ => break,
             }
         }
@@ -204,7 +207,7 @@ fn scan_ptes(s: &State, k: Kernel, p: usize, v: &Vma, start: u8, isolate: bool) 
                 }
                 writable |= bits.contains(PteBits::W);
             }
-            Entry::Swap { bits, .. } | Entry::Migration { bits, .. } => {
+            Entry::Swap { bits, .. } | Entry::Migration { bits, .. } | Entry::Guard { bits } => {
                 if bits.contains(SwpBits::UW) {
                     return Some(ScanResult::PteUffdWp);
                 }

@@ -13,6 +13,7 @@ pub mod huge_memory;
 pub mod invariants;
 pub mod khugepaged;
 pub mod ksm;
+pub mod madvise;
 pub mod migrate;
 pub mod prot;
 pub mod pte;
@@ -355,6 +356,18 @@ impl Kernel {
     pub fn pagemap_scan(self) -> bool {
         self >= Kernel::V612
     }
+    /// Guard regions: MADV_GUARD_INSTALL / MADV_GUARD_REMOVE (v6.13, file
+    /// mappings from v6.15; mm/madvise.c). Older kernels refuse the advice (EINVAL).
+    pub fn guard_regions(self) -> bool {
+        self >= Kernel::V618
+    }
+    /// How MADV_GUARD_INSTALL makes fork copy the page tables that hold the
+    /// guards: 6.18.15 gives every VMA an anon_vma (`anon_vma_prepare()`, which
+    /// `vma_needs_copy()` then sees); 7.3.4 sets the sticky VM_MAYBE_GUARD flag,
+    /// part of VM_COPY_ON_FORK, and prepares an anon_vma for anonymous VMAs only.
+    pub fn guard_sets_maybe_guard(self) -> bool {
+        self >= Kernel::V73
+    }
     /// `replace_page()` (mm/ksm.c) keeps the replaced PTE's soft-dirty bit: in
     /// Debian's 6.12.118 tree only (not in 6.1.192, 6.18.15 or 7.3.4). No tree
     /// keeps its uffd-wp bit.
@@ -686,6 +699,11 @@ pub fn step(s: &mut State, cfg: &Config, op: &Op) -> StepResult {
             let (a, e) = range(addr, len);
             res(vma::mprotect(s, cfg, p as usize, a, e, vm_prot(prot)))
         }
+        Op::Madvise { advice: advice @ (Advice::GuardInstall | Advice::GuardRemove), .. }
+            if !cfg.kernel.guard_regions() =>
+        {
+            StepResult::NotInKernel { feature: advice.name(), since: "v6.13" }
+        }
         Op::Madvise { p, addr, len, advice } => {
             let (a, e) = range(addr, len);
             res(madvise(s, cfg, p as usize, a, e, advice))
@@ -810,9 +828,19 @@ fn sys_mmap(
 
 /// madvise() dispatch (mm/madvise.c): DONTNEED and FREE walk PTEs (both refuse
 /// VM_LOCKED VMAs; FREE only private anonymous ones), the rest change flags.
-fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> vma::KResult<()> {
+pub fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advice) -> vma::KResult<()> {
     if advice == Advice::Collapse {
         return madvise_walk_vmas(s, p, a, e, |s, x, y| khugepaged::madvise_collapse(s, cfg, p, x, y));
+    }
+    if matches!(advice, Advice::GuardInstall | Advice::GuardRemove) {
+        return madvise_walk_vmas(s, p, a, e, |s, x, y| {
+            let vi = s.procs[p].vma_index(x).unwrap();
+            if advice == Advice::GuardInstall {
+                madvise::madvise_guard_install(s, cfg, p, vi, x, y)
+            } else {
+                madvise::madvise_guard_remove(s, p, vi, x, y)
+            }
+        });
     }
     if advice == Advice::Unmergeable {
         // ksm_madvise(): unmerge the KSM pages of the range first.

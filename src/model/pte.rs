@@ -18,6 +18,7 @@ fn wsu(e: Entry) -> Option<(bool, bool, bool)> {
         }
         Entry::Swap { bits, .. } => Some((false, bits.contains(SwpBits::SD), bits.contains(SwpBits::UW))),
         Entry::Marker => Some((false, false, true)),
+        Entry::Guard { bits } => Some((false, bits.contains(SwpBits::SD), bits.contains(SwpBits::UW))),
         Entry::None => None,
     }
 }
@@ -390,6 +391,8 @@ pub fn change_protection(
                     set_pte(s, p, addr, Entry::None, why);
                 }
             }
+            // Guard markers are left alone (any access faults anyway).
+            Entry::Guard { .. } => {}
             Entry::None => {
                 // Markers: files always, anonymous VMAs with WP_UNPOPULATED (v6.4).
                 if uffd_wp && super::userfaultfd::userfaultfd_wp_use_markers(&s.procs[p], vma) {
@@ -496,7 +499,8 @@ pub fn pte_install_uffd_wp_if_needed(s: &mut State, p: usize, vma: &Vma, addr: u
         Entry::Present { bits, .. } => bits.contains(PteBits::UW),
         Entry::Migration { bits, .. } | Entry::Swap { bits, .. } => bits.contains(SwpBits::UW),
         Entry::Marker => true,
-        Entry::None => false,
+        // (zap_pte_range() never clears a guard without DROP_MARKER)
+        Entry::Guard { .. } | Entry::None => false,
     };
     if arm {
         set_pte(s, p, addr, Entry::Marker, Why::ZapInstallUffdWp);
@@ -535,6 +539,13 @@ pub fn zap_pte_range(s: &mut State, cfg: &Config, p: usize, vma: &Vma, start: u8
                 // zap_nonpresent_ptes(): an anonymous VMA always drops its
                 // markers (WP_UNPOPULATED's); a file VMA only with DROP_MARKER.
                 if !details.drop_marker && !vma.is_anonymous() {
+                    continue;
+                }
+                s.procs[p].pt[addr as usize] = Entry::None;
+            }
+            // Guard markers stay unless ZAP_FLAG_DROP_MARKER (munmap, exit).
+            Entry::Guard { .. } => {
+                if !details.drop_marker {
                     continue;
                 }
                 s.procs[p].pt[addr as usize] = Entry::None;
@@ -601,6 +612,8 @@ pub fn clear_soft_dirty(s: &mut State, cfg: &Config, p: usize, addr: u8) {
             let e = Entry::Swap { bits: bits - SwpBits::SD, slot };
             set_pte(s, p, addr, e, Why::ClearRefs);
         }
+        // A guard marker is a swap-format PTE: it loses its soft-dirty bit.
+        Entry::Guard { bits } => set_pte(s, p, addr, Entry::Guard { bits: bits - SwpBits::SD }, Why::ClearRefs),
         Entry::Marker | Entry::None => {}
     }
 }
@@ -673,6 +686,14 @@ pub fn move_ptes(s: &mut State, cfg: &Config, p: usize, old: u8, new: u8, len: u
                 Entry::Swap { bits, slot }
             }
             Entry::Marker if clear_uffd_wp => Entry::None,
+            // A guard marker moves as a swap-format entry does.
+            Entry::Guard { mut bits } => {
+                bits |= SwpBits::SD;
+                if clear_uffd_wp {
+                    bits.remove(SwpBits::UW);
+                }
+                Entry::Guard { bits }
+            }
             e => e,
         };
         let a = new as usize + i;

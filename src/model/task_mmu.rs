@@ -96,6 +96,14 @@ fn pagemap_page_category(s: &State, cfg: &Config, p: usize, v: &Vma, addr: u8, f
             c.soft_dirty |= bits.contains(SwpBits::SD);
         }
         Entry::Marker => c.swapped = true,
+        // A guard marker (v6.13): SWAPPED (and GUARD, which the reproducers do
+        // not ask for: 6.12 refuses the bit); WRITTEN unless it carries the swap
+        // uffd-wp bit (7.3.4: in a uffd-wp VMA only, below).
+        Entry::Guard { bits } => {
+            c.swapped = true;
+            c.written = !bits.contains(SwpBits::UW);
+            c.soft_dirty |= bits.contains(SwpBits::SD);
+        }
     }
     // 7.3.4 reports WRITTEN (and ACCESSED) only in a uffd-wp VMA.
     if cfg.kernel.pagemap_scan_unpopulated() == ScanUnpopulated::WrittenInUffdWp && !v.uffd_wp() {
@@ -195,6 +203,7 @@ fn make_uffd_wp_pte(s: &mut State, cfg: &Config, p: usize, addr: u8, e: Entry) {
         Entry::Migration { kind, bits, folio } => Entry::Migration { kind, bits: bits | SwpBits::UW, folio },
         Entry::None => Entry::Marker,
         Entry::Marker => return,
+        Entry::Guard { bits } => Entry::Guard { bits: bits | SwpBits::UW },
     };
     set_pte(s, p, addr, n, Why::MakeUffdWpPte);
 }

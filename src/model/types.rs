@@ -42,7 +42,7 @@ pub const NO_FOLIO: FolioId = u8::MAX - 1;
 bitflags! {
     /// `vma->vm_flags` (include/linux/mm.h), the subset that matters here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    pub struct VmFlags: u16 {
+    pub struct VmFlags: u32 {
         const READ = 1 << 0;
         const WRITE = 1 << 1;
         const EXEC = 1 << 2;
@@ -67,6 +67,9 @@ bitflags! {
         const NOHUGEPAGE = 1 << 14;
         /// VM_MERGEABLE (MADV_MERGEABLE): ksmd may merge its anonymous pages.
         const MERGEABLE = 1 << 15;
+        /// VM_MAYBE_GUARD (v6.19): MADV_GUARD_INSTALL ran in this VMA; sticky
+        /// over merges, and fork copies the page tables of a VMA carrying it.
+        const MAYBE_GUARD = 1 << 16;
     }
 }
 
@@ -192,6 +195,12 @@ pub enum Entry {
     },
     /// PTE_MARKER_UFFD_WP.
     Marker,
+    /// PTE_MARKER_GUARD (MADV_GUARD_INSTALL, v6.13): any access raises SIGSEGV.
+    /// A swap-format entry: it can carry the swap soft-dirty bit (mremap's
+    /// `move_soft_dirty_pte`) and the swap uffd-wp bit (`make_uffd_wp_pte`).
+    Guard {
+        bits: SwpBits,
+    },
 }
 
 impl Entry {
@@ -290,11 +299,13 @@ pub enum Why {
     WriteProtectPage,
     ReplacePage,
     BreakKsm,
+    GuardInstall,
+    GuardRemove,
 }
 
 impl Why {
     /// Every value, in declaration order.
-    pub const ALL: [Why; 43] = [
+    pub const ALL: [Why; 45] = [
         Why::Unknown,
         Why::MmapRegion,
         Why::MmapExpand,
@@ -338,6 +349,8 @@ impl Why {
         Why::WriteProtectPage,
         Why::ReplacePage,
         Why::BreakKsm,
+        Why::GuardInstall,
+        Why::GuardRemove,
     ];
 
     /// The name as signatures spell it: [`Why::name`] without parentheses
@@ -399,6 +412,8 @@ impl Why {
             Why::WriteProtectPage => "write_protect_page",
             Why::ReplacePage => "replace_page",
             Why::BreakKsm => "break_ksm",
+            Why::GuardInstall => "guard_install_set_pte",
+            Why::GuardRemove => "guard_remove_pte_entry",
         }
     }
 }

@@ -15,6 +15,9 @@ pub enum Errno {
     Einval,
     Eperm,
     Efault,
+    /// -ERESTARTNOINTR: the call restarts (MADV_GUARD_INSTALL over uffd-wp
+    /// markers it cannot zap: for ever).
+    Restart,
 }
 
 impl Errno {
@@ -25,6 +28,7 @@ impl Errno {
             Errno::Einval => -22,
             Errno::Eperm => -1,
             Errno::Efault => -14,
+            Errno::Restart => -513,
         }
     }
 }
@@ -531,7 +535,8 @@ pub fn mprotect(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, prot:
         if (old.flags & (VmFlags::WRITE | VmFlags::SHARED | VmFlags::LOCKED)) == VmFlags::LOCKED
             && newflags.contains(VmFlags::WRITE)
         {
-            super::fault::populate_vma_page_range(s, cfg, p, a, b);
+            // (mprotect_fixup() ignores what the populate returns)
+            let _ = super::fault::populate_vma_page_range(s, cfg, p, a, b);
         }
         Ok(())
     })
@@ -567,7 +572,9 @@ pub fn madvise_update_vma(s: &mut State, cfg: &Config, p: usize, start: u8, end:
             // (its KSM pages were unmerged first, see model::madvise)
             Advice::Unmergeable => old.flags - VmFlags::MERGEABLE,
             // PTE-walking advice does not come here (see model::madvise).
-            Advice::DontNeed | Advice::Free | Advice::Collapse => return Err(Errno::Einval),
+            Advice::DontNeed | Advice::Free | Advice::Collapse | Advice::GuardInstall | Advice::GuardRemove => {
+                return Err(Errno::Einval)
+            }
         };
         if newflags == old.flags {
             return Ok(());
@@ -604,7 +611,7 @@ pub fn mlock(s: &mut State, cfg: &Config, p: usize, start: u8, end: u8, lock: bo
         // __split_vma() split the PMDs the new boundaries cut (vma_adjust_trans_huge)
         // before the populate faults anything in.
         super::huge_memory::vma_adjust_trans_huge(s, cfg);
-        super::fault::populate_vma_page_range(s, cfg, p, start, end);
+        return super::fault::populate_vma_page_range(s, cfg, p, start, end).map_err(|_| Errno::Enomem);
     }
     r
 }

@@ -94,10 +94,14 @@ pub enum Advice {
     Mergeable,
     /// MADV_UNMERGEABLE: unmerge its KSM pages, no more merging.
     Unmergeable,
+    /// MADV_GUARD_INSTALL (v6.13): every page becomes a guard page (SIGSEGV on access).
+    GuardInstall,
+    /// MADV_GUARD_REMOVE (v6.13): the range's guard pages become empty again.
+    GuardRemove,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 13] = [
+    pub const ALL: [Advice; 15] = [
         Advice::DontNeed,
         Advice::Free,
         Advice::Random,
@@ -111,6 +115,8 @@ impl Advice {
         Advice::Collapse,
         Advice::Mergeable,
         Advice::Unmergeable,
+        Advice::GuardInstall,
+        Advice::GuardRemove,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -127,6 +133,8 @@ impl Advice {
             Advice::Collapse => "MADV_COLLAPSE",
             Advice::Mergeable => "MADV_MERGEABLE",
             Advice::Unmergeable => "MADV_UNMERGEABLE",
+            Advice::GuardInstall => "MADV_GUARD_INSTALL",
+            Advice::GuardRemove => "MADV_GUARD_REMOVE",
         }
     }
     fn index(self) -> u8 {

@@ -204,6 +204,7 @@ fn entry_bytes(e: &Entry, out: &mut Out) {
         Entry::Migration { kind, bits, folio } => out.put([2, kind as u8, bits.bits(), folio]),
         Entry::Swap { bits, slot } => out.put([3, bits.bits(), slot]),
         Entry::Marker => out.put([4]),
+        Entry::Guard { bits } => out.put([5, bits.bits()]),
     }
 }
 
@@ -236,6 +237,8 @@ fn state_bytes(w: &World, out: &mut Out) {
                 v.end,
                 f[0],
                 f[1],
+                f[2],
+                f[3],
                 v.prot.bits(),
                 backing,
                 v.pgoff,
@@ -245,7 +248,8 @@ fn state_bytes(w: &World, out: &mut Out) {
             ]);
         }
         // Every field of the ghost's process state (the compiler names a new one).
-        let crate::judge::ghost::MmGhost { expect: _, changed, user_wp, written } = gm;
+        let crate::judge::ghost::MmGhost { expect: _, changed, user_wp, written, guard } = gm;
+        out.put(guard.to_le_bytes());
         out.put(changed.to_le_bytes());
         out.put(user_wp.to_le_bytes());
         out.put(written.to_le_bytes());

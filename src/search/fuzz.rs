@@ -77,6 +77,7 @@ fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
         Entry::Migration { bits, .. } => 70 + bits.bits() as u32,
         Entry::Swap { bits, .. } => 110 + bits.bits() as u32,
         Entry::Marker => 150,
+        Entry::Guard { bits } => 160 + bits.bits() as u32,
     };
     let vc: u32 = mm.vma(addr).map_or(0, |v| 1 + (v.flags.bits() as u32 & 0xff) + ((v.prot.bits() as u32) << 8));
     // Is the VMA's vm_page_prot what vma_set_page_prot() would compute now? A stale

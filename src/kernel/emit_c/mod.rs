@@ -190,6 +190,24 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                 predicted.push((format!("scan {n} p{q}"), got));
                 owed.push((format!("scan {n} p{q}"), owe));
             }
+            if let (true, Op::Madvise { p, addr, len, advice: advice @ (Advice::GuardInstall | Advice::GuardRemove) }) =
+                (runs, *op)
+            {
+                let (q, n) = (p as usize, i + 1);
+                if cfg.kernel.guard_regions() {
+                    let mut k = w.k;
+                    let (a, e) = model::range(addr, len);
+                    let rc = match model::madvise(&mut k, &cfg, q, a, e, advice) {
+                        Ok(()) => "0".to_string(),
+                        Err(model::vma::Errno::Restart) => "hang".to_string(),
+                        Err(err) => err.c_errno().to_string(),
+                    };
+                    predicted.push((format!("madv {n} p{q}"), format!("rc={rc}")));
+                }
+                if advice == Advice::GuardInstall {
+                    owed.push((format!("madv {n} p{q}"), "returns".to_string()));
+                }
+            }
             match w.step(&cfg, op) {
                 StepResult::UffdWp => return refuse("the store blocks on uffd-wp until a handler resolves it"),
                 StepResult::Segv => return refuse("the access raises SIGSEGV"),
@@ -499,6 +517,11 @@ pub(crate) fn c_op(op: &Op, step: usize, token: Token) -> Result<String, &'stati
         Op::Mprotect { addr, len, prot, .. } => {
             format!("r = mprotect(PG({addr}), SPAN({addr}, {}), {});", c_len(addr, len), c_prot(prot))
         }
+        Op::Madvise { addr, len, advice: advice @ (Advice::GuardInstall | Advice::GuardRemove), .. } => format!(
+            "r = guard_madvise({step}, PG({addr}), SPAN({addr}, {}), {});",
+            c_len(addr, len),
+            (advice == Advice::GuardInstall) as u8
+        ),
         Op::Madvise { addr, len, advice, .. } => {
             format!("r = madvise(PG({addr}), SPAN({addr}, {}), {});", c_len(addr, len), advice.name())
         }
