@@ -26,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -400,6 +401,68 @@ static long pagemap_scan(int step, void *a, unsigned long len, int wp)
 	printf(" swapped=%04x file=%04x zero=%04x sd=%04x\n", m[3], m[4], m[5], m[6]);
 	owe_scan(step, MYSLOT, m[1]);
 	return r;
+}
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+
+static sigjmp_buf guard_jmp;
+
+static void guard_timeout(int sig)
+{
+	(void)sig;
+	siglongjmp(guard_jmp, 1);
+}
+
+/* Does the kernel know guard regions (v6.13)? One that does not refuses the
+ * advice even on a fresh private anonymous page.
+ */
+static int guard_supported(void)
+{
+	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int ok;
+
+	if (p == MAP_FAILED)
+		return 1;
+	ok = !madvise(p, PAGE, MADV_GUARD_INSTALL) || errno != EINVAL;
+	munmap(p, PAGE);
+	return ok;
+}
+
+/* MADV_GUARD_INSTALL (install) or MADV_GUARD_REMOVE over [addr, addr + len).
+ * An install that keeps restarting (-ERESTARTNOINTR every time) never returns:
+ * a timer signal leaves it after 300 ms and the step reports rc=hang.
+ */
+static long guard_madvise(int step, void *addr, size_t len, int install)
+{
+	struct sigaction sa = { .sa_handler = guard_timeout }, old;
+	struct itimerval t = { .it_value = { .tv_usec = 300000 } }, off = { 0 };
+	volatile long r = 0;
+	volatile int hang = 0;
+
+	sigaction(SIGALRM, &sa, &old);
+	if (sigsetjmp(guard_jmp, 1)) {
+		hang = 1;
+	} else {
+		setitimer(ITIMER_REAL, &t, NULL);
+		r = madvise(addr, len, install ? MADV_GUARD_INSTALL : MADV_GUARD_REMOVE) ? -errno : 0;
+	}
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	if (r == -EINVAL && !guard_supported()) {
+		not_realized("PTEDIFF-NOTON %s %s\n", NAME,
+			     install ? "MADV_GUARD_INSTALL" : "MADV_GUARD_REMOVE");
+		return r;
+	}
+	if (hang)
+		printf("PTEDIFF-MADV %s %d p%d rc=hang\n", NAME, step, MYSLOT);
+	else
+		printf("PTEDIFF-MADV %s %d p%d rc=%ld\n", NAME, step, MYSLOT, (long)r);
+	return hang ? -EINTR : r;
 }
 
 #define KSM_SYSFS "/sys/kernel/mm/ksm/"
