@@ -111,3 +111,28 @@ fn an_install_over_uffd_wp_on_shmem_never_returns() {
         assert!(!world(&anon, &c).g.breaks.contracts().contains(Contract::G), "{k:?}");
     }
 }
+
+/// Both guard/uffd-wp findings are one hole: with the candidate fix (a guard
+/// that keeps uffd-wp) the install returns, the page stays protected after
+/// MADV_GUARD_REMOVE, and neither program breaks a contract.
+#[test]
+fn the_guard_uffd_wp_hole_explains_both_findings_and_its_patch_closes_them() {
+    use ptediff::check::{analyze, Kind, Pair};
+    use ptediff::model::Patches;
+    let livelock = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)";
+    let unguarded = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nmadvise(p0, 0, 1, MADV_GUARD_REMOVE)";
+    for k in [Kernel::V618, Kernel::V73] {
+        let side = |r| Config { kernel: k, ..Config::new(r) };
+        let pair = Pair::new(side(Restore::FullRestore), side(Restore::VmPageProt));
+        for (text, broken) in [(livelock, "broken-G-via-guard-uffd-wp"), (unguarded, "broken-U-via-guard-uffd-wp")] {
+            let f = analyze(&parse(text).unwrap(), &pair, Kind::Oracle).expect("an oracle finding");
+            assert!(f.signature.to_string().ends_with(broken), "{k:?}: {}", f.signature);
+            let fixed = Config { patches: Patches::GUARD_KEEPS_UFFD_WP, ..cfg(k) };
+            assert!(world(text, &fixed).g.breaks.contracts().is_empty(), "{k:?}: {text}");
+        }
+        let fixed = Config { patches: Patches::GUARD_KEEPS_UFFD_WP, ..cfg(k) };
+        let (s, r) = run(unguarded, &fixed);
+        assert_eq!(r[2], StepResult::Ok);
+        assert_eq!(s.procs[0].pt[0], Entry::Marker, "{k:?}: the removed guard leaves a uffd-wp marker");
+    }
+}

@@ -370,14 +370,16 @@ impl Ghost {
     /// covers what the ioctl can protect: every page of a shmem VMA (a none PTE gets a
     /// marker), but only populated pages of an anonymous one unless the context
     /// has UFFD_FEATURE_WP_UNPOPULATED (without it a none PTE stays unprotected,
-    /// as documented). A WP_ASYNC context owes no message: protecting starts a
-    /// write watch over the range instead.
+    /// as documented). A guard page is not populated: it holds no page, and
+    /// after MADV_GUARD_REMOVE it is an empty PTE like any other. A WP_ASYNC
+    /// context owes no message: protecting starts a write watch over the range
+    /// instead.
     fn write_protect(&mut self, k: &State, p: usize, start: u8, end: u8, on: bool) {
         let mm = &k.procs[p];
         let unpopulated = mm.uffd.contains(UffdCtx::WP_UNPOPULATED);
         let asynchronous = mm.uffd.contains(UffdCtx::WP_ASYNC);
         for a in start..end {
-            let populated = !mm.pt[a as usize].is_none();
+            let populated = !matches!(mm.pt[a as usize], Entry::None | Entry::Guard { .. });
             let anon = mm.vma(a).is_some_and(|v| v.is_anonymous());
             let g = &mut self.procs[p];
             if !on {

@@ -47,13 +47,18 @@ pub enum Hole {
     /// 6.18.15's full PAGEMAP_SCAN reports no unpopulated page WRITTEN (its
     /// WRITTEN-only fast path does; 6.12.118 and 7.3.4 report them in uffd-wp VMAs).
     ScanUnpopulated,
+    /// Guard markers and uffd-wp do not compose (v6.13+): UFFDIO_WRITEPROTECT
+    /// skips a guard (its protection is gone once MADV_GUARD_REMOVE empties the
+    /// PTE), and MADV_GUARD_INSTALL over a uffd-wp marker of a file VMA restarts
+    /// for ever. Closed by [`Patches::GUARD_KEEPS_UFFD_WP`] (in no tree).
+    GuardUffdWp,
 }
 
 impl Hole {
     /// Every hole, in the order the counterfactual tries them.
     /// Every hole, in the order the counterfactual tries them (the first whose
     /// patch removes the harm takes it).
-    pub const ALL: [Hole; 11] = [
+    pub const ALL: [Hole; 12] = [
         Hole::ClearRefs,
         Hole::VmaMerge,
         Hole::UffdWpWritenotify,
@@ -65,6 +70,7 @@ impl Hole {
         Hole::PmdModifyDirty,
         Hole::KsmReplacePage,
         Hole::ScanUnpopulated,
+        Hole::GuardUffdWp,
     ];
 
     /// Its name in verdicts (`-via-clear-refs`) and causes (`hole.clear-refs`).
@@ -81,6 +87,7 @@ impl Hole {
             Hole::PmdModifyDirty => "pmd-modify-dirty",
             Hole::KsmReplacePage => "ksm-replace-page",
             Hole::ScanUnpopulated => "pagemap-scan-unpopulated",
+            Hole::GuardUffdWp => "guard-uffd-wp",
         }
     }
 
@@ -109,6 +116,7 @@ impl Hole {
             Hole::PmdModifyDirty => "x86 pmd_modify() dropping a THP's dirty bit (v6.6 until v7.3-rc4, Cc: stable)",
             Hole::KsmReplacePage => "KSM's replace_page() dropping the replaced PTE's uffd-wp and soft-dirty bits",
             Hole::ScanUnpopulated => "6.18.15's full PAGEMAP_SCAN reporting no unpopulated page WRITTEN",
+            Hole::GuardUffdWp => "guard markers and uffd-wp markers excluding each other in one PTE (v6.13+)",
         }
     }
 
@@ -165,6 +173,12 @@ impl Hole {
                  stored to and then zapped is not PAGE_IS_WRITTEN (a write watch misses the store; its WRITTEN-only \
                  fast path, 6.12.118 and 7.3.4 report it)"
             }
+            Hole::GuardUffdWp => {
+                "a PTE holds a guard marker or a uffd-wp marker, never both: UFFDIO_WRITEPROTECT skips a guard, so \
+                 after MADV_GUARD_REMOVE a store to the page completes without a message (a snapshot misses the \
+                 write), and MADV_GUARD_INSTALL over a uffd-wp marker of a file VMA restarts for ever (the caller \
+                 never returns); 6.13 and later"
+            }
         }
     }
 
@@ -182,6 +196,7 @@ impl Hole {
             Hole::PmdModifyDirty => !c.pmd_modify_drops_dirty(),
             Hole::KsmReplacePage => c.ksm_replace_keeps_uffd_wp(),
             Hole::ScanUnpopulated => c.pagemap_scan_unpopulated() != crate::model::ScanUnpopulated::FastPathOnly,
+            Hole::GuardUffdWp => !c.kernel.guard_regions() || c.guard_keeps_uffd_wp(),
         }
     }
 
@@ -199,6 +214,7 @@ impl Hole {
             Hole::PmdModifyDirty => Config { patches: c.patches | Patches::PMD_MODIFY_KEEPS_DIRTY, ..c },
             Hole::KsmReplacePage => Config { patches: c.patches | Patches::KSM_REPLACE_KEEPS_BITS, ..c },
             Hole::ScanUnpopulated => Config { patches: c.patches | Patches::SCAN_UNPOPULATED_WRITTEN, ..c },
+            Hole::GuardUffdWp => Config { patches: c.patches | Patches::GUARD_KEEPS_UFFD_WP, ..c },
         }
     }
 

@@ -48,7 +48,7 @@ pub fn madvise_guard_install(s: &mut State, cfg: &Config, p: usize, vi: usize, a
     let v = s.procs[p].vmas[vi];
     let mut zapped = false;
     for _ in 0..MAX_MADVISE_GUARD_RETRIES {
-        if guard_install_walk(s, p, a, e) {
+        if guard_install_walk(s, cfg, p, a, e) {
             if zapped {
                 let (shared, anon) = (v.flags.contains(VmFlags::SHARED), v.is_anonymous());
                 s.emit(Event::Zapped { p: p as u8, start: a, end: e, shared, anon });
@@ -68,8 +68,9 @@ pub fn madvise_guard_install(s: &mut State, cfg: &Config, p: usize, vi: usize, a
 /// One `walk_page_range()` of the install with `guard_install_pte_entry()` /
 /// `guard_install_set_pte()`: in address order, a none PTE becomes a guard, a
 /// guard stays; anything else (or a huge PMD) stops the walk. Whether every
-/// page of `[a, e)` is a guard now.
-fn guard_install_walk(s: &mut State, p: usize, a: u8, e: u8) -> bool {
+/// page of `[a, e)` is a guard now. With [`Config::guard_keeps_uffd_wp`] (the
+/// candidate fix) a uffd-wp marker becomes a guard that keeps the protection.
+fn guard_install_walk(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8) -> bool {
     for addr in a..e {
         if s.procs[p].is_huge(addr) {
             return false;
@@ -77,6 +78,9 @@ fn guard_install_walk(s: &mut State, p: usize, a: u8, e: u8) -> bool {
         match s.procs[p].pt[addr as usize] {
             Entry::None => set_pte(s, p, addr, Entry::Guard { bits: SwpBits::empty() }, Why::GuardInstall),
             Entry::Guard { .. } => {}
+            Entry::Marker if cfg.guard_keeps_uffd_wp() => {
+                set_pte(s, p, addr, Entry::Guard { bits: SwpBits::UW }, Why::GuardInstall)
+            }
             _ => return false,
         }
     }
@@ -85,14 +89,18 @@ fn guard_install_walk(s: &mut State, p: usize, a: u8, e: u8) -> bool {
 
 /// `madvise_guard_remove()` on the part `[a, e)` of one VMA: every guard marker
 /// is cleared (`guard_remove_pte_entry()`); huge PMDs hold none. Allowed in a
-/// locked VMA.
-pub fn madvise_guard_remove(s: &mut State, p: usize, vi: usize, a: u8, e: u8) -> KResult<()> {
-    if !is_valid_guard_vma(&s.procs[p].vmas[vi], true) {
+/// locked VMA. With [`Config::guard_keeps_uffd_wp`] (the candidate fix) a
+/// protected guard leaves a uffd-wp marker where the VMA uses them.
+pub fn madvise_guard_remove(s: &mut State, cfg: &Config, p: usize, vi: usize, a: u8, e: u8) -> KResult<()> {
+    let v = s.procs[p].vmas[vi];
+    if !is_valid_guard_vma(&v, true) {
         return Err(Errno::Einval);
     }
+    let markers = super::userfaultfd::userfaultfd_wp_use_markers(&s.procs[p], &v);
     for addr in a..e {
-        if matches!(s.procs[p].pt[addr as usize], Entry::Guard { .. }) {
-            set_pte(s, p, addr, Entry::None, Why::GuardRemove);
+        if let Entry::Guard { bits } = s.procs[p].pt[addr as usize] {
+            let keep = cfg.guard_keeps_uffd_wp() && markers && bits.contains(SwpBits::UW);
+            set_pte(s, p, addr, if keep { Entry::Marker } else { Entry::None }, Why::GuardRemove);
         }
     }
     s.emit(Event::GuardRemoved { p: p as u8, start: a, end: e });

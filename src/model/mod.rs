@@ -471,6 +471,12 @@ bitflags::bitflags! {
         /// PAGEMAP_SCAN reports an unpopulated page of a uffd-wp VMA WRITTEN on
         /// every path (as 6.12.118 and 7.3.4 do) on v6.18 too.
         const SCAN_UNPOPULATED_WRITTEN = 1 << 9;
+        /// A guard marker carries uffd-wp (the candidate fix of
+        /// [`crate::judge::holes::Hole::GuardUffdWp`]): the install's walk turns a
+        /// uffd-wp marker into a protected guard, UFFDIO_WRITEPROTECT marks a
+        /// guard, and MADV_GUARD_REMOVE leaves a uffd-wp marker behind a
+        /// protected one. In no tree.
+        const GUARD_KEEPS_UFFD_WP = 1 << 10;
     }
 }
 
@@ -521,6 +527,10 @@ impl Config {
             }
             u => u,
         }
+    }
+    /// Does a guard marker carry uffd-wp ([`Patches::GUARD_KEEPS_UFFD_WP`]; no tree)?
+    pub fn guard_keeps_uffd_wp(&self) -> bool {
+        self.patches.contains(Patches::GUARD_KEEPS_UFFD_WP)
     }
     /// Does x86 `pmd_modify()` drop the PMD's dirty bit (v6.18, unless patched)?
     pub fn pmd_modify_drops_dirty(&self) -> bool {
@@ -838,7 +848,7 @@ pub fn madvise(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8, advice: Advi
             if advice == Advice::GuardInstall {
                 madvise::madvise_guard_install(s, cfg, p, vi, x, y)
             } else {
-                madvise::madvise_guard_remove(s, p, vi, x, y)
+                madvise::madvise_guard_remove(s, cfg, p, vi, x, y)
             }
         });
     }

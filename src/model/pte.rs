@@ -391,7 +391,15 @@ pub fn change_protection(
                     set_pte(s, p, addr, Entry::None, why);
                 }
             }
-            // Guard markers are left alone (any access faults anyway).
+            // Guard markers are left alone (any access faults anyway), by
+            // uffd-wp too: the page gets no uffd-wp marker, so once
+            // MADV_GUARD_REMOVE empties the PTE a store to it is not
+            // write-protected (6.18.15 and 7.3.4; corpus/kc-guard-remove-drops-uffd-wp-shmem.ptd).
+            // The candidate fix marks the guard instead.
+            Entry::Guard { bits } if cfg.guard_keeps_uffd_wp() && (uffd_wp || uffd_resolve) => {
+                let bits = if uffd_wp { bits | SwpBits::UW } else { bits - SwpBits::UW };
+                set_pte(s, p, addr, Entry::Guard { bits }, why);
+            }
             Entry::Guard { .. } => {}
             Entry::None => {
                 // Markers: files always, anonymous VMAs with WP_UNPOPULATED (v6.4).
