@@ -147,3 +147,27 @@ fn the_tracking_alphabet_finds_the_ksm_and_pagemap_scan_holes_on_6_18() {
     assert!(slugs.iter().any(|s| s.ends_with("-via-ksm-replace-page")), "{slugs:#?}");
     assert!(slugs.iter().any(|s| s.ends_with("-via-pagemap-scan-unpopulated")), "{slugs:#?}");
 }
+
+/// The guard alphabet finds both faces of the guard/uffd-wp hole on v7.3 from
+/// the root in 5 ops: the install that never returns (G) and the protection
+/// lost once the guard is removed (U, seen by the end-of-program probe only:
+/// before its pre-check looked at empty PTEs owed uffd-wp, the explorer missed it).
+#[test]
+fn the_guard_alphabet_finds_both_faces_of_the_guard_uffd_wp_hole() {
+    use ptediff::model::Kernel;
+    let cfg = |r| Config { kernel: Kernel::V73, ..Config::new(r) };
+    let pair = Pair::new(cfg(Restore::FullRestore), cfg(Restore::VmPageProt));
+    let opts = Options {
+        pair,
+        depth: 5,
+        threads: 2,
+        oracle: true,
+        alphabet: ptediff::explore::guard_alphabet(),
+        memory_mb: 64,
+    };
+    let r = explore(&opts, &AtomicBool::new(false), |_, _, _, _| {});
+    let slugs: Vec<String> = r.findings.iter().map(|f| f.0.slug()).collect();
+    for want in ["broken-G-via-guard-uffd-wp", "broken-U-via-guard-uffd-wp"] {
+        assert!(slugs.iter().any(|s| s.ends_with(want)), "{want}: {slugs:#?}");
+    }
+}

@@ -122,6 +122,11 @@ enum Cmd {
         /// reclaim, copy and track them.
         #[arg(long, conflicts_with = "thp")]
         tracking: bool,
+        /// The guard alphabet: sync uffd-wp over two shared memfd pages with
+        /// guard regions (v6.13+), and the ops that write, zap, migrate, reclaim
+        /// and copy them.
+        #[arg(long, conflicts_with_all = ["thp", "tracking"])]
+        guard: bool,
         /// Memory for the states a level keeps (MiB); past it, states are replayed from the root.
         #[arg(long, default_value_t = crate::explore::DEFAULT_MEMORY_MB)]
         memory_mb: usize,
@@ -444,6 +449,7 @@ pub fn main() -> ExitCode {
             alphabet,
             thp,
             tracking,
+            guard,
             memory_mb,
             out,
         } => {
@@ -461,6 +467,8 @@ pub fn main() -> ExitCode {
                     crate::explore::thp_alphabet()
                 } else if tracking {
                     crate::explore::tracking_alphabet()
+                } else if guard {
+                    crate::explore::guard_alphabet()
                 } else {
                     crate::explore::default_alphabet()
                 },

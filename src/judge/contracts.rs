@@ -88,6 +88,11 @@ impl Contract {
         s.split('+').try_fold(Contract::empty(), |c, l| Some(c | Self::NAMES.iter().find(|n| n.1 == l)?.0))
     }
 
+    /// Every contract as `U uffd-wp, S soft-dirty, ...` (legends).
+    pub fn legend() -> String {
+        Self::NAMES.iter().map(|n| format!("{} {}", n.1, n.2)).collect::<Vec<_>>().join(", ")
+    }
+
     /// Whether `c` is a contract letter (what [`Contract::parse`] reads between `+`s).
     pub fn is_letter(c: char) -> bool {
         Self::NAMES.iter().any(|n| n.1.starts_with(c))
@@ -279,6 +284,14 @@ pub fn probe_can_break(w: &World) -> bool {
         }
         let g = &w.g.procs[p];
         for a in 0..NPAGES as u8 {
+            // A page owed protection (uffd-wp, a guard) that its entry does not
+            // give: the probe's store or load completes where it must not.
+            let guarded = matches!(mm.pt[a as usize], Entry::Guard { .. });
+            if g.guard & (1 << a) != 0 && !guarded
+                || g.user_wp & (1 << a) != 0 && matches!(mm.pt[a as usize], Entry::None)
+            {
+                return true;
+            }
             match mm.pt[a as usize] {
                 Entry::Present { bits, .. } => {
                     if bits.contains(PteBits::W)

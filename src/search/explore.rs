@@ -128,6 +128,37 @@ pub fn tracking_alphabet() -> Vec<Op> {
     v
 }
 
+/// The guard alphabet (`explore --guard`): sync uffd-wp over two shared memfd
+/// pages with guard regions (v6.13+), and the ops that write, zap, migrate,
+/// reclaim and copy them.
+pub fn guard_alphabet() -> Vec<Op> {
+    let rw = Prot(Prot::R | Prot::W);
+    let mut v = vec![
+        Op::Mmap {
+            p: 0,
+            addr: 0,
+            len: 2,
+            prot: rw,
+            target: Target::File { file: FileName::Memfd, shared: true, pgoff: 0 },
+        },
+        Op::UffdRegister { p: 0, addr: 0, len: 2 },
+        Op::UffdWp { p: 0, addr: 0, len: 2 },
+        Op::UffdUnwp { p: 0, addr: 0, len: 1 },
+        Op::Madvise { p: 0, addr: 0, len: 2, advice: Advice::GuardInstall },
+        Op::Madvise { p: 0, addr: 0, len: 1, advice: Advice::GuardInstall },
+        Op::Madvise { p: 0, addr: 0, len: 2, advice: Advice::GuardRemove },
+        Op::Madvise { p: 0, addr: 0, len: 1, advice: Advice::DontNeed },
+        Op::Fork { parent: 0, child: 1, event_fork: false },
+        Op::Migrate { p: 0, addr: 0 },
+        Op::Pageout { p: 0, addr: 0 },
+    ];
+    for addr in 0..2 {
+        v.push(Op::Write { p: 0, addr });
+        v.push(Op::Read { p: 0, addr });
+    }
+    v
+}
+
 /// The alphabet, one op per line.
 pub fn describe(alphabet: &[Op]) -> String {
     alphabet.iter().map(|o| format!("  {o}\n")).collect()
