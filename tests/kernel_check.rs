@@ -283,3 +283,15 @@ PTEDIFF-RACE-PREDICT t v7.3 window=S before=none after=none\nPTEDIFF-END t\n";
     .unwrap_err();
     assert!(e.0.contains("THP mode"), "{e}");
 }
+
+/// An install that never returned (the guest's timer left it) breaks G, read
+/// through the console log as the guest prints it.
+#[test]
+fn a_guard_install_that_never_returns_breaks_g() {
+    use ptediff::kernel_check::contract_breaks;
+    let log = "PTEDIFF-BEGIN g\nPTEDIFF-MADV g 4 p0 rc=hang\nPTEDIFF-MADV g 5 p0 rc=0\n\
+               PTEDIFF-OWED g v7.3 madv 4 p0 returns=1\nPTEDIFF-OWED g v7.3 madv 5 p0 returns=1\nPTEDIFF-END g\n";
+    let r = &parse_log(log)["g"];
+    let b = contract_breaks(&r.observed, &r.owed["v7.3"]);
+    assert_eq!(b, ["G p0 - (MADV_GUARD_INSTALL of step 4 never returns)"]);
+}

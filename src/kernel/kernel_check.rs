@@ -251,10 +251,8 @@ pub fn contract_breaks(values: &BTreeMap<String, String>, owed: &BTreeMap<String
                     }
                 }
             }
-            ["madv", step, p] => {
-                if field(got, "rc") == Some("hang") {
-                    out.push(format!("G {p} - (MADV_GUARD_INSTALL of step {step} never returns)"));
-                }
+            ["madv", step, p] if field(want, "returns") == Some("1") && field(got, "rc") == Some("hang") => {
+                out.push(format!("G {p} - (MADV_GUARD_INSTALL of step {step} never returns)"));
             }
             ["ld", step, p, a] if !load_owed(field(got, "val"), field(want, "val")) => {
                 out.push(format!(

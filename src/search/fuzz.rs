@@ -79,7 +79,7 @@ fn feature(op: &Op, r: StepResult, s: &State, cfg: &model::Config) -> u32 {
         Entry::Marker => 150,
         Entry::Guard { bits } => 160 + bits.bits() as u32,
     };
-    let vc: u32 = mm.vma(addr).map_or(0, |v| 1 + (v.flags.bits() as u32 & 0xff) + ((v.prot.bits() as u32) << 8));
+    let vc: u32 = mm.vma(addr).map_or(0, |v| 1 + (v.flags.bits() & 0xff) + ((v.prot.bits() as u32) << 8));
     // Is the VMA's vm_page_prot what vma_set_page_prot() would compute now? A stale
     // one (left by a merge, an unregister, ...) is where restores and faults go wrong.
     let stale = mm.vma(addr).is_some_and(|v| {

@@ -415,6 +415,10 @@ static long pagemap_scan(int step, void *a, unsigned long len, int wp)
 #endif
 
 static sigjmp_buf guard_jmp;
+/* What the last guard madvise() returned: 0 or -errno; 1 while it runs (one
+ * store, so a timer signal after it cannot see half of it).
+ */
+static long guard_rc;
 
 static void guard_timeout(int sig)
 {
@@ -445,28 +449,27 @@ static long guard_madvise(int step, void *addr, size_t len, int install)
 {
 	struct sigaction sa = { .sa_handler = guard_timeout }, old;
 	struct itimerval t = { .it_value = { .tv_usec = 300000 } }, off = { 0 };
-	volatile long r = 0;
-	volatile int hang = 0;
+	int advice = install ? MADV_GUARD_INSTALL : MADV_GUARD_REMOVE;
+	const char *what = install ? "MADV_GUARD_INSTALL" : "MADV_GUARD_REMOVE";
 
+	guard_rc = 1;
 	sigaction(SIGALRM, &sa, &old);
-	if (sigsetjmp(guard_jmp, 1)) {
-		hang = 1;
-	} else {
+	if (!sigsetjmp(guard_jmp, 1)) {
 		setitimer(ITIMER_REAL, &t, NULL);
-		r = madvise(addr, len, install ? MADV_GUARD_INSTALL : MADV_GUARD_REMOVE) ? -errno : 0;
+		guard_rc = madvise(addr, len, advice) ? -errno : 0;
 	}
 	setitimer(ITIMER_REAL, &off, NULL);
 	sigaction(SIGALRM, &old, NULL);
-	if (r == -EINVAL && !guard_supported()) {
-		not_realized("PTEDIFF-NOTON %s %s\n", NAME,
-			     install ? "MADV_GUARD_INSTALL" : "MADV_GUARD_REMOVE");
-		return r;
+	if (guard_rc == -EINVAL && !guard_supported()) {
+		not_realized("PTEDIFF-NOTON %s %s\n", NAME, what);
+		return guard_rc;
 	}
-	if (hang)
+	if (guard_rc == 1) {
 		printf("PTEDIFF-MADV %s %d p%d rc=hang\n", NAME, step, MYSLOT);
-	else
-		printf("PTEDIFF-MADV %s %d p%d rc=%ld\n", NAME, step, MYSLOT, (long)r);
-	return hang ? -EINTR : r;
+		return -EINTR;
+	}
+	printf("PTEDIFF-MADV %s %d p%d rc=%ld\n", NAME, step, MYSLOT, guard_rc);
+	return guard_rc;
 }
 
 #define KSM_SYSFS "/sys/kernel/mm/ksm/"

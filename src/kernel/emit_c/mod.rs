@@ -205,7 +205,7 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
                     predicted.push((format!("madv {n} p{q}"), format!("rc={rc}")));
                 }
                 if advice == Advice::GuardInstall {
-                    owed.push((format!("madv {n} p{q}"), "returns".to_string()));
+                    owed.push((format!("madv {n} p{q}"), "returns=1".to_string()));
                 }
             }
             match w.step(&cfg, op) {
