@@ -276,11 +276,12 @@ pub fn render(rows: &[Affected]) -> String {
     }
     let _ = writeln!(
         s,
-        "\nopen: the kernel's own restore breaks the contract (U uffd-wp, S soft-dirty, C COW, N writenotify,\n\
-         P mprotect, W write-watch) at the finding's page, its end-of-program probe included (a latent finding: reaches a\n\
-         writable PTE a store must trap on); `contract`: a file without a finding under its own header that\n\
-         breaks a contract on some profile. ✓ the real kernel did what the profile predicts (kernel-check),\n\
-         ✗ it did not; no mark: model only (not realizable, not run, or no real kernel for the profile)."
+        "\nopen: the kernel's own restore breaks the contract ({}) at the finding's page, its\n\
+         end-of-program probe included (a latent finding: reaches a writable PTE a store must trap on);\n\
+         `contract`: a file without a finding under its own header that breaks a contract on some profile.\n\
+         ✓ the real kernel did what the profile predicts (kernel-check), ✗ it did not; no mark: model only\n\
+         (not realizable, not run, or no real kernel for the profile).",
+        Contract::legend()
     );
     s
 }
