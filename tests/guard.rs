@@ -4,7 +4,7 @@
 
 use ptediff::judge::contracts::Contract;
 use ptediff::judge::world::World;
-use ptediff::model::{step, Config, Entry, Kernel, Restore, State, StepResult, VmFlags};
+use ptediff::model::{step, Config, Entry, Kernel, Restore, State, StepResult, SwpBits, VmFlags};
 use ptediff::text::parse;
 
 fn cfg(kernel: Kernel) -> Config {
@@ -112,27 +112,45 @@ fn an_install_over_uffd_wp_on_shmem_never_returns() {
     }
 }
 
-/// Both guard/uffd-wp findings are one hole: with the candidate fix (a guard
-/// that keeps uffd-wp) the install returns, the page stays protected after
-/// MADV_GUARD_REMOVE, and neither program breaks a contract.
+/// Each guard/uffd-wp finding is its own hole, closed by its own patch: the
+/// install over a uffd-wp marker completes with the walk fix (and with it the
+/// shmem page is a guard, no longer protected: nothing is owed while it stands);
+/// the protection survives MADV_GUARD_REMOVE only with a guard that carries it.
 #[test]
-fn the_guard_uffd_wp_hole_explains_both_findings_and_its_patch_closes_them() {
+fn each_guard_uffd_wp_hole_explains_its_finding_and_its_patch_closes_it() {
     use ptediff::check::{analyze, Kind, Pair};
     use ptediff::model::Patches;
     let livelock = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)";
     let unguarded = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nmadvise(p0, 0, 1, MADV_GUARD_REMOVE)";
-    for k in [Kernel::V618, Kernel::V73] {
-        let side = |r| Config { kernel: k, ..Config::new(r) };
+    let cases = [
+        (livelock, "broken-G-via-guard-install-uffd-wp", Patches::GUARD_INSTALL_OVER_UFFD_WP),
+        (unguarded, "broken-U-via-uffd-wp-skips-guard", Patches::GUARD_KEEPS_UFFD_WP),
+    ];
+    // The oracle finding of `text` with `patches` on both sides (the
+    // end-of-program probe included), as its signature.
+    let finding = |text: &str, k: Kernel, patches: Patches| {
+        let side = |r| Config { kernel: k, patches, ..Config::new(r) };
         let pair = Pair::new(side(Restore::FullRestore), side(Restore::VmPageProt));
-        for (text, broken) in [(livelock, "broken-G-via-guard-uffd-wp"), (unguarded, "broken-U-via-guard-uffd-wp")] {
-            let f = analyze(&parse(text).unwrap(), &pair, Kind::Oracle).expect("an oracle finding");
-            assert!(f.signature.to_string().ends_with(broken), "{k:?}: {}", f.signature);
-            let fixed = Config { patches: Patches::GUARD_KEEPS_UFFD_WP, ..cfg(k) };
-            assert!(world(text, &fixed).g.breaks.contracts().is_empty(), "{k:?}: {text}");
+        analyze(&parse(text).unwrap(), &pair, Kind::Oracle).map(|f| f.signature.to_string())
+    };
+    for k in [Kernel::V618, Kernel::V73] {
+        for (text, broken, patch) in cases {
+            let f = finding(text, k, Patches::empty()).expect("an oracle finding");
+            assert!(f.ends_with(broken), "{k:?}: {f}");
+            assert_eq!(finding(text, k, patch), None, "{k:?}: {text}");
         }
-        let fixed = Config { patches: Patches::GUARD_KEEPS_UFFD_WP, ..cfg(k) };
-        let (s, r) = run(unguarded, &fixed);
-        assert_eq!(r[2], StepResult::Ok);
+        let walk = Config { patches: Patches::GUARD_INSTALL_OVER_UFFD_WP, ..cfg(k) };
+        let (s, r) = run(livelock, &walk);
+        assert_eq!(r[3], StepResult::Ok);
+        assert_eq!(s.procs[0].pt[0], Entry::Guard { bits: SwpBits::empty() }, "{k:?}");
+        // The walk fix alone: the guard drops the protection, so after removal
+        // the probe's store completes; with both patches the marker comes back.
+        let then_remove = format!("{livelock}\nmadvise(p0, 0, 1, MADV_GUARD_REMOVE)");
+        let f = finding(&then_remove, k, Patches::GUARD_INSTALL_OVER_UFFD_WP).expect("the lost protection");
+        assert!(f.ends_with("broken-U-via-uffd-wp-skips-guard"), "{k:?}: {f}");
+        let both = Patches::GUARD_INSTALL_OVER_UFFD_WP | Patches::GUARD_KEEPS_UFFD_WP;
+        assert_eq!(finding(&then_remove, k, both), None, "{k:?}");
+        let (s, _) = run(unguarded, &Config { patches: Patches::GUARD_KEEPS_UFFD_WP, ..cfg(k) });
         assert_eq!(s.procs[0].pt[0], Entry::Marker, "{k:?}: the removed guard leaves a uffd-wp marker");
     }
 }

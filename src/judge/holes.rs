@@ -47,18 +47,22 @@ pub enum Hole {
     /// 6.18.15's full PAGEMAP_SCAN reports no unpopulated page WRITTEN (its
     /// WRITTEN-only fast path does; 6.12.118 and 7.3.4 report them in uffd-wp VMAs).
     ScanUnpopulated,
-    /// Guard markers and uffd-wp do not compose (v6.13+): UFFDIO_WRITEPROTECT
-    /// skips a guard (its protection is gone once MADV_GUARD_REMOVE empties the
-    /// PTE), and MADV_GUARD_INSTALL over a uffd-wp marker of a file VMA restarts
-    /// for ever. Closed by [`Patches::GUARD_KEEPS_UFFD_WP`] (in no tree).
-    GuardUffdWp,
+    /// MADV_GUARD_INSTALL over a uffd-wp marker of a file VMA restarts for
+    /// ever: its walk stops at the marker and its zap keeps it (v6.13+; the
+    /// candidate fix in patches/guard-install-uffd-wp-marker,
+    /// [`Patches::GUARD_INSTALL_OVER_UFFD_WP`]).
+    GuardInstallUffdWp,
+    /// UFFDIO_WRITEPROTECT skips a guard marker, so the page is not protected
+    /// once MADV_GUARD_REMOVE empties the PTE (v6.13+; closed in the model by a
+    /// guard that carries uffd-wp, [`Patches::GUARD_KEEPS_UFFD_WP`], in no tree).
+    UffdWpSkipsGuard,
 }
 
 impl Hole {
     /// Every hole, in the order the counterfactual tries them.
     /// Every hole, in the order the counterfactual tries them (the first whose
     /// patch removes the harm takes it).
-    pub const ALL: [Hole; 12] = [
+    pub const ALL: [Hole; 13] = [
         Hole::ClearRefs,
         Hole::VmaMerge,
         Hole::UffdWpWritenotify,
@@ -70,7 +74,8 @@ impl Hole {
         Hole::PmdModifyDirty,
         Hole::KsmReplacePage,
         Hole::ScanUnpopulated,
-        Hole::GuardUffdWp,
+        Hole::GuardInstallUffdWp,
+        Hole::UffdWpSkipsGuard,
     ];
 
     /// Its name in verdicts (`-via-clear-refs`) and causes (`hole.clear-refs`).
@@ -87,7 +92,8 @@ impl Hole {
             Hole::PmdModifyDirty => "pmd-modify-dirty",
             Hole::KsmReplacePage => "ksm-replace-page",
             Hole::ScanUnpopulated => "pagemap-scan-unpopulated",
-            Hole::GuardUffdWp => "guard-uffd-wp",
+            Hole::GuardInstallUffdWp => "guard-install-uffd-wp",
+            Hole::UffdWpSkipsGuard => "uffd-wp-skips-guard",
         }
     }
 
@@ -116,7 +122,8 @@ impl Hole {
             Hole::PmdModifyDirty => "x86 pmd_modify() dropping a THP's dirty bit (v6.6 until v7.3-rc4, Cc: stable)",
             Hole::KsmReplacePage => "KSM's replace_page() dropping the replaced PTE's uffd-wp and soft-dirty bits",
             Hole::ScanUnpopulated => "6.18.15's full PAGEMAP_SCAN reporting no unpopulated page WRITTEN",
-            Hole::GuardUffdWp => "guard markers and uffd-wp markers excluding each other in one PTE (v6.13+)",
+            Hole::GuardInstallUffdWp => "MADV_GUARD_INSTALL restarting for ever over a uffd-wp marker (v6.13+)",
+            Hole::UffdWpSkipsGuard => "UFFDIO_WRITEPROTECT skipping a guard marker (v6.13+)",
         }
     }
 
@@ -173,11 +180,15 @@ impl Hole {
                  stored to and then zapped is not PAGE_IS_WRITTEN (a write watch misses the store; its WRITTEN-only \
                  fast path, 6.12.118 and 7.3.4 report it)"
             }
-            Hole::GuardUffdWp => {
-                "a PTE holds a guard marker or a uffd-wp marker, never both: UFFDIO_WRITEPROTECT skips a guard, so \
-                 after MADV_GUARD_REMOVE a store to the page completes without a message (a snapshot misses the \
-                 write), and MADV_GUARD_INSTALL over a uffd-wp marker of a file VMA restarts for ever (the caller \
-                 never returns); 6.13 and later"
+            Hole::GuardInstallUffdWp => {
+                "MADV_GUARD_INSTALL over a uffd-wp marker of a file VMA (a write-protected shmem page, populated or \
+                 not) never returns: its walk stops at the marker, its zap keeps the marker (and leaves one where a \
+                 protected page was), and after three rounds it restarts the call, for ever (6.13 and later)"
+            }
+            Hole::UffdWpSkipsGuard => {
+                "UFFDIO_WRITEPROTECT skips a guard marker (\"any access faults anyway\"), so once MADV_GUARD_REMOVE \
+                 empties the PTE a store to the page completes without a message: on shmem its content is still \
+                 in the page cache, and the snapshot misses the write (6.13 and later)"
             }
         }
     }
@@ -196,7 +207,8 @@ impl Hole {
             Hole::PmdModifyDirty => !c.pmd_modify_drops_dirty(),
             Hole::KsmReplacePage => c.ksm_replace_keeps_uffd_wp(),
             Hole::ScanUnpopulated => c.pagemap_scan_unpopulated() != crate::model::ScanUnpopulated::FastPathOnly,
-            Hole::GuardUffdWp => !c.kernel.guard_regions() || c.guard_keeps_uffd_wp(),
+            Hole::GuardInstallUffdWp => !c.kernel.guard_regions() || c.guard_install_over_uffd_wp(),
+            Hole::UffdWpSkipsGuard => !c.kernel.guard_regions() || c.guard_keeps_uffd_wp(),
         }
     }
 
@@ -214,7 +226,8 @@ impl Hole {
             Hole::PmdModifyDirty => Config { patches: c.patches | Patches::PMD_MODIFY_KEEPS_DIRTY, ..c },
             Hole::KsmReplacePage => Config { patches: c.patches | Patches::KSM_REPLACE_KEEPS_BITS, ..c },
             Hole::ScanUnpopulated => Config { patches: c.patches | Patches::SCAN_UNPOPULATED_WRITTEN, ..c },
-            Hole::GuardUffdWp => Config { patches: c.patches | Patches::GUARD_KEEPS_UFFD_WP, ..c },
+            Hole::GuardInstallUffdWp => Config { patches: c.patches | Patches::GUARD_INSTALL_OVER_UFFD_WP, ..c },
+            Hole::UffdWpSkipsGuard => Config { patches: c.patches | Patches::GUARD_KEEPS_UFFD_WP, ..c },
         }
     }
 

@@ -68,8 +68,11 @@ pub fn madvise_guard_install(s: &mut State, cfg: &Config, p: usize, vi: usize, a
 /// One `walk_page_range()` of the install with `guard_install_pte_entry()` /
 /// `guard_install_set_pte()`: in address order, a none PTE becomes a guard, a
 /// guard stays; anything else (or a huge PMD) stops the walk. Whether every
-/// page of `[a, e)` is a guard now. With [`Config::guard_keeps_uffd_wp`] (the
-/// candidate fix) a uffd-wp marker becomes a guard that keeps the protection.
+/// page of `[a, e)` is a guard now. With [`Config::guard_install_over_uffd_wp`]
+/// (the candidate fix, patches/guard-install-uffd-wp-marker) a uffd-wp marker is
+/// replaced too: a guard is never accessed, so nothing it protected is missed
+/// while it stands; with [`Config::guard_keeps_uffd_wp`] as well the guard keeps
+/// the protection for after its removal.
 fn guard_install_walk(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8) -> bool {
     for addr in a..e {
         if s.procs[p].is_huge(addr) {
@@ -78,8 +81,9 @@ fn guard_install_walk(s: &mut State, cfg: &Config, p: usize, a: u8, e: u8) -> bo
         match s.procs[p].pt[addr as usize] {
             Entry::None => set_pte(s, p, addr, Entry::Guard { bits: SwpBits::empty() }, Why::GuardInstall),
             Entry::Guard { .. } => {}
-            Entry::Marker if cfg.guard_keeps_uffd_wp() => {
-                set_pte(s, p, addr, Entry::Guard { bits: SwpBits::UW }, Why::GuardInstall)
+            Entry::Marker if cfg.guard_install_over_uffd_wp() => {
+                let bits = if cfg.guard_keeps_uffd_wp() { SwpBits::UW } else { SwpBits::empty() };
+                set_pte(s, p, addr, Entry::Guard { bits }, Why::GuardInstall)
             }
             _ => return false,
         }

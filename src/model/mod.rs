@@ -471,12 +471,15 @@ bitflags::bitflags! {
         /// PAGEMAP_SCAN reports an unpopulated page of a uffd-wp VMA WRITTEN on
         /// every path (as 6.12.118 and 7.3.4 do) on v6.18 too.
         const SCAN_UNPOPULATED_WRITTEN = 1 << 9;
-        /// A guard marker carries uffd-wp (the candidate fix of
-        /// [`crate::judge::holes::Hole::GuardUffdWp`]): the install's walk turns a
-        /// uffd-wp marker into a protected guard, UFFDIO_WRITEPROTECT marks a
-        /// guard, and MADV_GUARD_REMOVE leaves a uffd-wp marker behind a
-        /// protected one. In no tree.
-        const GUARD_KEEPS_UFFD_WP = 1 << 10;
+        /// MADV_GUARD_INSTALL's walk takes a uffd-wp marker for an empty PTE
+        /// (the candidate fix of [`crate::judge::holes::Hole::GuardInstallUffdWp`],
+        /// patches/guard-install-uffd-wp-marker): the install completes.
+        const GUARD_INSTALL_OVER_UFFD_WP = 1 << 10;
+        /// A guard marker carries uffd-wp ([`crate::judge::holes::Hole::UffdWpSkipsGuard`]):
+        /// UFFDIO_WRITEPROTECT marks a guard, MADV_GUARD_REMOVE leaves a uffd-wp
+        /// marker behind a protected one, and with GUARD_INSTALL_OVER_UFFD_WP the
+        /// install keeps the protection of the marker it replaces. In no tree.
+        const GUARD_KEEPS_UFFD_WP = 1 << 11;
     }
 }
 
@@ -527,6 +530,10 @@ impl Config {
             }
             u => u,
         }
+    }
+    /// Does MADV_GUARD_INSTALL replace a uffd-wp marker ([`Patches::GUARD_INSTALL_OVER_UFFD_WP`]; no tree)?
+    pub fn guard_install_over_uffd_wp(&self) -> bool {
+        self.patches.contains(Patches::GUARD_INSTALL_OVER_UFFD_WP)
     }
     /// Does a guard marker carry uffd-wp ([`Patches::GUARD_KEEPS_UFFD_WP`]; no tree)?
     pub fn guard_keeps_uffd_wp(&self) -> bool {
