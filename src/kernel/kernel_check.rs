@@ -273,7 +273,10 @@ pub fn contract_breaks(values: &BTreeMap<String, String>, owed: &BTreeMap<String
                     out.push(format!("W {p} {a} (probe pagemap: stored to, still uffd-wp)"));
                 }
                 match field(want, "trap") {
-                    Some("uffd") if obs != "uffd" => out.push(format!("U {p} {a} (probe store {obs})")),
+                    // A store that raises SIGSEGV does not complete either.
+                    Some("uffd") if !matches!(obs, "uffd" | "segv") => {
+                        out.push(format!("U {p} {a} (probe store {obs})"))
+                    }
                     Some("segv") if obs != "segv" => out.push(format!("P {p} {a} (probe store {obs})")),
                     _ => {}
                 }

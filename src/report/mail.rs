@@ -280,10 +280,10 @@ fn affected_table(s: &mut String, m: &MailInput) {
         s,
         &format!(
             "\"affected\": the model of that kernel version breaks what user space is owed. The real kernel's \
-             cell is what it did: the contracts it broke (S soft-dirty, C content, U uffd-wp, P permission; \
-             process, page, where), or for a race reproducer the rounds that broke one of those that ran \
+             cell is what it did: the contracts it broke ({}; process, page, where), or for a race reproducer the rounds that broke one of those that ran \
              inside the migration window (\"held\": a test hook kept the window open; \"batch\", \"plain\": \
-             the syscalls alone; \"none ... as predicted\": the model says the kernel keeps it).{hook}"
+             the syscalls alone; \"none ... as predicted\": the model says the kernel keeps it).{hook}",
+            crate::judge::contracts::Contract::legend()
         ),
         "",
     );

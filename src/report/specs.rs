@@ -187,6 +187,42 @@ pub static SPECS: &[Spec] = &[
         },
     },
     Spec {
+        name: "guard-install-uffd-wp",
+        causes: &["hole.guard-install-uffd-wp", "guard-install-uffd-wp"],
+        subject: "mm/madvise: MADV_GUARD_INSTALL never returns over uffd-wp protected shmem",
+        loses: "madvise(MADV_GUARD_INSTALL) never returns when the range holds a shmem (or memfd, or other \
+            file-backed) page that userfaultfd write-protects, populated or not: the calling thread spins in \
+            and out of the kernel, at full CPU, until it is killed. A program that guards part of its shared \
+            memory (an allocator's or a runtime's guard pages) hangs whenever a snapshotter or a live \
+            migration write-protects that memory with UFFDIO_WRITEPROTECT, as QEMU's background snapshot \
+            does for memfd-backed guest RAM. Anonymous memory is not affected.",
+        mechanism: &[
+            "madvise_guard_install() (mm/madvise.c) walks the range: guard_install_set_pte() puts a guard \
+             marker into every empty PTE, and guard_install_pte_entry() accepts an existing guard marker and \
+             stops the walk at anything else. It then zaps the range without zap_details \
+             (zap_page_range_single() on 6.18.15, zap_vma_range() on 7.3.4) and walks again, three times (MAX_MADVISE_GUARD_RETRIES), before it returns \
+             restart_syscall(), and the call starts over.",
+            "In a file-backed VMA registered for uffd-wp that zap keeps a uffd-wp marker \
+             (zap_nonpresent_ptes() drops one only with ZAP_FLAG_DROP_MARKER), and where a write-protected \
+             page was mapped it leaves a new one (zap_install_uffd_wp_if_needed()). UFFDIO_WRITEPROTECT of an \
+             empty shmem PTE installs such a marker too. The walk stops at it every time, so no round and no \
+             restart can succeed. File-backed guard regions came with 6.15; the trees read here are \
+             Debian's 6.18.15 and 7.3.4.",
+            "The fix below lets guard_install_pte_entry() replace a uffd-wp marker by a guard marker: the \
+             marker maps no page, and nothing can access a guard page, so nothing it protects can be written \
+             while the guard is in place. The write protection does not outlive the guard (after \
+             MADV_GUARD_REMOVE the PTE is empty), as for a guard that was write-protected after its install: \
+             change_pte_range() skips guard markers. That is a separate question, left alone here.",
+        ],
+        cases: &[("kc-guard-install-livelock-uffd-wp-shmem", "an unpopulated memfd page write-protected by uffd-wp")],
+        selftests: &[Selftest {
+            name: "guard_install_uffd_wp",
+            case: "kc-guard-install-livelock-uffd-wp-shmem",
+            category: "madv_guard",
+        }],
+        fix: Fix::Patch { dir: "guard-install-uffd-wp-marker", with: None },
+    },
+    Spec {
         name: "pmd-modify-dirty",
         causes: &["hole.pmd-modify-dirty", "pmd-modify-dirty"],
         subject: "x86/mm: f7491d7c81db (MADV_FREE THP data loss) for 6.18.y",

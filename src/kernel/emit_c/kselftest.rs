@@ -64,6 +64,8 @@ pub enum Need {
     Ramfs,
     /// KSM's sysfs controls (CONFIG_KSM).
     Ksm,
+    /// MADV_GUARD_INSTALL (v6.13; file mappings v6.15).
+    Guard,
 }
 
 impl Need {
@@ -82,6 +84,7 @@ impl Need {
             Need::Uffd => "if (!uffd_works())\n\t\tksft_exit_skip(\"needs userfaultfd with write-protect\\n\");",
             Need::Ramfs => "if (access(\"/mnt/ramfs\", W_OK))\n\t\tksft_exit_skip(\"needs a ramfs mounted at /mnt/ramfs\\n\");",
             Need::Ksm => "if (access(\"/sys/kernel/mm/ksm/run\", W_OK))\n\t\tksft_exit_skip(\"needs KSM (CONFIG_KSM)\\n\");",
+            Need::Guard => "if (!guard_supported())\n\t\tksft_exit_skip(\"needs guard regions (MADV_GUARD_INSTALL)\\n\");",
         }
     }
 
@@ -96,6 +99,7 @@ impl Need {
             Need::Uffd => "userfaultfd write-protect",
             Need::Ramfs => "a ramfs at /mnt/ramfs",
             Need::Ksm => "KSM",
+            Need::Guard => "guard regions",
         }
     }
 }
@@ -116,6 +120,7 @@ pub fn needs(program: &Program) -> Vec<Need> {
             Op::UffdRegister { .. } => v.push(Need::Uffd),
             Op::Mmap { target: Target::File { file: FileName::Ramfs, .. }, .. } => v.push(Need::Ramfs),
             Op::Madvise { advice: Advice::Collapse, .. } => v.push(Need::Thp),
+            Op::Madvise { advice: Advice::GuardInstall | Advice::GuardRemove, .. } => v.push(Need::Guard),
             _ => {}
         }
     }
@@ -167,6 +172,8 @@ enum Owe {
     Page { slot: u8, page: u8, sd: bool, trap: u8, ld: Option<(u32, bool)> },
     /// The PAGEMAP_SCAN of `step` in `slot`: these pages reported WRITTEN.
     Scan { step: usize, slot: u8, mask: u16 },
+    /// The MADV_GUARD_INSTALL of `step` in `slot` returns.
+    Madv { step: usize, slot: u8 },
 }
 
 fn field<'a>(v: &'a str, name: &str) -> Option<&'a str> {
@@ -203,6 +210,9 @@ fn owes(t: &Trace) -> Result<Vec<Owe>, Unrealizable> {
                 slot: slot(p).ok_or_else(|| bad(key))?,
                 mask: field(v, "written").and_then(|m| u16::from_str_radix(m, 16).ok()).ok_or_else(|| bad(key))?,
             },
+            ["madv", step, p] if field(v, "returns") == Some("1") => {
+                Owe::Madv { step: step.parse().map_err(|_| bad(key))?, slot: slot(p).ok_or_else(|| bad(key))? }
+            }
             ["ld", step, p, a] => Owe::Ld {
                 step: step.parse().map_err(|_| bad(key))?,
                 slot: slot(p).ok_or_else(|| bad(key))?,
@@ -260,6 +270,7 @@ fn c_owed_table(traces: &[Trace]) -> Result<String, Unrealizable> {
             Owe::Scan { step, slot, mask } => {
                 format!("{{ .prof = {prof}, .kind = 's', .step = {step}, .slot = {slot}, .mask = 0x{mask:04x} }}")
             }
+            Owe::Madv { step, slot } => format!("{{ .prof = {prof}, .kind = 'a', .step = {step}, .slot = {slot} }}"),
             Owe::Ld { step, slot, page, val } => format!(
                 "{{ .prof = {prof}, .kind = 'l', .step = {step}, .slot = {slot}, .page = {page}, .ld = {} }}",
                 c_val(*val)
@@ -349,9 +360,15 @@ pub(crate) fn c_common(program: &Program) -> String {
 /// include kselftest.h as `tree` says: the race test for a program with a
 /// migration window (8 s or 20,000 rounds), the deterministic one otherwise.
 pub fn emit(program: &Program, name: &str, tree: &Tree) -> Result<String, Unrealizable> {
-    if super::race::window(program).is_ok() {
+    let c = if super::race::window(program).is_ok() {
         super::race::emit_race_as(program, name, 20000, 8, super::Flavour::Kselftest(tree))
     } else {
         super::emit_c_as(program, name, super::Flavour::Kselftest(tree))
+    }?;
+    // One blank line between the pieces (checkpatch: "multiple blank lines").
+    let mut c = c;
+    while c.contains("\n\n\n") {
+        c = c.replace("\n\n\n", "\n\n");
     }
+    Ok(c)
 }
