@@ -138,7 +138,13 @@ static void owe_pm(int step, int slot, unsigned int mask);
 static void owe_ld(int step, int slot, int page, long val);
 static void owe_page(int slot, int page, const char *obs, int sd, long ld, int sd2);
 static void owe_scan(int step, int slot, unsigned int written);
+static void owe_madv(int step, int slot, int hang);
 #else
+static void owe_madv(int step, int slot, int hang)
+{
+	(void)step, (void)slot, (void)hang;
+}
+
 static void owe_scan(int step, int slot, unsigned int written)
 {
 	(void)step, (void)slot, (void)written;
@@ -460,6 +466,7 @@ static long guard_madvise(int step, void *addr, size_t len, int install)
 		not_realized("PTEDIFF-NOTON %s %s\n", NAME, what);
 		return guard_rc;
 	}
+	owe_madv(step, MYSLOT, guard_rc == 1);
 	if (guard_rc == 1) {
 		printf("PTEDIFF-MADV %s %d p%d rc=hang\n", NAME, step, MYSLOT);
 		return -EINTR;

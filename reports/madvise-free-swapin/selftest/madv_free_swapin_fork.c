@@ -154,7 +154,13 @@ static void owe_pm(int step, int slot, unsigned int mask);
 static void owe_ld(int step, int slot, int page, long val);
 static void owe_page(int slot, int page, const char *obs, int sd, long ld, int sd2);
 static void owe_scan(int step, int slot, unsigned int written);
+static void owe_madv(int step, int slot, int hang);
 #else
+static void owe_madv(int step, int slot, int hang)
+{
+	(void)step, (void)slot, (void)hang;
+}
+
 static void owe_scan(int step, int slot, unsigned int written)
 {
 	(void)step, (void)slot, (void)written;
@@ -476,6 +482,7 @@ static long guard_madvise(int step, void *addr, size_t len, int install)
 		not_realized("PTEDIFF-NOTON %s %s\n", NAME, what);
 		return guard_rc;
 	}
+	owe_madv(step, MYSLOT, guard_rc == 1);
 	if (guard_rc == 1) {
 		printf("PTEDIFF-MADV %s %d p%d rc=hang\n", NAME, step, MYSLOT);
 		return -EINTR;
@@ -740,7 +747,9 @@ static void probe(int slot)
  */
 struct owed {
 	int prof; /* -1: every kernel version; else an index into PROF */
-	char kind; /* 'm' pagemap after a step, 'l' a load, 'p' the probe, 's' a scan */
+	char kind; /* 'm' pagemap after a step, 'l' a load, 'p' the probe, 's' a scan,
+		    * 'a' a guard install that returns
+		    */
 	int step;
 	int slot; /* the process (p0, p1, p2) */
 	int page;
@@ -870,6 +879,22 @@ static void owe_scan(int step, int slot, unsigned int written)
 	}
 }
 
+/* The MADV_GUARD_INSTALL of `step` returned (hang: 0) or did not within the
+ * timer's 300 ms (hang: 1).
+ */
+static void owe_madv(int step, int slot, int hang)
+{
+	for (unsigned int i = 0; i < ARRAY_SIZE(OWED); i++) {
+		const struct owed *o = &OWED[i];
+
+		if (hang && owed_here(o, 'a', slot) && o->step == step) {
+			ksft_print_msg("contract broken: guard p%d (%s of step %d never returns)\n",
+				       slot, "MADV_GUARD_INSTALL", step);
+			__atomic_add_fetch(&shared_counts[0], 1, __ATOMIC_SEQ_CST);
+		}
+	}
+}
+
 /* The probe of one page: its store's outcome, pagemap before and after it. */
 static void owe_page(int slot, int page, const char *obs, int sd, long ld, int sd2)
 {
@@ -884,7 +909,8 @@ static void owe_page(int slot, int page, const char *obs, int sd, long ld, int s
 			broke("soft-dirty", slot, page, "probe: pagemap");
 		else if (stored && !sd2)
 			broke("soft-dirty", slot, page, "probe: the store is not soft-dirty");
-		if (o->trap == 1 && strcmp(obs, "uffd"))
+		/* A store that raises SIGSEGV does not complete either. */
+		if (o->trap == 1 && strcmp(obs, "uffd") && strcmp(obs, "segv"))
 			broke("uffd-wp", slot, page, "probe: the store raised no uffd message");
 		if (o->trap == 2 && strcmp(obs, "segv"))
 			broke("permission", slot, page, "probe: the store raised no SIGSEGV");
@@ -892,7 +918,6 @@ static void owe_page(int slot, int page, const char *obs, int sd, long ld, int s
 			broke("content", slot, page, "probe: the load");
 	}
 }
-
 
 /* The test's one result: skipped where the kernel did not do what the program
  * needs, failed where it broke a contract, passed otherwise.
