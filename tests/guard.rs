@@ -122,9 +122,13 @@ fn each_guard_uffd_wp_hole_explains_its_finding_and_its_patch_closes_it() {
     use ptediff::model::Patches;
     let livelock = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)";
     let unguarded = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nwrite(p0, 0)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\nmadvise(p0, 0, 1, MADV_GUARD_REMOVE)";
+    // The same through fork with EVENT_FORK: the child's copy of the guard
+    // (copy_pte_marker()) must carry the protection too.
+    let forked = "mmap(p0, 0, 1, rw-, memfd, shared, 0)\nmadvise(p0, 0, 1, MADV_GUARD_INSTALL)\nuffd_register(p0, 0, 1)\nuffd_wp(p0, 0, 1)\np1 = fork(p0, event_fork)\nmadvise(p1, 0, 1, MADV_GUARD_REMOVE)";
     let cases = [
         (livelock, "broken-G-via-guard-install-uffd-wp", Patches::GUARD_INSTALL_OVER_UFFD_WP),
         (unguarded, "broken-U-via-uffd-wp-skips-guard", Patches::GUARD_KEEPS_UFFD_WP),
+        (forked, "broken-U-via-uffd-wp-skips-guard", Patches::GUARD_KEEPS_UFFD_WP),
     ];
     // The oracle finding of `text` with `patches` on both sides (the
     // end-of-program probe included), as its signature.

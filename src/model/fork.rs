@@ -181,9 +181,13 @@ fn copy_nonpresent_pte(
             return;
         }
         // copy_pte_marker() (v6.13): a guard is always copied, as a fresh marker
-        // (no swap soft-dirty or uffd-wp bit).
-        Entry::Guard { .. } => {
-            set_pte(s, child, a, Entry::Guard { bits: SwpBits::empty() }, Why::CopyNonpresentPte);
+        // (no swap soft-dirty or uffd-wp bit). With the candidate fix of
+        // hole.uffd-wp-skips-guard the marker's uffd-wp bit goes along into a
+        // uffd-wp child VMA, as copy_pte_marker() does for a uffd-wp marker.
+        Entry::Guard { bits } => {
+            let keep = cfg.guard_keeps_uffd_wp() && dst.uffd_wp();
+            let bits = if keep { bits & SwpBits::UW } else { SwpBits::empty() };
+            set_pte(s, child, a, Entry::Guard { bits }, Why::CopyNonpresentPte);
             return;
         }
         _ => return,
