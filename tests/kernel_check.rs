@@ -23,6 +23,8 @@ fn unrealizable_programs_are_refused_with_a_reason() {
             "blocks on uffd-wp",
         ),
         ("mmap(p0, 0, 1, rw-, anon)\nwrite(p0, 0)\np1 = fork(p0)\npageout(p0, 0)\n", "mapped more than once"),
+        // The model's TASK_SIZE is page 16; a real process's is not (sample-16-1431 hung on 7.3.4).
+        ("mmap(p0, 3, 1, rw-, memfd, shared, 3)\nmremap(p0, 3, 4, 13)\n", "16-page area"),
     ];
     for (text, why) in cases {
         let p = ptediff::text::parse(text).unwrap();

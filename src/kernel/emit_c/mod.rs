@@ -161,6 +161,14 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
             if let Some(why) = layout.then(|| thp_refusal(op)).flatten() {
                 return refuse(why);
             }
+            // The model's address space ends at page 16 (its TASK_SIZE, where
+            // mremap() refuses a destination: EINVAL); a real process's goes on,
+            // and from 6.17 remap_move() moves what lies inside (sample-16-1431).
+            if let Op::Mremap { len, new, .. } = *op {
+                if new as usize + len as usize > NPAGES {
+                    return refuse("the destination runs past the 16-page area (the model's TASK_SIZE only)");
+                }
+            }
             if let Op::Madvise { p, addr, len, advice: Advice::Collapse } = *op {
                 // The model collapses private anonymous memory only.
                 let (a, e) = model::range(addr, len);
