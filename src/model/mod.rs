@@ -643,6 +643,12 @@ impl std::str::FromStr for Variant {
 pub const VARIANT_NAMES: &str =
     "pre-fix, full-restore, vm-page-prot, stable-6.1.y (each optionally +unuse-care, then +clear-refs-fix)";
 
+/// Does `[addr, addr + len)` run past the model's address space (its
+/// TASK_SIZE: mremap() refuses such a destination with EINVAL)?
+pub fn past_task_size(addr: u8, len: u8) -> bool {
+    addr as usize + len as usize > NPAGES
+}
+
 /// The pages `[addr, addr + len)` of an op, clipped to the model's space.
 pub fn range(addr: u8, len: u8) -> (u8, u8) {
     (addr, addr.saturating_add(len).min(NPAGES as u8))

@@ -733,7 +733,7 @@ pub fn userfaultfd_release(s: &mut State, cfg: &Config, p: usize) -> KResult<()>
 pub fn mremap(s: &mut State, cfg: &Config, p: usize, old: u8, len: u8, new: u8) -> KResult<()> {
     let end = old + len;
     // The destination must lie inside the address space (TASK_SIZE).
-    if new as usize + len as usize > NPAGES {
+    if super::past_task_size(new, len) {
         return Err(Errno::Einval);
     }
     if cfg.kernel.mremap_moves_vma_by_vma() {

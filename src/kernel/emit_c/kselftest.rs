@@ -360,13 +360,12 @@ pub(crate) fn c_common(program: &Program) -> String {
 /// include kselftest.h as `tree` says: the race test for a program with a
 /// migration window (8 s or 20,000 rounds), the deterministic one otherwise.
 pub fn emit(program: &Program, name: &str, tree: &Tree) -> Result<String, Unrealizable> {
-    let c = if super::race::window(program).is_ok() {
+    let mut c = if super::race::window(program).is_ok() {
         super::race::emit_race_as(program, name, 20000, 8, super::Flavour::Kselftest(tree))
     } else {
         super::emit_c_as(program, name, super::Flavour::Kselftest(tree))
     }?;
     // One blank line between the pieces (checkpatch: "multiple blank lines").
-    let mut c = c;
     while c.contains("\n\n\n") {
         c = c.replace("\n\n\n", "\n\n");
     }

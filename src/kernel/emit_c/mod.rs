@@ -165,7 +165,7 @@ pub fn realizable(program: &Program) -> Result<Vec<Trace>, Unrealizable> {
             // mremap() refuses a destination: EINVAL); a real process's goes on,
             // and from 6.17 remap_move() moves what lies inside (sample-16-1431).
             if let Op::Mremap { len, new, .. } = *op {
-                if new as usize + len as usize > NPAGES {
+                if model::past_task_size(new, len) {
                     return refuse("the destination runs past the 16-page area (the model's TASK_SIZE only)");
                 }
             }
